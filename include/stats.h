@@ -1,0 +1,66 @@
+/* stats.h - the daemon's counters, shared by every thread.
+ *
+ * Plain relaxed atomics: counters are written from the apply thread and the
+ * query threads and read by INFO, HEALTH and /metrics, where a value a few
+ * nanoseconds old is fine. One global instance, as redis-server's stat_* fields. */
+#ifndef TENANTCACHED_STATS_H
+#define TENANTCACHED_STATS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct stats {
+    _Atomic uint64_t messages_applied;
+    _Atomic uint64_t messages_stale;
+    _Atomic uint64_t messages_invalid;
+    _Atomic uint64_t messages_filtered;
+    _Atomic uint64_t messages_unknown_kind;
+    _Atomic uint64_t seq_gaps;
+    _Atomic uint64_t hits;
+    _Atomic uint64_t misses;
+    _Atomic uint64_t fills_l2;
+    _Atomic uint64_t fills_l3;
+    _Atomic uint64_t fill_errors;
+    _Atomic uint64_t fills_shared;
+    _Atomic uint64_t fills_discarded;
+    _Atomic uint64_t fills_negative;
+    _Atomic uint64_t stale_served;
+    _Atomic uint64_t stale_refused;
+    _Atomic uint64_t commands_processed;
+    _Atomic uint64_t connections_received;
+    _Atomic uint64_t connections_rejected;
+    _Atomic uint64_t protocol_errors;
+    _Atomic uint64_t clients_dropped_backlog;
+    _Atomic uint64_t clients_dropped_idle;
+    _Atomic uint64_t connected_clients;
+    /* The invalidation stream, as the main thread last saw it. */
+    _Atomic uint64_t redis_connected;      /* 1 while subscribed */
+    _Atomic uint64_t redis_down_since_ms;  /* monotonic ms; 0 while subscribed */
+    _Atomic uint64_t redis_reconnects;
+    _Atomic uint64_t publisher_silent_since_ms; /* heartbeat_timeout: 0 unless silent */
+    _Atomic uint64_t start_ms;             /* monotonic ms at start */
+};
+
+extern struct stats stats;
+
+static inline void stats_add(_Atomic uint64_t *counter, uint64_t n)
+{
+    atomic_fetch_add_explicit(counter, n, memory_order_relaxed);
+}
+
+static inline void stats_sub(_Atomic uint64_t *counter, uint64_t n)
+{
+    atomic_fetch_sub_explicit(counter, n, memory_order_relaxed);
+}
+
+static inline void stats_set(_Atomic uint64_t *counter, uint64_t value)
+{
+    atomic_store_explicit(counter, value, memory_order_relaxed);
+}
+
+static inline uint64_t stats_get(_Atomic uint64_t *counter)
+{
+    return atomic_load_explicit(counter, memory_order_relaxed);
+}
+
+#endif
