@@ -1,0 +1,21 @@
+/* perm.h - permission patterns (SPEC §2).
+ *
+ * A permission is dot-separated segments ("crm.leads.create"). In a pattern a
+ * `*` segment matches exactly one segment, except as the last segment, where
+ * it matches one or more; the pattern "*" alone matches every permission.
+ * Matching never allocates. */
+#ifndef TENANTCACHED_PERM_H
+#define TENANTCACHED_PERM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* True if pattern[0..pattern_len) grants permission[0..permission_len). */
+bool perm_match(const char *pattern, size_t pattern_len, const char *permission,
+                size_t permission_len);
+
+/* True if text is a well-formed permission or pattern: non-empty segments of
+ * printable non-space ASCII other than '.', separated by single dots. */
+bool perm_valid(const char *text, size_t len);
+
+#endif

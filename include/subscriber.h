@@ -1,0 +1,55 @@
+/* subscriber.h - the invalidation stream: a hiredis async pub/sub connection.
+ *
+ * Runs on the main event loop. Connects to Redis (TCP or Unix socket),
+ * authenticates, selects nothing (pub/sub ignores the db), SUBSCRIBEs to the
+ * configured channels and PSUBSCRIBEs to the patterns, and hands every payload
+ * to the on_message callback. When the connection fails or drops it
+ * reconnects with exponential backoff and jitter between reconnect_min and
+ * reconnect_max; connect_timeout is enforced with a libevent timer since
+ * hiredis 0.14 has none. It never exits the process and never spins. */
+#ifndef TENANTCACHED_SUBSCRIBER_H
+#define TENANTCACHED_SUBSCRIBER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct config;
+struct subscriber;
+
+struct subscriber_callbacks {
+    /* A payload arrived on a channel (pattern is NULL for plain channels).
+     * The payload is only valid during the call. */
+    void (*on_message)(void *arg, const char *channel, const char *payload, size_t len);
+    /* Every channel and pattern is subscribed again (first connect: first=true).
+     * This is where the on_reconnect policy runs. */
+    void (*on_subscribed)(void *arg, bool first);
+    /* The subscription was lost (or a connect attempt failed); `reason` is
+     * hiredis's error text. Called once per loss, not per failed retry. */
+    void (*on_disconnected)(void *arg, const char *reason);
+    void *arg;
+};
+
+/* Creates the subscriber and starts connecting. The config is copied where
+ * needed; the caller keeps ownership of it. Returns NULL only on a config it
+ * cannot use (logged). */
+struct subscriber *sub_start(struct event_base *base, const struct config *config,
+                             const struct subscriber_callbacks *callbacks);
+
+/* Applies a reloaded config: if the address, credentials, channels or
+ * patterns changed, the connection is dropped and made again. */
+void sub_reconfigure(struct subscriber *sub, const struct config *config);
+
+/* True while every channel and pattern is subscribed. */
+bool sub_connected(const struct subscriber *sub);
+/* How many times the subscription was established after the first time. */
+uint64_t sub_reconnects(const struct subscriber *sub);
+/* Monotonic ms since which the subscription has been down (0 while up). The
+ * daemon counts as disconnected from its start until the first subscribe. */
+uint64_t sub_down_since_ms(const struct subscriber *sub);
+
+/* Disconnects and frees. Safe to call from outside any hiredis callback. */
+void sub_stop(struct subscriber *sub);
+
+#endif

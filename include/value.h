@@ -1,0 +1,74 @@
+/* value.h - validating a kind's value and precomputing what queries need.
+ *
+ * A `set` carries a JSON value. value_prepare() checks that it fits its kind's
+ * shape (SPEC §2), renders it as compact JSON, and packs the few facts the
+ * query commands need into a small "derived" blob stored next to the JSON in
+ * the cache entry: a credit's cost, a role's patterns, a user's status and
+ * roles, a hierarchy entity's parent. Queries read the blob through the
+ * accessors below and never parse JSON or allocate on the hot path.
+ *
+ * Blob layout (all integers little-endian, strings length-prefixed, not
+ * NUL-terminated) is private to value.c; only the accessors read it. */
+#ifndef TENANTCACHED_VALUE_H
+#define TENANTCACHED_VALUE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+#define VALUE_ERROR_MAX 128
+
+/* A prepared value. json and derived are owned by the struct: free with
+ * value_clear(). derived may be NULL (derived_len 0) for shapes without one.
+ * index_key is the hierarchy parent (pointing into derived), or NULL. */
+struct value_prepared {
+    char *json;
+    size_t json_len;
+    unsigned char *derived;
+    size_t derived_len;
+    const char *index_key;
+    size_t index_key_len;
+};
+
+/* Validates value for shape and fills out. Returns 0, or -1 with a reason such
+ * as "credit value must be a number or an object with a number 'cost'" in
+ * error[VALUE_ERROR_MAX] (out is then left empty). Does not take ownership of
+ * value. */
+int value_prepare(enum config_shape shape, json_t *value, struct value_prepared *out, char *error);
+
+/* The same from JSON text (as a fill from L2 or L3 returns it). */
+int value_prepare_text(enum config_shape shape, const char *text, size_t len,
+                       struct value_prepared *out, char *error);
+
+void value_clear(struct value_prepared *value);
+
+/* A sequence of strings inside a derived blob. Iterate with value_strings_next(). */
+struct value_strings {
+    const unsigned char *cursor;
+    const unsigned char *end;
+    uint32_t remaining;
+};
+
+/* Returns true and sets *str and *len to the next string, or false at the end. */
+bool value_strings_next(struct value_strings *strings, const char **str, size_t *len);
+
+/* credit: the cost and its shortest exact decimal text ("3.5"). Returns 0, or
+ * -1 if the blob is not a credit's. */
+int value_credit(const void *derived, size_t derived_len, double *cost, const char **text,
+                 size_t *text_len);
+
+/* role: the permission patterns. Returns 0 or -1. */
+int value_role_permissions(const void *derived, size_t derived_len, struct value_strings *out);
+
+/* user: the status and the role ids (empty when the value is a plain status). */
+int value_user(const void *derived, size_t derived_len, const char **status, size_t *status_len,
+               struct value_strings *roles);
+
+/* hierarchy: the parent id (*has_parent false for a root). */
+int value_hierarchy_parent(const void *derived, size_t derived_len, bool *has_parent,
+                           const char **parent, size_t *parent_len);
+
+#endif
