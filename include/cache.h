@@ -1,0 +1,194 @@
+/* cache.h - the sharded, two-tier, per-tenant store.
+ *
+ * Entries are keyed by (tenant, kind, key) triples, never by one concatenated
+ * string. Tenants are spread over a power-of-two number of shards by the hash
+ * of their name; a shard's read-write lock covers every tenant in it, so a
+ * query that needs several entries of one tenant (CAN reads a user and its
+ * roles) locks once. Readers share the lock and never wait for each other;
+ * the single writer (the thread that applies messages and fills) holds a shard
+ * only for the time of one entry's change.
+ *
+ * Each entry is one allocation: header, key, compact JSON value and the
+ * "derived" blob from value.c. Memory is accounted exactly from what the
+ * allocator holds, per tenant and in all, and kept within the limits by
+ * evicting, in this order: expired entries, least-recently-used reference
+ * entries, whole least-recently-used tenants. Critical entries are never
+ * evicted one by one.
+ *
+ * Thread rules: cache_read_* from any thread; every other call from the one
+ * writer thread only (they are not serialised against each other). */
+#ifndef TENANTCACHED_CACHE_H
+#define TENANTCACHED_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cache;
+struct cache_entry;
+struct cache_tenant;
+struct cache_shard;
+
+struct cache_limits {
+    uint64_t max_bytes;
+    uint64_t tenant_max_bytes;
+    unsigned max_tenants;
+    double high_watermark;  /* fraction of max_bytes that starts a shrink */
+    double low_watermark;   /* fraction a shrink stops at */
+};
+
+struct cache_key {
+    const char *tenant;
+    size_t tenant_len;
+    unsigned kind;          /* index into the config's kinds table (< 64) */
+    const char *key;
+    size_t key_len;
+};
+
+/* What a set stores. The cache copies everything; the caller keeps ownership. */
+struct cache_value {
+    const char *json;
+    size_t json_len;
+    const void *derived;
+    size_t derived_len;
+    const char *index_key;  /* secondary index (a hierarchy entity's parent); NULL: none */
+    size_t index_key_len;
+};
+
+/* How a write is to be applied. */
+struct cache_write {
+    bool critical;          /* the kind's tier */
+    bool has_version;       /* false: always applies, the version becomes 0 */
+    uint64_t version;
+    uint64_t expires_ms;    /* monotonic ms; 0: never */
+    uint64_t updated_ms;    /* wall-clock ms of the change */
+    bool if_absent;         /* a fill: never replace a live entry or tombstone */
+};
+
+enum cache_status {
+    CACHE_OK,               /* applied */
+    CACHE_STALE,            /* version not newer than the entry's or tombstone's */
+    CACHE_NOT_CACHED,       /* no room under the limits: answered but not kept */
+    CACHE_EXISTS,           /* if_absent and something live was there */
+};
+
+enum cache_entry_state {
+    CACHE_ENTRY_VALUE,
+    CACHE_ENTRY_TOMBSTONE,  /* deleted: answers nil, blocks older writes and fills */
+    CACHE_ENTRY_NEGATIVE,   /* the origin said 404: answers nil until it expires */
+};
+
+struct cache_stats {
+    uint64_t bytes;         /* accounted bytes, all tenants */
+    uint64_t entries;       /* live entries (values, tombstones and negatives) */
+    uint64_t tenants;
+    uint64_t critical_bytes;
+    uint64_t reference_bytes;
+    uint64_t evictions_expired;
+    uint64_t evictions_reference;
+    uint64_t evictions_tenant;
+    uint64_t not_cached;    /* writes answered but not kept for lack of room */
+};
+
+/* Per-tenant figures for TENANT, INFO tenants and HEALTH. */
+struct cache_tenant_stats {
+    char name[65];
+    uint64_t bytes;
+    uint64_t critical_bytes;
+    uint64_t entries;
+    uint64_t hits;
+    uint64_t misses;
+    uint64_t last_access_ms; /* wall clock; 0: never read */
+    unsigned kind_count;     /* number of valid slots below */
+    uint64_t kind_entries[64];
+    uint64_t kind_bytes[64];
+};
+
+/* Creates an empty cache with `shards` shards (a power of two). Cannot fail. */
+struct cache *cache_create(unsigned shards, const struct cache_limits *limits);
+void cache_destroy(struct cache *cache);
+/* New limits apply to the next writes; call cache_enforce() to apply them now. */
+void cache_set_limits(struct cache *cache, const struct cache_limits *limits);
+
+/* ---- Readers (any thread) ---- */
+
+/* A read session over one tenant; holds its shard's read lock from begin to
+ * end, so keep it short and never block inside it. Entries found stay valid
+ * until cache_read_end(). */
+struct cache_reader {
+    struct cache *cache;
+    struct cache_shard *shard;
+    struct cache_tenant *tenant; /* NULL: the tenant has nothing cached */
+    uint64_t now_ms;
+};
+
+void cache_read_begin(struct cache *cache, const char *tenant, size_t tenant_len, uint64_t now_ms,
+                      struct cache_reader *reader);
+void cache_read_end(struct cache_reader *reader);
+
+/* The live (unexpired) entry for (kind, key), or NULL. Counts a hit or a miss
+ * for the tenant and marks the entry recently used. */
+const struct cache_entry *cache_read_find(struct cache_reader *reader, unsigned kind,
+                                          const char *key, size_t key_len);
+
+/* Calls fn for each live value entry of `kind` whose index key equals
+ * index_key (the children of a hierarchy entity), in no particular order. */
+void cache_read_index(struct cache_reader *reader, unsigned kind, const char *index_key,
+                      size_t index_key_len,
+                      void (*fn)(void *arg, const struct cache_entry *entry), void *arg);
+
+enum cache_entry_state cache_entry_state(const struct cache_entry *entry);
+bool cache_entry_critical(const struct cache_entry *entry);
+const char *cache_entry_key(const struct cache_entry *entry, size_t *len);
+/* The compact JSON; NUL-terminated; empty for tombstones and negatives. */
+const char *cache_entry_value(const struct cache_entry *entry, size_t *len);
+const void *cache_entry_derived(const struct cache_entry *entry, size_t *len);
+uint64_t cache_entry_version(const struct cache_entry *entry);
+uint64_t cache_entry_updated_ms(const struct cache_entry *entry);
+
+/* ---- The writer ---- */
+
+enum cache_status cache_set(struct cache *cache, const struct cache_key *key,
+                            const struct cache_value *value, const struct cache_write *write,
+                            uint64_t now_ms);
+/* Replaces the entry by a tombstone carrying the version, living until
+ * write->expires_ms. */
+enum cache_status cache_delete(struct cache *cache, const struct cache_key *key,
+                               const struct cache_write *write, uint64_t now_ms);
+/* Stores a negative entry (origin 404) unless something live is there. */
+enum cache_status cache_set_negative(struct cache *cache, const struct cache_key *key,
+                                     uint64_t expires_ms, uint64_t now_ms);
+/* Drops the entry (no tombstone). A version not newer than the entry's makes
+ * it CACHE_STALE and nothing is dropped. */
+enum cache_status cache_invalidate(struct cache *cache, const struct cache_key *key,
+                                   bool has_version, uint64_t version, uint64_t now_ms);
+/* Drops a tenant's entries (tenant NULL: every tenant), of one kind when
+ * kind >= 0. Returns the number of entries dropped. */
+uint64_t cache_flush(struct cache *cache, const char *tenant, size_t tenant_len, int kind);
+
+/* Reclaims expired entries and tombstones, scanning at most `budget` hash
+ * buckets from where the last call stopped. Returns entries reclaimed. */
+uint64_t cache_sweep(struct cache *cache, uint64_t now_ms, unsigned budget);
+/* The adaptive shrink: when usage is above the high watermark, evicts
+ * least-recently-used reference entries (at most `budget` of them per call)
+ * until it is below the low one. Returns true while more work remains. */
+bool cache_shrink(struct cache *cache, uint64_t now_ms, unsigned budget);
+/* Brings the cache within its limits now (after the limits were lowered). */
+void cache_enforce(struct cache *cache, uint64_t now_ms);
+
+/* ---- Figures (any thread) ---- */
+
+void cache_get_stats(struct cache *cache, struct cache_stats *out);
+/* Fills out for the tenant; returns false if the tenant is not resident. */
+bool cache_tenant_get_stats(struct cache *cache, const char *tenant, size_t tenant_len,
+                            struct cache_tenant_stats *out);
+/* Calls fn for every resident tenant, one shard locked at a time. */
+void cache_foreach_tenant(struct cache *cache,
+                          void (*fn)(void *arg, const struct cache_tenant_stats *tenant),
+                          void *arg);
+
+/* Sets the clock used to stamp tenant reads (wall-clock ms); the main loop
+ * ticks it so readers need no clock call. */
+void cache_set_wall_clock(struct cache *cache, uint64_t wall_ms);
+
+#endif

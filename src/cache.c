@@ -1,0 +1,1350 @@
+/* cache.c - the sharded, two-tier, per-tenant store (see cache.h).
+ *
+ * Layout: cache -> shards (rwlock + hash table of tenants) -> tenant (hash
+ * table of entries, per-kind usage, a secondary index) -> entries (one
+ * allocation each: header, key, JSON value, derived blob, index key).
+ *
+ * Only one thread writes, so the structures used to choose victims (the
+ * array of every reference entry, the array of every tenant) are the
+ * writer's alone and need no lock; readers only touch each entry's atomic
+ * recency stamp. Recency is a logical clock (one tick per read), which keeps
+ * sampled LRU accurate however fast reads come. */
+#include "cache.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "stats.h"
+#include "util.h"
+
+#define NO_SLOT UINT32_MAX
+#define EVICTION_SAMPLES 16
+#define TENANT_SAMPLES 8
+#define INITIAL_BUCKETS 8
+#define REFERENCE_MIN_CAPACITY 256
+#define TENANTS_MIN_CAPACITY 64
+#define INDEX_MEMBERS_MIN 4
+#define KIND_LIMIT 64
+#define TENANT_NAME_MAX 64
+
+struct cache_entry {
+    struct cache_entry *next;   /* chain in the tenant's table */
+    struct cache_tenant *tenant;
+    uint64_t version;
+    uint64_t expires_ms;        /* monotonic; 0: never */
+    uint64_t updated_ms;
+    _Atomic uint32_t access;    /* logical clock of the last read */
+    uint32_t hash;
+    uint32_t reference_slot;    /* index in cache->reference, or NO_SLOT */
+    uint32_t value_len;
+    uint32_t derived_len;
+    uint16_t key_len;
+    uint16_t index_len;
+    uint8_t kind;
+    uint8_t state;
+    uint8_t critical;
+    char data[];                /* key NUL value NUL derived index */
+};
+
+/* The entries of one kind sharing one index key (a parent's children). */
+struct index_node {
+    struct index_node *next;
+    struct cache_entry **members;
+    uint32_t count;
+    uint32_t capacity;
+    uint32_t hash;
+    uint16_t key_len;
+    uint8_t kind;
+    char key[];
+};
+
+struct kind_usage {
+    uint64_t entries;
+    uint64_t bytes;
+};
+
+struct cache_tenant {
+    struct cache_tenant *next;  /* chain in the shard's table */
+    uint64_t hash;
+    struct cache_entry **buckets;
+    uint32_t bucket_count;
+    uint32_t entry_count;
+    uint32_t reference_count;
+    uint32_t tenant_slot;       /* index in cache->tenants */
+    uint64_t bytes;
+    uint64_t critical_bytes;
+    struct kind_usage *kinds;
+    uint32_t kind_capacity;
+    uint32_t index_count;
+    struct index_node **index_buckets;
+    uint32_t index_bucket_count;
+    _Atomic uint32_t access;
+    _Atomic uint64_t hits;
+    _Atomic uint64_t misses;
+    _Atomic uint64_t last_access_ms;
+    uint8_t name_len;
+    char name[];
+};
+
+struct cache_shard {
+    pthread_rwlock_t lock;
+    struct cache_tenant **buckets;
+    uint32_t bucket_count;
+    uint32_t tenant_count;
+} __attribute__((aligned(64)));
+
+struct cache {
+    struct cache_shard *shards;
+    unsigned shard_count;
+    struct cache_limits limits;
+    uint64_t seed;
+    size_t page_size;
+    _Atomic uint32_t clock;
+    _Atomic uint64_t wall_ms;
+
+    /* The writer's own: every reference entry and every tenant, for sampling. */
+    struct cache_entry **reference;
+    uint32_t reference_count;
+    uint32_t reference_capacity;
+    struct cache_tenant **tenants;
+    uint32_t tenant_count;
+    uint32_t tenant_capacity;
+    uint32_t sweep_tenant;
+    uint32_t sweep_bucket;
+    uint64_t random_state;
+    bool shrinking;
+
+    _Atomic uint64_t bytes;     /* tenants' bytes plus the shared tables */
+    _Atomic uint64_t entries;
+    _Atomic uint64_t tenant_total;
+    _Atomic uint64_t critical_bytes;
+    _Atomic uint64_t overhead_bytes;
+    _Atomic uint64_t evictions_expired;
+    _Atomic uint64_t evictions_reference;
+    _Atomic uint64_t evictions_tenant;
+    _Atomic uint64_t not_cached;
+};
+
+/* ---- small helpers ---- */
+
+static uint64_t load(_Atomic uint64_t *value)
+{
+    return atomic_load_explicit(value, memory_order_relaxed);
+}
+
+static void store(_Atomic uint64_t *value, uint64_t v)
+{
+    atomic_store_explicit(value, v, memory_order_relaxed);
+}
+
+static void adjust(_Atomic uint64_t *value, int64_t delta)
+{
+    atomic_fetch_add_explicit(value, (uint64_t)delta, memory_order_relaxed);
+}
+
+static uint64_t next_random(struct cache *cache)
+{
+    /* xorshift64*: victims need spread, not unpredictability. */
+    uint64_t x = cache->random_state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    cache->random_state = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+/* True if stamp a is older than stamp b on the wrapping logical clock. */
+static bool older(uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) < 0;
+}
+
+static uint32_t tick(struct cache *cache)
+{
+    return atomic_fetch_add_explicit(&cache->clock, 1, memory_order_relaxed);
+}
+
+static uint32_t entry_hash(const struct cache *cache, unsigned kind, const char *key, size_t len)
+{
+    return (uint32_t)util_hash(key, len, cache->seed + kind * 0x9e3779b97f4a7c15ull);
+}
+
+static struct cache_shard *shard_of(const struct cache *cache, uint64_t tenant_hash)
+{
+    return &cache->shards[tenant_hash & (cache->shard_count - 1)];
+}
+
+static const char *entry_value_ptr(const struct cache_entry *entry)
+{
+    return entry->data + entry->key_len + 1;
+}
+
+static const unsigned char *entry_derived_ptr(const struct cache_entry *entry)
+{
+    return (const unsigned char *)entry->data + entry->key_len + 1 + entry->value_len + 1;
+}
+
+static const char *entry_index_ptr(const struct cache_entry *entry)
+{
+    return (const char *)entry_derived_ptr(entry) + entry->derived_len;
+}
+
+static bool entry_expired(const struct cache_entry *entry, uint64_t now_ms)
+{
+    return entry->expires_ms != 0 && entry->expires_ms <= now_ms;
+}
+
+static bool entry_matches(const struct cache_entry *entry, uint32_t hash, unsigned kind,
+                          const char *key, size_t key_len)
+{
+    return entry->hash == hash && entry->kind == kind && entry->key_len == key_len &&
+           memcmp(entry->data, key, key_len) == 0;
+}
+
+/* ---- accounting ---- */
+
+static void account_tenant(struct cache *cache, struct cache_tenant *tenant, int64_t delta)
+{
+    tenant->bytes += (uint64_t)delta;
+    adjust(&cache->bytes, delta);
+}
+
+static void account_overhead(struct cache *cache, int64_t delta)
+{
+    adjust(&cache->overhead_bytes, delta);
+    adjust(&cache->bytes, delta);
+}
+
+static int64_t entry_bytes(const struct cache_entry *entry)
+{
+    return (int64_t)util_alloc_size(entry);
+}
+
+/* At least what util_alloc_size() will say of an allocation of `size`
+ * bytes: glibc adds a size word and rounds up to 16 (32 at least), and
+ * rounds the chunks it maps (large ones) up to a page. */
+static uint64_t alloc_bound(const struct cache *cache, size_t size)
+{
+    if (size >= 64 * 1024)
+        return size + cache->page_size + sizeof(size_t);
+    return size + 3 * sizeof(size_t);
+}
+
+/* ---- creation ---- */
+
+struct cache *cache_create(unsigned shards, const struct cache_limits *limits)
+{
+    struct cache *cache = xcalloc(1, sizeof(*cache));
+    if (shards == 0 || (shards & (shards - 1)) != 0)
+        shards = 64;
+    cache->shard_count = shards;
+    cache->limits = *limits;
+    cache->seed = util_monotonic_us() * 0x9e3779b97f4a7c15ull;
+    cache->random_state = cache->seed | 1;
+    long page_size = sysconf(_SC_PAGESIZE);
+    cache->page_size = page_size > 0 ? (size_t)page_size : 4096;
+    cache->shards = aligned_alloc(64, sizeof(struct cache_shard) * shards);
+    if (cache->shards == NULL)
+        log_fatal("out of memory allocating %u cache shards", shards);
+    pthread_rwlockattr_t attributes;
+    pthread_rwlockattr_init(&attributes);
+    /* A steady stream of readers must not starve the writer applying
+     * invalidations: stale answers are worse than a short wait. */
+    pthread_rwlockattr_setkind_np(&attributes, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    for (unsigned i = 0; i < shards; i++) {
+        struct cache_shard *shard = &cache->shards[i];
+        memset(shard, 0, sizeof(*shard));
+        pthread_rwlock_init(&shard->lock, &attributes);
+        shard->bucket_count = INITIAL_BUCKETS;
+        shard->buckets = xcalloc(shard->bucket_count, sizeof(*shard->buckets));
+        account_overhead(cache, (int64_t)util_alloc_size(shard->buckets));
+    }
+    pthread_rwlockattr_destroy(&attributes);
+    account_overhead(cache, (int64_t)(util_alloc_size(cache) + util_alloc_size(cache->shards)));
+    return cache;
+}
+
+void cache_set_limits(struct cache *cache, const struct cache_limits *limits)
+{
+    cache->limits = *limits;
+}
+
+void cache_set_wall_clock(struct cache *cache, uint64_t wall_ms)
+{
+    store(&cache->wall_ms, wall_ms);
+}
+
+/* ---- the writer's victim arrays ---- */
+
+static void reference_add(struct cache *cache, struct cache_entry *entry)
+{
+    if (cache->reference_count == cache->reference_capacity) {
+        size_t before = util_alloc_size(cache->reference);
+        cache->reference_capacity =
+            cache->reference_capacity ? cache->reference_capacity * 2 : REFERENCE_MIN_CAPACITY;
+        cache->reference = xrealloc(cache->reference,
+                                    cache->reference_capacity * sizeof(*cache->reference));
+        account_overhead(cache, (int64_t)util_alloc_size(cache->reference) - (int64_t)before);
+    }
+    entry->reference_slot = cache->reference_count;
+    cache->reference[cache->reference_count++] = entry;
+    entry->tenant->reference_count++;
+}
+
+static void reference_remove(struct cache *cache, struct cache_entry *entry)
+{
+    if (entry->reference_slot == NO_SLOT)
+        return;
+    uint32_t slot = entry->reference_slot;
+    struct cache_entry *last = cache->reference[--cache->reference_count];
+    cache->reference[slot] = last;
+    last->reference_slot = slot;
+    entry->reference_slot = NO_SLOT;
+    entry->tenant->reference_count--;
+    if (cache->reference_count == 0) {
+        /* Give the array back, so an emptied cache weighs what a new one does. */
+        account_overhead(cache, -(int64_t)util_alloc_size(cache->reference));
+        free(cache->reference);
+        cache->reference = NULL;
+        cache->reference_capacity = 0;
+    }
+}
+
+static void tenants_add(struct cache *cache, struct cache_tenant *tenant)
+{
+    if (cache->tenant_count == cache->tenant_capacity) {
+        size_t before = util_alloc_size(cache->tenants);
+        cache->tenant_capacity =
+            cache->tenant_capacity ? cache->tenant_capacity * 2 : TENANTS_MIN_CAPACITY;
+        cache->tenants = xrealloc(cache->tenants, cache->tenant_capacity * sizeof(*cache->tenants));
+        account_overhead(cache, (int64_t)util_alloc_size(cache->tenants) - (int64_t)before);
+    }
+    tenant->tenant_slot = cache->tenant_count;
+    cache->tenants[cache->tenant_count++] = tenant;
+}
+
+static void tenants_remove(struct cache *cache, struct cache_tenant *tenant)
+{
+    uint32_t slot = tenant->tenant_slot;
+    struct cache_tenant *last = cache->tenants[--cache->tenant_count];
+    cache->tenants[slot] = last;
+    last->tenant_slot = slot;
+    if (cache->tenant_count == 0) {
+        account_overhead(cache, -(int64_t)util_alloc_size(cache->tenants));
+        free(cache->tenants);
+        cache->tenants = NULL;
+        cache->tenant_capacity = 0;
+    }
+}
+
+/* ---- tenants ---- */
+
+static struct cache_tenant *shard_find_tenant(const struct cache_shard *shard, uint64_t hash,
+                                              const char *name, size_t len)
+{
+    struct cache_tenant *tenant = shard->buckets[(hash >> 20) & (shard->bucket_count - 1)];
+    for (; tenant != NULL; tenant = tenant->next) {
+        if (tenant->hash == hash && tenant->name_len == len && memcmp(tenant->name, name, len) == 0)
+            return tenant;
+    }
+    return NULL;
+}
+
+static void shard_grow(struct cache *cache, struct cache_shard *shard)
+{
+    uint32_t count = shard->bucket_count * 2;
+    struct cache_tenant **buckets = xcalloc(count, sizeof(*buckets));
+    for (uint32_t i = 0; i < shard->bucket_count; i++) {
+        struct cache_tenant *tenant = shard->buckets[i];
+        while (tenant != NULL) {
+            struct cache_tenant *next = tenant->next;
+            uint32_t bucket = (uint32_t)(tenant->hash >> 20) & (count - 1);
+            tenant->next = buckets[bucket];
+            buckets[bucket] = tenant;
+            tenant = next;
+        }
+    }
+    account_overhead(cache, (int64_t)util_alloc_size(buckets) - (int64_t)util_alloc_size(shard->buckets));
+    free(shard->buckets);
+    shard->buckets = buckets;
+    shard->bucket_count = count;
+}
+
+/* Called with the shard write-locked. */
+static struct cache_tenant *tenant_create(struct cache *cache, struct cache_shard *shard,
+                                          uint64_t hash, const char *name, size_t len)
+{
+    struct cache_tenant *tenant = xcalloc(1, sizeof(*tenant) + len + 1);
+    tenant->hash = hash;
+    tenant->name_len = (uint8_t)len;
+    memcpy(tenant->name, name, len);
+    tenant->bucket_count = INITIAL_BUCKETS;
+    tenant->buckets = xcalloc(tenant->bucket_count, sizeof(*tenant->buckets));
+    atomic_store_explicit(&tenant->access, tick(cache), memory_order_relaxed);
+    if (shard->tenant_count + 1 > shard->bucket_count)
+        shard_grow(cache, shard);
+    uint32_t bucket = (uint32_t)(hash >> 20) & (shard->bucket_count - 1);
+    tenant->next = shard->buckets[bucket];
+    shard->buckets[bucket] = tenant;
+    shard->tenant_count++;
+    tenants_add(cache, tenant);
+    adjust(&cache->tenant_total, 1);
+    account_tenant(cache, tenant,
+                   (int64_t)(util_alloc_size(tenant) + util_alloc_size(tenant->buckets)));
+    return tenant;
+}
+
+/* The size of the per-kind array once it holds `kind`. */
+static uint32_t kinds_capacity(unsigned kind)
+{
+    return kind < 8 ? 8 : KIND_LIMIT;
+}
+
+static struct kind_usage *tenant_kind(struct cache *cache, struct cache_tenant *tenant,
+                                      unsigned kind)
+{
+    if (kind >= tenant->kind_capacity) {
+        uint32_t capacity = kinds_capacity(kind);
+        size_t before = util_alloc_size(tenant->kinds);
+        tenant->kinds = xrealloc(tenant->kinds, capacity * sizeof(*tenant->kinds));
+        memset(tenant->kinds + tenant->kind_capacity, 0,
+               (capacity - tenant->kind_capacity) * sizeof(*tenant->kinds));
+        tenant->kind_capacity = capacity;
+        account_tenant(cache, tenant, (int64_t)util_alloc_size(tenant->kinds) - (int64_t)before);
+    }
+    return &tenant->kinds[kind];
+}
+
+/* ---- the secondary index ---- */
+
+static uint32_t index_hash(const struct cache *cache, unsigned kind, const char *key, size_t len)
+{
+    return (uint32_t)util_hash(key, len, ~cache->seed + kind);
+}
+
+static struct index_node **index_slot(const struct cache_tenant *tenant, uint32_t hash,
+                                      unsigned kind, const char *key, size_t len)
+{
+    if (tenant->index_bucket_count == 0)
+        return NULL;
+    struct index_node **slot = &tenant->index_buckets[hash & (tenant->index_bucket_count - 1)];
+    for (; *slot != NULL; slot = &(*slot)->next) {
+        struct index_node *node = *slot;
+        if (node->hash == hash && node->kind == kind && node->key_len == len &&
+            memcmp(node->key, key, len) == 0)
+            return slot;
+    }
+    return slot;
+}
+
+static void index_grow(struct cache *cache, struct cache_tenant *tenant)
+{
+    uint32_t count = tenant->index_bucket_count ? tenant->index_bucket_count * 2 : INITIAL_BUCKETS;
+    struct index_node **buckets = xcalloc(count, sizeof(*buckets));
+    for (uint32_t i = 0; i < tenant->index_bucket_count; i++) {
+        struct index_node *node = tenant->index_buckets[i];
+        while (node != NULL) {
+            struct index_node *next = node->next;
+            node->next = buckets[node->hash & (count - 1)];
+            buckets[node->hash & (count - 1)] = node;
+            node = next;
+        }
+    }
+    account_tenant(cache, tenant,
+                   (int64_t)util_alloc_size(buckets) - (int64_t)util_alloc_size(tenant->index_buckets));
+    free(tenant->index_buckets);
+    tenant->index_buckets = buckets;
+    tenant->index_bucket_count = count;
+}
+
+static void index_add(struct cache *cache, struct cache_tenant *tenant, struct cache_entry *entry)
+{
+    const char *key = entry_index_ptr(entry);
+    uint32_t hash = index_hash(cache, entry->kind, key, entry->index_len);
+    struct index_node **slot = index_slot(tenant, hash, entry->kind, key, entry->index_len);
+    if (slot == NULL || *slot == NULL) {
+        if (tenant->index_count + 1 > tenant->index_bucket_count) {
+            index_grow(cache, tenant);
+            slot = index_slot(tenant, hash, entry->kind, key, entry->index_len);
+        }
+        struct index_node *node = xcalloc(1, sizeof(*node) + entry->index_len);
+        node->hash = hash;
+        node->kind = entry->kind;
+        node->key_len = entry->index_len;
+        memcpy(node->key, key, entry->index_len);
+        *slot = node;
+        tenant->index_count++;
+        account_tenant(cache, tenant, (int64_t)util_alloc_size(node));
+    }
+    struct index_node *node = *slot;
+    if (node->count == node->capacity) {
+        size_t before = util_alloc_size(node->members);
+        node->capacity = node->capacity ? node->capacity * 2 : INDEX_MEMBERS_MIN;
+        node->members = xrealloc(node->members, node->capacity * sizeof(*node->members));
+        account_tenant(cache, tenant, (int64_t)util_alloc_size(node->members) - (int64_t)before);
+    }
+    node->members[node->count++] = entry;
+}
+
+static void index_remove(struct cache *cache, struct cache_tenant *tenant, struct cache_entry *entry)
+{
+    const char *key = entry_index_ptr(entry);
+    uint32_t hash = index_hash(cache, entry->kind, key, entry->index_len);
+    struct index_node **slot = index_slot(tenant, hash, entry->kind, key, entry->index_len);
+    if (slot == NULL || *slot == NULL)
+        return;
+    struct index_node *node = *slot;
+    for (uint32_t i = 0; i < node->count; i++) {
+        if (node->members[i] == entry) {
+            node->members[i] = node->members[--node->count];
+            break;
+        }
+    }
+    if (node->count == 0) {
+        *slot = node->next;
+        tenant->index_count--;
+        account_tenant(cache, tenant,
+                       -(int64_t)(util_alloc_size(node->members) + util_alloc_size(node)));
+        free(node->members);
+        free(node);
+    }
+}
+
+/* ---- entries ---- */
+
+static struct cache_entry *entry_create(const struct cache_key *key, const struct cache_value *value,
+                                        uint32_t hash, enum cache_entry_state state)
+{
+    size_t json_len = value ? value->json_len : 0;
+    size_t derived_len = value ? value->derived_len : 0;
+    size_t index_len = value && value->index_key ? value->index_key_len : 0;
+    struct cache_entry *entry =
+        xmalloc(sizeof(*entry) + key->key_len + 1 + json_len + 1 + derived_len + index_len);
+    entry->next = NULL;
+    entry->tenant = NULL;
+    entry->version = 0;
+    entry->expires_ms = 0;
+    entry->updated_ms = 0;
+    atomic_init(&entry->access, 0);
+    entry->hash = hash;
+    entry->reference_slot = NO_SLOT;
+    entry->value_len = (uint32_t)json_len;
+    entry->key_len = (uint16_t)key->key_len;
+    entry->derived_len = (uint32_t)derived_len;
+    entry->index_len = (uint16_t)index_len;
+    entry->kind = (uint8_t)key->kind;
+    entry->state = (uint8_t)state;
+    entry->critical = 0;
+    char *cursor = entry->data;
+    memcpy(cursor, key->key, key->key_len);
+    cursor += key->key_len;
+    *cursor++ = '\0';
+    if (json_len > 0)
+        memcpy(cursor, value->json, json_len);
+    cursor += json_len;
+    *cursor++ = '\0';
+    if (derived_len > 0)
+        memcpy(cursor, value->derived, derived_len);
+    cursor += derived_len;
+    if (index_len > 0)
+        memcpy(cursor, value->index_key, index_len);
+    return entry;
+}
+
+static struct cache_entry **tenant_slot(struct cache_tenant *tenant, uint32_t hash, unsigned kind,
+                                        const char *key, size_t key_len)
+{
+    struct cache_entry **slot = &tenant->buckets[hash & (tenant->bucket_count - 1)];
+    for (; *slot != NULL; slot = &(*slot)->next) {
+        if (entry_matches(*slot, hash, kind, key, key_len))
+            return slot;
+    }
+    return slot;
+}
+
+static void tenant_grow(struct cache *cache, struct cache_tenant *tenant)
+{
+    uint32_t count = tenant->bucket_count * 2;
+    struct cache_entry **buckets = xcalloc(count, sizeof(*buckets));
+    for (uint32_t i = 0; i < tenant->bucket_count; i++) {
+        struct cache_entry *entry = tenant->buckets[i];
+        while (entry != NULL) {
+            struct cache_entry *next = entry->next;
+            entry->next = buckets[entry->hash & (count - 1)];
+            buckets[entry->hash & (count - 1)] = entry;
+            entry = next;
+        }
+    }
+    account_tenant(cache, tenant,
+                   (int64_t)util_alloc_size(buckets) - (int64_t)util_alloc_size(tenant->buckets));
+    free(tenant->buckets);
+    tenant->buckets = buckets;
+    tenant->bucket_count = count;
+}
+
+/* Links a new entry into its tenant; the shard is write-locked. */
+static void entry_link(struct cache *cache, struct cache_tenant *tenant, struct cache_entry **slot,
+                       struct cache_entry *entry)
+{
+    entry->tenant = tenant;
+    entry->next = *slot;
+    *slot = entry;
+    tenant->entry_count++;
+    int64_t bytes = entry_bytes(entry);
+    struct kind_usage *usage = tenant_kind(cache, tenant, entry->kind);
+    usage->entries++;
+    usage->bytes += (uint64_t)bytes;
+    account_tenant(cache, tenant, bytes);
+    adjust(&cache->entries, 1);
+    if (entry->critical) {
+        tenant->critical_bytes += (uint64_t)bytes;
+        adjust(&cache->critical_bytes, bytes);
+    } else if (entry->state == CACHE_ENTRY_VALUE) {
+        reference_add(cache, entry);
+    }
+    if (entry->index_len > 0 && entry->state == CACHE_ENTRY_VALUE)
+        index_add(cache, tenant, entry);
+}
+
+/* Unlinks and frees *slot. The shard is write-locked, and readers only hold
+ * entries under the read lock, so nobody can still be looking at it. */
+static void entry_unlink(struct cache *cache, struct cache_tenant *tenant, struct cache_entry **slot)
+{
+    struct cache_entry *entry = *slot;
+    *slot = entry->next;
+    tenant->entry_count--;
+    int64_t bytes = entry_bytes(entry);
+    struct kind_usage *usage = tenant_kind(cache, tenant, entry->kind);
+    usage->entries--;
+    usage->bytes -= (uint64_t)bytes;
+    account_tenant(cache, tenant, -bytes);
+    adjust(&cache->entries, -1);
+    if (entry->critical) {
+        tenant->critical_bytes -= (uint64_t)bytes;
+        adjust(&cache->critical_bytes, -bytes);
+    }
+    reference_remove(cache, entry);
+    if (entry->index_len > 0 && entry->state == CACHE_ENTRY_VALUE)
+        index_remove(cache, tenant, entry);
+    free(entry);
+}
+
+/* Frees a tenant with all it holds; the shard is write-locked. */
+static void tenant_destroy(struct cache *cache, struct cache_shard *shard, struct cache_tenant *tenant)
+{
+    for (uint32_t i = 0; i < tenant->bucket_count; i++) {
+        while (tenant->buckets[i] != NULL)
+            entry_unlink(cache, tenant, &tenant->buckets[i]);
+    }
+    struct cache_tenant **link = &shard->buckets[(tenant->hash >> 20) & (shard->bucket_count - 1)];
+    while (*link != tenant)
+        link = &(*link)->next;
+    *link = tenant->next;
+    shard->tenant_count--;
+    if (shard->tenant_count == 0 && shard->bucket_count > INITIAL_BUCKETS) {
+        /* The shard's last tenant: give back a table grown for many. A
+         * caller walking this shard's buckets finds the new, empty table. */
+        struct cache_tenant **buckets = xcalloc(INITIAL_BUCKETS, sizeof(*buckets));
+        account_overhead(cache, (int64_t)util_alloc_size(buckets) -
+                                    (int64_t)util_alloc_size(shard->buckets));
+        free(shard->buckets);
+        shard->buckets = buckets;
+        shard->bucket_count = INITIAL_BUCKETS;
+    }
+    tenants_remove(cache, tenant);
+    adjust(&cache->tenant_total, -1);
+    int64_t remaining = (int64_t)tenant->bytes;
+    adjust(&cache->bytes, -remaining);
+    for (uint32_t i = 0; i < tenant->index_bucket_count; i++) {
+        struct index_node *node = tenant->index_buckets[i];
+        while (node != NULL) {
+            struct index_node *next = node->next;
+            free(node->members);
+            free(node);
+            node = next;
+        }
+    }
+    free(tenant->index_buckets);
+    free(tenant->kinds);
+    free(tenant->buckets);
+    free(tenant);
+}
+
+/* ---- eviction (writer only, no lock held on entry) ---- */
+
+/* The i-th candidate of a sample of `samples` among `count`: each member in
+ * turn when there are no more than that (the choice is then exact), else a
+ * random one. */
+static uint32_t sample_slot(struct cache *cache, uint32_t i, uint32_t count, uint32_t samples)
+{
+    return count <= samples ? i : (uint32_t)(next_random(cache) % count);
+}
+
+static struct cache_shard *tenant_shard(const struct cache *cache, const struct cache_tenant *tenant)
+{
+    return shard_of(cache, tenant->hash);
+}
+
+static void evict_entry(struct cache *cache, struct cache_entry *victim, _Atomic uint64_t *counter)
+{
+    struct cache_tenant *tenant = victim->tenant;
+    struct cache_shard *shard = tenant_shard(cache, tenant);
+    pthread_rwlock_wrlock(&shard->lock);
+    struct cache_entry **slot =
+        tenant_slot(tenant, victim->hash, victim->kind, victim->data, victim->key_len);
+    if (*slot == victim)
+        entry_unlink(cache, tenant, slot);
+    if (tenant->entry_count == 0)
+        tenant_destroy(cache, shard, tenant);
+    pthread_rwlock_unlock(&shard->lock);
+    adjust(counter, 1);
+}
+
+/* Evicts the least recently used of a sample of reference entries, from the
+ * whole cache (tenant NULL) or from one tenant. Returns false if there was
+ * none to evict. */
+static bool evict_reference(struct cache *cache, struct cache_tenant *tenant)
+{
+    struct cache_entry *victim = NULL;
+    uint32_t victim_access = 0;
+    if (tenant == NULL) {
+        if (cache->reference_count == 0)
+            return false;
+        uint32_t count = cache->reference_count;
+        uint32_t samples = count < EVICTION_SAMPLES ? count : EVICTION_SAMPLES;
+        for (uint32_t i = 0; i < samples; i++) {
+            struct cache_entry *candidate =
+                cache->reference[sample_slot(cache, i, count, EVICTION_SAMPLES)];
+            uint32_t access = atomic_load_explicit(&candidate->access, memory_order_relaxed);
+            if (victim == NULL || older(access, victim_access)) {
+                victim = candidate;
+                victim_access = access;
+            }
+        }
+    } else {
+        if (tenant->reference_count == 0)
+            return false;
+        /* Sample the tenant's buckets from a random start; the writer owns
+         * the structure, so no lock is needed just to look. */
+        uint32_t start = (uint32_t)next_random(cache);
+        int seen = 0;
+        for (uint32_t i = 0; i < tenant->bucket_count && seen < EVICTION_SAMPLES; i++) {
+            struct cache_entry *entry = tenant->buckets[(start + i) & (tenant->bucket_count - 1)];
+            for (; entry != NULL; entry = entry->next) {
+                if (entry->reference_slot == NO_SLOT)
+                    continue;
+                uint32_t access = atomic_load_explicit(&entry->access, memory_order_relaxed);
+                if (victim == NULL || older(access, victim_access)) {
+                    victim = entry;
+                    victim_access = access;
+                }
+                seen++;
+            }
+        }
+        if (victim == NULL)
+            return false;
+    }
+    evict_entry(cache, victim, &cache->evictions_reference);
+    return true;
+}
+
+/* Evicts the least recently read of a sample of tenants, never `keep`.
+ * Returns false if there was none. */
+static bool evict_tenant(struct cache *cache, const struct cache_tenant *keep)
+{
+    struct cache_tenant *victim = NULL;
+    uint32_t victim_access = 0;
+    uint32_t count = cache->tenant_count;
+    if (count == 0 || (count == 1 && cache->tenants[0] == keep))
+        return false;
+    /* Few tenants: look at each. Many: sample, retrying past `keep`. */
+    uint32_t tries = count <= TENANT_SAMPLES ? count : TENANT_SAMPLES * 4;
+    for (uint32_t i = 0; i < tries && (victim == NULL || i < TENANT_SAMPLES); i++) {
+        struct cache_tenant *candidate = cache->tenants[sample_slot(cache, i, count, TENANT_SAMPLES)];
+        if (candidate == keep)
+            continue;
+        uint32_t access = atomic_load_explicit(&candidate->access, memory_order_relaxed);
+        if (victim == NULL || older(access, victim_access)) {
+            victim = candidate;
+            victim_access = access;
+        }
+    }
+    if (victim == NULL)
+        return false;
+    struct cache_shard *shard = tenant_shard(cache, victim);
+    pthread_rwlock_wrlock(&shard->lock);
+    tenant_destroy(cache, shard, victim);
+    pthread_rwlock_unlock(&shard->lock);
+    adjust(&cache->evictions_tenant, 1);
+    return true;
+}
+
+/* Makes room for `needed` more bytes in total, in the order of SPEC §6.
+ * `keep` (the tenant being written) is never evicted whole. Returns false if
+ * the room cannot be made. */
+static bool make_room(struct cache *cache, uint64_t needed, const struct cache_tenant *keep,
+                      uint64_t now_ms)
+{
+    if (load(&cache->bytes) + needed <= cache->limits.max_bytes)
+        return true;
+    cache_sweep(cache, now_ms, 1024);
+    while (load(&cache->bytes) + needed > cache->limits.max_bytes) {
+        if (evict_reference(cache, NULL))
+            continue;
+        if (!evict_tenant(cache, keep))
+            return false;
+    }
+    return true;
+}
+
+/* ---- writes ---- */
+
+/* What a new entry may add to its tenant, including the growth of the
+ * tenant's tables it joins: an upper bound, so that the limits hold. */
+static uint64_t insert_cost(const struct cache *cache, const struct cache_tenant *tenant,
+                            const struct cache_key *key, const struct cache_value *value)
+{
+    size_t index_len = value && value->index_key ? value->index_key_len : 0;
+    size_t size = sizeof(struct cache_entry) + key->key_len + 2;
+    if (value != NULL)
+        size += value->json_len + value->derived_len + index_len;
+    uint64_t cost = alloc_bound(cache, size);
+    if (tenant == NULL)
+        cost += alloc_bound(cache, sizeof(struct cache_tenant) + key->tenant_len + 1) +
+                alloc_bound(cache, INITIAL_BUCKETS * sizeof(struct cache_entry *));
+    else if (tenant->entry_count + 1 > tenant->bucket_count)
+        cost += alloc_bound(cache, tenant->bucket_count * 2 * sizeof(struct cache_entry *));
+    if (tenant == NULL || key->kind >= tenant->kind_capacity)
+        cost += alloc_bound(cache, kinds_capacity(key->kind) * sizeof(struct kind_usage));
+    if (index_len > 0) {
+        uint32_t hash = index_hash(cache, key->kind, value->index_key, index_len);
+        struct index_node **slot =
+            tenant ? index_slot(tenant, hash, key->kind, value->index_key, index_len) : NULL;
+        struct index_node *node = slot ? *slot : NULL;
+        if (node == NULL) {
+            uint32_t nodes = tenant ? tenant->index_count : 0;
+            uint32_t buckets = tenant ? tenant->index_bucket_count : 0;
+            cost += alloc_bound(cache, sizeof(struct index_node) + index_len) +
+                    alloc_bound(cache, INDEX_MEMBERS_MIN * sizeof(*node->members));
+            if (nodes + 1 > buckets)
+                cost += alloc_bound(cache, (buckets ? buckets * 2 : INITIAL_BUCKETS) *
+                                               sizeof(struct index_node *));
+        } else if (node->count == node->capacity) {
+            cost += alloc_bound(cache, node->capacity * 2 * sizeof(*node->members));
+        }
+    }
+    return cost;
+}
+
+/* What a new entry may add to the tables every tenant shares (counted in
+ * the cache's bytes, not in any tenant's): an upper bound. */
+static uint64_t shared_cost(const struct cache *cache, const struct cache_shard *shard,
+                            const struct cache_tenant *tenant, bool reference)
+{
+    uint64_t cost = 0;
+    if (reference && cache->reference_count == cache->reference_capacity)
+        cost += alloc_bound(cache, (cache->reference_capacity ? cache->reference_capacity * 2
+                                                              : REFERENCE_MIN_CAPACITY) *
+                                       sizeof(*cache->reference));
+    if (tenant == NULL) {
+        if (cache->tenant_count == cache->tenant_capacity)
+            cost += alloc_bound(cache, (cache->tenant_capacity ? cache->tenant_capacity * 2
+                                                               : TENANTS_MIN_CAPACITY) *
+                                           sizeof(*cache->tenants));
+        if (shard->tenant_count + 1 > shard->bucket_count)
+            cost += alloc_bound(cache, shard->bucket_count * 2 * sizeof(*shard->buckets));
+    }
+    return cost;
+}
+
+/* The unexpired entry for the key in `tenant` (which may be NULL), or NULL. */
+static struct cache_entry *live_entry(struct cache_tenant *tenant, uint32_t hash,
+                                      const struct cache_key *key, uint64_t now_ms)
+{
+    if (tenant == NULL)
+        return NULL;
+    struct cache_entry *entry = *tenant_slot(tenant, hash, key->kind, key->key, key->key_len);
+    return entry != NULL && !entry_expired(entry, now_ms) ? entry : NULL;
+}
+
+enum write_mode {
+    WRITE_SET,
+    WRITE_DELETE,
+    WRITE_NEGATIVE,
+};
+
+static enum cache_status write_entry(struct cache *cache, const struct cache_key *key,
+                                     const struct cache_value *value,
+                                     const struct cache_write *write, enum write_mode mode,
+                                     uint64_t now_ms)
+{
+    uint64_t tenant_hash = util_hash(key->tenant, key->tenant_len, cache->seed);
+    struct cache_shard *shard = shard_of(cache, tenant_hash);
+    uint32_t hash = entry_hash(cache, key->kind, key->key, key->key_len);
+
+    /* The writer alone changes the structure: look without the lock. */
+    struct cache_tenant *tenant = shard_find_tenant(shard, tenant_hash, key->tenant, key->tenant_len);
+    struct cache_entry *existing = live_entry(tenant, hash, key, now_ms);
+    if (existing != NULL) {
+        if (write->if_absent && existing->state != CACHE_ENTRY_NEGATIVE)
+            return CACHE_EXISTS;
+        if (write->has_version && write->version <= existing->version &&
+            existing->state != CACHE_ENTRY_NEGATIVE)
+            return CACHE_STALE;
+    }
+
+    /* Make room. An eviction may take the entry being replaced, or free the
+     * tenant itself, which changes what the write costs: plan again after
+     * each until the room is there for what is really left. */
+    const struct cache_value *stored = mode == WRITE_SET ? value : NULL;
+    bool reference = mode == WRITE_SET && !write->critical;
+    for (;;) {
+        uint64_t cost = insert_cost(cache, tenant, key, stored);
+        uint64_t freed = existing ? (uint64_t)entry_bytes(existing) : 0;
+        uint64_t needed = cost > freed ? cost - freed : 0;
+        if (cost > cache->limits.tenant_max_bytes)
+            goto not_cached;
+        /* Per-tenant limit: reference entries of this tenant go first;
+         * critical data over the limit is answered but not kept. */
+        if (tenant != NULL && tenant->bytes + needed > cache->limits.tenant_max_bytes) {
+            if (!evict_reference(cache, tenant))
+                goto not_cached;
+        } else if (tenant == NULL && cache->tenant_count >= cache->limits.max_tenants) {
+            if (!evict_tenant(cache, NULL))
+                goto not_cached;
+        } else {
+            needed += shared_cost(cache, shard, tenant, reference);
+            if (load(&cache->bytes) + needed <= cache->limits.max_bytes)
+                break;
+            if (!make_room(cache, needed, tenant, now_ms))
+                goto not_cached;
+        }
+        tenant = shard_find_tenant(shard, tenant_hash, key->tenant, key->tenant_len);
+        existing = live_entry(tenant, hash, key, now_ms);
+    }
+
+    struct cache_entry *entry = entry_create(
+        key, stored, hash,
+        mode == WRITE_SET ? CACHE_ENTRY_VALUE
+                          : (mode == WRITE_DELETE ? CACHE_ENTRY_TOMBSTONE : CACHE_ENTRY_NEGATIVE));
+    entry->version = write->has_version ? write->version : 0;
+    entry->expires_ms = write->expires_ms;
+    entry->updated_ms = write->updated_ms;
+    entry->critical = write->critical && mode == WRITE_SET;
+    atomic_store_explicit(&entry->access, tick(cache), memory_order_relaxed);
+
+    pthread_rwlock_wrlock(&shard->lock);
+    if (tenant == NULL)
+        tenant = tenant_create(cache, shard, tenant_hash, key->tenant, key->tenant_len);
+    struct cache_entry **slot = tenant_slot(tenant, hash, key->kind, key->key, key->key_len);
+    if (*slot != NULL)
+        entry_unlink(cache, tenant, slot);
+    if (tenant->entry_count + 1 > tenant->bucket_count) {
+        tenant_grow(cache, tenant);
+        slot = tenant_slot(tenant, hash, key->kind, key->key, key->key_len);
+    }
+    entry_link(cache, tenant, slot, entry);
+    pthread_rwlock_unlock(&shard->lock);
+
+    /* The costs above are upper bounds; should one ever fall short, settle
+     * the difference at once. */
+    if (load(&cache->bytes) > cache->limits.max_bytes)
+        make_room(cache, 0, tenant, now_ms);
+    return CACHE_OK;
+
+not_cached:
+    /* Whatever was cached for the key is older than what we were told:
+     * it must not be served. Evictions may have freed the tenant. */
+    tenant = shard_find_tenant(shard, tenant_hash, key->tenant, key->tenant_len);
+    if (tenant != NULL) {
+        pthread_rwlock_wrlock(&shard->lock);
+        struct cache_entry **old = tenant_slot(tenant, hash, key->kind, key->key, key->key_len);
+        if (*old != NULL)
+            entry_unlink(cache, tenant, old);
+        if (tenant->entry_count == 0)
+            tenant_destroy(cache, shard, tenant);
+        pthread_rwlock_unlock(&shard->lock);
+    }
+    adjust(&cache->not_cached, 1);
+    return CACHE_NOT_CACHED;
+}
+
+enum cache_status cache_set(struct cache *cache, const struct cache_key *key,
+                            const struct cache_value *value, const struct cache_write *write,
+                            uint64_t now_ms)
+{
+    return write_entry(cache, key, value, write, WRITE_SET, now_ms);
+}
+
+enum cache_status cache_delete(struct cache *cache, const struct cache_key *key,
+                               const struct cache_write *write, uint64_t now_ms)
+{
+    return write_entry(cache, key, NULL, write, WRITE_DELETE, now_ms);
+}
+
+enum cache_status cache_set_negative(struct cache *cache, const struct cache_key *key,
+                                     uint64_t expires_ms, uint64_t now_ms)
+{
+    struct cache_write write = {.expires_ms = expires_ms, .if_absent = true,
+                                .updated_ms = load(&cache->wall_ms)};
+    return write_entry(cache, key, NULL, &write, WRITE_NEGATIVE, now_ms);
+}
+
+enum cache_status cache_invalidate(struct cache *cache, const struct cache_key *key,
+                                   bool has_version, uint64_t version, uint64_t now_ms)
+{
+    uint64_t tenant_hash = util_hash(key->tenant, key->tenant_len, cache->seed);
+    struct cache_shard *shard = shard_of(cache, tenant_hash);
+    struct cache_tenant *tenant = shard_find_tenant(shard, tenant_hash, key->tenant, key->tenant_len);
+    if (tenant == NULL)
+        return CACHE_OK;
+    uint32_t hash = entry_hash(cache, key->kind, key->key, key->key_len);
+    struct cache_entry **slot = tenant_slot(tenant, hash, key->kind, key->key, key->key_len);
+    if (*slot == NULL)
+        return CACHE_OK;
+    if (has_version && !entry_expired(*slot, now_ms) && version <= (*slot)->version)
+        return CACHE_STALE;
+    pthread_rwlock_wrlock(&shard->lock);
+    entry_unlink(cache, tenant, slot);
+    if (tenant->entry_count == 0)
+        tenant_destroy(cache, shard, tenant);
+    pthread_rwlock_unlock(&shard->lock);
+    return CACHE_OK;
+}
+
+/* Drops the tenant's entries of `kind` (all when kind < 0); shard write-locked.
+ * Frees the tenant if nothing is left. */
+static uint64_t flush_tenant(struct cache *cache, struct cache_shard *shard,
+                             struct cache_tenant *tenant, int kind)
+{
+    uint64_t dropped = 0;
+    for (uint32_t i = 0; i < tenant->bucket_count; i++) {
+        struct cache_entry **slot = &tenant->buckets[i];
+        while (*slot != NULL) {
+            if (kind < 0 || (*slot)->kind == (unsigned)kind) {
+                entry_unlink(cache, tenant, slot);
+                dropped++;
+            } else {
+                slot = &(*slot)->next;
+            }
+        }
+    }
+    if (tenant->entry_count == 0)
+        tenant_destroy(cache, shard, tenant);
+    return dropped;
+}
+
+uint64_t cache_flush(struct cache *cache, const char *tenant_name, size_t tenant_len, int kind)
+{
+    uint64_t dropped = 0;
+    if (tenant_name != NULL) {
+        uint64_t hash = util_hash(tenant_name, tenant_len, cache->seed);
+        struct cache_shard *shard = shard_of(cache, hash);
+        struct cache_tenant *tenant = shard_find_tenant(shard, hash, tenant_name, tenant_len);
+        if (tenant == NULL)
+            return 0;
+        pthread_rwlock_wrlock(&shard->lock);
+        dropped = flush_tenant(cache, shard, tenant, kind);
+        pthread_rwlock_unlock(&shard->lock);
+        return dropped;
+    }
+    for (unsigned s = 0; s < cache->shard_count; s++) {
+        struct cache_shard *shard = &cache->shards[s];
+        pthread_rwlock_wrlock(&shard->lock);
+        /* Freeing the shard's last tenant swaps in a new, empty table; the
+         * walk then finds nothing more, as it should. */
+        for (uint32_t b = 0; b < shard->bucket_count; b++) {
+            struct cache_tenant *tenant = shard->buckets[b];
+            while (tenant != NULL) {
+                struct cache_tenant *next = tenant->next;
+                dropped += flush_tenant(cache, shard, tenant, kind);
+                tenant = next;
+            }
+        }
+        pthread_rwlock_unlock(&shard->lock);
+    }
+    return dropped;
+}
+
+uint64_t cache_sweep(struct cache *cache, uint64_t now_ms, unsigned budget)
+{
+    uint64_t reclaimed = 0;
+    unsigned scanned = 0;
+    uint32_t tenants_visited = 0;
+    /* One pass at most: the tenants there are now (those freed on the way
+     * count as visited), plus the one this call may have started inside. */
+    uint32_t pass = cache->tenant_count;
+    while (scanned < budget && cache->tenant_count > 0 && tenants_visited <= pass) {
+        if (cache->sweep_tenant >= cache->tenant_count) {
+            cache->sweep_tenant = 0;
+            cache->sweep_bucket = 0;
+        }
+        struct cache_tenant *tenant = cache->tenants[cache->sweep_tenant];
+        struct cache_shard *shard = tenant_shard(cache, tenant);
+        bool locked = false;
+        while (scanned < budget && cache->sweep_bucket < tenant->bucket_count) {
+            struct cache_entry **slot = &tenant->buckets[cache->sweep_bucket];
+            while (*slot != NULL) {
+                if (entry_expired(*slot, now_ms)) {
+                    if (!locked) {
+                        pthread_rwlock_wrlock(&shard->lock);
+                        locked = true;
+                    }
+                    entry_unlink(cache, tenant, slot);
+                    reclaimed++;
+                } else {
+                    slot = &(*slot)->next;
+                }
+            }
+            cache->sweep_bucket++;
+            scanned++;
+        }
+        bool tenant_done = cache->sweep_bucket >= tenant->bucket_count;
+        if (tenant->entry_count == 0) {
+            if (!locked) {
+                pthread_rwlock_wrlock(&shard->lock);
+                locked = true;
+            }
+            /* The last tenant moves into this slot: sweep it next. */
+            tenant_destroy(cache, shard, tenant);
+            cache->sweep_bucket = 0;
+        } else if (tenant_done) {
+            cache->sweep_tenant++;
+            cache->sweep_bucket = 0;
+        }
+        if (locked)
+            pthread_rwlock_unlock(&shard->lock);
+        if (tenant_done)
+            tenants_visited++;
+    }
+    adjust(&cache->evictions_expired, (int64_t)reclaimed);
+    return reclaimed;
+}
+
+bool cache_shrink(struct cache *cache, uint64_t now_ms, unsigned budget)
+{
+    (void)now_ms;
+    double max = (double)cache->limits.max_bytes;
+    double used = (double)load(&cache->bytes);
+    if (!cache->shrinking && used > max * cache->limits.high_watermark)
+        cache->shrinking = true;
+    if (!cache->shrinking)
+        return false;
+    for (unsigned i = 0; i < budget; i++) {
+        if ((double)load(&cache->bytes) <= max * cache->limits.low_watermark ||
+            !evict_reference(cache, NULL)) {
+            cache->shrinking = false;
+            return false;
+        }
+    }
+    return true;
+}
+
+void cache_enforce(struct cache *cache, uint64_t now_ms)
+{
+    while (cache->tenant_count > cache->limits.max_tenants && evict_tenant(cache, NULL)) {
+    }
+    for (uint32_t i = 0; i < cache->tenant_count; i++) {
+        struct cache_tenant *tenant = cache->tenants[i];
+        while (tenant->bytes > cache->limits.tenant_max_bytes && tenant->reference_count > 0 &&
+               tenant->entry_count > 1)
+            evict_reference(cache, tenant);
+    }
+    make_room(cache, 0, NULL, now_ms);
+}
+
+/* ---- readers ---- */
+
+void cache_read_begin(struct cache *cache, const char *tenant, size_t tenant_len, uint64_t now_ms,
+                      struct cache_reader *reader)
+{
+    uint64_t hash = util_hash(tenant, tenant_len, cache->seed);
+    reader->cache = cache;
+    reader->shard = shard_of(cache, hash);
+    reader->now_ms = now_ms;
+    pthread_rwlock_rdlock(&reader->shard->lock);
+    reader->tenant = shard_find_tenant(reader->shard, hash, tenant, tenant_len);
+    if (reader->tenant != NULL) {
+        atomic_store_explicit(&reader->tenant->access, tick(cache), memory_order_relaxed);
+        atomic_store_explicit(&reader->tenant->last_access_ms, load(&cache->wall_ms),
+                              memory_order_relaxed);
+    }
+}
+
+void cache_read_end(struct cache_reader *reader)
+{
+    pthread_rwlock_unlock(&reader->shard->lock);
+    reader->shard = NULL;
+    reader->tenant = NULL;
+}
+
+const struct cache_entry *cache_read_find(struct cache_reader *reader, unsigned kind,
+                                          const char *key, size_t key_len)
+{
+    struct cache_tenant *tenant = reader->tenant;
+    struct cache_entry *entry = NULL;
+    if (tenant != NULL) {
+        uint32_t hash = entry_hash(reader->cache, kind, key, key_len);
+        entry = *tenant_slot(tenant, hash, kind, key, key_len);
+        if (entry != NULL && entry_expired(entry, reader->now_ms))
+            entry = NULL;
+    }
+    if (entry == NULL) {
+        stats_add(&stats.misses, 1);
+        if (tenant != NULL)
+            atomic_fetch_add_explicit(&tenant->misses, 1, memory_order_relaxed);
+        return NULL;
+    }
+    stats_add(&stats.hits, 1);
+    atomic_fetch_add_explicit(&tenant->hits, 1, memory_order_relaxed);
+    atomic_store_explicit(&entry->access, tick(reader->cache), memory_order_relaxed);
+    return entry;
+}
+
+void cache_read_index(struct cache_reader *reader, unsigned kind, const char *index_key,
+                      size_t index_key_len,
+                      void (*fn)(void *arg, const struct cache_entry *entry), void *arg)
+{
+    struct cache_tenant *tenant = reader->tenant;
+    if (tenant == NULL)
+        return;
+    uint32_t hash = index_hash(reader->cache, kind, index_key, index_key_len);
+    struct index_node **slot = index_slot(tenant, hash, kind, index_key, index_key_len);
+    if (slot == NULL || *slot == NULL)
+        return;
+    struct index_node *node = *slot;
+    for (uint32_t i = 0; i < node->count; i++) {
+        if (!entry_expired(node->members[i], reader->now_ms))
+            fn(arg, node->members[i]);
+    }
+}
+
+enum cache_entry_state cache_entry_state(const struct cache_entry *entry)
+{
+    return (enum cache_entry_state)entry->state;
+}
+
+bool cache_entry_critical(const struct cache_entry *entry)
+{
+    return entry->critical != 0;
+}
+
+const char *cache_entry_key(const struct cache_entry *entry, size_t *len)
+{
+    *len = entry->key_len;
+    return entry->data;
+}
+
+const char *cache_entry_value(const struct cache_entry *entry, size_t *len)
+{
+    *len = entry->value_len;
+    return entry_value_ptr(entry);
+}
+
+const void *cache_entry_derived(const struct cache_entry *entry, size_t *len)
+{
+    *len = entry->derived_len;
+    return entry_derived_ptr(entry);
+}
+
+uint64_t cache_entry_version(const struct cache_entry *entry)
+{
+    return entry->version;
+}
+
+uint64_t cache_entry_updated_ms(const struct cache_entry *entry)
+{
+    return entry->updated_ms;
+}
+
+/* ---- figures ---- */
+
+void cache_get_stats(struct cache *cache, struct cache_stats *out)
+{
+    out->bytes = load(&cache->bytes);
+    out->entries = load(&cache->entries);
+    out->tenants = load(&cache->tenant_total);
+    out->critical_bytes = load(&cache->critical_bytes);
+    uint64_t overhead = load(&cache->overhead_bytes);
+    uint64_t non_critical = out->bytes > out->critical_bytes + overhead
+                                ? out->bytes - out->critical_bytes - overhead
+                                : 0;
+    out->reference_bytes = non_critical;
+    out->evictions_expired = load(&cache->evictions_expired);
+    out->evictions_reference = load(&cache->evictions_reference);
+    out->evictions_tenant = load(&cache->evictions_tenant);
+    out->not_cached = load(&cache->not_cached);
+}
+
+static void tenant_fill_stats(const struct cache_tenant *tenant, struct cache_tenant_stats *out)
+{
+    memcpy(out->name, tenant->name, tenant->name_len);
+    out->name[tenant->name_len] = '\0';
+    out->bytes = tenant->bytes;
+    out->critical_bytes = tenant->critical_bytes;
+    out->entries = tenant->entry_count;
+    out->hits = atomic_load_explicit(&tenant->hits, memory_order_relaxed);
+    out->misses = atomic_load_explicit(&tenant->misses, memory_order_relaxed);
+    out->last_access_ms = atomic_load_explicit(&tenant->last_access_ms, memory_order_relaxed);
+    out->kind_count = tenant->kind_capacity;
+    for (uint32_t k = 0; k < tenant->kind_capacity && k < KIND_LIMIT; k++) {
+        out->kind_entries[k] = tenant->kinds[k].entries;
+        out->kind_bytes[k] = tenant->kinds[k].bytes;
+    }
+}
+
+bool cache_tenant_get_stats(struct cache *cache, const char *tenant_name, size_t tenant_len,
+                            struct cache_tenant_stats *out)
+{
+    if (tenant_len > TENANT_NAME_MAX)
+        return false;
+    uint64_t hash = util_hash(tenant_name, tenant_len, cache->seed);
+    struct cache_shard *shard = shard_of(cache, hash);
+    pthread_rwlock_rdlock(&shard->lock);
+    struct cache_tenant *tenant = shard_find_tenant(shard, hash, tenant_name, tenant_len);
+    if (tenant != NULL)
+        tenant_fill_stats(tenant, out);
+    pthread_rwlock_unlock(&shard->lock);
+    return tenant != NULL;
+}
+
+void cache_foreach_tenant(struct cache *cache,
+                          void (*fn)(void *arg, const struct cache_tenant_stats *tenant), void *arg)
+{
+    struct cache_tenant_stats *figures = xmalloc(sizeof(*figures));
+    for (unsigned s = 0; s < cache->shard_count; s++) {
+        struct cache_shard *shard = &cache->shards[s];
+        pthread_rwlock_rdlock(&shard->lock);
+        for (uint32_t b = 0; b < shard->bucket_count; b++) {
+            for (struct cache_tenant *tenant = shard->buckets[b]; tenant; tenant = tenant->next) {
+                tenant_fill_stats(tenant, figures);
+                fn(arg, figures);
+            }
+        }
+        pthread_rwlock_unlock(&shard->lock);
+    }
+    free(figures);
+}
+
+void cache_destroy(struct cache *cache)
+{
+    if (cache == NULL)
+        return;
+    while (cache->tenant_count > 0) {
+        struct cache_tenant *tenant = cache->tenants[cache->tenant_count - 1];
+        tenant_destroy(cache, tenant_shard(cache, tenant), tenant);
+    }
+    for (unsigned s = 0; s < cache->shard_count; s++) {
+        struct cache_shard *shard = &cache->shards[s];
+        free(shard->buckets);
+        pthread_rwlock_destroy(&shard->lock);
+    }
+    free(cache->reference);
+    free(cache->tenants);
+    free(cache->shards);
+    free(cache);
+}
