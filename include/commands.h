@@ -1,0 +1,51 @@
+/* commands.h - the query commands of SPEC §4 and their dispatch.
+ *
+ * server.c parses a request and calls commands_execute(); the command reads
+ * the caches and writes its reply to the client's output buffer. Commands
+ * run on the query threads: they only read the caches and the config, and
+ * write counters. */
+#ifndef TENANTCACHED_COMMANDS_H
+#define TENANTCACHED_COMMANDS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "acl.h"
+
+struct cache;
+struct config;
+struct evbuffer;
+struct protocol_request;
+
+/* What a query thread shares with its commands. */
+struct commands_env {
+    struct cache *cache;
+    const struct config *config; /* the thread's current config */
+    uint64_t config_generation;
+};
+
+/* One connected client, as commands see it. Owned by server.c. */
+struct commands_client {
+    struct evbuffer *out;
+    uid_t uid;
+    gid_t gid;
+    pid_t pid;
+    struct acl_grant grant;
+    uint64_t grant_generation;   /* config generation grant was computed for */
+    bool close_after_reply;      /* set by QUIT */
+};
+
+/* Runs one request and appends its reply to client->out. Cannot fail: every
+ * error becomes a RESP error reply. */
+void commands_execute(struct commands_env *env, struct commands_client *client,
+                      const struct protocol_request *request);
+
+/* Parses a full entry name written with redis.key_format (such as
+ * "cache:acme:role:admin") into tenant, kind and key. Returns true on a
+ * match; the pointers point into name. */
+bool commands_parse_name(const struct config *config, const char *name, size_t len,
+                         const char **tenant, size_t *tenant_len, int *kind, const char **key,
+                         size_t *key_len);
+
+#endif
