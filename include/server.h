@@ -1,0 +1,39 @@
+/* server.h - the query side: the Unix socket, its connections and the query threads.
+ *
+ * The main thread owns the listening socket and accepts; each accepted
+ * connection is handed to one of `threads` query threads, each running its
+ * own libevent loop, which reads RESP requests (protocol.c), runs them
+ * (commands.c) and writes the replies in order. Limits of SPEC §8 are
+ * enforced here: max_clients, max_request_bytes and max_args (through the
+ * parser), idle_timeout and max_reply_backlog. */
+#ifndef TENANTCACHED_SERVER_H
+#define TENANTCACHED_SERVER_H
+
+#include <stddef.h>
+
+struct cache;
+struct config;
+struct event_base;
+struct server;
+
+/* Creates the socket at config->listen.socket (replacing a stale socket
+ * file, refusing a live one), starts the query threads and begins accepting
+ * on main_base. The cache and config are borrowed: the config must live until
+ * server_reconfigure() or server_stop() returns. Returns NULL with a message
+ * in error[error_size] on failure. */
+struct server *server_start(struct event_base *main_base, struct cache *cache,
+                            const struct config *config, char *error, size_t error_size);
+
+/* Hands a reloaded config to every query thread and waits until each uses
+ * it, so the caller may free the old one on return. A changed socket path,
+ * mode or group makes the server listen anew. Returns 0, or -1 with a
+ * message if the new socket could not be made (the old one stays). */
+int server_reconfigure(struct server *server, const struct config *config, char *error,
+                       size_t error_size);
+
+/* Stops accepting, lets every connection finish the replies it has pending
+ * (for at most a few seconds), stops the threads, removes the socket file and
+ * frees everything. */
+void server_stop(struct server *server);
+
+#endif
