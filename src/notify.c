@@ -1,0 +1,55 @@
+/* notify.c - sd_notify(3) over a datagram socket, no libsystemd (see notify.h). */
+#include "notify.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+int notify_send(const char *state)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (path == NULL || path[0] == '\0')
+        return 0;
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    size_t len = strlen(path);
+    if ((path[0] != '/' && path[0] != '@') || len >= sizeof(address.sun_path))
+        return -1;
+    memcpy(address.sun_path, path, len);
+    if (path[0] == '@')
+        address.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    socklen_t address_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+    ssize_t sent = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&address,
+                          address_len);
+    close(fd);
+    return sent < 0 ? -1 : 0;
+}
+
+int notify_sendf(const char *fmt, ...)
+{
+    char state[512];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(state, sizeof(state), fmt, args);
+    va_end(args);
+    return notify_send(state);
+}
+
+uint64_t notify_watchdog_interval_ms(void)
+{
+    const char *usec = getenv("WATCHDOG_USEC");
+    if (usec == NULL || usec[0] == '\0')
+        return 0;
+    const char *pid = getenv("WATCHDOG_PID");
+    if (pid != NULL && pid[0] != '\0' && strtol(pid, NULL, 10) != (long)getpid())
+        return 0;
+    unsigned long long value = strtoull(usec, NULL, 10);
+    return value / 2000u;
+}
