@@ -1,0 +1,31 @@
+/* metrics.h - Prometheus text exposition at http://metrics.listen/metrics.
+ *
+ * Optional (metrics.listen empty: off). Served by libevent's HTTP server on
+ * the main loop; reads the same counters as INFO (stats.h, cache_get_stats),
+ * so the two always agree. */
+#ifndef TENANTCACHED_METRICS_H
+#define TENANTCACHED_METRICS_H
+
+#include <stddef.h>
+
+struct cache;
+struct config;
+struct event_base;
+struct metrics;
+
+/* Starts serving when config->metrics.listen is set; returns NULL (and
+ * nothing to stop) when it is not. On a bind failure returns NULL with the
+ * reason in error and *failed set. The cache and config are borrowed. */
+struct metrics *metrics_start(struct event_base *base, struct cache *cache,
+                              const struct config *config, int *failed, char *error,
+                              size_t error_size);
+/* Applies a reloaded config (a changed address rebinds). Returns the metrics
+ * server to use from now on, which may be NULL (turned off) or new. */
+struct metrics *metrics_reconfigure(struct metrics *metrics, struct event_base *base,
+                                    struct cache *cache, const struct config *config);
+void metrics_stop(struct metrics *metrics);
+
+/* Records one query's service time, for the latency histogram. Any thread. */
+void metrics_observe_latency(double seconds);
+
+#endif
