@@ -1,0 +1,152 @@
+/* harness.h - integration test harness: a private redis-server and the daemon
+ * binary on Unix sockets under a temporary directory, plus hiredis helpers.
+ *
+ * Usage pattern (Check runs every test in a forked child by default):
+ *
+ *     START_TEST(test_something)
+ *     {
+ *         struct harness h;
+ *         harness_init(&h);                         // in the test body...
+ *         ck_assert_int_eq(harness_redis_start(&h), 0);
+ *         ck_assert_int_eq(harness_daemon_start(&h, harness_daemon_config_default()), 0);
+ *         redisContext *c = harness_connect(&h);
+ *         ...
+ *         redisFree(c);
+ *         harness_cleanup(&h);
+ *     }
+ *
+ * or from a *checked* fixture (tcase_add_checked_fixture), which runs in the
+ * same child as the test. Never from an unchecked fixture: that runs in the
+ * parent, and the children it starts would be shared by every test.
+ *
+ * Nothing is left behind when a test fails or crashes: redis-server and the
+ * daemon are started with PR_SET_PDEATHSIG, so the kernel kills them when the
+ * test process dies however it dies (a failed ck_assert in a forked test
+ * calls _exit(), which skips atexit handlers); an atexit handler and
+ * SIGINT/SIGTERM/SIGQUIT handlers kill them too; and a small watchdog process
+ * removes the temporary directory once the test process is gone. Only the
+ * process that called harness_init() acts on a harness.
+ *
+ * harness_init() ignores SIGPIPE in the test process, as the daemon does:
+ * writing to a socket whose peer died must be an error, not a death.
+ *
+ * Environment: TENANTCACHED_BIN (default ./tenantcached), REDIS_SERVER
+ * (default redis-server). */
+#ifndef TENANTCACHED_TESTS_HARNESS_H
+#define TENANTCACHED_TESTS_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <hiredis/hiredis.h>
+
+#define HARNESS_PATH_MAX 108 /* sun_path */
+#define HARNESS_DIR_MAX 64
+
+struct harness {
+    char dir[HARNESS_DIR_MAX];            /* /tmp/tenantcached-test.XXXXXX */
+    char redis_socket[HARNESS_PATH_MAX];  /* <dir>/redis.sock */
+    char redis_log[HARNESS_PATH_MAX];     /* <dir>/redis.log */
+    char redis_password[128];             /* from --requirepass in the extra args */
+    pid_t redis_pid;                      /* 0: not running */
+    char daemon_socket[HARNESS_PATH_MAX]; /* <dir>/tenantcached.sock */
+    char daemon_config[HARNESS_PATH_MAX]; /* <dir>/tenantcached.yaml */
+    char daemon_log[HARNESS_PATH_MAX];    /* <dir>/daemon.log (stdout and stderr, appended) */
+    pid_t daemon_pid;                     /* 0: not running */
+    int daemon_status;                    /* wait status of the last daemon that exited */
+
+    /* private */
+    pid_t owner;
+    int slot;
+    pid_t watchdog_pid;
+    int watchdog_fd;
+    redisContext *publisher; /* cached connection for harness_publish() */
+};
+
+/* Creates the temporary directory and arms the safety nets. Aborts the test
+ * process if the directory cannot be made. */
+void harness_init(struct harness *h);
+/* Stops the daemon and redis-server (SIGTERM, SIGKILL after 10 s), removes
+ * the directory recursively. Safe to call twice. */
+void harness_cleanup(struct harness *h);
+
+/* --- redis-server ------------------------------------------------------- */
+
+/* Starts redis-server on <dir>/redis.sock (no TCP, no persistence) and waits
+ * up to 5 s until it answers PING. extra: more arguments, NULL-terminated
+ * ("--requirepass", "secret", NULL); may be NULL. A "--requirepass" among them
+ * makes the harness's own connections AUTH. Returns 0, or -1 (log printed).
+ * Can be called again after harness_redis_stop() to restart on the same socket. */
+int harness_redis_start(struct harness *h);
+int harness_redis_start_args(struct harness *h, const char *const *extra);
+/* Sends sig (SIGTERM, SIGKILL, ...) and waits for the exit (SIGKILL after
+ * 10 s). Returns 0, or -1 if redis was not running. */
+int harness_redis_stop(struct harness *h, int sig);
+/* SIGSTOP (waits until stopped) / SIGCONT. Return 0 or -1. */
+int harness_redis_pause(struct harness *h);
+int harness_redis_resume(struct harness *h);
+/* A new synchronous connection to redis (5 s timeouts, AUTH done when a
+ * password was given). The caller frees it with redisFree(). NULL on error. */
+redisContext *harness_redis_connect(struct harness *h);
+/* PUBLISH over a cached connection (made again if redis restarted). Returns
+ * the number of receivers, or -1. Binary-safe up to the NUL. */
+int harness_publish(struct harness *h, const char *channel, const char *payload);
+/* Waits until redis reports at least one subscriber: any channel in PUBSUB
+ * CHANNELS, or PUBSUB NUMPAT > 0. */
+bool harness_wait_subscribed(struct harness *h, int timeout_ms);
+/* Prints <dir>/redis.log to stderr. */
+void harness_dump_redis_log(const struct harness *h);
+
+/* --- the daemon --------------------------------------------------------- */
+
+/* A minimal valid config template: debug logging, the private sockets, small
+ * memory limits, fast reconnects (50 ms .. 500 ms). Static storage. */
+const char *harness_daemon_config_default(void);
+/* Returns tmpl with @DIR@, @REDIS_SOCKET@ and @DAEMON_SOCKET@ replaced
+ * (malloc'ed; the caller frees it). */
+char *harness_expand(const struct harness *h, const char *tmpl);
+/* Writes the expanded template to <dir>/tenantcached.yaml (for a SIGHUP
+ * reload test: write, then harness_daemon_signal(h, SIGHUP)). Returns 0 or -1. */
+int harness_daemon_write_config(struct harness *h, const char *tmpl);
+/* Writes the config (NULL: the default template), runs $TENANTCACHED_BIN -c
+ * <config>, and waits up to 10 s until its socket answers PING. Fails (-1,
+ * log printed) if the process exits or does not answer in time; 0 on success. */
+int harness_daemon_start(struct harness *h, const char *tmpl);
+/* Sends sig and waits up to 10 s for the exit (then SIGKILL, and the log is
+ * printed). Returns the exit code, 128+N if killed by signal N, or -1 if no
+ * daemon was running. */
+int harness_daemon_stop(struct harness *h, int sig);
+/* kill(daemon, sig). Returns 0 or -1. */
+int harness_daemon_signal(struct harness *h, int sig);
+/* True while the daemon process is running (reaps it if it exited). */
+bool harness_daemon_alive(struct harness *h);
+/* Prints <dir>/daemon.log to stderr. */
+void harness_dump_log(const struct harness *h);
+/* Runs $TENANTCACHED_BIN with args (NULL-terminated, not including argv[0])
+ * to completion (killed after 10 s), capturing stdout and stderr into out
+ * (NUL-terminated, truncated to size). Returns the exit code, 128+N if killed
+ * by signal N, or -1 if it could not run. */
+int harness_run_binary(struct harness *h, const char *const *args, char *out, size_t size);
+
+/* --- talking to the daemon ---------------------------------------------- */
+
+/* A synchronous connection to the daemon socket with 5 s connect and command
+ * timeouts. The caller frees it with redisFree(). NULL on error (printed). */
+redisContext *harness_connect(struct harness *h);
+/* INFO, then the integer value of the line "field:value"; -1 when absent. */
+long long harness_info_int(redisContext *c, const char *field);
+/* Repeats INFO until field equals expected or timeout_ms passes. */
+bool harness_wait_info(redisContext *c, int timeout_ms, const char *field, long long expected);
+/* Repeats the command (redisCommand format) until its reply equals expected
+ * (bulk or status text; an integer reply compares as its decimal form; NULL
+ * expected means a nil reply) or timeout_ms passes; for "publish, then wait
+ * until visible". Prints the last reply on failure. */
+bool harness_wait_reply(redisContext *c, int timeout_ms, const char *expected, const char *fmt,
+                        ...);
+
+/* Milliseconds on CLOCK_MONOTONIC; sleep for ms. */
+long long harness_now_ms(void);
+void harness_sleep_ms(int ms);
+
+#endif
