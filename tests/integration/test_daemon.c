@@ -1,0 +1,412 @@
+/* test_daemon.c - end to end: a real redis-server, the real tenantcached
+ * binary, messages published with hiredis, queries over the daemon's socket.
+ * Covers SPEC §3 (messages), the basic commands of §4, the request framing
+ * and the Redis restart of §7. */
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define CHANNEL "tenantcached:invalidate"
+#define WAIT_MS 3000
+
+static struct harness h;
+static redisContext *client;
+
+static void setup(void)
+{
+    harness_init(&h);
+    ck_assert_int_eq(harness_redis_start(&h), 0);
+    ck_assert_int_eq(harness_daemon_start(&h, NULL), 0);
+    ck_assert(harness_wait_subscribed(&h, WAIT_MS));
+    client = harness_connect(&h);
+    ck_assert_ptr_nonnull(client);
+}
+
+static void teardown(void)
+{
+    if (client != NULL)
+        redisFree(client);
+    client = NULL;
+    harness_cleanup(&h);
+}
+
+static void publish(const char *payload)
+{
+    ck_assert_int_ge(harness_publish(&h, CHANNEL, payload), 1);
+}
+
+/* Publishes a marker and waits until it is visible: every message published
+ * before it has then been applied (one connection, in order). */
+static void sync_stream(void)
+{
+    static int marker;
+    char payload[160], key[32];
+    snprintf(key, sizeof(key), "m%d", ++marker);
+    snprintf(payload, sizeof(payload),
+             "{\"op\":\"set\",\"tenant\":\"sync\",\"kind\":\"config\",\"key\":\"%s\",\"value\":1}",
+             key);
+    publish(payload);
+    ck_assert(harness_wait_reply(client, WAIT_MS, "1", "GET sync config %s", key));
+}
+
+static redisReply *command(const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    redisReply *reply = redisvCommand(client, fmt, args);
+    va_end(args);
+    ck_assert_ptr_nonnull(reply);
+    return reply;
+}
+
+static void expect_bulk(const char *expected, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    redisReply *reply = redisvCommand(client, fmt, args);
+    va_end(args);
+    ck_assert_ptr_nonnull(reply);
+    if (expected == NULL) {
+        ck_assert_msg(reply->type == REDIS_REPLY_NIL, "expected nil, got type %d '%s'", reply->type,
+                      reply->str ? reply->str : "");
+    } else {
+        ck_assert_msg(reply->type == REDIS_REPLY_STRING, "expected '%s', got type %d '%s'",
+                      expected, reply->type, reply->str ? reply->str : "");
+        ck_assert_str_eq(reply->str, expected);
+    }
+    freeReplyObject(reply);
+}
+
+static void expect_error(const char *expected, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    redisReply *reply = redisvCommand(client, fmt, args);
+    va_end(args);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_ERROR);
+    ck_assert_str_eq(reply->str, expected);
+    freeReplyObject(reply);
+}
+
+/* ---- raw socket helpers, for framing the hiredis client would not send ---- */
+
+static int raw_connect(void)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    snprintf(address.sun_path, sizeof(address.sun_path), "%s", h.daemon_socket);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&address, sizeof(address)), 0);
+    return fd;
+}
+
+static void raw_send(int fd, const char *data, size_t len)
+{
+    ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
+}
+
+/* Reads until `want` bytes arrived, the peer closed, or timeout. Returns the
+ * length read; *closed tells whether EOF was seen. */
+static size_t raw_read(int fd, char *buffer, size_t want, int timeout_ms, bool *closed)
+{
+    size_t got = 0;
+    long long deadline = harness_now_ms() + timeout_ms;
+    *closed = false;
+    while (got < want) {
+        long long left = deadline - harness_now_ms();
+        if (left <= 0)
+            break;
+        struct pollfd poller = {.fd = fd, .events = POLLIN};
+        if (poll(&poller, 1, (int)left) <= 0)
+            break;
+        ssize_t n = read(fd, buffer + got, want - got);
+        if (n <= 0) {
+            *closed = true;
+            break;
+        }
+        got += (size_t)n;
+    }
+    buffer[got] = '\0';
+    return got;
+}
+
+/* ---- the tests ---- */
+
+START_TEST(test_set_then_get)
+{
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"admin\","
+            "\"value\":[\"crm.*\", \"users.read\"]}");
+    ck_assert(harness_wait_reply(client, WAIT_MS, "[\"crm.*\",\"users.read\"]", "GET acme role admin"));
+    /* The same entry by its key_format name, and as MGET in both forms. */
+    expect_bulk("[\"crm.*\",\"users.read\"]", "GET cache:acme:role:admin");
+    redisReply *reply = command("MGET acme role admin nobody");
+    ck_assert_int_eq(reply->type, REDIS_REPLY_ARRAY);
+    ck_assert_int_eq(reply->elements, 2);
+    ck_assert_str_eq(reply->element[0]->str, "[\"crm.*\",\"users.read\"]");
+    ck_assert_int_eq(reply->element[1]->type, REDIS_REPLY_NIL);
+    freeReplyObject(reply);
+    reply = command("MGET cache:acme:role:admin cache:acme:role:none not-a-name");
+    ck_assert_int_eq(reply->elements, 3);
+    ck_assert_str_eq(reply->element[0]->str, "[\"crm.*\",\"users.read\"]");
+    ck_assert_int_eq(reply->element[1]->type, REDIS_REPLY_NIL);
+    ck_assert_int_eq(reply->element[2]->type, REDIS_REPLY_NIL);
+    freeReplyObject(reply);
+    /* A tenant named a:b can never reach tenant a's entries. */
+    expect_bulk(NULL, "GET cache:acme:role:admin:x");
+    ck_assert_int_eq(harness_info_int(client, "messages_applied"), 1);
+}
+END_TEST
+
+START_TEST(test_versions)
+{
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":2,\"version\":5}");
+    ck_assert(harness_wait_reply(client, WAIT_MS, "2", "GET acme credit op"));
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3,\"version\":4}");
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3,\"version\":5}");
+    sync_stream();
+    expect_bulk("2", "GET acme credit op");
+    ck_assert_int_eq(harness_info_int(client, "messages_stale"), 2);
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":{\"cost\":7.25},\"version\":6}");
+    ck_assert(harness_wait_reply(client, WAIT_MS, "{\"cost\":7.25}", "GET acme credit op"));
+    expect_bulk("7.25", "CREDIT acme op");
+    /* Without a version a message always applies. */
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":1}");
+    ck_assert(harness_wait_reply(client, WAIT_MS, "1", "GET acme credit op"));
+}
+END_TEST
+
+START_TEST(test_delete_keeps_tombstone)
+{
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"value\":\"active\",\"version\":3}");
+    ck_assert(harness_wait_reply(client, WAIT_MS, "active", "STATUS acme u1"));
+    publish("{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"version\":4}");
+    ck_assert(harness_wait_reply(client, WAIT_MS, NULL, "GET acme user u1"));
+    /* An older set arriving late cannot bring it back. */
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"value\":\"active\",\"version\":3}");
+    sync_stream();
+    expect_bulk(NULL, "GET acme user u1");
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"value\":\"disabled\",\"version\":5}");
+    ck_assert(harness_wait_reply(client, WAIT_MS, "disabled", "STATUS acme u1"));
+}
+END_TEST
+
+START_TEST(test_invalidate_and_flush)
+{
+    const char *sets[] = {
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"r1\",\"value\":[\"a.b\"]}",
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"r2\",\"value\":[\"a.c\"]}",
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"c1\",\"value\":1}",
+        "{\"op\":\"set\",\"tenant\":\"globex\",\"kind\":\"credit\",\"key\":\"c1\",\"value\":2}",
+        "{\"op\":\"set\",\"tenant\":\"initech\",\"kind\":\"credit\",\"key\":\"c1\",\"value\":3}",
+    };
+    for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++)
+        publish(sets[i]);
+    sync_stream();
+    publish("{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"r1\"}");
+    ck_assert(harness_wait_reply(client, WAIT_MS, NULL, "GET acme role r1"));
+    expect_bulk("[\"a.c\"]", "GET acme role r2");
+    publish("{\"op\":\"flush\",\"tenant\":\"acme\",\"kind\":\"role\"}");
+    ck_assert(harness_wait_reply(client, WAIT_MS, NULL, "GET acme role r2"));
+    expect_bulk("1", "GET acme credit c1");
+    publish("{\"op\":\"flush\",\"tenant\":\"acme\"}");
+    ck_assert(harness_wait_reply(client, WAIT_MS, NULL, "GET acme credit c1"));
+    expect_bulk("2", "GET globex credit c1");
+    publish("{\"op\":\"flush\",\"tenant\":\"*\"}");
+    ck_assert(harness_wait_reply(client, WAIT_MS, NULL, "GET globex credit c1"));
+    expect_bulk(NULL, "GET initech credit c1");
+}
+END_TEST
+
+START_TEST(test_batch_and_invalid_messages)
+{
+    publish("[{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"a\",\"value\":1},"
+            "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\",\"value\":2},"
+            "{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"a\"}]");
+    ck_assert(harness_wait_reply(client, WAIT_MS, "2", "GET acme credit b"));
+    expect_bulk(NULL, "GET acme credit a");
+    /* A batch whose last element is bad applies nothing. */
+    publish("[{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\",\"value\":9},"
+            "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"c\",\"value\":\"x\"}]");
+    publish("not json at all");
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\"}");
+    publish("{\"op\":\"set\",\"tenant\":\"a:b\",\"kind\":\"credit\",\"key\":\"b\",\"value\":1}");
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\",\"value\":1,\"version\":-1}");
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"nosuchkind\",\"key\":\"b\",\"value\":1}");
+    sync_stream();
+    expect_bulk("2", "GET acme credit b");
+    expect_bulk(NULL, "GET acme credit c");
+    ck_assert_int_eq(harness_info_int(client, "messages_invalid"), 5);
+    ck_assert_int_eq(harness_info_int(client, "messages_unknown_kind"), 1);
+    ck_assert(harness_daemon_alive(&h));
+}
+END_TEST
+
+START_TEST(test_errors)
+{
+    expect_error("ERR unknown command 'NOPE'", "NOPE a b");
+    expect_error("ERR wrong number of arguments for 'GET'", "GET a b");
+    expect_error("ERR invalid tenant", "GET a:b credit x");
+    expect_error("ERR unknown kind 'nosuch'", "GET acme nosuch x");
+    redisReply *reply = command("PING");
+    ck_assert_str_eq(reply->str, "PONG");
+    freeReplyObject(reply);
+    expect_bulk("hello", "PING hello");
+    reply = command("COMMAND DOCS");
+    ck_assert_int_eq(reply->type, REDIS_REPLY_ARRAY);
+    ck_assert_int_eq(reply->elements, 0);
+    freeReplyObject(reply);
+    reply = command("INFO");
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STRING);
+    ck_assert_ptr_nonnull(strstr(reply->str, "# Server\r\n"));
+    ck_assert_ptr_nonnull(strstr(reply->str, "# Memory\r\n"));
+    ck_assert_ptr_nonnull(strstr(reply->str, "used_memory_rss:"));
+    ck_assert_ptr_nonnull(strstr(reply->str, "redis_connected:1\r\n"));
+    freeReplyObject(reply);
+    reply = command("INFO stats");
+    ck_assert_ptr_null(strstr(reply->str, "# Server"));
+    ck_assert_ptr_nonnull(strstr(reply->str, "evictions_reference:"));
+    freeReplyObject(reply);
+}
+END_TEST
+
+START_TEST(test_pipelining_and_inline)
+{
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"p\",\"value\":4}");
+    ck_assert(harness_wait_reply(client, WAIT_MS, "4", "GET acme credit p"));
+    int fd = raw_connect();
+    const char *requests = "*1\r\n$4\r\nPING\r\n*4\r\n$3\r\nGET\r\n$4\r\nacme\r\n$6\r\ncredit\r\n"
+                           "$1\r\np\r\nPING inline\r\n*0\r\n*-1\r\n*2\r\n$4\r\nPING\r\n$1\r\nz\r\n";
+    raw_send(fd, requests, strlen(requests));
+    const char *expected = "+PONG\r\n$1\r\n4\r\n$6\r\ninline\r\n$1\r\nz\r\n";
+    char buffer[256];
+    bool closed;
+    raw_read(fd, buffer, strlen(expected), WAIT_MS, &closed);
+    ck_assert_str_eq(buffer, expected);
+    /* One request delivered a byte at a time. */
+    const char *slow = "*4\r\n$3\r\nGET\r\n$4\r\nacme\r\n$6\r\ncredit\r\n$1\r\np\r\n";
+    for (size_t i = 0; slow[i] != '\0'; i++) {
+        raw_send(fd, slow + i, 1);
+        harness_sleep_ms(2);
+    }
+    raw_read(fd, buffer, 7, WAIT_MS, &closed);
+    ck_assert_str_eq(buffer, "$1\r\n4\r\n");
+    close(fd);
+}
+END_TEST
+
+START_TEST(test_protocol_errors_isolated)
+{
+    int bad = raw_connect();
+    int other = raw_connect();
+    /* A declared length over max_request_bytes is refused at once, before
+     * any body arrives. */
+    raw_send(bad, "*2\r\n$2000000000\r\n", 17);
+    char buffer[256];
+    bool closed;
+    size_t got = raw_read(bad, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
+    ck_assert_uint_gt(got, 0);
+    ck_assert_msg(strncmp(buffer, "-ERR Protocol error: ", 21) == 0, "got '%s'", buffer);
+    ck_assert(closed || raw_read(bad, buffer, 1, WAIT_MS, &closed) == 0);
+    ck_assert(closed);
+    close(bad);
+    int worse = raw_connect();
+    raw_send(worse, "*2000000000\r\n", 13);
+    raw_read(worse, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
+    ck_assert_msg(strncmp(buffer, "-ERR Protocol error: ", 21) == 0, "got '%s'", buffer);
+    close(worse);
+    raw_send(other, "PING\r\n", 6);
+    raw_read(other, buffer, 7, WAIT_MS, &closed);
+    ck_assert_str_eq(buffer, "+PONG\r\n");
+    close(other);
+    ck_assert_int_eq(harness_info_int(client, "protocol_errors"), 2);
+}
+END_TEST
+
+START_TEST(test_quit)
+{
+    int fd = raw_connect();
+    raw_send(fd, "PING\r\nQUIT\r\nPING\r\n", 18);
+    char buffer[64];
+    bool closed;
+    raw_read(fd, buffer, 32, WAIT_MS, &closed);
+    ck_assert_str_eq(buffer, "+PONG\r\n+OK\r\n");
+    ck_assert(closed);
+    close(fd);
+}
+END_TEST
+
+START_TEST(test_redis_restart)
+{
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"r\",\"value\":1}");
+    ck_assert(harness_wait_reply(client, WAIT_MS, "1", "GET acme credit r"));
+    ck_assert_int_eq(harness_redis_stop(&h, SIGKILL), 0);
+    ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 0));
+    /* The daemon keeps answering while Redis is away (within max_stale). */
+    redisReply *reply = command("PING");
+    ck_assert_str_eq(reply->str, "PONG");
+    freeReplyObject(reply);
+    ck_assert_int_eq(harness_redis_start(&h), 0);
+    ck_assert(harness_wait_subscribed(&h, 5000));
+    ck_assert(harness_wait_info(client, 5000, "redis_connected", 1));
+    ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 1);
+    /* on_reconnect: flush (the default) dropped what may have gone stale. */
+    expect_bulk(NULL, "GET acme credit r");
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"r\",\"value\":2}");
+    ck_assert(harness_wait_reply(client, WAIT_MS, "2", "GET acme credit r"));
+}
+END_TEST
+
+START_TEST(test_config_check)
+{
+    char out[2048];
+    const char *good[] = {"--check", "-c", "conf/tenantcached.yaml", NULL};
+    ck_assert_int_eq(harness_run_binary(&h, good, out, sizeof(out)), 0);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/bad.yaml", h.dir);
+    FILE *file = fopen(path, "w");
+    ck_assert_ptr_nonnull(file);
+    fputs("log_level: info\nmemory:\n  max_byte: 64mb\n", file);
+    fclose(file);
+    const char *bad[] = {"--check", "-c", path, NULL};
+    ck_assert_int_eq(harness_run_binary(&h, bad, out, sizeof(out)), 1);
+    char expected[300];
+    snprintf(expected, sizeof(expected), "%s:3:3: ", path);
+    ck_assert_msg(strstr(out, expected) != NULL, "got '%s'", out);
+    ck_assert_msg(strstr(out, "max_byte") != NULL, "got '%s'", out);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("daemon");
+    TCase *stream = tcase_create("stream");
+    tcase_add_checked_fixture(stream, setup, teardown);
+    tcase_set_timeout(stream, 60);
+    tcase_add_test(stream, test_set_then_get);
+    tcase_add_test(stream, test_versions);
+    tcase_add_test(stream, test_delete_keeps_tombstone);
+    tcase_add_test(stream, test_invalidate_and_flush);
+    tcase_add_test(stream, test_batch_and_invalid_messages);
+    tcase_add_test(stream, test_errors);
+    tcase_add_test(stream, test_pipelining_and_inline);
+    tcase_add_test(stream, test_protocol_errors_isolated);
+    tcase_add_test(stream, test_quit);
+    tcase_add_test(stream, test_redis_restart);
+    tcase_add_test(stream, test_config_check);
+    suite_add_tcase(suite, stream);
+    SRunner *runner = srunner_create(suite);
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? 0 : 1;
+}
