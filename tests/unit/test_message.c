@@ -1,0 +1,810 @@
+/* test_message.c - invalidation messages (SPEC §3): every op, field, type and
+ * boundary; batches rejected whole; kind dispositions; timestamps; limits. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "message.h"
+#include "util.h"
+
+static struct config *defaults;
+
+static void setup(void)
+{
+    defaults = config_defaults();
+}
+
+static void teardown(void)
+{
+    config_free(defaults);
+    defaults = NULL;
+}
+
+static struct config *load_config(const char *yaml)
+{
+    char error[CONFIG_ERROR_MAX] = "";
+    struct config *config = config_load_buffer("test.yaml", yaml, strlen(yaml), error);
+    ck_assert_msg(config != NULL, "config: %s", error);
+    return config;
+}
+
+/* Parses text with config; asserts success and returns the batch. */
+static struct message_batch parse_ok_with(const struct config *config, const char *text)
+{
+    struct message_batch batch;
+    char error[MESSAGE_ERROR_MAX] = "";
+    int rc = message_parse(config, text, strlen(text), &batch, error);
+    ck_assert_msg(rc == 0, "%s rejected: %s", text, error);
+    ck_assert_uint_ge(batch.count, 1);
+    ck_assert_ptr_nonnull(batch.operations);
+    return batch;
+}
+
+static struct message_batch parse_ok(const char *text)
+{
+    return parse_ok_with(defaults, text);
+}
+
+/* Asserts that text is rejected with an error containing want (NULL: any),
+ * and that the batch is left empty. */
+static void parse_bad_with(const struct config *config, const char *text, size_t len,
+                           const char *want)
+{
+    struct message_batch batch = {(struct message_operation *)0x1, 99};
+    char error[MESSAGE_ERROR_MAX] = "";
+    int rc = message_parse(config, text, len, &batch, error);
+    ck_assert_msg(rc == -1, "%.200s accepted", text);
+    ck_assert_ptr_null(batch.operations);
+    ck_assert_uint_eq(batch.count, 0);
+    ck_assert_msg(error[0] != '\0', "%.200s: no error text", text);
+    if (want != NULL)
+        ck_assert_msg(strstr(error, want) != NULL, "%.200s: error '%s' lacks '%s'", text,
+                      error, want);
+}
+
+static void parse_bad(const char *text, const char *want)
+{
+    parse_bad_with(defaults, text, strlen(text), want);
+}
+
+/* Every op */
+
+START_TEST(test_set)
+{
+    struct message_batch b = parse_ok("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\","
+                                      "\"key\":\"lead.create\",\"value\":3.5,\"version\":7,"
+                                      "\"ts\":\"2024-01-01T10:00:00Z\",\"src\":\"billing-1\","
+                                      "\"seq\":42,\"extra\":{\"ignored\":true}}");
+    ck_assert_uint_eq(b.count, 1);
+    struct message_operation *op = &b.operations[0];
+    ck_assert_int_eq(op->op, MESSAGE_SET);
+    ck_assert_int_eq(op->disposition, MESSAGE_APPLY);
+    ck_assert_str_eq(op->tenant, "acme");
+    ck_assert_uint_eq(op->tenant_len, 4);
+    ck_assert_int_eq(op->kind, CONFIG_KIND_CREDIT);
+    ck_assert_str_eq(op->key, "lead.create");
+    ck_assert_uint_eq(op->key_len, 11);
+    ck_assert_str_eq(op->value.json, "3.5");
+    double cost;
+    const char *text;
+    size_t text_len;
+    ck_assert_int_eq(value_credit(op->value.derived, op->value.derived_len, &cost, &text,
+                                  &text_len),
+                     0);
+    ck_assert(cost == 3.5);
+    ck_assert(op->has_version);
+    ck_assert_uint_eq(op->version, 7);
+    ck_assert(op->has_ts);
+    ck_assert_uint_eq(op->ts_ms, 1704103200000ull);
+    ck_assert_str_eq(op->src, "billing-1");
+    ck_assert(op->has_seq);
+    ck_assert_uint_eq(op->seq, 42);
+    message_batch_free(&b);
+    ck_assert_ptr_null(b.operations);
+    ck_assert_uint_eq(b.count, 0);
+}
+END_TEST
+
+START_TEST(test_set_minimal)
+{
+    struct message_batch b =
+        parse_ok("{\"op\":\"set\",\"tenant\":\"t\",\"kind\":\"config\",\"key\":\"k\",\"value\":null}");
+    struct message_operation *op = &b.operations[0];
+    ck_assert_int_eq(op->kind, CONFIG_KIND_CONFIG);
+    ck_assert_str_eq(op->value.json, "null");
+    ck_assert(!op->has_version);
+    ck_assert(!op->has_ts);
+    ck_assert(!op->has_seq);
+    ck_assert_ptr_null(op->src);
+    message_batch_free(&b);
+}
+END_TEST
+
+START_TEST(test_del_invalidate)
+{
+    struct message_batch b =
+        parse_ok("[{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"admin\","
+                 "\"version\":3},"
+                 "{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\","
+                 "\"value\":\"ignored for invalidate\"}]");
+    ck_assert_uint_eq(b.count, 2);
+    ck_assert_int_eq(b.operations[0].op, MESSAGE_DEL);
+    ck_assert_int_eq(b.operations[0].kind, CONFIG_KIND_ROLE);
+    ck_assert_str_eq(b.operations[0].key, "admin");
+    ck_assert_uint_eq(b.operations[0].version, 3);
+    ck_assert_ptr_null(b.operations[0].value.json);
+    ck_assert_int_eq(b.operations[1].op, MESSAGE_INVALIDATE);
+    ck_assert_int_eq(b.operations[1].kind, CONFIG_KIND_USER);
+    ck_assert_str_eq(b.operations[1].key, "u1");
+    ck_assert_ptr_null(b.operations[1].value.json);
+    message_batch_free(&b);
+}
+END_TEST
+
+START_TEST(test_flush)
+{
+    struct message_batch b = parse_ok("[{\"op\":\"flush\",\"tenant\":\"acme\"},"
+                                      "{\"op\":\"flush\",\"tenant\":\"acme\",\"kind\":\"profile\"},"
+                                      "{\"op\":\"flush\",\"tenant\":\"*\"},"
+                                      "{\"op\":\"flush\",\"tenant\":\"*\",\"kind\":\"audit\"}]");
+    ck_assert_uint_eq(b.count, 4);
+    for (size_t i = 0; i < 4; i++) {
+        ck_assert_int_eq(b.operations[i].op, MESSAGE_FLUSH);
+        ck_assert_int_eq(b.operations[i].disposition, MESSAGE_APPLY);
+        ck_assert_ptr_null(b.operations[i].key);
+    }
+    ck_assert_int_eq(b.operations[0].kind, -1);
+    ck_assert_str_eq(b.operations[0].tenant, "acme");
+    ck_assert_int_eq(b.operations[1].kind, CONFIG_KIND_PROFILE);
+    ck_assert_str_eq(b.operations[2].tenant, "*");
+    ck_assert_uint_eq(b.operations[2].tenant_len, 1);
+    ck_assert_int_eq(b.operations[2].kind, -1);
+    ck_assert_int_eq(b.operations[3].kind, CONFIG_KIND_AUDIT);
+    message_batch_free(&b);
+}
+END_TEST
+
+START_TEST(test_heartbeat)
+{
+    struct message_batch b = parse_ok("{\"op\":\"heartbeat\",\"src\":\"pub-1\",\"seq\":9}");
+    struct message_operation *op = &b.operations[0];
+    ck_assert_int_eq(op->op, MESSAGE_HEARTBEAT);
+    ck_assert_int_eq(op->disposition, MESSAGE_APPLY);
+    ck_assert_ptr_null(op->tenant);
+    ck_assert_ptr_null(op->key);
+    ck_assert_int_eq(op->kind, -1);
+    ck_assert_str_eq(op->src, "pub-1");
+    ck_assert_uint_eq(op->seq, 9);
+    message_batch_free(&b);
+
+    /* a tenant on a heartbeat is not used, whatever it holds */
+    b = parse_ok("{\"op\":\"heartbeat\",\"src\":\"p\",\"seq\":1,\"tenant\":\"a:b\"}");
+    ck_assert_ptr_null(b.operations[0].tenant);
+    message_batch_free(&b);
+
+    parse_bad("{\"op\":\"heartbeat\",\"seq\":1}", "field 'src' is required");
+    parse_bad("{\"op\":\"heartbeat\",\"src\":\"p\"}", "field 'seq' is required");
+    parse_bad("{\"op\":\"heartbeat\"}", "is required");
+}
+END_TEST
+
+/* Missing fields */
+
+START_TEST(test_missing_fields)
+{
+    parse_bad("{}", "field 'op' is required");
+    parse_bad("{\"tenant\":\"a\",\"kind\":\"credit\",\"key\":\"k\",\"value\":1}",
+              "field 'op' is required");
+
+    static const char *const keyed[] = {"set", "del", "invalidate"};
+    char text[256];
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(keyed); i++) {
+        const char *value = strcmp(keyed[i], "set") == 0 ? ",\"value\":1" : "";
+        snprintf(text, sizeof(text), "{\"op\":\"%s\",\"kind\":\"credit\",\"key\":\"k\"%s}",
+                 keyed[i], value);
+        parse_bad(text, "field 'tenant' is required");
+        snprintf(text, sizeof(text), "{\"op\":\"%s\",\"tenant\":\"a\",\"key\":\"k\"%s}", keyed[i],
+                 value);
+        parse_bad(text, "field 'kind' is required");
+        snprintf(text, sizeof(text), "{\"op\":\"%s\",\"tenant\":\"a\",\"kind\":\"credit\"%s}",
+                 keyed[i], value);
+        parse_bad(text, "field 'key' is required");
+    }
+    parse_bad("{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"credit\",\"key\":\"k\"}",
+              "field 'value' is required");
+    /* value is required even when the kind is unknown */
+    parse_bad("{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"nosuch\",\"key\":\"k\"}",
+              "field 'value' is required");
+    parse_bad("{\"op\":\"flush\"}", "field 'tenant' is required");
+    parse_bad("{\"op\":\"flush\",\"kind\":\"credit\"}", "field 'tenant' is required");
+}
+END_TEST
+
+/* Wrong types */
+
+START_TEST(test_wrong_types)
+{
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"{\"op\":1}", "field 'op' must be a string"},
+        {"{\"op\":null}", "field 'op' must be a string"},
+        {"{\"op\":\"put\"}", "field 'op' must be one of"},
+        {"{\"op\":\"SET\"}", "field 'op' must be one of"},
+        {"{\"op\":\"set\",\"tenant\":1,\"kind\":\"credit\",\"key\":\"k\",\"value\":1}",
+         "field 'tenant' must be a string"},
+        {"{\"op\":\"set\",\"tenant\":\"a\",\"kind\":[],\"key\":\"k\",\"value\":1}",
+         "field 'kind' must be a string"},
+        {"{\"op\":\"flush\",\"tenant\":\"a\",\"kind\":2}", "field 'kind' must be a string"},
+        {"{\"op\":\"del\",\"tenant\":\"a\",\"kind\":\"\",\"key\":\"k\"}",
+         "field 'kind' must not be empty"},
+        {"{\"op\":\"del\",\"tenant\":\"a\",\"kind\":\"credit\",\"key\":{}}",
+         "field 'key' must be a string"},
+        {"{\"op\":\"del\",\"tenant\":\"a\",\"kind\":\"credit\",\"key\":\"k\",\"version\":\"1\"}",
+         "field 'version' must be a non-negative integer"},
+        {"{\"op\":\"del\",\"tenant\":\"a\",\"kind\":\"credit\",\"key\":\"k\",\"version\":1.0}",
+         "field 'version' must be a non-negative integer"},
+        {"{\"op\":\"del\",\"tenant\":\"a\",\"kind\":\"credit\",\"key\":\"k\",\"version\":-1}",
+         "field 'version' must be a non-negative integer"},
+        {"{\"op\":\"del\",\"tenant\":\"a\",\"kind\":\"credit\",\"key\":\"k\",\"version\":null}",
+         "field 'version' must be a non-negative integer"},
+        {"{\"op\":\"del\",\"tenant\":\"a\",\"kind\":\"credit\",\"key\":\"k\",\"ts\":1704103200}",
+         "field 'ts' must be a string"},
+        {"{\"op\":\"del\",\"tenant\":\"a\",\"kind\":\"credit\",\"key\":\"k\",\"src\":5,\"seq\":1}",
+         "field 'src' must be a string"},
+        {"{\"op\":\"del\",\"tenant\":\"a\",\"kind\":\"credit\",\"key\":\"k\",\"src\":\"s\","
+         "\"seq\":\"1\"}",
+         "field 'seq' must be a positive integer"},
+        {"{\"op\":\"del\",\"tenant\":\"a\",\"kind\":\"credit\",\"key\":\"k\",\"src\":\"s\","
+         "\"seq\":2.5}",
+         "field 'seq' must be a positive integer"},
+        {"{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"credit\",\"key\":\"k\",\"value\":\"3\"}",
+         "field 'value': credit value must be a number"},
+        {"{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"role\",\"key\":\"k\",\"value\":[1]}",
+         "field 'value': role permissions must be an array of strings"},
+        {"{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"profile\",\"key\":\"k\",\"value\":[]}",
+         "field 'value': value must be a JSON object"},
+        {"[1]", "batch[0]: operation must be a JSON object"},
+        {"[{\"op\":\"flush\",\"tenant\":\"a\"},\"x\"]", "batch[1]: operation must be a JSON object"},
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++)
+        parse_bad(cases[i].text, cases[i].want);
+}
+END_TEST
+
+/* The error names the element of a batch and the field. */
+START_TEST(test_error_names_index)
+{
+    const char *text = "[{\"op\":\"flush\",\"tenant\":\"a\"},{\"op\":\"flush\",\"tenant\":\"a\"},"
+                       "{\"op\":\"flush\",\"tenant\":\"a\"},"
+                       "{\"op\":\"del\",\"tenant\":\"a\",\"kind\":\"role\",\"key\":\"k\","
+                       "\"version\":-4}]";
+    struct message_batch b;
+    char error[MESSAGE_ERROR_MAX];
+    ck_assert_int_eq(message_parse(defaults, text, strlen(text), &b, error), -1);
+    ck_assert_str_eq(error, "batch[3]: field 'version' must be a non-negative integer");
+
+    /* a single object carries no index */
+    text = "{\"op\":\"del\",\"tenant\":\"a\",\"kind\":\"role\",\"key\":\"k\",\"version\":-4}";
+    ck_assert_int_eq(message_parse(defaults, text, strlen(text), &b, error), -1);
+    ck_assert_str_eq(error, "field 'version' must be a non-negative integer");
+}
+END_TEST
+
+/* A batch whose third element is bad returns nothing at all, even though the
+ * first two (one with a prepared value) were fine. */
+START_TEST(test_batch_rejected_whole)
+{
+    parse_bad("[{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"role\",\"key\":\"admin\","
+              "\"value\":[\"crm.*\"]},"
+              "{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"user\",\"key\":\"u\",\"value\":\"active\","
+              "\"src\":\"s\",\"seq\":1},"
+              "{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"credit\",\"key\":\"c\",\"value\":\"x\"},"
+              "{\"op\":\"flush\",\"tenant\":\"a\"}]",
+              "batch[2]: field 'value': credit value must be a number");
+}
+END_TEST
+
+START_TEST(test_batch_order)
+{
+    struct message_batch b = parse_ok("[{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"user\","
+                                      "\"key\":\"u1\",\"value\":\"active\"},"
+                                      "{\"op\":\"del\",\"tenant\":\"b\",\"kind\":\"user\",\"key\":\"u2\"},"
+                                      "{\"op\":\"invalidate\",\"tenant\":\"c\",\"kind\":\"user\","
+                                      "\"key\":\"u3\"}]");
+    ck_assert_uint_eq(b.count, 3);
+    ck_assert_str_eq(b.operations[0].tenant, "a");
+    ck_assert_str_eq(b.operations[1].tenant, "b");
+    ck_assert_str_eq(b.operations[2].tenant, "c");
+    message_batch_free(&b);
+}
+END_TEST
+
+START_TEST(test_top_level)
+{
+    parse_bad("[]", "empty batch");
+    parse_bad("[ ]", "empty batch");
+    parse_bad("3", "invalid JSON");
+    parse_bad("\"set\"", "invalid JSON");
+    parse_bad("null", "invalid JSON");
+    parse_bad("", "invalid JSON");
+    parse_bad("{\"op\":\"flush\",\"tenant\":\"a\"} x", "invalid JSON");
+    parse_bad("{\"op\":\"flush\",\"tenant\":\"a\"", "invalid JSON");
+    parse_bad("{\"op\":\"flush\",\"tenant\":\"a\",\"tenant\":\"b\"}", "duplicate");
+    /* the length is honoured, not the NUL */
+    const char *text = "{\"op\":\"flush\",\"tenant\":\"a\"}garbage";
+    struct message_batch b;
+    char error[MESSAGE_ERROR_MAX];
+    size_t len = strlen(text) - strlen("garbage");
+    ck_assert_int_eq(message_parse(defaults, text, len, &b, error), 0);
+    message_batch_free(&b);
+    parse_bad_with(defaults, text, len - 1, "invalid JSON");
+    parse_bad_with(defaults, text, len + 1, "invalid JSON");
+}
+END_TEST
+
+/* Tenant and key alphabets and lengths */
+
+static void set_text(char *out, size_t size, const char *tenant, const char *key)
+{
+    snprintf(out, size, "{\"op\":\"set\",\"tenant\":\"%s\",\"kind\":\"config\",\"key\":\"%s\","
+                        "\"value\":1}",
+             tenant, key);
+}
+
+START_TEST(test_tenant_alphabet)
+{
+    char text[2048], tenant[80];
+    struct message_batch b;
+
+    memset(tenant, 'x', 64);
+    tenant[64] = '\0';
+    set_text(text, sizeof(text), tenant, "k");
+    b = parse_ok(text);
+    ck_assert_uint_eq(b.operations[0].tenant_len, 64);
+    message_batch_free(&b);
+
+    tenant[64] = 'x';
+    tenant[65] = '\0';
+    set_text(text, sizeof(text), tenant, "k");
+    parse_bad(text, "field 'tenant' must be 1-64 bytes of [A-Za-z0-9._-]");
+
+    set_text(text, sizeof(text), "Acme-Corp_2.eu", "k");
+    b = parse_ok(text);
+    message_batch_free(&b);
+
+    static const char *const bad[] = {"a:b", "", "a b", "a/b", "caf\\u00e9", "a\\u0001", "*a"};
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(bad); i++) {
+        set_text(text, sizeof(text), bad[i], "k");
+        parse_bad(text, "field 'tenant'");
+    }
+
+    ck_assert(message_valid_tenant("a", 1));
+    ck_assert(!message_valid_tenant("a\0b", 3));
+    ck_assert(!message_valid_tenant(NULL, 0));
+    ck_assert(!message_valid_tenant("*", 1));
+}
+END_TEST
+
+START_TEST(test_star_tenant)
+{
+    parse_bad("{\"op\":\"set\",\"tenant\":\"*\",\"kind\":\"credit\",\"key\":\"k\",\"value\":1}",
+              "tenant '*' is only allowed with op 'flush'");
+    parse_bad("{\"op\":\"del\",\"tenant\":\"*\",\"kind\":\"credit\",\"key\":\"k\"}",
+              "tenant '*' is only allowed with op 'flush'");
+    parse_bad("{\"op\":\"invalidate\",\"tenant\":\"*\",\"kind\":\"credit\",\"key\":\"k\"}",
+              "tenant '*' is only allowed with op 'flush'");
+    parse_bad("{\"op\":\"flush\",\"tenant\":\"**\"}", "field 'tenant'");
+}
+END_TEST
+
+START_TEST(test_key_alphabet)
+{
+    char text[2048], key[520];
+    struct message_batch b;
+
+    memset(key, 'k', 512);
+    key[512] = '\0';
+    set_text(text, sizeof(text), "t", key);
+    b = parse_ok(text);
+    ck_assert_uint_eq(b.operations[0].key_len, 512);
+    message_batch_free(&b);
+
+    key[512] = 'k';
+    key[513] = '\0';
+    set_text(text, sizeof(text), "t", key);
+    parse_bad(text, "field 'key' must be 1-512 bytes without spaces or control characters");
+
+    /* anything printable, UTF-8 included, is a key */
+    set_text(text, sizeof(text), "t", "user:42/caf\\u00e9#x");
+    b = parse_ok(text);
+    ck_assert_str_eq(b.operations[0].key, "user:42/caf\xc3\xa9#x");
+    message_batch_free(&b);
+
+    static const char *const bad[] = {"", "a b", "a\\tb", "a\\nb", "a\\u007fb", "a\\u001fb", " "};
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(bad); i++) {
+        set_text(text, sizeof(text), "t", bad[i]);
+        parse_bad(text, "field 'key'");
+    }
+    /* jansson refuses a NUL in a string unless asked: rejected either way */
+    set_text(text, sizeof(text), "t", "a\\u0000b");
+    parse_bad(text, NULL);
+
+    ck_assert(message_valid_key("a", 1));
+    ck_assert(!message_valid_key("a\0b", 3));
+    ck_assert(!message_valid_key("a\x7f", 2));
+    ck_assert(!message_valid_key(NULL, 0));
+}
+END_TEST
+
+/* Kind dispositions */
+
+START_TEST(test_unknown_kind)
+{
+    /* the value of an unknown kind is neither checked nor kept */
+    struct message_batch b = parse_ok(
+        "[{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"nosuch\",\"key\":\"k\",\"value\":{\"x\":1}},"
+        "{\"op\":\"del\",\"tenant\":\"a\",\"kind\":\"nosuch\",\"key\":\"k\"},"
+        "{\"op\":\"flush\",\"tenant\":\"a\",\"kind\":\"nosuch\"}]");
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_int_eq(b.operations[i].disposition, MESSAGE_UNKNOWN_KIND);
+        ck_assert_int_eq(b.operations[i].kind, -1);
+        ck_assert_ptr_null(b.operations[i].value.json);
+    }
+    message_batch_free(&b);
+}
+END_TEST
+
+START_TEST(test_filtered_kind)
+{
+    struct config *crm = load_config("application: crm\n");
+    /* profile is known but not cached by crm: its value is not validated */
+    struct message_batch b = parse_ok_with(
+        crm, "[{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"profile\",\"key\":\"k\",\"value\":3},"
+             "{\"op\":\"del\",\"tenant\":\"a\",\"kind\":\"hierarchy\",\"key\":\"k\"},"
+             "{\"op\":\"flush\",\"tenant\":\"a\",\"kind\":\"audit\"},"
+             "{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"credit\",\"key\":\"c\",\"value\":2}]");
+    ck_assert_int_eq(b.operations[0].disposition, MESSAGE_FILTERED);
+    ck_assert_int_eq(b.operations[0].kind, CONFIG_KIND_PROFILE);
+    ck_assert_ptr_null(b.operations[0].value.json);
+    ck_assert_int_eq(b.operations[1].disposition, MESSAGE_FILTERED);
+    ck_assert_int_eq(b.operations[1].kind, CONFIG_KIND_HIERARCHY);
+    ck_assert_int_eq(b.operations[2].disposition, MESSAGE_FILTERED);
+    ck_assert_int_eq(b.operations[3].disposition, MESSAGE_APPLY);
+    ck_assert_str_eq(b.operations[3].value.json, "2");
+    message_batch_free(&b);
+
+    /* a cached kind is still checked under the filter */
+    const char *bad_credit =
+        "{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"credit\",\"key\":\"c\",\"value\":\"free\"}";
+    parse_bad_with(crm, bad_credit, strlen(bad_credit), "credit value must be a number");
+    config_free(crm);
+
+    /* with the default `all`, the same profile value is checked */
+    parse_bad("{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"profile\",\"key\":\"k\",\"value\":3}",
+              "value must be a JSON object");
+}
+END_TEST
+
+START_TEST(test_added_kind)
+{
+    struct config *config = load_config("kinds:\n  widget: {tier: reference, ttl: 5m}\n");
+    struct message_batch b =
+        parse_ok_with(config, "{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"widget\",\"key\":\"w\","
+                              "\"value\":[1, \"two\", {\"three\": 3.25}]}");
+    ck_assert_int_eq(b.operations[0].disposition, MESSAGE_APPLY);
+    ck_assert_int_ge(b.operations[0].kind, CONFIG_BUILTIN_KINDS);
+    ck_assert_str_eq(b.operations[0].value.json, "[1,\"two\",{\"three\":3.25}]");
+    message_batch_free(&b);
+    config_free(config);
+}
+END_TEST
+
+/* version, src, seq boundaries */
+
+START_TEST(test_version_seq_boundaries)
+{
+    const char *head = "{\"op\":\"del\",\"tenant\":\"a\",\"kind\":\"user\",\"key\":\"k\"";
+    char text[512];
+    struct message_batch b;
+
+    snprintf(text, sizeof(text), "%s,\"version\":0}", head);
+    b = parse_ok(text);
+    ck_assert(b.operations[0].has_version);
+    ck_assert_uint_eq(b.operations[0].version, 0);
+    message_batch_free(&b);
+
+    snprintf(text, sizeof(text), "%s,\"version\":9223372036854775807}", head);
+    b = parse_ok(text);
+    ck_assert_uint_eq(b.operations[0].version, 9223372036854775807ull);
+    message_batch_free(&b);
+
+    /* beyond json_int_t: jansson refuses the number itself */
+    snprintf(text, sizeof(text), "%s,\"version\":18446744073709551615}", head);
+    parse_bad(text, "invalid JSON");
+
+    snprintf(text, sizeof(text), "%s,\"src\":\"s\",\"seq\":1}", head);
+    b = parse_ok(text);
+    ck_assert(b.operations[0].has_seq);
+    ck_assert_uint_eq(b.operations[0].seq, 1);
+    message_batch_free(&b);
+
+    snprintf(text, sizeof(text), "%s,\"src\":\"s\",\"seq\":0}", head);
+    parse_bad(text, "field 'seq' must be a positive integer");
+    snprintf(text, sizeof(text), "%s,\"src\":\"s\",\"seq\":-1}", head);
+    parse_bad(text, "field 'seq' must be a positive integer");
+    snprintf(text, sizeof(text), "%s,\"seq\":5}", head);
+    parse_bad(text, "field 'seq' requires field 'src'");
+
+    /* src without seq is allowed */
+    snprintf(text, sizeof(text), "%s,\"src\":\"s\"}", head);
+    b = parse_ok(text);
+    ck_assert_str_eq(b.operations[0].src, "s");
+    ck_assert(!b.operations[0].has_seq);
+    message_batch_free(&b);
+
+    char src[140];
+    memset(src, 's', 128);
+    src[128] = '\0';
+    snprintf(text, sizeof(text), "%s,\"src\":\"%s\",\"seq\":1}", head, src);
+    b = parse_ok(text);
+    ck_assert_uint_eq(strlen(b.operations[0].src), 128);
+    message_batch_free(&b);
+    src[128] = 's';
+    src[129] = '\0';
+    snprintf(text, sizeof(text), "%s,\"src\":\"%s\",\"seq\":1}", head, src);
+    parse_bad(text, "field 'src' must be 1-128 bytes");
+    snprintf(text, sizeof(text), "%s,\"src\":\"\",\"seq\":1}", head);
+    parse_bad(text, "field 'src' must be 1-128 bytes");
+    snprintf(text, sizeof(text), "%s,\"src\":\"a\\nb\",\"seq\":1}", head);
+    parse_bad(text, "field 'src' must be 1-128 bytes");
+    snprintf(text, sizeof(text), "%s,\"src\":\"pub 1\",\"seq\":1}", head);
+    b = parse_ok(text);
+    message_batch_free(&b);
+}
+END_TEST
+
+/* Timestamps */
+
+static const struct {
+    const char *ts;
+    bool ok;
+    uint64_t ms;
+} ts_cases[] = {
+    {"1970-01-01T00:00:00Z", true, 0},
+    {"2024-01-01T10:00:00Z", true, 1704103200000ull},
+    {"2024-01-01t10:00:00z", true, 1704103200000ull},
+    {"2024-01-01 10:00:00Z", true, 1704103200000ull},
+    {"2024-01-01T10:00:00.5Z", true, 1704103200500ull},
+    {"2024-01-01T10:00:00.123Z", true, 1704103200123ull},
+    {"2024-01-01T10:00:00.123456789Z", true, 1704103200123ull},
+    {"2024-01-01T10:00:00.07Z", true, 1704103200070ull},
+    {"2024-01-01T12:00:00+02:00", true, 1704103200000ull},
+    {"2024-01-01T05:30:00-04:30", true, 1704103200000ull},
+    {"2024-01-01T00:30:00+01:00", true, 1704065400000ull},
+    {"2024-02-29T00:00:00Z", true, 1709164800000ull},
+    {"2000-02-29T00:00:00Z", true, 951782400000ull},
+    {"2016-12-31T23:59:60Z", true, 1483228800000ull}, /* a leap second */
+    {"9999-12-31T23:59:59Z", true, 253402300799000ull},
+    {"2023-02-29T00:00:00Z", false, 0},
+    {"1900-02-29T00:00:00Z", false, 0},
+    {"2024-04-31T00:00:00Z", false, 0},
+    {"2024-13-01T00:00:00Z", false, 0},
+    {"2024-00-01T00:00:00Z", false, 0},
+    {"2024-01-00T00:00:00Z", false, 0},
+    {"2024-01-01T24:00:00Z", false, 0},
+    {"2024-01-01T10:60:00Z", false, 0},
+    {"2024-01-01T10:00:61Z", false, 0},
+    {"2024-01-01", false, 0},
+    {"2024-01-01T10:00:00", false, 0},
+    {"2024-01-01T10:00Z", false, 0},
+    {"2024-01-01T10:00:00.Z", false, 0},
+    {"2024-01-01T10:00:00+0200", false, 0},
+    {"2024-01-01T10:00:00+02", false, 0},
+    {"2024-01-01T10:00:00+24:00", false, 0},
+    {"2024-01-01T10:00:00Zjunk", false, 0},
+    {"2024-1-01T10:00:00Z", false, 0},
+    {"2024-01-01X10:00:00Z", false, 0},
+    {" 2024-01-01T10:00:00Z", false, 0},
+    {"1969-12-31T23:59:59Z", false, 0},
+    {"1970-01-01T00:30:00+01:00", false, 0},
+    {"", false, 0},
+    {"yesterday", false, 0},
+};
+
+START_TEST(test_ts)
+{
+    char text[256];
+    snprintf(text, sizeof(text),
+             "{\"op\":\"invalidate\",\"tenant\":\"a\",\"kind\":\"user\",\"key\":\"k\",\"ts\":\"%s\"}",
+             ts_cases[_i].ts);
+    if (ts_cases[_i].ok) {
+        struct message_batch b = parse_ok(text);
+        ck_assert(b.operations[0].has_ts);
+        ck_assert_msg(b.operations[0].ts_ms == ts_cases[_i].ms, "%s: %llu", ts_cases[_i].ts,
+                      (unsigned long long)b.operations[0].ts_ms);
+        message_batch_free(&b);
+    } else {
+        parse_bad(text, "field 'ts' must be an RFC 3339 timestamp");
+    }
+}
+END_TEST
+
+/* The civil-date arithmetic agrees with timegm() over a spread of dates, and
+ * does not depend on TZ. */
+START_TEST(test_ts_matches_timegm)
+{
+    setenv("TZ", "America/New_York", 1);
+    tzset();
+    for (int year = 1970; year <= 2400; year += 7) {
+        for (int month = 1; month <= 12; month++) {
+            struct tm tm = {.tm_year = year - 1900, .tm_mon = month - 1, .tm_mday = 28,
+                            .tm_hour = 13, .tm_min = 14, .tm_sec = 15};
+            time_t t = timegm(&tm);
+            char text[256];
+            snprintf(text, sizeof(text),
+                     "{\"op\":\"flush\",\"tenant\":\"a\",\"ts\":\"%04d-%02d-28T13:14:15Z\"}", year,
+                     month);
+            struct message_batch b = parse_ok(text);
+            ck_assert_uint_eq(b.operations[0].ts_ms, (uint64_t)t * 1000u);
+            message_batch_free(&b);
+        }
+    }
+    unsetenv("TZ");
+    tzset();
+}
+END_TEST
+
+/* Limits */
+
+START_TEST(test_too_large)
+{
+    struct config *config = load_config("redis:\n  max_message_bytes: 100\n");
+    char text[128];
+    memset(text, ' ', sizeof(text));
+    const char *msg = "{\"op\":\"flush\",\"tenant\":\"a\"}";
+    memcpy(text, msg, strlen(msg));
+
+    struct message_batch b;
+    char error[MESSAGE_ERROR_MAX];
+    ck_assert_int_eq(message_parse(config, text, 100, &b, error), 0);
+    message_batch_free(&b);
+    parse_bad_with(config, text, 101, "message too large (101 bytes, limit 100)");
+    config_free(config);
+
+    /* over the default 1 MiB, garbage is refused for its size, unparsed */
+    size_t len = 1024 * 1024 + 1;
+    char *big = malloc(len);
+    memset(big, '[', len);
+    parse_bad_with(defaults, big, len, "message too large (1048577 bytes, limit 1048576)");
+    free(big);
+}
+END_TEST
+
+START_TEST(test_deep_nesting)
+{
+    size_t depth = 100000;
+    char *text = malloc(2 * depth + 1);
+    memset(text, '[', depth);
+    memset(text + depth, ']', depth);
+    text[2 * depth] = '\0';
+    parse_bad(text, "invalid JSON");
+
+    /* the same inside a set's value */
+    const char *head = "{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"config\",\"key\":\"k\",\"value\":";
+    size_t head_len = strlen(head);
+    char *deep = malloc(head_len + 2 * depth + 2);
+    memcpy(deep, head, head_len);
+    memset(deep + head_len, '[', depth);
+    memset(deep + head_len + depth, ']', depth);
+    strcpy(deep + head_len + 2 * depth, "}");
+    parse_bad(deep, "invalid JSON");
+
+    /* a moderate depth is fine */
+    size_t ok_depth = 100;
+    memset(deep + head_len, '[', ok_depth);
+    memset(deep + head_len + ok_depth, ']', ok_depth);
+    strcpy(deep + head_len + 2 * ok_depth, "}");
+    struct message_batch b = parse_ok(deep);
+    ck_assert_uint_eq(b.operations[0].value.json_len, 2 * ok_depth);
+    message_batch_free(&b);
+
+    free(deep);
+    free(text);
+}
+END_TEST
+
+START_TEST(test_invalid_utf8)
+{
+    parse_bad("{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"config\",\"key\":\"k\xff\",\"value\":1}",
+              "invalid JSON");
+    parse_bad("{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"config\",\"key\":\"k\",\"value\":\"\xc3\"}",
+              "invalid JSON");
+    parse_bad("{\"op\":\"flush\",\"tenant\":\"a\",\"x\":\"\xed\xa0\x80\"}", "invalid JSON");
+    parse_bad("{\"op\":\"flush\",\"tenant\":\"a\",\"x\":\"\\ud800\"}", "invalid JSON");
+}
+END_TEST
+
+static char *heartbeats(size_t count)
+{
+    const char *one = "{\"op\":\"heartbeat\",\"src\":\"p\",\"seq\":1},";
+    size_t one_len = strlen(one);
+    char *text = malloc(count * one_len + 3);
+    char *p = text;
+    *p++ = '[';
+    for (size_t i = 0; i < count; i++, p += one_len)
+        memcpy(p, one, one_len);
+    p[-1] = ']';
+    *p = '\0';
+    return text;
+}
+
+START_TEST(test_batch_cap)
+{
+    char *text = heartbeats(10000);
+    struct message_batch b = parse_ok(text);
+    ck_assert_uint_eq(b.count, 10000);
+    message_batch_free(&b);
+    free(text);
+
+    text = heartbeats(10001);
+    parse_bad(text, "batch too large (10001 operations, limit 10000)");
+    free(text);
+}
+END_TEST
+
+START_TEST(test_free_empty)
+{
+    struct message_batch b = {NULL, 0};
+    message_batch_free(&b);
+    message_batch_free(&b);
+    message_batch_free(NULL);
+}
+END_TEST
+
+static Suite *message_suite(void)
+{
+    Suite *s = suite_create("message");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_set);
+    tcase_add_test(tc, test_set_minimal);
+    tcase_add_test(tc, test_del_invalidate);
+    tcase_add_test(tc, test_flush);
+    tcase_add_test(tc, test_heartbeat);
+    tcase_add_test(tc, test_missing_fields);
+    tcase_add_test(tc, test_wrong_types);
+    tcase_add_test(tc, test_error_names_index);
+    tcase_add_test(tc, test_batch_rejected_whole);
+    tcase_add_test(tc, test_batch_order);
+    tcase_add_test(tc, test_top_level);
+    tcase_add_test(tc, test_tenant_alphabet);
+    tcase_add_test(tc, test_star_tenant);
+    tcase_add_test(tc, test_key_alphabet);
+    tcase_add_test(tc, test_unknown_kind);
+    tcase_add_test(tc, test_filtered_kind);
+    tcase_add_test(tc, test_added_kind);
+    tcase_add_test(tc, test_version_seq_boundaries);
+    tcase_add_loop_test(tc, test_ts, 0, (int)UTIL_ARRAY_LEN(ts_cases));
+    tcase_add_test(tc, test_ts_matches_timegm);
+    tcase_add_test(tc, test_too_large);
+    tcase_add_test(tc, test_deep_nesting);
+    tcase_add_test(tc, test_invalid_utf8);
+    tcase_add_test(tc, test_batch_cap);
+    tcase_add_test(tc, test_free_empty);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *runner = srunner_create(message_suite());
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,149 @@
+/* test_perm.c - permission pattern matching and validation (SPEC §2), as tables. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "perm.h"
+
+static const struct {
+    const char *pattern;
+    const char *permission;
+    bool granted;
+} match_cases[] = {
+    /* the SPEC's own examples */
+    {"crm.*", "crm.leads", true},
+    {"crm.*", "crm.leads.create", true},
+    {"crm.*", "crm", false},
+    {"crm.*", "crmx.a", false},
+    {"*.read", "users.read", true},
+    {"*.read", "a.b.read", false},
+    {"*.read", "read", false},
+    /* "*" alone */
+    {"*", "crm", true},
+    {"*", "crm.leads.create", true},
+    {"*", "", false},
+    /* literals */
+    {"crm.leads.create", "crm.leads.create", true},
+    {"crm.leads.create", "crm.leads", false},
+    {"crm.leads", "crm.leads.create", false},
+    {"crm.leads", "CRM.leads", false},
+    {"crm.leads", "crm.lead", false},
+    {"crm.lead", "crm.leads", false},
+    {"crm", "crm", true},
+    {"crm", "crmx", false},
+    /* a middle star is exactly one segment */
+    {"crm.*.create", "crm.leads.create", true},
+    {"crm.*.create", "crm.create", false},
+    {"crm.*.create", "crm.a.b.create", false},
+    {"crm.*.create", "crm.leads.delete", false},
+    {"*.*", "a.b", true},
+    {"*.*", "a.b.c", true},
+    {"*.*", "a", false},
+    {"*.b.*", "a.b.c.d", true},
+    {"*.b.*", "a.c.c", false},
+    /* a star inside a segment is a literal */
+    {"crm*", "crmx", false},
+    {"crm*", "crm*", true},
+    {"crm.a*", "crm.ab", false},
+    /* malformed permissions are never granted */
+    {"crm.*", "crm.", false},
+    {"crm.*", "crm..leads", false},
+    {"crm.*", "crm.leads.", false},
+    {"*", ".crm", false},
+    {"*", "crm leads", false},
+    {"*", "crm.\x01", false},
+    {"crm.*", "crm.lé", false},
+    /* malformed patterns grant nothing */
+    {"", "crm", false},
+    {"crm.", "crm.", false},
+    {".crm", ".crm", false},
+    {"crm..*", "crm..a", false},
+};
+
+START_TEST(test_match_table)
+{
+    const char *pattern = match_cases[_i].pattern;
+    const char *permission = match_cases[_i].permission;
+    bool got = perm_match(pattern, strlen(pattern), permission, strlen(permission));
+    ck_assert_msg(got == match_cases[_i].granted, "perm_match(\"%s\", \"%s\") = %d, want %d",
+                  pattern, permission, got, match_cases[_i].granted);
+}
+END_TEST
+
+static const struct {
+    const char *text;
+    bool valid;
+} valid_cases[] = {
+    {"crm", true},
+    {"crm.leads.create", true},
+    {"*", true},
+    {"crm.*", true},
+    {"*.read", true},
+    {"a-b_c:d/e!~", true},
+    {"!.~", true},
+    {"", false},
+    {".", false},
+    {".crm", false},
+    {"crm.", false},
+    {"crm..leads", false},
+    {"crm leads", false},
+    {"crm\tleads", false},
+    {"crm.\x7f", false},
+    {"caf\xc3\xa9", false},
+};
+
+START_TEST(test_valid_table)
+{
+    const char *text = valid_cases[_i].text;
+    ck_assert_msg(perm_valid(text, strlen(text)) == valid_cases[_i].valid,
+                  "perm_valid(\"%s\") != %d", text, valid_cases[_i].valid);
+}
+END_TEST
+
+/* Lengths are honoured: no NUL terminator is needed and none is read past. */
+START_TEST(test_lengths)
+{
+    ck_assert(perm_match("crm.*XYZ", 5, "crm.leadsXYZ", 9));
+    ck_assert(!perm_match("crm.*", 5, "crm.leads", 3));
+    ck_assert(perm_valid("crm.leads..", 9));
+    ck_assert(!perm_valid("crm.leads..", 10));
+    ck_assert(!perm_valid(NULL, 0));
+    ck_assert(!perm_match(NULL, 0, "a", 1));
+    ck_assert(!perm_match("*", 1, NULL, 0));
+
+    /* An embedded NUL is not a printable byte. */
+    ck_assert(!perm_valid("a\0b", 3));
+    ck_assert(!perm_match("*", 1, "a\0b", 3));
+
+    /* Exact-size heap copies so that valgrind/ASan see any overread. */
+    char *pattern = malloc(5), *permission = malloc(16);
+    memcpy(pattern, "crm.*", 5);
+    memcpy(permission, "crm.leads.create", 16);
+    ck_assert(perm_match(pattern, 5, permission, 16));
+    ck_assert(perm_valid(permission, 16));
+    free(pattern);
+    free(permission);
+}
+END_TEST
+
+static Suite *perm_suite(void)
+{
+    Suite *s = suite_create("perm");
+    TCase *tc = tcase_create("core");
+    tcase_add_loop_test(tc, test_match_table, 0,
+                        (int)(sizeof(match_cases) / sizeof(match_cases[0])));
+    tcase_add_loop_test(tc, test_valid_table, 0,
+                        (int)(sizeof(valid_cases) / sizeof(valid_cases[0])));
+    tcase_add_test(tc, test_lengths);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *runner = srunner_create(perm_suite());
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

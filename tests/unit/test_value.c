@@ -1,0 +1,448 @@
+/* test_value.c - value shapes (SPEC §2): validation, compact JSON, derived blobs. */
+#include <check.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+#include "value.h"
+
+/* Prepares text as shape; asserts success. */
+static void prepare_ok(enum config_shape shape, const char *text, struct value_prepared *out)
+{
+    char error[VALUE_ERROR_MAX] = "";
+    int rc = value_prepare_text(shape, text, strlen(text), out, error);
+    ck_assert_msg(rc == 0, "%s rejected: %s", text, error);
+    ck_assert_ptr_nonnull(out->json);
+    ck_assert_uint_eq(out->json_len, strlen(out->json));
+}
+
+/* Asserts that text is rejected as shape, with an error containing want, and
+ * that out is left empty. */
+static void prepare_bad(enum config_shape shape, const char *text, const char *want)
+{
+    struct value_prepared out;
+    char error[VALUE_ERROR_MAX] = "";
+    memset(&out, 0xa5, sizeof(out));
+    int rc = value_prepare_text(shape, text, strlen(text), &out, error);
+    ck_assert_msg(rc == -1, "%s accepted", text);
+    ck_assert_msg(strstr(error, want) != NULL, "%s: error '%s' lacks '%s'", text, error, want);
+    ck_assert_ptr_null(out.json);
+    ck_assert_ptr_null(out.derived);
+    ck_assert_ptr_null(out.index_key);
+    ck_assert_uint_eq(out.json_len, 0);
+    ck_assert_uint_eq(out.derived_len, 0);
+}
+
+static void assert_credit(const char *json, double cost, const char *text)
+{
+    struct value_prepared v;
+    double got;
+    const char *t;
+    size_t t_len;
+    prepare_ok(CONFIG_SHAPE_CREDIT, json, &v);
+    ck_assert_int_eq(value_credit(v.derived, v.derived_len, &got, &t, &t_len), 0);
+    ck_assert_msg(got == cost, "%s: cost %.17g", json, got);
+    ck_assert_msg(t_len == strlen(text) && memcmp(t, text, t_len) == 0, "%s: text '%.*s'",
+                  json, (int)t_len, t);
+    ck_assert_ptr_null(v.index_key);
+    value_clear(&v);
+}
+
+START_TEST(test_credit)
+{
+    assert_credit("3.5", 3.5, "3.5");
+    assert_credit("12", 12.0, "12");
+    assert_credit("0", 0.0, "0");
+    assert_credit("-0.0", 0.0, "0");
+    assert_credit("-2.25", -2.25, "-2.25");
+    assert_credit("0.1", 0.1, "0.1");
+    assert_credit("{\"cost\": 3.5}", 3.5, "3.5");
+    assert_credit("{\"cost\": 7, \"currency\": \"EUR\", \"tags\": [1]}", 7.0, "7");
+    assert_credit("{\"cost\": 0.30000000000000004}", 0.30000000000000004, "0.30000000000000004");
+
+    /* A huge real: the text reads back exactly. */
+    struct value_prepared v;
+    double cost;
+    const char *t;
+    size_t t_len;
+    prepare_ok(CONFIG_SHAPE_CREDIT, "1e300", &v);
+    ck_assert_int_eq(value_credit(v.derived, v.derived_len, &cost, &t, &t_len), 0);
+    ck_assert(cost == 1e300);
+    char *copy = strndup(t, t_len);
+    ck_assert(strtod(copy, NULL) == 1e300);
+    free(copy);
+    value_clear(&v);
+}
+END_TEST
+
+START_TEST(test_credit_rejected)
+{
+    prepare_bad(CONFIG_SHAPE_CREDIT, "\"3\"", "credit value must be a number");
+    prepare_bad(CONFIG_SHAPE_CREDIT, "true", "credit value must be a number");
+    prepare_bad(CONFIG_SHAPE_CREDIT, "null", "credit value must be a number");
+    prepare_bad(CONFIG_SHAPE_CREDIT, "[3]", "credit value must be a number");
+    prepare_bad(CONFIG_SHAPE_CREDIT, "{\"price\": 3}", "credit object must have a number 'cost'");
+    prepare_bad(CONFIG_SHAPE_CREDIT, "{\"cost\": \"3\"}", "credit cost must be a finite number");
+    prepare_bad(CONFIG_SHAPE_CREDIT, "{\"cost\": null}", "credit cost must be a finite number");
+    prepare_bad(CONFIG_SHAPE_CREDIT, "{\"cost\": {}}", "credit cost must be a finite number");
+    /* jansson itself refuses a real that overflows a double */
+    prepare_bad(CONFIG_SHAPE_CREDIT, "1e999", "invalid JSON");
+}
+END_TEST
+
+/* Collects a value_strings into a comma-joined string for comparison. */
+static void join_strings(struct value_strings *strings, char *out, size_t size)
+{
+    const char *s;
+    size_t len;
+    out[0] = '\0';
+    while (value_strings_next(strings, &s, &len)) {
+        size_t used = strlen(out);
+        snprintf(out + used, size - used, "%s%.*s", used ? "," : "", (int)len, s);
+    }
+}
+
+static void assert_role(const char *json, const char *want)
+{
+    struct value_prepared v;
+    struct value_strings perms;
+    char joined[256];
+    prepare_ok(CONFIG_SHAPE_ROLE, json, &v);
+    ck_assert_int_eq(value_role_permissions(v.derived, v.derived_len, &perms), 0);
+    join_strings(&perms, joined, sizeof(joined));
+    ck_assert_str_eq(joined, want);
+    value_clear(&v);
+}
+
+START_TEST(test_role)
+{
+    assert_role("[\"crm.*\", \"users.read\", \"*\"]", "crm.*,users.read,*");
+    assert_role("{\"permissions\": [\"crm.leads.create\"], \"name\": \"Sales\"}",
+                "crm.leads.create");
+    assert_role("[]", "");
+    assert_role("{\"permissions\": []}", "");
+}
+END_TEST
+
+START_TEST(test_role_rejected)
+{
+    prepare_bad(CONFIG_SHAPE_ROLE, "\"crm.*\"", "role value must be an array");
+    prepare_bad(CONFIG_SHAPE_ROLE, "3", "role value must be an array");
+    prepare_bad(CONFIG_SHAPE_ROLE, "null", "role value must be an array");
+    prepare_bad(CONFIG_SHAPE_ROLE, "{}", "role object must have an array 'permissions'");
+    prepare_bad(CONFIG_SHAPE_ROLE, "{\"permissions\": \"crm.*\"}",
+                "role permissions must be an array of strings");
+    prepare_bad(CONFIG_SHAPE_ROLE, "[\"crm.*\", 1]", "role permissions must be an array of strings");
+    prepare_bad(CONFIG_SHAPE_ROLE, "[[\"crm\"]]", "role permissions must be an array of strings");
+    prepare_bad(CONFIG_SHAPE_ROLE, "[\"crm..x\"]", "role permission 0 is not a valid pattern");
+    prepare_bad(CONFIG_SHAPE_ROLE, "[\"a\", \"crm leads\"]", "role permission 1 is not a valid");
+    prepare_bad(CONFIG_SHAPE_ROLE, "[\"\"]", "not a valid pattern");
+    prepare_bad(CONFIG_SHAPE_ROLE, "[\"crm.\"]", "not a valid pattern");
+}
+END_TEST
+
+static void assert_user(const char *json, const char *status, const char *roles)
+{
+    struct value_prepared v;
+    struct value_strings r;
+    const char *s;
+    size_t s_len;
+    char joined[256];
+    prepare_ok(CONFIG_SHAPE_USER, json, &v);
+    ck_assert_int_eq(value_user(v.derived, v.derived_len, &s, &s_len, &r), 0);
+    ck_assert_msg(s_len == strlen(status) && memcmp(s, status, s_len) == 0, "%s: status", json);
+    join_strings(&r, joined, sizeof(joined));
+    ck_assert_str_eq(joined, roles);
+    value_clear(&v);
+}
+
+START_TEST(test_user)
+{
+    assert_user("\"active\"", "active", "");
+    assert_user("{\"status\": \"suspended\"}", "suspended", "");
+    assert_user("{\"status\": \"active\", \"roles\": [\"admin\", \"sales\"], \"email\": \"x@y\"}",
+                "active", "admin,sales");
+    assert_user("{\"status\": \"active\", \"roles\": []}", "active", "");
+    assert_user("{\"status\": \"active\", \"roles\": null}", "active", "");
+}
+END_TEST
+
+START_TEST(test_user_rejected)
+{
+    prepare_bad(CONFIG_SHAPE_USER, "\"\"", "user status must be a non-empty string");
+    prepare_bad(CONFIG_SHAPE_USER, "3", "user value must be a status string");
+    prepare_bad(CONFIG_SHAPE_USER, "[\"active\"]", "user value must be a status string");
+    prepare_bad(CONFIG_SHAPE_USER, "null", "user value must be a status string");
+    prepare_bad(CONFIG_SHAPE_USER, "{}", "user object must have a string 'status'");
+    prepare_bad(CONFIG_SHAPE_USER, "{\"roles\": [\"a\"]}", "user object must have a string");
+    prepare_bad(CONFIG_SHAPE_USER, "{\"status\": 1}", "user status must be a non-empty string");
+    prepare_bad(CONFIG_SHAPE_USER, "{\"status\": \"\"}", "user status must be a non-empty");
+    prepare_bad(CONFIG_SHAPE_USER, "{\"status\": \"a\", \"roles\": \"admin\"}",
+                "user roles must be an array of role ids");
+    prepare_bad(CONFIG_SHAPE_USER, "{\"status\": \"a\", \"roles\": [\"\"]}", "user roles");
+    prepare_bad(CONFIG_SHAPE_USER, "{\"status\": \"a\", \"roles\": [1]}", "user roles");
+    prepare_bad(CONFIG_SHAPE_USER, "{\"status\": \"a\", \"roles\": [\"a b\"]}", "user roles");
+}
+END_TEST
+
+START_TEST(test_object)
+{
+    struct value_prepared v;
+    prepare_ok(CONFIG_SHAPE_OBJECT, "{ \"name\" : \"Ann\", \"age\" : 30 }", &v);
+    ck_assert_str_eq(v.json, "{\"name\":\"Ann\",\"age\":30}");
+    ck_assert_ptr_null(v.derived);
+    ck_assert_uint_eq(v.derived_len, 0);
+    value_clear(&v);
+    prepare_ok(CONFIG_SHAPE_OBJECT, "{}", &v);
+    ck_assert_str_eq(v.json, "{}");
+    value_clear(&v);
+
+    prepare_bad(CONFIG_SHAPE_OBJECT, "[]", "value must be a JSON object");
+    prepare_bad(CONFIG_SHAPE_OBJECT, "\"x\"", "value must be a JSON object");
+    prepare_bad(CONFIG_SHAPE_OBJECT, "1", "value must be a JSON object");
+    prepare_bad(CONFIG_SHAPE_OBJECT, "null", "value must be a JSON object");
+}
+END_TEST
+
+static void assert_hierarchy(const char *json, const char *parent)
+{
+    struct value_prepared v;
+    bool has;
+    const char *p;
+    size_t p_len;
+    prepare_ok(CONFIG_SHAPE_HIERARCHY, json, &v);
+    ck_assert_int_eq(value_hierarchy_parent(v.derived, v.derived_len, &has, &p, &p_len), 0);
+    if (parent == NULL) {
+        ck_assert(!has);
+        ck_assert_ptr_null(p);
+        ck_assert_uint_eq(p_len, 0);
+        ck_assert_ptr_null(v.index_key);
+        ck_assert_uint_eq(v.index_key_len, 0);
+    } else {
+        ck_assert(has);
+        ck_assert_uint_eq(p_len, strlen(parent));
+        ck_assert(memcmp(p, parent, p_len) == 0);
+        /* index_key points at the parent inside the blob */
+        ck_assert_ptr_eq(v.index_key, p);
+        ck_assert_uint_eq(v.index_key_len, p_len);
+        ck_assert((const unsigned char *)v.index_key >= v.derived &&
+                  (const unsigned char *)v.index_key + v.index_key_len <=
+                      v.derived + v.derived_len);
+    }
+    value_clear(&v);
+}
+
+START_TEST(test_hierarchy)
+{
+    assert_hierarchy("{\"parent\": \"eng\", \"name\": \"Backend\"}", "eng");
+    assert_hierarchy("{\"parent\": \"org:1/eng\"}", "org:1/eng");
+    assert_hierarchy("{}", NULL);
+    assert_hierarchy("{\"name\": \"Root\"}", NULL);
+    assert_hierarchy("{\"parent\": null, \"name\": null}", NULL);
+
+    char json[600];
+    char parent[513];
+    memset(parent, 'p', 512);
+    parent[512] = '\0';
+    snprintf(json, sizeof(json), "{\"parent\": \"%s\"}", parent);
+    assert_hierarchy(json, parent);
+}
+END_TEST
+
+START_TEST(test_hierarchy_rejected)
+{
+    prepare_bad(CONFIG_SHAPE_HIERARCHY, "[]", "hierarchy value must be an object");
+    prepare_bad(CONFIG_SHAPE_HIERARCHY, "\"eng\"", "hierarchy value must be an object");
+    prepare_bad(CONFIG_SHAPE_HIERARCHY, "null", "hierarchy value must be an object");
+    prepare_bad(CONFIG_SHAPE_HIERARCHY, "{\"parent\": \"\"}", "hierarchy parent must be an entity id");
+    prepare_bad(CONFIG_SHAPE_HIERARCHY, "{\"parent\": 3}", "hierarchy parent must be an entity id");
+    prepare_bad(CONFIG_SHAPE_HIERARCHY, "{\"parent\": [\"a\"]}", "hierarchy parent");
+    prepare_bad(CONFIG_SHAPE_HIERARCHY, "{\"parent\": \"a b\"}", "hierarchy parent");
+    prepare_bad(CONFIG_SHAPE_HIERARCHY, "{\"parent\": \"a\\tb\"}", "hierarchy parent");
+    prepare_bad(CONFIG_SHAPE_HIERARCHY, "{\"name\": 3}", "hierarchy name must be a string");
+
+    char json[600];
+    char parent[514];
+    memset(parent, 'p', 513);
+    parent[513] = '\0';
+    snprintf(json, sizeof(json), "{\"parent\": \"%s\"}", parent);
+    prepare_bad(CONFIG_SHAPE_HIERARCHY, json, "hierarchy parent");
+}
+END_TEST
+
+START_TEST(test_any)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"1", "1"},
+        {" \"x\" ", "\"x\""},
+        {"null", "null"},
+        {"true", "true"},
+        {"[ ]", "[]"},
+        {"{\"a\": [1, 2], \"b\": {\"c\": null}}", "{\"a\":[1,2],\"b\":{\"c\":null}}"},
+        {"\"caf\\u00e9\"", "\"caf\xc3\xa9\""},
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+        struct value_prepared v;
+        prepare_ok(CONFIG_SHAPE_ANY, cases[i].in, &v);
+        ck_assert_str_eq(v.json, cases[i].out);
+        ck_assert_ptr_null(v.derived);
+        ck_assert_ptr_null(v.index_key);
+        value_clear(&v);
+    }
+}
+END_TEST
+
+/* Reals in the compact JSON read back to the very same double. */
+START_TEST(test_reals_round_trip)
+{
+    static const double reals[] = {0.1, 1e300, 1.5e-300, 0.30000000000000004, 3.141592653589793,
+                                   -2.5, 123456789.123456789};
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(reals); i++) {
+        json_t *value = json_pack("{s:f}", "x", reals[i]);
+        struct value_prepared v;
+        char error[VALUE_ERROR_MAX];
+        ck_assert_int_eq(value_prepare(CONFIG_SHAPE_ANY, value, &v, error), 0);
+        json_decref(value);
+        json_t *back = json_loads(v.json, 0, NULL);
+        ck_assert_ptr_nonnull(back);
+        ck_assert_msg(json_real_value(json_object_get(back, "x")) == reals[i], "%s", v.json);
+        json_decref(back);
+        value_clear(&v);
+    }
+}
+END_TEST
+
+START_TEST(test_prepare_text_rejects_bad_json)
+{
+    prepare_bad(CONFIG_SHAPE_ANY, "", "invalid JSON");
+    prepare_bad(CONFIG_SHAPE_ANY, "{", "invalid JSON");
+    prepare_bad(CONFIG_SHAPE_ANY, "3.5 x", "invalid JSON");
+    prepare_bad(CONFIG_SHAPE_ANY, "[1] [2]", "invalid JSON");
+    prepare_bad(CONFIG_SHAPE_ANY, "\"\xff\"", "invalid JSON");
+    prepare_bad(CONFIG_SHAPE_ANY, "nul", "invalid JSON");
+    /* the length is honoured: the same text cut short is invalid */
+    struct value_prepared v;
+    char error[VALUE_ERROR_MAX];
+    ck_assert_int_eq(value_prepare_text(CONFIG_SHAPE_ANY, "[1,2]", 4, &v, error), -1);
+    ck_assert_int_eq(value_prepare_text(CONFIG_SHAPE_ANY, "[1,2]xyz", 5, &v, error), 0);
+    ck_assert_str_eq(v.json, "[1,2]");
+    value_clear(&v);
+}
+END_TEST
+
+START_TEST(test_prepare_null_value)
+{
+    struct value_prepared v;
+    char error[VALUE_ERROR_MAX];
+    ck_assert_int_eq(value_prepare(CONFIG_SHAPE_ANY, NULL, &v, error), -1);
+    ck_assert_ptr_null(v.json);
+    /* value_clear() on a cleared value is harmless */
+    value_clear(&v);
+    value_clear(NULL);
+}
+END_TEST
+
+/* Each accessor refuses another shape's blob, an empty one and a truncated one. */
+START_TEST(test_accessors_check_kind)
+{
+    struct value_prepared credit, role, user, hier;
+    prepare_ok(CONFIG_SHAPE_CREDIT, "3.5", &credit);
+    prepare_ok(CONFIG_SHAPE_ROLE, "[\"a.b\", \"c\"]", &role);
+    prepare_ok(CONFIG_SHAPE_USER, "{\"status\": \"active\", \"roles\": [\"r1\"]}", &user);
+    prepare_ok(CONFIG_SHAPE_HIERARCHY, "{\"parent\": \"p\"}", &hier);
+
+    double cost;
+    const char *s;
+    size_t len;
+    bool has;
+    struct value_strings strings;
+
+    ck_assert_int_eq(value_credit(role.derived, role.derived_len, &cost, &s, &len), -1);
+    ck_assert_int_eq(value_role_permissions(credit.derived, credit.derived_len, &strings), -1);
+    ck_assert_int_eq(value_user(hier.derived, hier.derived_len, &s, &len, &strings), -1);
+    ck_assert_int_eq(value_hierarchy_parent(user.derived, user.derived_len, &has, &s, &len), -1);
+
+    ck_assert_int_eq(value_credit(NULL, 0, &cost, &s, &len), -1);
+    ck_assert_int_eq(value_role_permissions(NULL, 0, &strings), -1);
+    ck_assert_int_eq(value_user(NULL, 0, &s, &len, &strings), -1);
+    ck_assert_int_eq(value_hierarchy_parent(NULL, 0, &has, &s, &len), -1);
+
+    ck_assert_int_eq(value_credit(credit.derived, credit.derived_len - 1, &cost, &s, &len), -1);
+    ck_assert_int_eq(value_role_permissions(role.derived, role.derived_len - 1, &strings), -1);
+    ck_assert_int_eq(value_user(user.derived, user.derived_len - 1, &s, &len, &strings), -1);
+    ck_assert_int_eq(value_hierarchy_parent(hier.derived, hier.derived_len - 1, &has, &s, &len),
+                     -1);
+
+    value_clear(&credit);
+    value_clear(&role);
+    value_clear(&user);
+    value_clear(&hier);
+}
+END_TEST
+
+/* Blobs are read byte by byte: a copy at an odd address reads the same. */
+START_TEST(test_accessors_unaligned)
+{
+    struct value_prepared credit, role;
+    prepare_ok(CONFIG_SHAPE_CREDIT, "{\"cost\": 0.1}", &credit);
+    prepare_ok(CONFIG_SHAPE_ROLE, "[\"x.*\", \"y\"]", &role);
+
+    unsigned char *buf = malloc(credit.derived_len + 1);
+    memcpy(buf + 1, credit.derived, credit.derived_len);
+    double cost;
+    const char *t;
+    size_t t_len;
+    ck_assert_int_eq(value_credit(buf + 1, credit.derived_len, &cost, &t, &t_len), 0);
+    ck_assert(cost == 0.1);
+    ck_assert_uint_eq(t_len, 3);
+    ck_assert(memcmp(t, "0.1", 3) == 0);
+    free(buf);
+
+    buf = malloc(role.derived_len + 3);
+    memcpy(buf + 3, role.derived, role.derived_len);
+    struct value_strings perms;
+    char joined[64];
+    ck_assert_int_eq(value_role_permissions(buf + 3, role.derived_len, &perms), 0);
+    join_strings(&perms, joined, sizeof(joined));
+    ck_assert_str_eq(joined, "x.*,y");
+    free(buf);
+
+    value_clear(&credit);
+    value_clear(&role);
+}
+END_TEST
+
+static Suite *value_suite(void)
+{
+    Suite *s = suite_create("value");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_credit);
+    tcase_add_test(tc, test_credit_rejected);
+    tcase_add_test(tc, test_role);
+    tcase_add_test(tc, test_role_rejected);
+    tcase_add_test(tc, test_user);
+    tcase_add_test(tc, test_user_rejected);
+    tcase_add_test(tc, test_object);
+    tcase_add_test(tc, test_hierarchy);
+    tcase_add_test(tc, test_hierarchy_rejected);
+    tcase_add_test(tc, test_any);
+    tcase_add_test(tc, test_reals_round_trip);
+    tcase_add_test(tc, test_prepare_text_rejects_bad_json);
+    tcase_add_test(tc, test_prepare_null_value);
+    tcase_add_test(tc, test_accessors_check_kind);
+    tcase_add_test(tc, test_accessors_unaligned);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *runner = srunner_create(value_suite());
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
