@@ -25,6 +25,10 @@ struct apply_callbacks {
      * message: fills in flight for it must not be cached. */
     void (*on_write)(void *arg, const char *tenant, size_t tenant_len, int kind, const char *key,
                      size_t key_len);
+    /* An entry read at least memory.hot_reads times in the last minute was
+     * invalidated: it may be filled again at once. */
+    void (*on_hot)(void *arg, const char *tenant, size_t tenant_len, unsigned kind,
+                   const char *key, size_t key_len);
     void *arg;
 };
 

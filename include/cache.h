@@ -15,8 +15,10 @@
  * entries, whole least-recently-used tenants. Critical entries are never
  * evicted one by one.
  *
- * Thread rules: cache_read_* from any thread; every other call from the one
- * writer thread only (they are not serialised against each other). */
+ * Thread rules: cache_read_* from any thread, never blocking each other.
+ * The writing calls may come from any thread too: an internal mutex
+ * serialises them (the apply thread is the usual writer; FLUSH from a query
+ * thread is the other). */
 #ifndef TENANTCACHED_CACHE_H
 #define TENANTCACHED_CACHE_H
 
@@ -35,6 +37,7 @@ struct cache_limits {
     unsigned max_tenants;
     double high_watermark;  /* fraction of max_bytes that starts a shrink */
     double low_watermark;   /* fraction a shrink stops at */
+    unsigned hot_reads;     /* 0: do not count reads per minute */
 };
 
 struct cache_key {
@@ -158,10 +161,13 @@ enum cache_status cache_delete(struct cache *cache, const struct cache_key *key,
 /* Stores a negative entry (origin 404) unless something live is there. */
 enum cache_status cache_set_negative(struct cache *cache, const struct cache_key *key,
                                      uint64_t expires_ms, uint64_t now_ms);
-/* Drops the entry (no tombstone). A version not newer than the entry's makes
- * it CACHE_STALE and nothing is dropped. */
+/* Drops the entry (no tombstone; a live tombstone is kept). A version not
+ * newer than the entry's makes it CACHE_STALE and nothing is dropped.
+ * *recent_reads (may be NULL) receives how often the dropped entry was read
+ * in the last minute, when limits.hot_reads is set. */
 enum cache_status cache_invalidate(struct cache *cache, const struct cache_key *key,
-                                   bool has_version, uint64_t version, uint64_t now_ms);
+                                   bool has_version, uint64_t version, uint64_t now_ms,
+                                   uint32_t *recent_reads);
 /* Drops a tenant's entries (tenant NULL: every tenant), of one kind when
  * kind >= 0. Returns the number of entries dropped. */
 uint64_t cache_flush(struct cache *cache, const char *tenant, size_t tenant_len, int kind);

@@ -187,11 +187,20 @@ static void apply_operation(struct apply *apply, const struct message_operation 
         notify_write(apply, operation);
         count_result(cache_delete(apply->cache, &key, &write, now_ms));
         break;
-    case MESSAGE_INVALIDATE:
+    case MESSAGE_INVALIDATE: {
         notify_write(apply, operation);
-        count_result(cache_invalidate(apply->cache, &key, operation->has_version,
-                                      operation->version, now_ms));
+        uint32_t reads = 0;
+        enum cache_status status = cache_invalidate(apply->cache, &key, operation->has_version,
+                                                    operation->version, now_ms, &reads);
+        count_result(status);
+        /* Hot refresh: an entry many readers want is filled again before
+         * they ask (SPEC §6). */
+        unsigned hot = config->memory.hot_reads;
+        if (status == CACHE_OK && hot != 0 && reads >= hot && apply->callbacks.on_hot != NULL)
+            apply->callbacks.on_hot(apply->callbacks.arg, operation->tenant, operation->tenant_len,
+                                    (unsigned)operation->kind, operation->key, operation->key_len);
         break;
+    }
     case MESSAGE_FLUSH: {
         bool every_tenant = operation->tenant_len == 1 && operation->tenant[0] == '*';
         notify_write(apply, operation);

@@ -38,6 +38,7 @@ struct cache_entry {
     uint64_t expires_ms;        /* monotonic; 0: never */
     uint64_t updated_ms;
     _Atomic uint32_t access;    /* logical clock of the last read */
+    _Atomic uint32_t reads;     /* minute (high 16 bits), reads in it (low 16) */
     uint32_t hash;
     uint32_t reference_slot;    /* index in cache->reference, or NO_SLOT */
     uint32_t value_len;
@@ -98,6 +99,9 @@ struct cache_shard {
 } __attribute__((aligned(64)));
 
 struct cache {
+    /* Serialises the writers: the apply thread, and FLUSH from a query
+     * thread. Functions named do_* expect the caller to hold it. */
+    pthread_mutex_t writer;
     struct cache_shard *shards;
     unsigned shard_count;
     struct cache_limits limits;
@@ -105,6 +109,7 @@ struct cache {
     size_t page_size;
     _Atomic uint32_t clock;
     _Atomic uint64_t wall_ms;
+    _Atomic unsigned hot_reads;  /* limits.hot_reads, for the readers */
 
     /* The writer's own: every reference entry and every tenant, for sampling. */
     struct cache_entry **reference;
@@ -205,6 +210,18 @@ static bool entry_matches(const struct cache_entry *entry, uint32_t hash, unsign
            memcmp(entry->data, key, key_len) == 0;
 }
 
+/* Reads of the entry in the current minute, or in the previous one when
+ * the current one has just begun: "read N times a minute" (hot refresh). */
+static uint32_t recent_read_count(struct cache *cache, const struct cache_entry *entry)
+{
+    uint32_t reads = atomic_load_explicit(&entry->reads, memory_order_relaxed);
+    uint32_t minute = (uint32_t)((load(&cache->wall_ms) / 60000) & 0xffff);
+    uint32_t stamp = reads >> 16;
+    if (stamp == minute || stamp == ((minute - 1) & 0xffff))
+        return reads & 0xffff;
+    return 0;
+}
+
 /* ---- accounting ---- */
 
 static void account_tenant(struct cache *cache, struct cache_tenant *tenant, int64_t delta)
@@ -243,6 +260,8 @@ struct cache *cache_create(unsigned shards, const struct cache_limits *limits)
         shards = 64;
     cache->shard_count = shards;
     cache->limits = *limits;
+    atomic_init(&cache->hot_reads, limits->hot_reads);
+    pthread_mutex_init(&cache->writer, NULL);
     cache->seed = util_monotonic_us() * 0x9e3779b97f4a7c15ull;
     cache->random_state = cache->seed | 1;
     long page_size = sysconf(_SC_PAGESIZE);
@@ -270,7 +289,10 @@ struct cache *cache_create(unsigned shards, const struct cache_limits *limits)
 
 void cache_set_limits(struct cache *cache, const struct cache_limits *limits)
 {
+    pthread_mutex_lock(&cache->writer);
     cache->limits = *limits;
+    atomic_store(&cache->hot_reads, limits->hot_reads);
+    pthread_mutex_unlock(&cache->writer);
 }
 
 void cache_set_wall_clock(struct cache *cache, uint64_t wall_ms)
@@ -530,6 +552,7 @@ static struct cache_entry *entry_create(const struct cache_key *key, const struc
     entry->expires_ms = 0;
     entry->updated_ms = 0;
     atomic_init(&entry->access, 0);
+    atomic_init(&entry->reads, 0);
     entry->hash = hash;
     entry->reference_slot = NO_SLOT;
     entry->value_len = (uint32_t)json_len;
@@ -783,6 +806,8 @@ static bool evict_tenant(struct cache *cache, const struct cache_tenant *keep)
     return true;
 }
 
+static uint64_t do_sweep(struct cache *cache, uint64_t now_ms, unsigned budget);
+
 /* Makes room for `needed` more bytes in total, in the order of SPEC §6.
  * `keep` (the tenant being written) is never evicted whole. Returns false if
  * the room cannot be made. */
@@ -791,7 +816,7 @@ static bool make_room(struct cache *cache, uint64_t needed, const struct cache_t
 {
     if (load(&cache->bytes) + needed <= cache->limits.max_bytes)
         return true;
-    cache_sweep(cache, now_ms, 1024);
+    do_sweep(cache, now_ms, 1024);
     while (load(&cache->bytes) + needed > cache->limits.max_bytes) {
         if (evict_reference(cache, NULL))
             continue;
@@ -977,13 +1002,19 @@ enum cache_status cache_set(struct cache *cache, const struct cache_key *key,
                             const struct cache_value *value, const struct cache_write *write,
                             uint64_t now_ms)
 {
-    return write_entry(cache, key, value, write, WRITE_SET, now_ms);
+    pthread_mutex_lock(&cache->writer);
+    enum cache_status status = write_entry(cache, key, value, write, WRITE_SET, now_ms);
+    pthread_mutex_unlock(&cache->writer);
+    return status;
 }
 
 enum cache_status cache_delete(struct cache *cache, const struct cache_key *key,
                                const struct cache_write *write, uint64_t now_ms)
 {
-    return write_entry(cache, key, NULL, write, WRITE_DELETE, now_ms);
+    pthread_mutex_lock(&cache->writer);
+    enum cache_status status = write_entry(cache, key, NULL, write, WRITE_DELETE, now_ms);
+    pthread_mutex_unlock(&cache->writer);
+    return status;
 }
 
 enum cache_status cache_set_negative(struct cache *cache, const struct cache_key *key,
@@ -991,11 +1022,15 @@ enum cache_status cache_set_negative(struct cache *cache, const struct cache_key
 {
     struct cache_write write = {.expires_ms = expires_ms, .if_absent = true,
                                 .updated_ms = load(&cache->wall_ms)};
-    return write_entry(cache, key, NULL, &write, WRITE_NEGATIVE, now_ms);
+    pthread_mutex_lock(&cache->writer);
+    enum cache_status status = write_entry(cache, key, NULL, &write, WRITE_NEGATIVE, now_ms);
+    pthread_mutex_unlock(&cache->writer);
+    return status;
 }
 
-enum cache_status cache_invalidate(struct cache *cache, const struct cache_key *key,
-                                   bool has_version, uint64_t version, uint64_t now_ms)
+static enum cache_status do_invalidate(struct cache *cache, const struct cache_key *key,
+                                       bool has_version, uint64_t version, uint64_t now_ms,
+                                       uint32_t *recent_reads)
 {
     uint64_t tenant_hash = util_hash(key->tenant, key->tenant_len, cache->seed);
     struct cache_shard *shard = shard_of(cache, tenant_hash);
@@ -1008,6 +1043,11 @@ enum cache_status cache_invalidate(struct cache *cache, const struct cache_key *
         return CACHE_OK;
     if (has_version && !entry_expired(*slot, now_ms) && version <= (*slot)->version)
         return CACHE_STALE;
+    /* A tombstone is not an entry to drop: it must keep blocking fills of
+     * the deleted data until it expires. */
+    if ((*slot)->state == CACHE_ENTRY_TOMBSTONE && !entry_expired(*slot, now_ms))
+        return CACHE_OK;
+    *recent_reads = recent_read_count(cache, *slot);
     pthread_rwlock_wrlock(&shard->lock);
     entry_unlink(cache, tenant, slot);
     if (tenant->entry_count == 0)
@@ -1038,7 +1078,20 @@ static uint64_t flush_tenant(struct cache *cache, struct cache_shard *shard,
     return dropped;
 }
 
-uint64_t cache_flush(struct cache *cache, const char *tenant_name, size_t tenant_len, int kind)
+enum cache_status cache_invalidate(struct cache *cache, const struct cache_key *key,
+                                   bool has_version, uint64_t version, uint64_t now_ms,
+                                   uint32_t *recent_reads)
+{
+    uint32_t reads = 0;
+    pthread_mutex_lock(&cache->writer);
+    enum cache_status status = do_invalidate(cache, key, has_version, version, now_ms, &reads);
+    pthread_mutex_unlock(&cache->writer);
+    if (recent_reads != NULL)
+        *recent_reads = reads;
+    return status;
+}
+
+static uint64_t do_flush(struct cache *cache, const char *tenant_name, size_t tenant_len, int kind)
 {
     uint64_t dropped = 0;
     if (tenant_name != NULL) {
@@ -1070,7 +1123,15 @@ uint64_t cache_flush(struct cache *cache, const char *tenant_name, size_t tenant
     return dropped;
 }
 
-uint64_t cache_sweep(struct cache *cache, uint64_t now_ms, unsigned budget)
+uint64_t cache_flush(struct cache *cache, const char *tenant_name, size_t tenant_len, int kind)
+{
+    pthread_mutex_lock(&cache->writer);
+    uint64_t dropped = do_flush(cache, tenant_name, tenant_len, kind);
+    pthread_mutex_unlock(&cache->writer);
+    return dropped;
+}
+
+static uint64_t do_sweep(struct cache *cache, uint64_t now_ms, unsigned budget)
 {
     uint64_t reclaimed = 0;
     unsigned scanned = 0;
@@ -1125,9 +1186,16 @@ uint64_t cache_sweep(struct cache *cache, uint64_t now_ms, unsigned budget)
     return reclaimed;
 }
 
-bool cache_shrink(struct cache *cache, uint64_t now_ms, unsigned budget)
+uint64_t cache_sweep(struct cache *cache, uint64_t now_ms, unsigned budget)
 {
-    (void)now_ms;
+    pthread_mutex_lock(&cache->writer);
+    uint64_t reclaimed = do_sweep(cache, now_ms, budget);
+    pthread_mutex_unlock(&cache->writer);
+    return reclaimed;
+}
+
+static bool do_shrink(struct cache *cache, unsigned budget)
+{
     double max = (double)cache->limits.max_bytes;
     double used = (double)load(&cache->bytes);
     if (!cache->shrinking && used > max * cache->limits.high_watermark)
@@ -1144,8 +1212,18 @@ bool cache_shrink(struct cache *cache, uint64_t now_ms, unsigned budget)
     return true;
 }
 
+bool cache_shrink(struct cache *cache, uint64_t now_ms, unsigned budget)
+{
+    (void)now_ms;
+    pthread_mutex_lock(&cache->writer);
+    bool more = do_shrink(cache, budget);
+    pthread_mutex_unlock(&cache->writer);
+    return more;
+}
+
 void cache_enforce(struct cache *cache, uint64_t now_ms)
 {
+    pthread_mutex_lock(&cache->writer);
     while (cache->tenant_count > cache->limits.max_tenants && evict_tenant(cache, NULL)) {
     }
     for (uint32_t i = 0; i < cache->tenant_count; i++) {
@@ -1155,9 +1233,27 @@ void cache_enforce(struct cache *cache, uint64_t now_ms)
             evict_reference(cache, tenant);
     }
     make_room(cache, 0, NULL, now_ms);
+    pthread_mutex_unlock(&cache->writer);
 }
 
 /* ---- readers ---- */
+
+static uint32_t current_minute(struct cache *cache)
+{
+    return (uint32_t)((load(&cache->wall_ms) / 60000) & 0xffff);
+}
+
+/* Counts a read in the entry's per-minute counter, for hot refresh. Racy by
+ * design (a read lost at a minute's turn does not matter), never locked. */
+static void count_read(struct cache *cache, struct cache_entry *entry)
+{
+    uint32_t minute = current_minute(cache);
+    uint32_t reads = atomic_load_explicit(&entry->reads, memory_order_relaxed);
+    if ((reads >> 16) != minute)
+        atomic_store_explicit(&entry->reads, (minute << 16) | 1, memory_order_relaxed);
+    else if ((reads & 0xffff) != 0xffff)
+        atomic_fetch_add_explicit(&entry->reads, 1, memory_order_relaxed);
+}
 
 void cache_read_begin(struct cache *cache, const char *tenant, size_t tenant_len, uint64_t now_ms,
                       struct cache_reader *reader)
@@ -1202,6 +1298,8 @@ const struct cache_entry *cache_read_find(struct cache_reader *reader, unsigned 
     stats_add(&stats.hits, 1);
     atomic_fetch_add_explicit(&tenant->hits, 1, memory_order_relaxed);
     atomic_store_explicit(&entry->access, tick(reader->cache), memory_order_relaxed);
+    if (atomic_load_explicit(&reader->cache->hot_reads, memory_order_relaxed) != 0)
+        count_read(reader->cache, entry);
     return entry;
 }
 
@@ -1346,5 +1444,6 @@ void cache_destroy(struct cache *cache)
     free(cache->reference);
     free(cache->tenants);
     free(cache->shards);
+    pthread_mutex_destroy(&cache->writer);
     free(cache);
 }

@@ -706,26 +706,79 @@ START_TEST(test_ttl_expiry)
 }
 END_TEST
 
+START_TEST(test_invalidate_keeps_tombstone)
+{
+    struct cache *cache = cache_unlimited(4);
+    struct cache_key k = key_of("acme", KIND_USER, "u");
+    ck_assert_int_eq(put_version(cache, "acme", KIND_USER, "u", "\"a\"", 5), CACHE_OK);
+    ck_assert_int_eq(del(cache, "acme", KIND_USER, "u", true, 6, NOW + 60000, NOW), CACHE_OK);
+    /* The tombstone keeps blocking fills and older sets until it expires. */
+    ck_assert_int_eq(cache_invalidate(cache, &k, false, 0, NOW, NULL), CACHE_OK);
+    struct cache_reader reader;
+    cache_read_begin(cache, "acme", 4, NOW, &reader);
+    const struct cache_entry *entry = cache_read_find(&reader, KIND_USER, "u", 1);
+    ck_assert_ptr_nonnull(entry);
+    ck_assert_int_eq(cache_entry_state(entry), CACHE_ENTRY_TOMBSTONE);
+    cache_read_end(&reader);
+    ck_assert_int_eq(put_version(cache, "acme", KIND_USER, "u", "\"b\"", 5), CACHE_STALE);
+    cache_destroy(cache);
+}
+END_TEST
+
+START_TEST(test_invalidate_reports_recent_reads)
+{
+    struct cache_limits limits = limits_of(UNLIMITED, UNLIMITED, 1000);
+    limits.hot_reads = 3;
+    struct cache *cache = cache_create(4, &limits);
+    cache_set_wall_clock(cache, 1700000000000ull);
+    ck_assert_int_eq(put_version(cache, "acme", KIND_USER, "hot", "\"a\"", 1), CACHE_OK);
+    ck_assert_int_eq(put_version(cache, "acme", KIND_USER, "cold", "\"a\"", 1), CACHE_OK);
+    for (int i = 0; i < 5; i++) {
+        struct cache_reader reader;
+        cache_read_begin(cache, "acme", 4, NOW, &reader);
+        ck_assert_ptr_nonnull(cache_read_find(&reader, KIND_USER, "hot", 3));
+        cache_read_end(&reader);
+    }
+    uint32_t reads = 99;
+    struct cache_key hot = key_of("acme", KIND_USER, "hot");
+    struct cache_key cold = key_of("acme", KIND_USER, "cold");
+    ck_assert_int_eq(cache_invalidate(cache, &hot, false, 0, NOW, &reads), CACHE_OK);
+    ck_assert_uint_eq(reads, 5);
+    ck_assert_int_eq(cache_invalidate(cache, &cold, false, 0, NOW, &reads), CACHE_OK);
+    ck_assert_uint_eq(reads, 0);
+    /* Two minutes later the old reads no longer count. */
+    ck_assert_int_eq(put_version(cache, "acme", KIND_USER, "hot", "\"a\"", 2), CACHE_OK);
+    struct cache_reader reader;
+    cache_read_begin(cache, "acme", 4, NOW, &reader);
+    ck_assert_ptr_nonnull(cache_read_find(&reader, KIND_USER, "hot", 3));
+    cache_read_end(&reader);
+    cache_set_wall_clock(cache, 1700000000000ull + 120000);
+    ck_assert_int_eq(cache_invalidate(cache, &hot, false, 0, NOW, &reads), CACHE_OK);
+    ck_assert_uint_eq(reads, 0);
+    cache_destroy(cache);
+}
+END_TEST
+
 START_TEST(test_invalidate)
 {
     struct cache *cache = cache_unlimited(4);
     struct cache_stats baseline = stats_of(cache);
     struct cache_key k = key_of("acme", KIND_USER, "u");
-    ck_assert_int_eq(cache_invalidate(cache, &k, false, 0, NOW), CACHE_OK); /* absent */
+    ck_assert_int_eq(cache_invalidate(cache, &k, false, 0, NOW, NULL), CACHE_OK); /* absent */
     ck_assert_int_eq(put_version(cache, "acme", KIND_USER, "u", "\"a\"", 10), CACHE_OK);
     ck_assert_int_eq(put_version(cache, "acme", KIND_USER, "v", "\"b\"", 10), CACHE_OK);
-    ck_assert_int_eq(cache_invalidate(cache, &k, true, 9, NOW), CACHE_STALE);
-    ck_assert_int_eq(cache_invalidate(cache, &k, true, 10, NOW), CACHE_STALE);
+    ck_assert_int_eq(cache_invalidate(cache, &k, true, 9, NOW, NULL), CACHE_STALE);
+    ck_assert_int_eq(cache_invalidate(cache, &k, true, 10, NOW, NULL), CACHE_STALE);
     ck_assert(has_value(cache, "acme", KIND_USER, "u", "\"a\"", NOW));
-    ck_assert_int_eq(cache_invalidate(cache, &k, true, 11, NOW), CACHE_OK);
+    ck_assert_int_eq(cache_invalidate(cache, &k, true, 11, NOW, NULL), CACHE_OK);
     ck_assert(!present(cache, "acme", KIND_USER, "u", NOW));
     ck_assert(has_value(cache, "acme", KIND_USER, "v", "\"b\"", NOW));
     /* No tombstone: a fill or older set may land again. */
     ck_assert_int_eq(put_version(cache, "acme", KIND_USER, "u", "\"c\"", 3), CACHE_OK);
-    ck_assert_int_eq(cache_invalidate(cache, &k, false, 0, NOW), CACHE_OK);
+    ck_assert_int_eq(cache_invalidate(cache, &k, false, 0, NOW, NULL), CACHE_OK);
     ck_assert(!present(cache, "acme", KIND_USER, "u", NOW));
     struct cache_key kv = key_of("acme", KIND_USER, "v");
-    ck_assert_int_eq(cache_invalidate(cache, &kv, false, 0, NOW), CACHE_OK);
+    ck_assert_int_eq(cache_invalidate(cache, &kv, false, 0, NOW, NULL), CACHE_OK);
     assert_empty(cache, &baseline);
     cache_destroy(cache);
 }
@@ -980,7 +1033,7 @@ START_TEST(test_index)
     ck_assert_int_eq(del(cache, "acme", KIND_HIERARCHY, "c1", false, 0, NOW + 100, NOW), CACHE_OK);
     ck_assert_str_eq(children_of(cache, "acme", KIND_HIERARCHY, "p1", NOW + 10), "c3");
     struct cache_key k3 = key_of("acme", KIND_HIERARCHY, "c3");
-    ck_assert_int_eq(cache_invalidate(cache, &k3, false, 0, NOW), CACHE_OK);
+    ck_assert_int_eq(cache_invalidate(cache, &k3, false, 0, NOW, NULL), CACHE_OK);
     ck_assert_str_eq(children_of(cache, "acme", KIND_HIERARCHY, "p1", NOW + 10), "");
     ck_assert_str_eq(children_of(cache, "acme", KIND_HIERARCHY, "p1", NOW), "t1");
     /* The expired one is swept and leaves the index. */
@@ -1126,7 +1179,7 @@ START_TEST(test_accounting_flush_expire_invalidate)
         for (int i = 0; i < 150; i++) {
             snprintf(key, sizeof(key), "key-%d", i);
             struct cache_key k = key_of(tenant, (unsigned)(i % 14), key);
-            ck_assert_int_eq(cache_invalidate(cache, &k, i % 2 == 0, 1000000, NOW + 1), CACHE_OK);
+            ck_assert_int_eq(cache_invalidate(cache, &k, i % 2 == 0, 1000000, NOW + 1, NULL), CACHE_OK);
         }
     }
     assert_empty(cache, &baseline);
@@ -1180,7 +1233,7 @@ START_TEST(test_tenant_stats)
     ck_assert_uint_eq(ts.kind_bytes[KIND_CREDIT], credit_bytes);
     ck_assert_uint_eq(ts.bytes, bytes);
     struct cache_key kb = key_of("acme", KIND_CREDIT, "b");
-    ck_assert_int_eq(cache_invalidate(cache, &kb, false, 0, NOW), CACHE_OK);
+    ck_assert_int_eq(cache_invalidate(cache, &kb, false, 0, NOW, NULL), CACHE_OK);
     ck_assert(cache_tenant_get_stats(cache, "acme", 4, &ts));
     ck_assert_uint_eq(ts.kind_bytes[KIND_CREDIT], credit_bytes / 2);
     ck_assert_uint_eq(ts.bytes, bytes - credit_bytes / 2);
@@ -1301,7 +1354,7 @@ START_TEST(test_limits_never_exceeded)
             status = cache_set_negative(cache, &k, now + 20, now);
             break;
         case 2:
-            status = cache_invalidate(cache, &k, false, 0, now);
+            status = cache_invalidate(cache, &k, false, 0, now, NULL);
             break;
         default: {
             struct cache_value v = value_of(json);
@@ -1993,7 +2046,7 @@ START_TEST(test_readers_race_writer)
             w.expires_ms = now + 20;
             cache_delete(race.cache, &k, &w, now);
         } else if (op < 90) {
-            cache_invalidate(race.cache, &k, w.has_version, w.version, now);
+            cache_invalidate(race.cache, &k, w.has_version, w.version, now, NULL);
         } else if (op < 95) {
             cache_set_negative(race.cache, &k, now + 10, now);
         } else if (op < 96) {
@@ -2054,6 +2107,8 @@ static Suite *cache_suite(void)
     tcase_add_test(versions, test_tombstone_expiry);
     tcase_add_test(versions, test_ttl_expiry);
     tcase_add_test(versions, test_invalidate);
+    tcase_add_test(versions, test_invalidate_keeps_tombstone);
+    tcase_add_test(versions, test_invalidate_reports_recent_reads);
     tcase_add_test(versions, test_negative);
     tcase_add_test(versions, test_if_absent);
     suite_add_tcase(suite, versions);
