@@ -16,6 +16,8 @@
 struct cache;
 struct config;
 struct evbuffer;
+struct fill;
+struct fill_result;
 struct protocol_request;
 
 /* What a query thread shares with its commands. */
@@ -23,6 +25,7 @@ struct commands_env {
     struct cache *cache;
     const struct config *config; /* the thread's current config */
     uint64_t config_generation;
+    struct fill *fill;           /* NULL: misses are nil */
 };
 
 /* One connected client, as commands see it. Owned by server.c. */
@@ -34,12 +37,32 @@ struct commands_client {
     struct acl_grant grant;
     uint64_t grant_generation;   /* config generation grant was computed for */
     bool close_after_reply;      /* set by QUIT */
+    /* Fills: the waiter handed to fill_submit() (the connection), how many
+     * submitted fills have not answered yet, and the answers gathered for the
+     * request being run (owned references). */
+    void *fill_waiter;
+    unsigned fills_pending;
+    struct fill_result **fills;
+    size_t fill_count;
+    size_t fill_capacity;
 };
 
-/* Runs one request and appends its reply to client->out. Cannot fail: every
- * error becomes a RESP error reply. */
-void commands_execute(struct commands_env *env, struct commands_client *client,
-                      const struct protocol_request *request);
+enum commands_outcome {
+    COMMANDS_DONE,     /* the reply is in client->out */
+    COMMANDS_BLOCKED,  /* misses are being filled: run the same request again
+                          once fills_pending is 0, with the answers added */
+};
+
+/* Runs one request and appends its reply to client->out, or submits fills
+ * for its misses and replies nothing (COMMANDS_BLOCKED). Every error becomes
+ * a RESP error reply. */
+enum commands_outcome commands_execute(struct commands_env *env, struct commands_client *client,
+                                       const struct protocol_request *request);
+
+/* Adds a fill's answer for the request being run (takes the reference). */
+void commands_client_add_fill(struct commands_client *client, struct fill_result *result);
+/* Releases the answers gathered (after a request completes, or on close). */
+void commands_client_clear_fills(struct commands_client *client);
 
 /* Parses a full entry name written with redis.key_format (such as
  * "cache:acme:role:admin") into tenant, kind and key. Returns true on a

@@ -14,6 +14,8 @@
 struct cache;
 struct config;
 struct event_base;
+struct fill;
+struct fill_result;
 struct server;
 
 /* Creates the socket at config->listen.socket (replacing a stale socket
@@ -21,8 +23,12 @@ struct server;
  * on main_base. The cache and config are borrowed: the config must live until
  * server_reconfigure() or server_stop() returns. Returns NULL with a message
  * in error[error_size] on failure. */
-struct server *server_start(struct event_base *main_base, struct cache *cache,
+struct server *server_start(struct event_base *main_base, struct cache *cache, struct fill *fill,
                             const struct config *config, char *error, size_t error_size);
+
+/* The fill engine's deliver callback (fill.h): hands a fill's answer to the
+ * query thread of the connection that waits for it. Main thread. */
+void server_deliver_fill(void *waiter, struct fill_result *result);
 
 /* Hands a reloaded config to every query thread and waits until each uses
  * it, so the caller may free the old one on return. A changed socket path,

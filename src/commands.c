@@ -17,6 +17,7 @@
 
 #include "cache.h"
 #include "config.h"
+#include "fill.h"
 #include "log.h"
 #include "message.h"
 #include "perm.h"
@@ -35,6 +36,17 @@ struct command_call {
     const struct protocol_request *request;
     struct evbuffer *out;
     uint64_t now_ms;
+    bool blocked;      /* a miss is being filled: reply nothing now */
+    bool unavailable;  /* a fill failed: the reply is -UNAVAILABLE */
+};
+
+/* An entry's value as a command sees it: from the cache (valid while the
+ * shard is read-locked) or from a fill made for this request. */
+struct item {
+    const char *json;
+    size_t json_len;
+    const void *derived;
+    size_t derived_len;
 };
 
 typedef void command_handler(struct command_call *call);
@@ -131,25 +143,75 @@ static bool key_argument(struct command_call *call, const char *key, size_t len)
     return false;
 }
 
-/* The live value entry, or NULL for a miss, a tombstone or a negative entry. */
-static const struct cache_entry *find_value(struct cache_reader *reader, unsigned kind,
-                                            const char *key, size_t len)
+/* A fill made for this request, or NULL. */
+static const struct fill_result *fill_made(const struct commands_client *client, const char *tenant,
+                                           size_t tenant_len, unsigned kind, const char *key,
+                                           size_t key_len)
 {
-    const struct cache_entry *entry = cache_read_find(reader, kind, key, len);
-    if (entry == NULL || cache_entry_state(entry) != CACHE_ENTRY_VALUE)
-        return NULL;
-    return entry;
+    for (size_t i = 0; i < client->fill_count; i++) {
+        const struct fill_result *result = client->fills[i];
+        if (result->kind == kind && result->tenant_len == tenant_len &&
+            result->key_len == key_len && memcmp(result->tenant, tenant, tenant_len) == 0 &&
+            memcmp(result->key, key, key_len) == 0)
+            return result;
+    }
+    return NULL;
 }
 
-static void reply_entry_value(struct evbuffer *out, const struct cache_entry *entry)
+/* Looks an entry up for a command: first the fills made for this request
+ * (a fill's answer goes to its waiters even when a message raced with it and
+ * kept it out of the cache), then the cache (a tombstone or a negative entry
+ * answers "not found" without a fill), and on a real miss submits a fill and
+ * marks the call blocked. Returns true with *item set when there is a value. */
+static bool lookup(struct command_call *call, struct cache_reader *reader, const char *tenant,
+                   size_t tenant_len, unsigned kind, const char *key, size_t key_len,
+                   struct item *item)
 {
-    if (entry == NULL) {
-        reply_nil(out);
-        return;
+    const struct fill_result *made = fill_made(call->client, tenant, tenant_len, kind, key, key_len);
+    if (made != NULL) {
+        if (made->status == FILL_UNAVAILABLE)
+            call->unavailable = true;
+        if (made->status != FILL_VALUE)
+            return false;
+        item->json = made->value.json;
+        item->json_len = made->value.json_len;
+        item->derived = made->value.derived;
+        item->derived_len = made->value.derived_len;
+        return true;
     }
-    size_t len;
-    const char *json = cache_entry_value(entry, &len);
-    reply_bulk(out, json, len);
+    const struct cache_entry *entry = cache_read_find(reader, kind, key, key_len);
+    if (entry != NULL) {
+        if (cache_entry_state(entry) != CACHE_ENTRY_VALUE)
+            return false;
+        item->json = cache_entry_value(entry, &item->json_len);
+        item->derived = cache_entry_derived(entry, &item->derived_len);
+        return true;
+    }
+    struct fill *fill = call->env->fill;
+    if (fill == NULL || !fill_possible(call->env->config, kind))
+        return false;
+    if (fill_submit(fill, tenant, tenant_len, kind, key, key_len, call->client->fill_waiter) != 0) {
+        call->unavailable = true;
+        return false;
+    }
+    call->client->fills_pending++;
+    call->blocked = true;
+    return false;
+}
+
+/* True when the command must not reply now (waiting for fills, or a fill
+ * failed and commands_execute answers -UNAVAILABLE). */
+static bool deferred(const struct command_call *call)
+{
+    return call->blocked || call->unavailable;
+}
+
+static void reply_item(struct evbuffer *out, bool found, const struct item *item)
+{
+    if (found)
+        reply_bulk(out, item->json, item->json_len);
+    else
+        reply_nil(out);
 }
 
 /* ---- entry names (redis.key_format) ---- */
@@ -263,13 +325,17 @@ static void command_command(struct command_call *call)
 
 /* ---- GET and MGET ---- */
 
-/* Reads one entry named by (tenant, kind, key) after its checks. */
+/* Reads one entry named by (tenant, kind, key) after its checks; replies
+ * unless write is false or the call is deferred. */
 static void get_one(struct command_call *call, const char *tenant, size_t tenant_len, int kind,
-                    const char *key, size_t key_len)
+                    const char *key, size_t key_len, bool write)
 {
     struct cache_reader reader;
+    struct item item;
     cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
-    reply_entry_value(call->out, find_value(&reader, (unsigned)kind, key, key_len));
+    bool found = lookup(call, &reader, tenant, tenant_len, (unsigned)kind, key, key_len, &item);
+    if (write && !deferred(call))
+        reply_item(call->out, found, &item);
     cache_read_end(&reader);
 }
 
@@ -302,7 +368,7 @@ static void command_get(struct command_call *call)
     }
     if (!access_tenant(call, tenant, tenant_len) || !staleness_allows(call, (unsigned)kind))
         return;
-    get_one(call, tenant, tenant_len, kind, key, key_len);
+    get_one(call, tenant, tenant_len, kind, key, key_len, true);
 }
 
 static bool mget_names_form(const struct command_call *call)
@@ -327,7 +393,11 @@ static void command_mget(struct command_call *call)
                 continue;
             if (!access_tenant(call, tenant, tenant_len) || !staleness_allows(call, (unsigned)kind))
                 return;
+            /* Look everything up first, so that every miss is filled at once. */
+            get_one(call, tenant, tenant_len, kind, key, key_len, false);
         }
+        if (deferred(call))
+            return;
         reply_array(call->out, argc - 1);
         for (size_t i = 1; i < argc; i++) {
             size_t len, tenant_len, key_len;
@@ -335,7 +405,7 @@ static void command_mget(struct command_call *call)
             int kind;
             if (commands_parse_name(call->env->config, name, len, &tenant, &tenant_len, &kind,
                                     &key, &key_len))
-                get_one(call, tenant, tenant_len, kind, key, key_len);
+                get_one(call, tenant, tenant_len, kind, key, key_len, true);
             else
                 reply_nil(call->out);
         }
@@ -359,15 +429,28 @@ static void command_mget(struct command_call *call)
         if (!key_argument(call, key, key_len))
             return;
     }
+    size_t count = argc - 3;
+    struct item stack_items[16];
+    bool stack_found[16];
+    struct item *items = count <= 16 ? stack_items : xmalloc(count * sizeof(*items));
+    bool *found = count <= 16 ? stack_found : xmalloc(count * sizeof(*found));
     struct cache_reader reader;
     cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
-    reply_array(call->out, argc - 3);
-    for (size_t i = 3; i < argc; i++) {
+    for (size_t i = 0; i < count; i++) {
         size_t key_len;
-        const char *key = arg(call, i, &key_len);
-        reply_entry_value(call->out, find_value(&reader, (unsigned)kind, key, key_len));
+        const char *key = arg(call, i + 3, &key_len);
+        found[i] = lookup(call, &reader, tenant, tenant_len, (unsigned)kind, key, key_len, &items[i]);
+    }
+    if (!deferred(call)) {
+        reply_array(call->out, count);
+        for (size_t i = 0; i < count; i++)
+            reply_item(call->out, found[i], &items[i]);
     }
     cache_read_end(&reader);
+    if (items != stack_items) {
+        free(items);
+        free(found);
+    }
 }
 
 /* ---- the authorization commands ---- */
@@ -390,13 +473,16 @@ static void command_credit(struct command_call *call)
                               &operation_len))
         return;
     struct cache_reader reader;
+    struct item item;
     cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
-    const struct cache_entry *entry = find_value(&reader, CONFIG_KIND_CREDIT, operation, operation_len);
-    size_t derived_len, text_len;
+    bool found = lookup(call, &reader, tenant, tenant_len, CONFIG_KIND_CREDIT, operation,
+                        operation_len, &item);
     const char *text;
+    size_t text_len;
     double cost;
-    if (entry != NULL && value_credit(cache_entry_derived(entry, &derived_len), derived_len, &cost,
-                                      &text, &text_len) == 0)
+    if (deferred(call))
+        ;
+    else if (found && value_credit(item.derived, item.derived_len, &cost, &text, &text_len) == 0)
         reply_bulk(call->out, text, text_len);
     else
         reply_nil(call->out);
@@ -410,26 +496,26 @@ static void command_status(struct command_call *call)
     if (!tenant_key_arguments(call, CONFIG_KIND_USER, &tenant, &tenant_len, &user, &user_len))
         return;
     struct cache_reader reader;
+    struct item item;
     cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
-    const struct cache_entry *entry = find_value(&reader, CONFIG_KIND_USER, user, user_len);
+    bool found = lookup(call, &reader, tenant, tenant_len, CONFIG_KIND_USER, user, user_len, &item);
     const char *status;
-    size_t derived_len, status_len;
+    size_t status_len;
     struct value_strings roles;
-    if (entry != NULL && value_user(cache_entry_derived(entry, &derived_len), derived_len, &status,
-                                    &status_len, &roles) == 0)
+    if (deferred(call))
+        ;
+    else if (found && value_user(item.derived, item.derived_len, &status, &status_len, &roles) == 0)
         reply_bulk(call->out, status, status_len);
     else
         reply_nil(call->out);
     cache_read_end(&reader);
 }
 
-/* True if any pattern of the role entry grants permission. */
-static bool role_grants(const struct cache_entry *role, const char *permission, size_t len)
+/* True if any pattern of the role grants permission. */
+static bool role_grants(const struct item *role, const char *permission, size_t len)
 {
-    size_t derived_len;
-    const void *derived = cache_entry_derived(role, &derived_len);
     struct value_strings patterns;
-    if (value_role_permissions(derived, derived_len, &patterns) != 0)
+    if (value_role_permissions(role->derived, role->derived_len, &patterns) != 0)
         return false;
     const char *pattern;
     size_t pattern_len;
@@ -469,28 +555,39 @@ static void command_can(struct command_call *call)
     if (!permission_argument(call, permission, permission_len))
         return;
     struct cache_reader reader;
+    struct item item;
     cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
-    const struct cache_entry *entry = find_value(&reader, CONFIG_KIND_USER, user, user_len);
+    bool found = lookup(call, &reader, tenant, tenant_len, CONFIG_KIND_USER, user, user_len, &item);
     const char *status;
-    size_t derived_len, status_len;
+    size_t status_len;
     struct value_strings roles;
-    if (entry == NULL || value_user(cache_entry_derived(entry, &derived_len), derived_len, &status,
-                                    &status_len, &roles) != 0) {
+    if (!found || value_user(item.derived, item.derived_len, &status, &status_len, &roles) != 0) {
         cache_read_end(&reader);
-        reply_nil(call->out);
+        if (!deferred(call))
+            reply_nil(call->out);
         return;
     }
     bool granted = false;
     if (status_active(call->env->config, status, status_len)) {
+        /* A role that misses is filled, and the decision made again with it;
+         * an unknown role grants nothing. */
         const char *role_id;
         size_t role_len;
         while (!granted && value_strings_next(&roles, &role_id, &role_len)) {
-            const struct cache_entry *role = find_value(&reader, CONFIG_KIND_ROLE, role_id, role_len);
-            granted = role != NULL && role_grants(role, permission, permission_len);
+            struct item role;
+            granted = lookup(call, &reader, tenant, tenant_len, CONFIG_KIND_ROLE, role_id, role_len,
+                             &role) &&
+                      role_grants(&role, permission, permission_len);
         }
     }
     cache_read_end(&reader);
-    reply_integer(call->out, granted ? 1 : 0);
+    /* A grant found stands even while other roles are being filled. */
+    if (granted) {
+        call->blocked = call->unavailable = false;
+        reply_integer(call->out, 1);
+    } else if (!deferred(call)) {
+        reply_integer(call->out, 0);
+    }
 }
 
 static void command_rolecan(struct command_call *call)
@@ -503,12 +600,15 @@ static void command_rolecan(struct command_call *call)
     if (!permission_argument(call, permission, permission_len))
         return;
     struct cache_reader reader;
+    struct item role;
     cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
-    const struct cache_entry *role = find_value(&reader, CONFIG_KIND_ROLE, role_id, role_len);
-    if (role == NULL)
+    bool found = lookup(call, &reader, tenant, tenant_len, CONFIG_KIND_ROLE, role_id, role_len, &role);
+    if (deferred(call))
+        ;
+    else if (!found)
         reply_nil(call->out);
     else
-        reply_integer(call->out, role_grants(role, permission, permission_len) ? 1 : 0);
+        reply_integer(call->out, role_grants(&role, permission, permission_len) ? 1 : 0);
     cache_read_end(&reader);
 }
 
@@ -519,12 +619,13 @@ static void command_perms(struct command_call *call)
     if (!tenant_key_arguments(call, CONFIG_KIND_ROLE, &tenant, &tenant_len, &role_id, &role_len))
         return;
     struct cache_reader reader;
+    struct item role;
     cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
-    const struct cache_entry *role = find_value(&reader, CONFIG_KIND_ROLE, role_id, role_len);
+    bool found = lookup(call, &reader, tenant, tenant_len, CONFIG_KIND_ROLE, role_id, role_len, &role);
     struct value_strings patterns;
-    size_t derived_len;
-    if (role == NULL ||
-        value_role_permissions(cache_entry_derived(role, &derived_len), derived_len, &patterns) != 0) {
+    if (deferred(call)) {
+        ;
+    } else if (!found || value_role_permissions(role.derived, role.derived_len, &patterns) != 0) {
         reply_nil(call->out);
     } else {
         reply_array(call->out, patterns.remaining);
@@ -548,25 +649,27 @@ static void command_ancestors(struct command_call *call)
                               &entity_len))
         return;
     struct cache_reader reader;
+    struct item item;
     cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
-    const struct cache_entry *entry = find_value(&reader, CONFIG_KIND_HIERARCHY, entity, entity_len);
-    if (entry == NULL) {
+    if (!lookup(call, &reader, tenant, tenant_len, CONFIG_KIND_HIERARCHY, entity, entity_len,
+                &item)) {
         cache_read_end(&reader);
-        reply_nil(call->out);
+        if (!deferred(call))
+            reply_nil(call->out);
         return;
     }
-    /* Collect the chain first: the array header needs its length. */
+    /* Collect the chain first: the array header needs its length. An
+     * ancestor that misses is filled and the chain walked again. */
     const char *chain[ANCESTORS_MAX_DEPTH];
     size_t chain_len[ANCESTORS_MAX_DEPTH];
     size_t depth = 0;
-    bool cut = false;
-    while (entry != NULL) {
-        size_t derived_len;
+    bool cut = false, found = true;
+    while (found) {
         bool has_parent = false;
         const char *parent;
         size_t parent_len;
-        if (value_hierarchy_parent(cache_entry_derived(entry, &derived_len), derived_len,
-                                   &has_parent, &parent, &parent_len) != 0 ||
+        if (value_hierarchy_parent(item.derived, item.derived_len, &has_parent, &parent,
+                                   &parent_len) != 0 ||
             !has_parent)
             break;
         bool seen = parent_len == entity_len && memcmp(parent, entity, entity_len) == 0;
@@ -579,11 +682,14 @@ static void command_ancestors(struct command_call *call)
         chain[depth] = parent;
         chain_len[depth] = parent_len;
         depth++;
-        entry = find_value(&reader, CONFIG_KIND_HIERARCHY, parent, parent_len);
+        found = lookup(call, &reader, tenant, tenant_len, CONFIG_KIND_HIERARCHY, parent, parent_len,
+                       &item);
     }
-    reply_array(call->out, depth);
-    for (size_t i = 0; i < depth; i++)
-        reply_bulk(call->out, chain[i], chain_len[i]);
+    if (!deferred(call)) {
+        reply_array(call->out, depth);
+        for (size_t i = 0; i < depth; i++)
+            reply_bulk(call->out, chain[i], chain_len[i]);
+    }
     cache_read_end(&reader);
     if (cut)
         log_limited(&cycle_log, 60000, LOG_LEVEL_WARNING,
@@ -939,6 +1045,7 @@ static void command_flush(struct command_call *call)
         return;
     uint64_t dropped = cache_flush(call->env->cache, every_tenant ? NULL : tenant,
                                    every_tenant ? 0 : tenant_len, kind);
+    fill_note_flush(call->env->fill);
     log_notice("FLUSH %.*s%s%.*s by uid %u dropped %llu entries", (int)tenant_len, tenant,
                kind_name ? " " : "", (int)kind_len, kind_name ? kind_name : "",
                (unsigned)client->uid, (unsigned long long)dropped);
@@ -958,10 +1065,29 @@ static const struct command command_table[] = {
     {"QUIT", 1, 1, command_quit},        {"COMMAND", 1, -1, command_command},
 };
 
-void commands_execute(struct commands_env *env, struct commands_client *client,
-                      const struct protocol_request *request)
+void commands_client_clear_fills(struct commands_client *client)
 {
-    stats_add(&stats.commands_processed, 1);
+    for (size_t i = 0; i < client->fill_count; i++)
+        fill_result_release(client->fills[i]);
+    free(client->fills);
+    client->fills = NULL;
+    client->fill_count = client->fill_capacity = 0;
+}
+
+void commands_client_add_fill(struct commands_client *client, struct fill_result *result)
+{
+    if (client->fill_count == client->fill_capacity) {
+        client->fill_capacity = client->fill_capacity ? client->fill_capacity * 2 : 4;
+        client->fills = xrealloc(client->fills, client->fill_capacity * sizeof(*client->fills));
+    }
+    client->fills[client->fill_count++] = result;
+}
+
+enum commands_outcome commands_execute(struct commands_env *env, struct commands_client *client,
+                                       const struct protocol_request *request)
+{
+    if (client->fill_count == 0)
+        stats_add(&stats.commands_processed, 1);
     const char *name = request->argv[0];
     size_t name_len = request->argv_len[0];
     const struct command *command = NULL;
@@ -979,13 +1105,13 @@ void commands_execute(struct commands_env *env, struct commands_client *client,
             shown[i] = (name[i] >= 0x20 && name[i] < 0x7f) ? name[i] : '?';
         shown[len] = '\0';
         reply_error(client->out, "ERR unknown command '%s'", shown);
-        return;
+        return COMMANDS_DONE;
     }
     int argc = (int)request->argc;
     if (argc < command->min_args || (command->max_args >= 0 && argc > command->max_args) ||
         (command->handler == command_get && argc == 3)) {
         reply_error(client->out, "ERR wrong number of arguments for '%s'", command->name);
-        return;
+        return COMMANDS_DONE;
     }
     struct command_call call = {
         .env = env,
@@ -995,4 +1121,10 @@ void commands_execute(struct commands_env *env, struct commands_client *client,
         .now_ms = util_monotonic_ms(),
     };
     command->handler(&call);
+    if (call.blocked && !call.unavailable)
+        return COMMANDS_BLOCKED;
+    if (call.unavailable)
+        reply_error(client->out, "UNAVAILABLE a fill failed: Redis and the origin are unreachable");
+    commands_client_clear_fills(client);
+    return COMMANDS_DONE;
 }

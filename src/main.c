@@ -18,6 +18,7 @@
 #include "apply.h"
 #include "cache.h"
 #include "config.h"
+#include "fill.h"
 #include "log.h"
 #include "message.h"
 #include "metrics.h"
@@ -37,6 +38,7 @@ struct daemon {
     struct event_base *base;
     struct cache *cache;
     struct apply *apply;
+    struct fill *fill;
     struct server *server;
     struct metrics *metrics;
     struct subscriber *subscriber;
@@ -70,6 +72,7 @@ static struct cache_limits limits_from(const struct config *config)
         .max_tenants = config->memory.max_tenants,
         .high_watermark = config->memory.high_watermark,
         .low_watermark = config->memory.low_watermark,
+        .hot_reads = config->memory.hot_reads,
     };
     return limits;
 }
@@ -130,6 +133,20 @@ static void on_disconnected(void *arg, const char *reason)
     stats_set(&stats.redis_down_since_ms, util_monotonic_ms());
     log_warn("invalidation stream lost: %s", reason ? reason : "disconnected");
     notify_status(daemon);
+}
+
+static void on_write(void *arg, const char *tenant, size_t tenant_len, int kind, const char *key,
+                     size_t key_len)
+{
+    struct daemon *daemon = arg;
+    fill_note_write(daemon->fill, tenant, tenant_len, kind, key, key_len);
+}
+
+static void on_hot(void *arg, const char *tenant, size_t tenant_len, unsigned kind,
+                   const char *key, size_t key_len)
+{
+    struct daemon *daemon = arg;
+    fill_refresh(daemon->fill, tenant, tenant_len, kind, key, key_len);
 }
 
 static void on_gap(void *arg, const char *src, uint64_t expected, uint64_t got)
@@ -215,6 +232,7 @@ static void reload(struct daemon *daemon)
     cache_set_limits(daemon->cache, &limits);
     cache_enforce(daemon->cache, util_monotonic_ms());
     apply_set_config(daemon->apply, config);
+    fill_reconfigure(daemon->fill, config);
     sub_reconfigure(daemon->subscriber, config);
     daemon->metrics = metrics_reconfigure(daemon->metrics, daemon->base, daemon->cache, config);
     config_free(old);
@@ -258,10 +276,15 @@ static int run(struct daemon *daemon)
     struct cache_limits limits = limits_from(daemon->config);
     daemon->cache = cache_create(daemon->config->shards, &limits);
     cache_set_wall_clock(daemon->cache, util_realtime_ms());
-    struct apply_callbacks apply_callbacks = {.on_gap = on_gap, .arg = daemon};
+    struct apply_callbacks apply_callbacks = {.on_gap = on_gap,
+                                             .on_write = on_write,
+                                             .on_hot = on_hot,
+                                             .arg = daemon};
     daemon->apply = apply_create(daemon->cache, daemon->config, &apply_callbacks);
+    daemon->fill = fill_create(daemon->base, daemon->cache, daemon->config, server_deliver_fill);
 
-    daemon->server = server_start(daemon->base, daemon->cache, daemon->config, error, sizeof(error));
+    daemon->server = server_start(daemon->base, daemon->cache, daemon->fill, daemon->config, error,
+                                  sizeof(error));
     if (daemon->server == NULL) {
         log_error("cannot serve queries: %s", error);
         goto cleanup;
@@ -305,8 +328,11 @@ static int run(struct daemon *daemon)
     status = 0;
 
 cleanup:
+    /* Parked requests are answered (-UNAVAILABLE) before the threads stop. */
+    fill_shutdown(daemon->fill);
     if (daemon->server != NULL)
         server_stop(daemon->server);
+    fill_destroy(daemon->fill);
     if (daemon->subscriber != NULL)
         sub_stop(daemon->subscriber);
     metrics_stop(daemon->metrics);

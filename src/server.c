@@ -24,6 +24,7 @@
 
 #include "commands.h"
 #include "config.h"
+#include "fill.h"
 #include "log.h"
 #include "metrics.h"
 #include "protocol.h"
@@ -37,14 +38,27 @@
 
 struct worker;
 
+/* A request parked while its misses are filled: a private copy of its
+ * arguments, since the input buffer moves on. */
+struct parked_request {
+    struct protocol_request request;
+    char *data;
+};
+
 struct connection {
     struct worker *worker;
-    struct bufferevent *bev;
+    struct bufferevent *bev;   /* NULL once closed while fills were pending */
     struct protocol_parser parser;
     struct commands_client client;
+    struct parked_request *parked;
     struct connection *prev;
     struct connection *next;
     bool closing;              /* replying a last time, then closed */
+};
+
+struct delivered_fill {
+    struct connection *connection;
+    struct fill_result *result;
 };
 
 struct pending_fd {
@@ -69,6 +83,9 @@ struct worker {
     struct pending_fd *queue;
     size_t queue_count;
     size_t queue_capacity;
+    struct delivered_fill *fills;
+    size_t fill_count;
+    size_t fill_capacity;
     const struct config *next_config;
     bool stop_requested;
 };
@@ -76,6 +93,7 @@ struct worker {
 struct server {
     struct event_base *main_base;
     struct cache *cache;
+    struct fill *fill;
     const struct config *config;
     struct evconnlistener *listener;
     char *socket_path;
@@ -94,20 +112,57 @@ static struct log_ratelimit accept_log;
 
 /* ---- connections (on their query thread) ---- */
 
+static void parked_free(struct parked_request *parked)
+{
+    if (parked == NULL)
+        return;
+    free(parked->request.argv);
+    free(parked->request.argv_len);
+    free(parked->data);
+    free(parked);
+}
+
+static struct parked_request *park(const struct protocol_request *request)
+{
+    struct parked_request *parked = xcalloc(1, sizeof(*parked));
+    size_t total = 0;
+    for (size_t i = 0; i < request->argc; i++)
+        total += request->argv_len[i];
+    parked->data = xmalloc(total ? total : 1);
+    parked->request.argc = request->argc;
+    parked->request.argv = xmalloc(request->argc * sizeof(*parked->request.argv));
+    parked->request.argv_len = xmalloc(request->argc * sizeof(*parked->request.argv_len));
+    char *cursor = parked->data;
+    for (size_t i = 0; i < request->argc; i++) {
+        memcpy(cursor, request->argv[i], request->argv_len[i]);
+        parked->request.argv[i] = cursor;
+        parked->request.argv_len[i] = request->argv_len[i];
+        cursor += request->argv_len[i];
+    }
+    return parked;
+}
+
 static void connection_free(struct connection *connection)
 {
     struct worker *worker = connection->worker;
+    if (connection->bev != NULL) {
+        bufferevent_free(connection->bev);
+        connection->bev = NULL;
+        stats_sub(&stats.connected_clients, 1);
+    }
+    if (connection->client.fills_pending > 0)
+        return; /* freed when the last fill answers (see worker_take_fill) */
     if (connection->prev != NULL)
         connection->prev->next = connection->next;
     else
         worker->connections = connection->next;
     if (connection->next != NULL)
         connection->next->prev = connection->prev;
-    bufferevent_free(connection->bev);
     protocol_parser_free(&connection->parser);
     acl_grant_clear(&connection->client.grant);
+    commands_client_clear_fills(&connection->client);
+    parked_free(connection->parked);
     free(connection);
-    stats_sub(&stats.connected_clients, 1);
     if (worker->stopping && worker->connections == NULL)
         event_base_loopbreak(worker->base);
 }
@@ -132,7 +187,7 @@ static bool connection_process(struct connection *connection)
     struct evbuffer *input = bufferevent_get_input(connection->bev);
     struct evbuffer *output = bufferevent_get_output(connection->bev);
     uint64_t backlog_limit = worker->env.config->listen.max_reply_backlog;
-    while (!connection->closing) {
+    while (!connection->closing && connection->parked == NULL) {
         size_t len = evbuffer_get_length(input);
         if (len == 0)
             break;
@@ -151,8 +206,14 @@ static bool connection_process(struct connection *connection)
         }
         if (status == PROTOCOL_REQUEST) {
             uint64_t started_us = util_monotonic_us();
-            commands_execute(&worker->env, &connection->client, &request);
-            metrics_observe_latency((double)(util_monotonic_us() - started_us) / 1e6);
+            if (commands_execute(&worker->env, &connection->client, &request) == COMMANDS_BLOCKED) {
+                /* Replies go out in request order: nothing more is read or
+                 * run until this one is answered. */
+                connection->parked = park(&request);
+                bufferevent_disable(connection->bev, EV_READ);
+            } else {
+                metrics_observe_latency((double)(util_monotonic_us() - started_us) / 1e6);
+            }
         }
         evbuffer_drain(input, consumed);
         if (evbuffer_get_length(output) > backlog_limit) {
@@ -229,6 +290,7 @@ static void connection_create(struct worker *worker, const struct pending_fd *pe
     connection->client.gid = pending->peer.gid;
     connection->client.pid = pending->peer.pid;
     connection->client.grant_generation = UINT64_MAX;
+    connection->client.fill_waiter = connection;
     connection->next = worker->connections;
     if (worker->connections != NULL)
         worker->connections->prev = connection;
@@ -238,6 +300,60 @@ static void connection_create(struct worker *worker, const struct pending_fd *pe
     bufferevent_setwatermark(connection->bev, EV_READ, 0, READ_CHUNK_LIMIT);
     connection_apply_timeouts(connection, config);
     bufferevent_enable(connection->bev, EV_READ | EV_WRITE);
+}
+
+static void worker_notify(struct worker *worker);
+
+/* Runs a parked request again once every fill it waited for has answered. */
+static void connection_resume(struct connection *connection)
+{
+    struct worker *worker = connection->worker;
+    if (commands_execute(&worker->env, &connection->client, &connection->parked->request) ==
+        COMMANDS_BLOCKED)
+        return; /* more misses (a user's roles, an entity's parents) */
+    parked_free(connection->parked);
+    connection->parked = NULL;
+    if (connection->client.close_after_reply) {
+        connection_close_after_write(connection);
+        return;
+    }
+    bufferevent_enable(connection->bev, EV_READ);
+    connection_process(connection);
+}
+
+static void worker_take_fill(struct connection *connection, struct fill_result *result)
+{
+    connection->client.fills_pending--;
+    if (connection->bev == NULL) {
+        fill_result_release(result);
+        if (connection->client.fills_pending == 0)
+            connection_free(connection);
+        return;
+    }
+    if (connection->parked == NULL) {
+        /* The request was answered without it (CAN found a grant). */
+        fill_result_release(result);
+        return;
+    }
+    commands_client_add_fill(&connection->client, result);
+    if (connection->client.fills_pending == 0)
+        connection_resume(connection);
+}
+
+void server_deliver_fill(void *waiter, struct fill_result *result)
+{
+    struct connection *connection = waiter;
+    struct worker *worker = connection->worker;
+    pthread_mutex_lock(&worker->lock);
+    if (worker->fill_count == worker->fill_capacity) {
+        worker->fill_capacity = worker->fill_capacity ? worker->fill_capacity * 2 : 16;
+        worker->fills = xrealloc(worker->fills, worker->fill_capacity * sizeof(*worker->fills));
+    }
+    worker->fills[worker->fill_count].connection = connection;
+    worker->fills[worker->fill_count].result = result;
+    worker->fill_count++;
+    pthread_mutex_unlock(&worker->lock);
+    worker_notify(worker);
 }
 
 /* ---- query threads ---- */
@@ -257,8 +373,6 @@ static void worker_stop_now(evutil_socket_t fd, short events, void *arg)
     (void)fd;
     (void)events;
     struct worker *worker = arg;
-    while (worker->connections != NULL)
-        connection_free(worker->connections);
     event_base_loopbreak(worker->base);
 }
 
@@ -268,9 +382,22 @@ static void worker_begin_stop(struct worker *worker)
     struct connection *connection = worker->connections;
     while (connection != NULL) {
         struct connection *next = connection->next;
-        /* Requests already read are answered; nothing new is read. */
-        if (!connection->closing && connection_process(connection))
-            connection_close_after_write(connection);
+        /* Requests already read are answered; nothing new is read. A
+         * request waiting for fills is answered when they are (the fill
+         * engine answers every waiter before the threads stop). */
+        if (connection->parked != NULL || connection->bev == NULL) {
+            connection->client.close_after_reply = true;
+        } else if (!connection->closing) {
+            /* What the client sent before the stop is answered too: take
+             * what the socket already holds, without waiting for more. */
+            struct evbuffer *input = bufferevent_get_input(connection->bev);
+            evutil_socket_t fd = bufferevent_getfd(connection->bev);
+            uint64_t limit = worker->env.config->listen.max_request_bytes + READ_CHUNK_LIMIT;
+            while (evbuffer_get_length(input) < limit && evbuffer_read(input, fd, READ_CHUNK_LIMIT) > 0) {
+            }
+            if (connection_process(connection))
+                connection_close_after_write(connection);
+        }
         connection = next;
     }
     struct timeval grace = {.tv_sec = STOP_GRACE_SECONDS};
@@ -296,6 +423,10 @@ static void worker_wakeup(evutil_socket_t fd, short events, void *arg)
     size_t count = worker->queue_count;
     worker->queue = NULL;
     worker->queue_count = worker->queue_capacity = 0;
+    struct delivered_fill *fills = worker->fills;
+    size_t fill_count = worker->fill_count;
+    worker->fills = NULL;
+    worker->fill_count = worker->fill_capacity = 0;
     const struct config *next_config = worker->next_config;
     worker->next_config = NULL;
     bool stop = worker->stop_requested;
@@ -325,6 +456,9 @@ static void worker_wakeup(evutil_socket_t fd, short events, void *arg)
             connection_create(worker, &queue[i]);
     }
     free(queue);
+    for (size_t i = 0; i < fill_count; i++)
+        worker_take_fill(fills[i].connection, fills[i].result);
+    free(fills);
     if (stop && !worker->stopping)
         worker_begin_stop(worker);
     worker_check_stopped(worker);
@@ -343,6 +477,7 @@ static int worker_init(struct server *server, struct worker *worker, unsigned in
     worker->server = server;
     worker->index = index;
     worker->env.cache = server->cache;
+    worker->env.fill = server->fill;
     worker->env.config = server->config;
     worker->env.config_generation = 1;
     pthread_mutex_init(&worker->lock, NULL);
@@ -363,8 +498,11 @@ static int worker_init(struct server *server, struct worker *worker, unsigned in
 
 static void worker_free(struct worker *worker)
 {
-    while (worker->connections != NULL)
+    while (worker->connections != NULL) {
+        /* At exit nothing answers any more: forget what was pending. */
+        worker->connections->client.fills_pending = 0;
         connection_free(worker->connections);
+    }
     if (worker->stop_timer != NULL)
         event_free(worker->stop_timer);
     if (worker->notify_event != NULL)
@@ -378,6 +516,11 @@ static void worker_free(struct worker *worker)
     for (size_t i = 0; i < worker->queue_count; i++)
         close(worker->queue[i].fd);
     free(worker->queue);
+    for (size_t i = 0; i < worker->fill_count; i++) {
+        worker->fills[i].connection->client.fills_pending--;
+        fill_result_release(worker->fills[i].result);
+    }
+    free(worker->fills);
     pthread_mutex_destroy(&worker->lock);
 }
 
@@ -535,12 +678,13 @@ static int server_listen(struct server *server, const struct config *config, cha
     return 0;
 }
 
-struct server *server_start(struct event_base *main_base, struct cache *cache,
+struct server *server_start(struct event_base *main_base, struct cache *cache, struct fill *fill,
                             const struct config *config, char *error, size_t error_size)
 {
     struct server *server = xcalloc(1, sizeof(*server));
     server->main_base = main_base;
     server->cache = cache;
+    server->fill = fill;
     server->config = config;
     server->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     pthread_mutex_init(&server->reconfigure_lock, NULL);

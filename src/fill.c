@@ -1,0 +1,542 @@
+/* fill.c - one fill per missed entry: L2, then L3, then the caches (see fill.h).
+ *
+ * Query threads submit through a mutex-protected queue and an event made
+ * active on the main loop; everything else happens on the main thread, which
+ * is also the caches' writer and the thread that applies messages. So the
+ * table of fills in flight needs no lock, and an invalidation message marks
+ * the fills it races with as "dirty" before the fill can write anything:
+ * their outcome is still answered to the waiters, but never cached. */
+#include "fill.h"
+
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "config.h"
+#include "l2.h"
+#include "log.h"
+#include "origin.h"
+#include "stats.h"
+#include "util.h"
+
+#define TABLE_BUCKETS 1024
+
+enum fill_stage {
+    STAGE_L2,
+    STAGE_L3,
+    STAGE_DONE,
+};
+
+struct fill_job {
+    struct fill_job *next;       /* chain in the table */
+    struct fill *fill;
+    uint64_t hash;
+    char *tenant;
+    size_t tenant_len;
+    unsigned kind;
+    char *key;
+    size_t key_len;
+    void **waiters;
+    size_t waiter_count;
+    size_t waiter_capacity;
+    enum fill_stage stage;
+    bool dirty;                  /* a message wrote the entry meanwhile */
+    uint64_t flush_epoch;        /* fill->flush_epoch when the job started */
+    bool l2_missing;             /* L2 answered nil (not a failure) */
+    unsigned callbacks_pending;  /* L2 or L3 answers still to come */
+};
+
+struct submission {
+    char *tenant;
+    size_t tenant_len;
+    unsigned kind;
+    char *key;
+    size_t key_len;
+    void *waiter;                /* NULL: a hot refresh */
+};
+
+struct fill {
+    struct event_base *base;
+    struct cache *cache;
+    const struct config *config;
+    fill_deliver_fn *deliver;
+    struct l2 *l2;
+    struct origin *origin;
+    struct fill_job *table[TABLE_BUCKETS];
+    uint64_t seed;
+    _Atomic uint64_t flush_epoch; /* bumped by FLUSH from any thread */
+
+    pthread_mutex_t lock;        /* guards the fields below */
+    struct submission *queue;
+    size_t queue_count;
+    size_t queue_capacity;
+    bool closed;
+    struct event *queue_event;
+
+    struct log_ratelimit invalid_log;
+};
+
+/* ---- results ---- */
+
+void fill_result_release(struct fill_result *result)
+{
+    if (result == NULL)
+        return;
+    if (atomic_fetch_sub_explicit(&result->references, 1, memory_order_acq_rel) != 1)
+        return;
+    value_clear(&result->value);
+    free(result->tenant);
+    free(result->key);
+    free(result);
+}
+
+/* ---- the table of fills in flight ---- */
+
+static uint64_t job_hash(const struct fill *fill, const char *tenant, size_t tenant_len,
+                         unsigned kind, const char *key, size_t key_len)
+{
+    uint64_t hash = util_hash(tenant, tenant_len, fill->seed + kind);
+    return util_hash(key, key_len, hash);
+}
+
+static struct fill_job **job_slot(struct fill *fill, uint64_t hash, const char *tenant,
+                                  size_t tenant_len, unsigned kind, const char *key, size_t key_len)
+{
+    struct fill_job **slot = &fill->table[hash % TABLE_BUCKETS];
+    for (; *slot != NULL; slot = &(*slot)->next) {
+        struct fill_job *job = *slot;
+        if (job->hash == hash && job->kind == kind && job->tenant_len == tenant_len &&
+            job->key_len == key_len && memcmp(job->tenant, tenant, tenant_len) == 0 &&
+            memcmp(job->key, key, key_len) == 0)
+            return slot;
+    }
+    return slot;
+}
+
+static void job_unlink(struct fill *fill, struct fill_job *job)
+{
+    struct fill_job **slot = job_slot(fill, job->hash, job->tenant, job->tenant_len, job->kind,
+                                      job->key, job->key_len);
+    if (*slot == job)
+        *slot = job->next;
+}
+
+static void job_free(struct fill_job *job)
+{
+    free(job->tenant);
+    free(job->key);
+    free(job->waiters);
+    free(job);
+}
+
+static void job_add_waiter(struct fill_job *job, void *waiter)
+{
+    if (waiter == NULL)
+        return;
+    if (job->waiter_count == job->waiter_capacity) {
+        job->waiter_capacity = job->waiter_capacity ? job->waiter_capacity * 2 : 4;
+        job->waiters = xrealloc(job->waiters, job->waiter_capacity * sizeof(*job->waiters));
+    }
+    job->waiters[job->waiter_count++] = waiter;
+}
+
+/* ---- completion ---- */
+
+static void cache_outcome(struct fill *fill, struct fill_job *job, enum fill_status status,
+                          const struct value_prepared *value, bool from_origin)
+{
+    const struct config *config = fill->config;
+    uint64_t now = util_monotonic_ms();
+    struct cache_key key = {
+        .tenant = job->tenant,
+        .tenant_len = job->tenant_len,
+        .kind = job->kind,
+        .key = job->key,
+        .key_len = job->key_len,
+    };
+    if (status == FILL_VALUE) {
+        const struct config_kind *kind = &config->kinds[job->kind];
+        struct cache_value stored = {
+            .json = value->json,
+            .json_len = value->json_len,
+            .derived = value->derived,
+            .derived_len = value->derived_len,
+            .index_key = value->index_key,
+            .index_key_len = value->index_key_len,
+        };
+        struct cache_write write = {
+            .critical = kind->tier == CONFIG_TIER_CRITICAL,
+            .expires_ms = kind->ttl_ms ? now + kind->ttl_ms : 0,
+            .updated_ms = util_realtime_ms(),
+            .if_absent = true,
+        };
+        cache_set(fill->cache, &key, &stored, &write, now);
+    } else if (status == FILL_NOT_FOUND && from_origin) {
+        cache_set_negative(fill->cache, &key, now + config->origin.negative_ttl_ms, now);
+    }
+}
+
+/* Ends a job: caches its outcome unless it raced with a message, hands it
+ * to every waiter, and frees the job once no callback can reach it. Takes
+ * ownership of value's contents. */
+static void job_complete(struct fill_job *job, enum fill_status status,
+                         struct value_prepared *value, bool from_origin)
+{
+    struct fill *fill = job->fill;
+    job_unlink(fill, job);
+    job->stage = STAGE_DONE;
+    if (job->flush_epoch != atomic_load(&fill->flush_epoch))
+        job->dirty = true;
+    if (status == FILL_UNAVAILABLE) {
+        stats_add(&stats.fill_errors, 1);
+    } else if (job->dirty) {
+        stats_add(&stats.fills_discarded, 1);
+    } else {
+        cache_outcome(fill, job, status, value, from_origin);
+    }
+    if (status == FILL_VALUE)
+        stats_add(from_origin ? &stats.fills_l3 : &stats.fills_l2, 1);
+    else if (status == FILL_NOT_FOUND && from_origin)
+        stats_add(&stats.fills_negative, 1);
+
+    if (job->waiter_count > 0) {
+        struct fill_result *result = xcalloc(1, sizeof(*result));
+        atomic_init(&result->references, (unsigned)job->waiter_count);
+        result->status = status;
+        result->tenant = xstrndup(job->tenant, job->tenant_len);
+        result->tenant_len = job->tenant_len;
+        result->kind = job->kind;
+        result->key = xstrndup(job->key, job->key_len);
+        result->key_len = job->key_len;
+        if (status == FILL_VALUE && value != NULL) {
+            result->value = *value;
+            memset(value, 0, sizeof(*value));
+        }
+        for (size_t i = 0; i < job->waiter_count; i++)
+            fill->deliver(job->waiters[i], result);
+    }
+    if (value != NULL)
+        value_clear(value);
+    if (job->callbacks_pending == 0)
+        job_free(job);
+}
+
+/* A fill source answered after the job ended (a timeout won): drop it. */
+static bool job_answer_is_late(struct fill_job *job)
+{
+    job->callbacks_pending--;
+    if (job->stage != STAGE_DONE)
+        return false;
+    if (job->callbacks_pending == 0)
+        job_free(job);
+    return true;
+}
+
+/* Validates a value from L2 or L3 like a `set` of its kind. */
+static bool prepare(struct fill *fill, struct fill_job *job, const char *text, size_t len,
+                    struct value_prepared *out, const char *source)
+{
+    char error[VALUE_ERROR_MAX];
+    if (value_prepare_text(fill->config->kinds[job->kind].shape, text, len, out, error) == 0)
+        return true;
+    log_limited(&fill->invalid_log, 10000, LOG_LEVEL_WARNING,
+                "%s value for %.*s/%s/%.*s rejected: %s", source, (int)job->tenant_len,
+                job->tenant, fill->config->kinds[job->kind].name, (int)job->key_len, job->key,
+                error);
+    return false;
+}
+
+/* ---- L3 ---- */
+
+static void l2_key(const struct fill *fill, const struct fill_job *job, char **out, size_t *len);
+
+static void origin_answered(void *arg, enum origin_status status, const char *body, size_t len)
+{
+    struct fill_job *job = arg;
+    if (job_answer_is_late(job))
+        return;
+    struct fill *fill = job->fill;
+    if (status == ORIGIN_NOT_FOUND) {
+        job_complete(job, FILL_NOT_FOUND, NULL, true);
+        return;
+    }
+    struct value_prepared value;
+    if (status != ORIGIN_FOUND || !prepare(fill, job, body, len, &value, "origin")) {
+        job_complete(job, FILL_UNAVAILABLE, NULL, true);
+        return;
+    }
+    if (fill->l2 != NULL && !job->dirty) {
+        char *key;
+        size_t key_len;
+        l2_key(fill, job, &key, &key_len);
+        uint64_t ttl_ms = fill->config->kinds[job->kind].l2_ttl_ms;
+        l2_set(fill->l2, key, key_len, value.json, value.json_len, ttl_ms ? (ttl_ms + 999) / 1000 : 3600);
+        free(key);
+    }
+    job_complete(job, FILL_VALUE, &value, true);
+}
+
+static void job_try_origin(struct fill_job *job)
+{
+    struct fill *fill = job->fill;
+    if (fill->origin == NULL) {
+        job_complete(job, job->l2_missing ? FILL_NOT_FOUND : FILL_UNAVAILABLE, NULL, false);
+        return;
+    }
+    job->stage = STAGE_L3;
+    job->callbacks_pending++;
+    origin_get(fill->origin, job->tenant, job->tenant_len, fill->config->kinds[job->kind].name,
+               job->key, job->key_len, origin_answered, job);
+}
+
+/* ---- L2 ---- */
+
+static void l2_key(const struct fill *fill, const struct fill_job *job, char **out, size_t *len)
+{
+    const char *format = fill->config->redis.key_format;
+    const char *kind = fill->config->kinds[job->kind].name;
+    size_t size = strlen(format) + job->tenant_len + strlen(kind) + job->key_len + 1;
+    char *key = xmalloc(size);
+    size_t used = 0;
+    for (const char *cursor = format; *cursor != '\0';) {
+        const char *part = NULL;
+        size_t part_len = 0, skip = 0;
+        if (strncmp(cursor, "{tenant}", 8) == 0) {
+            part = job->tenant, part_len = job->tenant_len, skip = 8;
+        } else if (strncmp(cursor, "{kind}", 6) == 0) {
+            part = kind, part_len = strlen(kind), skip = 6;
+        } else if (strncmp(cursor, "{key}", 5) == 0) {
+            part = job->key, part_len = job->key_len, skip = 5;
+        }
+        if (part != NULL) {
+            memcpy(key + used, part, part_len);
+            used += part_len;
+            cursor += skip;
+        } else {
+            key[used++] = *cursor++;
+        }
+    }
+    key[used] = '\0';
+    *out = key;
+    *len = used;
+}
+
+static void l2_answered(void *arg, enum l2_status status, const char *value, size_t len)
+{
+    struct fill_job *job = arg;
+    if (job_answer_is_late(job))
+        return;
+    struct fill *fill = job->fill;
+    if (status == L2_FOUND) {
+        struct value_prepared prepared;
+        if (prepare(fill, job, value, len, &prepared, "L2")) {
+            job_complete(job, FILL_VALUE, &prepared, false);
+            return;
+        }
+    } else if (status == L2_MISSING) {
+        job->l2_missing = true;
+    }
+    job_try_origin(job);
+}
+
+static void job_start(struct fill_job *job)
+{
+    struct fill *fill = job->fill;
+    if (fill->l2 != NULL && l2_ready(fill->l2)) {
+        char *key;
+        size_t key_len;
+        l2_key(fill, job, &key, &key_len);
+        job->stage = STAGE_L2;
+        job->callbacks_pending++;
+        l2_get(fill->l2, key, key_len, fill->config->origin.timeout_ms, l2_answered, job);
+        free(key);
+        return;
+    }
+    job_try_origin(job);
+}
+
+static void request_fill(struct fill *fill, const char *tenant, size_t tenant_len, unsigned kind,
+                         const char *key, size_t key_len, void *waiter)
+{
+    uint64_t hash = job_hash(fill, tenant, tenant_len, kind, key, key_len);
+    struct fill_job **slot = job_slot(fill, hash, tenant, tenant_len, kind, key, key_len);
+    if (*slot != NULL) {
+        if (waiter != NULL)
+            stats_add(&stats.fills_shared, 1);
+        job_add_waiter(*slot, waiter);
+        return;
+    }
+    struct fill_job *job = xcalloc(1, sizeof(*job));
+    job->fill = fill;
+    job->hash = hash;
+    job->tenant = xstrndup(tenant, tenant_len);
+    job->tenant_len = tenant_len;
+    job->kind = kind;
+    job->key = xstrndup(key, key_len);
+    job->key_len = key_len;
+    job->flush_epoch = atomic_load(&fill->flush_epoch);
+    job_add_waiter(job, waiter);
+    *slot = job;
+    job_start(job);
+}
+
+/* ---- submissions from the query threads ---- */
+
+static void drain_queue(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    struct fill *fill = arg;
+    pthread_mutex_lock(&fill->lock);
+    struct submission *queue = fill->queue;
+    size_t count = fill->queue_count;
+    fill->queue = NULL;
+    fill->queue_count = fill->queue_capacity = 0;
+    pthread_mutex_unlock(&fill->lock);
+    for (size_t i = 0; i < count; i++) {
+        struct submission *submission = &queue[i];
+        request_fill(fill, submission->tenant, submission->tenant_len, submission->kind,
+                     submission->key, submission->key_len, submission->waiter);
+        free(submission->tenant);
+        free(submission->key);
+    }
+    free(queue);
+}
+
+int fill_submit(struct fill *fill, const char *tenant, size_t tenant_len, unsigned kind,
+                const char *key, size_t key_len, void *waiter)
+{
+    pthread_mutex_lock(&fill->lock);
+    if (fill->closed) {
+        pthread_mutex_unlock(&fill->lock);
+        return -1;
+    }
+    if (fill->queue_count == fill->queue_capacity) {
+        fill->queue_capacity = fill->queue_capacity ? fill->queue_capacity * 2 : 64;
+        fill->queue = xrealloc(fill->queue, fill->queue_capacity * sizeof(*fill->queue));
+    }
+    struct submission *submission = &fill->queue[fill->queue_count++];
+    submission->tenant = xstrndup(tenant, tenant_len);
+    submission->tenant_len = tenant_len;
+    submission->kind = kind;
+    submission->key = xstrndup(key, key_len);
+    submission->key_len = key_len;
+    submission->waiter = waiter;
+    bool first = fill->queue_count == 1;
+    pthread_mutex_unlock(&fill->lock);
+    if (first)
+        event_active(fill->queue_event, EV_READ, 0);
+    return 0;
+}
+
+/* ---- the main thread's side ---- */
+
+bool fill_possible(const struct config *config, unsigned kind)
+{
+    return (config->redis.l2 || config->origin.url[0] != '\0') && kind < config->kind_count &&
+           config->kinds[kind].cached;
+}
+
+struct fill *fill_create(struct event_base *base, struct cache *cache, const struct config *config,
+                         fill_deliver_fn *deliver)
+{
+    struct fill *fill = xcalloc(1, sizeof(*fill));
+    fill->base = base;
+    fill->cache = cache;
+    fill->config = config;
+    fill->deliver = deliver;
+    fill->seed = util_monotonic_us();
+    pthread_mutex_init(&fill->lock, NULL);
+    fill->queue_event = event_new(base, -1, 0, drain_queue, fill);
+    if (fill->queue_event == NULL)
+        log_fatal("cannot create the fill queue event");
+    fill->l2 = l2_create(base, config);
+    fill->origin = origin_create(base, config);
+    return fill;
+}
+
+void fill_reconfigure(struct fill *fill, const struct config *config)
+{
+    const struct config *old = fill->config;
+    fill->config = config;
+    if (config->redis.l2 && fill->l2 != NULL) {
+        l2_reconfigure(fill->l2, config);
+    } else if (config->redis.l2 != old->redis.l2) {
+        l2_destroy(fill->l2);
+        fill->l2 = l2_create(fill->base, config);
+    }
+    if (strcmp(config->origin.url, old->origin.url) != 0 ||
+        config->origin.timeout_ms != old->origin.timeout_ms ||
+        config->origin.max_concurrent != old->origin.max_concurrent) {
+        /* Requests in flight are answered as failures; new ones use the new origin. */
+        struct origin *previous = fill->origin;
+        fill->origin = origin_create(fill->base, config);
+        origin_destroy(previous);
+    }
+}
+
+void fill_note_write(struct fill *fill, const char *tenant, size_t tenant_len, int kind,
+                     const char *key, size_t key_len)
+{
+    if (fill == NULL)
+        return;
+    if (tenant != NULL && kind >= 0 && key != NULL) {
+        uint64_t hash = job_hash(fill, tenant, tenant_len, (unsigned)kind, key, key_len);
+        struct fill_job *job = *job_slot(fill, hash, tenant, tenant_len, (unsigned)kind, key, key_len);
+        if (job != NULL)
+            job->dirty = true;
+        return;
+    }
+    for (size_t b = 0; b < TABLE_BUCKETS; b++) {
+        for (struct fill_job *job = fill->table[b]; job != NULL; job = job->next) {
+            bool tenant_matches = tenant == NULL || (job->tenant_len == tenant_len &&
+                                                     memcmp(job->tenant, tenant, tenant_len) == 0);
+            bool kind_matches = kind < 0 || job->kind == (unsigned)kind;
+            if (tenant_matches && kind_matches)
+                job->dirty = true;
+        }
+    }
+}
+
+void fill_note_flush(struct fill *fill)
+{
+    if (fill != NULL)
+        atomic_fetch_add(&fill->flush_epoch, 1);
+}
+
+void fill_refresh(struct fill *fill, const char *tenant, size_t tenant_len, unsigned kind,
+                  const char *key, size_t key_len)
+{
+    if (fill != NULL && fill_possible(fill->config, kind))
+        request_fill(fill, tenant, tenant_len, kind, key, key_len, NULL);
+}
+
+void fill_shutdown(struct fill *fill)
+{
+    if (fill == NULL)
+        return;
+    pthread_mutex_lock(&fill->lock);
+    fill->closed = true;
+    pthread_mutex_unlock(&fill->lock);
+    /* Whatever was submitted is answered too, through the table. */
+    drain_queue(-1, 0, fill);
+    for (size_t b = 0; b < TABLE_BUCKETS; b++) {
+        while (fill->table[b] != NULL)
+            job_complete(fill->table[b], FILL_UNAVAILABLE, NULL, false);
+    }
+}
+
+void fill_destroy(struct fill *fill)
+{
+    if (fill == NULL)
+        return;
+    fill_shutdown(fill);
+    /* Their pending callbacks free the jobs that are done already. */
+    l2_destroy(fill->l2);
+    origin_destroy(fill->origin);
+    event_free(fill->queue_event);
+    pthread_mutex_destroy(&fill->lock);
+    free(fill);
+}
