@@ -98,14 +98,27 @@ bool util_equal_nocase(const char *buf, size_t len, const char *word)
 
 size_t util_format_double(double value, char *out, size_t size)
 {
-    /* The shortest %.*g that reads back exactly: at most 17 digits for a double. */
-    int written = 0;
-    for (int precision = 1; precision <= 17; precision++) {
-        written = snprintf(out, size, "%.*g", precision, value);
-        if (written > 0 && (size_t)written < size && strtod(out, NULL) == value)
+    /* The fewest significant digits that read back exactly (at most 17 for a
+     * double), then plain decimal notation unless the exponent is extreme:
+     * %g alone would write 20 as "2e+01". */
+    char digits[40];
+    int precision;
+    for (precision = 1; precision < 17; precision++) {
+        snprintf(digits, sizeof(digits), "%.*e", precision - 1, value);
+        if (strtod(digits, NULL) == value)
             break;
     }
-    return written > 0 ? (size_t)written : 0;
+    snprintf(digits, sizeof(digits), "%.*e", precision - 1, value);
+    const char *e = strchr(digits, 'e');
+    int exponent = e != NULL ? atoi(e + 1) : 0;
+    int written;
+    if (exponent >= -7 && exponent < 17) {
+        int decimals = precision - 1 - exponent;
+        written = snprintf(out, size, "%.*f", decimals > 0 ? decimals : 0, value);
+    } else {
+        written = snprintf(out, size, "%.*g", precision, value);
+    }
+    return written > 0 && (size_t)written < size ? (size_t)written : 0;
 }
 
 void util_format_human_bytes(uint64_t bytes, char *out, size_t size)
