@@ -123,6 +123,7 @@ struct cache_reader {
     struct cache_shard *shard;
     struct cache_tenant *tenant; /* NULL: the tenant has nothing cached */
     uint64_t now_ms;
+    uint32_t stamp;              /* recency stamp for what this session reads */
 };
 
 void cache_read_begin(struct cache *cache, const char *tenant, size_t tenant_len, uint64_t now_ms,

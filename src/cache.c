@@ -1264,8 +1264,11 @@ void cache_read_begin(struct cache *cache, const char *tenant, size_t tenant_len
     reader->now_ms = now_ms;
     pthread_rwlock_rdlock(&reader->shard->lock);
     reader->tenant = shard_find_tenant(reader->shard, hash, tenant, tenant_len);
+    reader->stamp = 0;
     if (reader->tenant != NULL) {
-        atomic_store_explicit(&reader->tenant->access, tick(cache), memory_order_relaxed);
+        /* One tick per session: the entries it reads share the stamp. */
+        reader->stamp = tick(cache);
+        atomic_store_explicit(&reader->tenant->access, reader->stamp, memory_order_relaxed);
         atomic_store_explicit(&reader->tenant->last_access_ms, load(&cache->wall_ms),
                               memory_order_relaxed);
     }
@@ -1297,7 +1300,7 @@ const struct cache_entry *cache_read_find(struct cache_reader *reader, unsigned 
     }
     stats_add(&stats.hits, 1);
     atomic_fetch_add_explicit(&tenant->hits, 1, memory_order_relaxed);
-    atomic_store_explicit(&entry->access, tick(reader->cache), memory_order_relaxed);
+    atomic_store_explicit(&entry->access, reader->stamp, memory_order_relaxed);
     if (atomic_load_explicit(&reader->cache->hot_reads, memory_order_relaxed) != 0)
         count_read(reader->cache, entry);
     return entry;
