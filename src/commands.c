@@ -66,7 +66,9 @@ static const char *arg(const struct command_call *call, size_t i, size_t *len)
 
 /* ---- shared checks ---- */
 
-static bool access_tenant(struct command_call *call, const char *tenant, size_t len)
+/* The client's grant under the thread's current config (recomputed after a
+ * reload). Cannot fail. */
+static const struct acl_grant *client_grant(struct command_call *call)
 {
     struct commands_client *client = call->client;
     if (client->grant_generation != call->env->config_generation) {
@@ -74,6 +76,13 @@ static bool access_tenant(struct command_call *call, const char *tenant, size_t 
         acl_grant_compute(call->env->config, client->uid, client->gid, &client->grant);
         client->grant_generation = call->env->config_generation;
     }
+    return &client->grant;
+}
+
+static bool access_tenant(struct command_call *call, const char *tenant, size_t len)
+{
+    struct commands_client *client = call->client;
+    client_grant(call);
     if (!message_valid_tenant(tenant, len)) {
         reply_error(call->out, "ERR invalid tenant");
         return false;
@@ -1034,10 +1043,14 @@ static void command_flush(struct command_call *call)
     bool every_tenant = tenant_len == 1 && tenant[0] == '*';
     if (!every_tenant && !access_tenant(call, tenant, tenant_len))
         return;
-    if (every_tenant && client->grant_generation != call->env->config_generation)
-        access_tenant(call, "_", 1); /* refreshes the grant; "_" is a valid name */
-    if (!client->grant.admin) {
+    const struct acl_grant *grant = client_grant(call);
+    if (!grant->admin) {
         reply_error(call->out, "NOPERM FLUSH needs an admin peer");
+        return;
+    }
+    /* Every tenant is flushed only by a peer that may read every tenant. */
+    if (every_tenant && !grant->all_tenants) {
+        reply_error(call->out, "NOPERM FLUSH * needs access to every tenant");
         return;
     }
     int kind = -1;
