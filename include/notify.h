@@ -13,8 +13,9 @@
 int notify_send(const char *state);
 int notify_sendf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Half of $WATCHDOG_USEC in milliseconds when the watchdog is enabled for
- * this process ($WATCHDOG_PID unset or ours), else 0. */
+/* Half of $WATCHDOG_USEC in milliseconds (at least 1) when the watchdog is
+ * enabled for this process ($WATCHDOG_PID unset or ours), else 0. Values that
+ * are not plain decimal numbers disable it, as sd_watchdog_enabled(3) does. */
 uint64_t notify_watchdog_interval_ms(void);
 
 #endif

@@ -123,10 +123,13 @@ bool acl_allows_tenant(const struct acl_grant *grant, const char *tenant, size_t
     size_t low = 0, high = grant->tenant_count;
     while (low < high) {
         size_t middle = low + (high - low) / 2;
+        /* tenant is len bytes from a client, not a C string (it may hold a
+         * NUL): compare bytes, then lengths, in strcmp's order. */
         const char *name = grant->tenants[middle];
-        int order = strncmp(name, tenant, len);
+        size_t name_len = strlen(name);
+        int order = memcmp(name, tenant, name_len < len ? name_len : len);
         if (order == 0)
-            order = name[len] == '\0' ? 0 : 1;
+            order = name_len < len ? -1 : name_len > len ? 1 : 0;
         if (order == 0)
             return true;
         if (order < 0)

@@ -69,8 +69,9 @@ const char *log_level_name(enum log_level level)
     return (size_t)level < UTIL_ARRAY_LEN(levels) ? levels[level].name : "unknown";
 }
 
-__attribute__((format(printf, 2, 0)))
-static void log_write(enum log_level level, const char *fmt, va_list args)
+/* Writes one line; suffix (may be NULL) is appended to the formatted text. */
+__attribute__((format(printf, 3, 0)))
+static void log_write(enum log_level level, const char *suffix, const char *fmt, va_list args)
 {
     /* One write(2) per line, so lines from several threads never interleave. */
     char line[2048];
@@ -87,12 +88,23 @@ static void log_write(enum log_level level, const char *fmt, va_list args)
         used = (size_t)snprintf(line, sizeof(line), "%s.%03ld [%d] %s: ", stamp,
                                 (long)(now.tv_usec / 1000), (int)getpid(), levels[level].name);
     }
+    size_t body_start = used;
     int body = vsnprintf(line + used, sizeof(line) - used, fmt, args);
     if (body < 0)
         body = 0;
     used += (size_t)body;
-    if (used > sizeof(line) - 2)
-        used = sizeof(line) - 2;
+    /* Truncated to one line; the suffix (short) survives a truncated body. */
+    size_t suffix_len = suffix != NULL ? strlen(suffix) : 0;
+    if (used + suffix_len > sizeof(line) - 2)
+        used = sizeof(line) - 2 - suffix_len;
+    /* One event, one line: text from a peer (a channel name) cannot start
+     * lines of its own or carry terminal escapes. */
+    for (size_t i = body_start; i < used; i++) {
+        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+            line[i] = '?';
+    }
+    memcpy(line + used, suffix != NULL ? suffix : "", suffix_len);
+    used += suffix_len;
     line[used++] = '\n';
     ssize_t ignored = write(STDERR_FILENO, line, used);
     (void)ignored;
@@ -104,7 +116,7 @@ void log_message(enum log_level level, const char *fmt, ...)
         return;
     va_list args;
     va_start(args, fmt);
-    log_write(level, fmt, args);
+    log_write(level, NULL, fmt, args);
     va_end(args);
 }
 
@@ -127,11 +139,15 @@ void log_limited(struct log_ratelimit *limit, uint64_t interval_ms, enum log_lev
     limit->window_start_ms = now;
     limit->suppressed = 0;
     pthread_mutex_unlock(&lock);
+    /* The count rides on the line itself: a separate line could be split
+     * from it by other threads' lines and would not say what was suppressed. */
+    char note[64] = "";
     if (suppressed > 0)
-        log_message(level, "(%llu similar messages suppressed)", (unsigned long long)suppressed);
+        snprintf(note, sizeof(note), " (%llu similar messages suppressed)",
+                 (unsigned long long)suppressed);
     va_list args;
     va_start(args, fmt);
-    log_write(level, fmt, args);
+    log_write(level, suppressed > 0 ? note : NULL, fmt, args);
     va_end(args);
 }
 
@@ -139,7 +155,7 @@ void log_fatal(const char *fmt, ...)
 {
     va_list args;
     va_start(args, fmt);
-    log_write(LOG_LEVEL_ERROR, fmt, args);
+    log_write(LOG_LEVEL_ERROR, NULL, fmt, args);
     va_end(args);
     exit(1);
 }

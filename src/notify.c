@@ -1,7 +1,9 @@
 /* notify.c - sd_notify(3) over a datagram socket, no libsystemd (see notify.h). */
 #include "notify.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,14 +44,32 @@ int notify_sendf(const char *fmt, ...)
     return notify_send(state);
 }
 
+/* Reads a whole string of decimal digits; false for anything else (a sign,
+ * spaces, trailing text, overflow), as sd_watchdog_enabled(3) refuses them. */
+static bool parse_decimal(const char *text, unsigned long long *out)
+{
+    if (text[0] < '0' || text[0] > '9')
+        return false;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return false;
+    *out = value;
+    return true;
+}
+
 uint64_t notify_watchdog_interval_ms(void)
 {
     const char *usec = getenv("WATCHDOG_USEC");
-    if (usec == NULL || usec[0] == '\0')
+    unsigned long long value = 0;
+    if (usec == NULL || !parse_decimal(usec, &value) || value == 0)
         return 0;
     const char *pid = getenv("WATCHDOG_PID");
-    if (pid != NULL && pid[0] != '\0' && strtol(pid, NULL, 10) != (long)getpid())
+    unsigned long long owner = 0;
+    if (pid != NULL && pid[0] != '\0' &&
+        (!parse_decimal(pid, &owner) || owner != (unsigned long long)getpid()))
         return 0;
-    unsigned long long value = strtoull(usec, NULL, 10);
-    return value / 2000u;
+    /* Never 0 when enabled: 0 would mean "off" and systemd would kill us. */
+    return value >= 2000u ? value / 2000u : 1;
 }

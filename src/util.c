@@ -114,7 +114,23 @@ size_t util_format_double(double value, char *out, size_t size)
     int written;
     if (exponent >= -7 && exponent < 17) {
         int decimals = precision - 1 - exponent;
-        written = snprintf(out, size, "%.*f", decimals > 0 ? decimals : 0, value);
+        if (decimals >= 0) {
+            written = snprintf(out, size, "%.*f", decimals, value);
+        } else {
+            /* An integer with fewer significant digits than places: the
+             * shortest digits then zeros ("31722300588172750"), as %.0f
+             * would print the binary value's exact noise digits instead. */
+            char plain[48];
+            size_t n = 0;
+            for (const char *p = digits; p < e; p++) {
+                if (*p != '.')
+                    plain[n++] = *p;
+            }
+            for (int i = 0; i < -decimals; i++)
+                plain[n++] = '0';
+            plain[n] = '\0';
+            written = snprintf(out, size, "%s", plain);
+        }
     } else {
         written = snprintf(out, size, "%.*g", precision, value);
     }

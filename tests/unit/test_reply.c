@@ -1,0 +1,255 @@
+/* test_reply.c - reply.c: every RESP2 encoder, byte for byte, into a real
+ * evbuffer; errors sanitised and truncated so that one reply stays one line. */
+#include <check.h>
+#include <event2/buffer.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reply.h"
+#include "util.h"
+
+static struct evbuffer *out;
+
+static void setup(void)
+{
+    out = evbuffer_new();
+    ck_assert_ptr_nonnull(out);
+}
+
+static void teardown(void)
+{
+    evbuffer_free(out);
+    out = NULL;
+}
+
+/* Asserts that the buffer holds exactly want[0..len) and empties it. */
+static void expect_bytes(const char *want, size_t len)
+{
+    size_t have = evbuffer_get_length(out);
+    const char *data = (const char *)evbuffer_pullup(out, -1);
+    ck_assert_msg(have == len && (len == 0 || memcmp(data, want, len) == 0),
+                  "got %zu bytes '%.*s', want %zu bytes '%.*s'", have, (int)have,
+                  data != NULL ? data : "", len, (int)len, want);
+    evbuffer_drain(out, have);
+}
+
+static void expect(const char *want)
+{
+    expect_bytes(want, strlen(want));
+}
+
+START_TEST(test_status)
+{
+    reply_status(out, "OK");
+    expect("+OK\r\n");
+    reply_status(out, "PONG");
+    expect("+PONG\r\n");
+    reply_status(out, "");
+    expect("+\r\n");
+}
+END_TEST
+
+START_TEST(test_error)
+{
+    reply_error(out, "ERR x");
+    expect("-ERR x\r\n");
+    reply_error(out, "ERR unknown command '%s'", "FOO");
+    expect("-ERR unknown command 'FOO'\r\n");
+    reply_error(out, "ERR wrong number of arguments for '%s'", "GET");
+    expect("-ERR wrong number of arguments for 'GET'\r\n");
+    reply_error(out, "NOPERM tenant '%s' not allowed", "acme");
+    expect("-NOPERM tenant 'acme' not allowed\r\n");
+    reply_error(out, "STALE %d seconds", 31);
+    expect("-STALE 31 seconds\r\n");
+    reply_error(out, "%s", "");
+    expect("-\r\n");
+}
+END_TEST
+
+START_TEST(test_error_sanitised)
+{
+    /* What a client sent must not break the reply line. */
+    reply_error(out, "ERR unknown command '%s'", "a\r\nb");
+    expect("-ERR unknown command 'a  b'\r\n");
+    reply_error(out, "ERR %s", "\n\n\r\r");
+    expect("-ERR     \r\n");
+    reply_error(out, "ERR x\r\n+OK");
+    expect("-ERR x  +OK\r\n");
+    reply_error(out, "ERR %s", "line\r");
+    expect("-ERR line \r\n");
+    /* A client's binary argument stops at its NUL, never putting one on the line. */
+    reply_error(out, "ERR unknown kind '%.*s'", 5, "ab\0cd");
+    expect("-ERR unknown kind 'ab'\r\n");
+}
+END_TEST
+
+START_TEST(test_error_long_truncated)
+{
+    size_t long_len = 5000;
+    char *text = xmalloc(long_len + 1);
+    for (size_t i = 0; i < long_len; i++)
+        text[i] = (i % 50 == 49) ? '\n' : (char)('a' + i % 26);
+    text[long_len] = '\0';
+    reply_error(out, "ERR unknown command '%s'", text);
+    free(text);
+
+    size_t have = evbuffer_get_length(out);
+    const char *data = (const char *)evbuffer_pullup(out, -1);
+    ck_assert_uint_gt(have, 100);
+    ck_assert_uint_le(have, 1024);
+    ck_assert_int_eq(memcmp(data, "-ERR unknown command 'a", 23), 0);
+    ck_assert_int_eq(data[have - 2], '\r');
+    ck_assert_int_eq(data[have - 1], '\n');
+    /* One line: no CR, LF or NUL before the terminator. */
+    for (size_t i = 0; i < have - 2; i++) {
+        ck_assert_msg(data[i] != '\r' && data[i] != '\n' && data[i] != '\0',
+                      "byte %zu is %d", i, data[i]);
+    }
+    evbuffer_drain(out, have);
+
+    /* A message right at the limit and one byte over. */
+    for (size_t len = 500; len < 520; len++) {
+        char *exact = xmalloc(len + 1);
+        memset(exact, 'e', len);
+        exact[len] = '\0';
+        reply_error(out, "%s", exact);
+        free(exact);
+        have = evbuffer_get_length(out);
+        data = (const char *)evbuffer_pullup(out, -1);
+        ck_assert_int_eq(data[0], '-');
+        ck_assert_int_eq(data[have - 2], '\r');
+        ck_assert_int_eq(data[have - 1], '\n');
+        for (size_t i = 1; i < have - 2; i++)
+            ck_assert_int_eq(data[i], 'e');
+        ck_assert_uint_le(have, len + 3);
+        evbuffer_drain(out, have);
+    }
+}
+END_TEST
+
+START_TEST(test_bulk)
+{
+    reply_bulk(out, "abc", 3);
+    expect("$3\r\nabc\r\n");
+    reply_bulk_string(out, "abc");
+    expect("$3\r\nabc\r\n");
+    reply_bulk(out, "abcdef", 2); /* only len bytes */
+    expect("$2\r\nab\r\n");
+    reply_bulk(out, "", 0);
+    expect("$0\r\n\r\n");
+    reply_bulk_string(out, "");
+    expect("$0\r\n\r\n");
+    reply_bulk_string(out, "{\"cost\":3.5}");
+    expect("$12\r\n{\"cost\":3.5}\r\n");
+}
+END_TEST
+
+START_TEST(test_bulk_binary)
+{
+    static const char binary[] = {'a', '\0', 'b', '\r', '\n', '\xff', '\0'};
+    reply_bulk(out, binary, sizeof(binary));
+    static const char want[] = "$7\r\na\0b\r\n\xff\0\r\n";
+    expect_bytes(want, sizeof(want) - 1);
+
+    /* A large value: the length line and every byte. */
+    size_t len = 1000000;
+    char *big = xmalloc(len);
+    for (size_t i = 0; i < len; i++)
+        big[i] = (char)(i * 7);
+    reply_bulk(out, big, len);
+    ck_assert_uint_eq(evbuffer_get_length(out), strlen("$1000000\r\n") + len + 2);
+    const char *data = (const char *)evbuffer_pullup(out, -1);
+    ck_assert_int_eq(memcmp(data, "$1000000\r\n", 10), 0);
+    ck_assert_int_eq(memcmp(data + 10, big, len), 0);
+    ck_assert_int_eq(memcmp(data + 10 + len, "\r\n", 2), 0);
+    evbuffer_drain(out, evbuffer_get_length(out));
+    free(big);
+}
+END_TEST
+
+START_TEST(test_nil)
+{
+    reply_nil(out);
+    expect("$-1\r\n");
+}
+END_TEST
+
+START_TEST(test_integer)
+{
+    static const struct {
+        long long value;
+        const char *text;
+    } cases[] = {
+        {0, ":0\r\n"},
+        {1, ":1\r\n"},
+        {-1, ":-1\r\n"},
+        {9, ":9\r\n"},
+        {10, ":10\r\n"},
+        {-42, ":-42\r\n"},
+        {1000000007, ":1000000007\r\n"},
+        {LLONG_MAX, ":9223372036854775807\r\n"},
+        {LLONG_MIN, ":-9223372036854775808\r\n"},
+        {LLONG_MIN + 1, ":-9223372036854775807\r\n"},
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+        reply_integer(out, cases[i].value);
+        expect(cases[i].text);
+    }
+}
+END_TEST
+
+START_TEST(test_array)
+{
+    reply_array(out, 0);
+    expect("*0\r\n");
+    reply_array(out, 3);
+    expect("*3\r\n");
+    reply_array(out, 1024);
+    expect("*1024\r\n");
+}
+END_TEST
+
+START_TEST(test_composed)
+{
+    /* What MGET answers: an array of bulk and nil, appended in order. */
+    reply_array(out, 3);
+    reply_bulk_string(out, "1");
+    reply_nil(out);
+    reply_bulk(out, "x\0y", 3);
+    reply_integer(out, -7);
+    reply_status(out, "OK");
+    reply_error(out, "ERR %s", "bad");
+    static const char want[] = "*3\r\n$1\r\n1\r\n$-1\r\n$3\r\nx\0y\r\n:-7\r\n+OK\r\n-ERR bad\r\n";
+    expect_bytes(want, sizeof(want) - 1);
+}
+END_TEST
+
+static Suite *reply_suite(void)
+{
+    Suite *suite = suite_create("reply");
+    TCase *encoders = tcase_create("encoders");
+    tcase_add_checked_fixture(encoders, setup, teardown);
+    tcase_add_test(encoders, test_status);
+    tcase_add_test(encoders, test_error);
+    tcase_add_test(encoders, test_error_sanitised);
+    tcase_add_test(encoders, test_error_long_truncated);
+    tcase_add_test(encoders, test_bulk);
+    tcase_add_test(encoders, test_bulk_binary);
+    tcase_add_test(encoders, test_nil);
+    tcase_add_test(encoders, test_integer);
+    tcase_add_test(encoders, test_array);
+    tcase_add_test(encoders, test_composed);
+    suite_add_tcase(suite, encoders);
+    return suite;
+}
+
+int main(void)
+{
+    SRunner *runner = srunner_create(reply_suite());
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
