@@ -474,49 +474,71 @@ static bool tenant_key_arguments(struct command_call *call, unsigned kind, const
            staleness_allows(call, kind);
 }
 
+static bool permission_argument(struct command_call *call, const char *permission, size_t len)
+{
+    if (perm_valid(permission, len))
+        return true;
+    reply_error(call->out, "ERR invalid permission");
+    return false;
+}
+
+/* The start of every "CMD tenant key [permission]" command: checks the
+ * arguments (the permission in argv[3] too when with_permission), opens a
+ * read session on the tenant and looks the key up in `kind`. Returns false,
+ * with the reply written, when the arguments are refused; otherwise the
+ * caller replies (unless deferred) and ends the session. */
+static bool read_one(struct command_call *call, unsigned kind, bool with_permission,
+                     struct cache_reader *reader, struct item *item, bool *found)
+{
+    const char *tenant, *key;
+    size_t tenant_len, key_len, permission_len;
+    if (!tenant_key_arguments(call, kind, &tenant, &tenant_len, &key, &key_len))
+        return false;
+    if (with_permission) {
+        const char *permission = arg(call, 3, &permission_len);
+        if (!permission_argument(call, permission, permission_len))
+            return false;
+    }
+    cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, reader);
+    *found = lookup(call, reader, tenant, tenant_len, kind, key, key_len, item);
+    return true;
+}
+
 static void command_credit(struct command_call *call)
 {
-    const char *tenant, *operation;
-    size_t tenant_len, operation_len;
-    if (!tenant_key_arguments(call, CONFIG_KIND_CREDIT, &tenant, &tenant_len, &operation,
-                              &operation_len))
-        return;
     struct cache_reader reader;
     struct item item;
-    cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
-    bool found = lookup(call, &reader, tenant, tenant_len, CONFIG_KIND_CREDIT, operation,
-                        operation_len, &item);
+    bool found;
+    if (!read_one(call, CONFIG_KIND_CREDIT, false, &reader, &item, &found))
+        return;
     const char *text;
     size_t text_len;
     double cost;
-    if (deferred(call))
-        ;
-    else if (found && value_credit(item.derived, item.derived_len, &cost, &text, &text_len) == 0)
-        reply_bulk(call->out, text, text_len);
-    else
-        reply_nil(call->out);
+    if (!deferred(call)) {
+        if (found && value_credit(item.derived, item.derived_len, &cost, &text, &text_len) == 0)
+            reply_bulk(call->out, text, text_len);
+        else
+            reply_nil(call->out);
+    }
     cache_read_end(&reader);
 }
 
 static void command_status(struct command_call *call)
 {
-    const char *tenant, *user;
-    size_t tenant_len, user_len;
-    if (!tenant_key_arguments(call, CONFIG_KIND_USER, &tenant, &tenant_len, &user, &user_len))
-        return;
     struct cache_reader reader;
     struct item item;
-    cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
-    bool found = lookup(call, &reader, tenant, tenant_len, CONFIG_KIND_USER, user, user_len, &item);
+    bool found;
+    if (!read_one(call, CONFIG_KIND_USER, false, &reader, &item, &found))
+        return;
     const char *status;
     size_t status_len;
     struct value_strings roles;
-    if (deferred(call))
-        ;
-    else if (found && value_user(item.derived, item.derived_len, &status, &status_len, &roles) == 0)
-        reply_bulk(call->out, status, status_len);
-    else
-        reply_nil(call->out);
+    if (!deferred(call)) {
+        if (found && value_user(item.derived, item.derived_len, &status, &status_len, &roles) == 0)
+            reply_bulk(call->out, status, status_len);
+        else
+            reply_nil(call->out);
+    }
     cache_read_end(&reader);
 }
 
@@ -545,28 +567,18 @@ static bool status_active(const struct config *config, const char *status, size_
     return false;
 }
 
-static bool permission_argument(struct command_call *call, const char *permission, size_t len)
-{
-    if (perm_valid(permission, len))
-        return true;
-    reply_error(call->out, "ERR invalid permission");
-    return false;
-}
-
 static void command_can(struct command_call *call)
 {
-    const char *tenant, *user, *permission;
-    size_t tenant_len, user_len, permission_len;
-    if (!tenant_key_arguments(call, CONFIG_KIND_USER, &tenant, &tenant_len, &user, &user_len) ||
-        !staleness_allows(call, CONFIG_KIND_ROLE))
-        return;
-    permission = arg(call, 3, &permission_len);
-    if (!permission_argument(call, permission, permission_len))
-        return;
+    size_t tenant_len, permission_len;
+    const char *tenant = arg(call, 1, &tenant_len);
+    const char *permission = arg(call, 3, &permission_len);
     struct cache_reader reader;
     struct item item;
-    cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
-    bool found = lookup(call, &reader, tenant, tenant_len, CONFIG_KIND_USER, user, user_len, &item);
+    bool found;
+    /* Roles are critical too: the staleness check covers both kinds. */
+    if (!staleness_allows(call, CONFIG_KIND_ROLE) ||
+        !read_one(call, CONFIG_KIND_USER, true, &reader, &item, &found))
+        return;
     const char *status;
     size_t status_len;
     struct value_strings roles;
@@ -601,47 +613,38 @@ static void command_can(struct command_call *call)
 
 static void command_rolecan(struct command_call *call)
 {
-    const char *tenant, *role_id, *permission;
-    size_t tenant_len, role_len, permission_len;
-    if (!tenant_key_arguments(call, CONFIG_KIND_ROLE, &tenant, &tenant_len, &role_id, &role_len))
-        return;
-    permission = arg(call, 3, &permission_len);
-    if (!permission_argument(call, permission, permission_len))
-        return;
+    size_t permission_len;
+    const char *permission = arg(call, 3, &permission_len);
     struct cache_reader reader;
     struct item role;
-    cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
-    bool found = lookup(call, &reader, tenant, tenant_len, CONFIG_KIND_ROLE, role_id, role_len, &role);
-    if (deferred(call))
-        ;
-    else if (!found)
+    bool found;
+    if (!read_one(call, CONFIG_KIND_ROLE, true, &reader, &role, &found))
+        return;
+    if (!deferred(call) && !found)
         reply_nil(call->out);
-    else
+    else if (!deferred(call))
         reply_integer(call->out, role_grants(&role, permission, permission_len) ? 1 : 0);
     cache_read_end(&reader);
 }
 
 static void command_perms(struct command_call *call)
 {
-    const char *tenant, *role_id;
-    size_t tenant_len, role_len;
-    if (!tenant_key_arguments(call, CONFIG_KIND_ROLE, &tenant, &tenant_len, &role_id, &role_len))
-        return;
     struct cache_reader reader;
     struct item role;
-    cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
-    bool found = lookup(call, &reader, tenant, tenant_len, CONFIG_KIND_ROLE, role_id, role_len, &role);
+    bool found;
+    if (!read_one(call, CONFIG_KIND_ROLE, false, &reader, &role, &found))
+        return;
     struct value_strings patterns;
-    if (deferred(call)) {
-        ;
-    } else if (!found || value_role_permissions(role.derived, role.derived_len, &patterns) != 0) {
-        reply_nil(call->out);
-    } else {
-        reply_array(call->out, patterns.remaining);
-        const char *pattern;
-        size_t pattern_len;
-        while (value_strings_next(&patterns, &pattern, &pattern_len))
-            reply_bulk(call->out, pattern, pattern_len);
+    if (!deferred(call)) {
+        if (!found || value_role_permissions(role.derived, role.derived_len, &patterns) != 0) {
+            reply_nil(call->out);
+        } else {
+            reply_array(call->out, patterns.remaining);
+            const char *pattern;
+            size_t pattern_len;
+            while (value_strings_next(&patterns, &pattern, &pattern_len))
+                reply_bulk(call->out, pattern, pattern_len);
+        }
     }
     cache_read_end(&reader);
 }
