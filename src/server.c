@@ -54,6 +54,10 @@ struct connection {
     struct connection *prev;
     struct connection *next;
     bool closing;              /* replying a last time, then closed */
+    /* Answered, but fills the request submitted have not answered yet (CAN
+     * found a grant before its other roles came in): the next request waits
+     * for them, so that their answers are never taken for its own. */
+    bool draining;
 };
 
 struct delivered_fill {
@@ -187,7 +191,7 @@ static bool connection_process(struct connection *connection)
     struct evbuffer *input = bufferevent_get_input(connection->bev);
     struct evbuffer *output = bufferevent_get_output(connection->bev);
     uint64_t backlog_limit = worker->env.config->listen.max_reply_backlog;
-    while (!connection->closing && connection->parked == NULL) {
+    while (!connection->closing && connection->parked == NULL && !connection->draining) {
         size_t len = evbuffer_get_length(input);
         if (len == 0)
             break;
@@ -213,6 +217,10 @@ static bool connection_process(struct connection *connection)
                 bufferevent_disable(connection->bev, EV_READ);
             } else {
                 metrics_observe_latency((double)(util_monotonic_us() - started_us) / 1e6);
+                if (connection->client.fills_pending > 0) {
+                    connection->draining = true;
+                    bufferevent_disable(connection->bev, EV_READ);
+                }
             }
         }
         evbuffer_drain(input, consumed);
@@ -297,7 +305,11 @@ static void connection_create(struct worker *worker, const struct pending_fd *pe
     worker->connections = connection;
     bufferevent_setcb(connection->bev, connection_read, connection_written, connection_event,
                       connection);
-    bufferevent_setwatermark(connection->bev, EV_READ, 0, READ_CHUNK_LIMIT);
+    /* No read high watermark: the parser needs a whole request (up to
+     * max_request_bytes) in the buffer, and a watermark below that stalled
+     * such a request for ever while the thread spun. The input never holds
+     * more than one partial request: complete ones are run and drained, and
+     * reading stops while a request is parked. */
     connection_apply_timeouts(connection, config);
     bufferevent_enable(connection->bev, EV_READ | EV_WRITE);
 }
@@ -317,6 +329,10 @@ static void connection_resume(struct connection *connection)
         connection_close_after_write(connection);
         return;
     }
+    if (connection->client.fills_pending > 0) {
+        connection->draining = true; /* read stays disabled */
+        return;
+    }
     bufferevent_enable(connection->bev, EV_READ);
     connection_process(connection);
 }
@@ -333,6 +349,15 @@ static void worker_take_fill(struct connection *connection, struct fill_result *
     if (connection->parked == NULL) {
         /* The request was answered without it (CAN found a grant). */
         fill_result_release(result);
+        if (connection->client.fills_pending == 0 && connection->draining) {
+            connection->draining = false;
+            if (connection->client.close_after_reply) {
+                connection_close_after_write(connection);
+                return;
+            }
+            bufferevent_enable(connection->bev, EV_READ);
+            connection_process(connection);
+        }
         return;
     }
     commands_client_add_fill(&connection->client, result);
@@ -385,7 +410,7 @@ static void worker_begin_stop(struct worker *worker)
         /* Requests already read are answered; nothing new is read. A
          * request waiting for fills is answered when they are (the fill
          * engine answers every waiter before the threads stop). */
-        if (connection->parked != NULL || connection->bev == NULL) {
+        if (connection->parked != NULL || connection->draining || connection->bev == NULL) {
             connection->client.close_after_reply = true;
         } else if (!connection->closing) {
             /* What the client sent before the stop is answered too: take

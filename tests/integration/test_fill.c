@@ -1,0 +1,1573 @@
+/* test_fill.c - fills on a miss (SPEC §5) and the hot refresh (§6), end to
+ * end: a real redis-server as L2, a small HTTP origin (libevent evhttp in a
+ * thread of this test process) as L3, and the real daemon binary.
+ *
+ * The origin serves /v1/tenants/{tenant}/{kind}/{key} from a table the test
+ * fills (keyed by the raw, still URL-encoded request path), counts requests
+ * per path, and can be told to delay its replies (a timer per request, the
+ * loop never sleeps), to hold them until the test releases them, to answer
+ * 500, or to stop listening altogether (every connection closed: the next
+ * connect is refused). A test that races a message against a fill holds the
+ * origin's reply until the message is applied, so the order is certain
+ * however loaded the machine. Each test asserts exact replies and the
+ * daemon's own INFO counters, and ends with a graceful stop (exit 0). */
+#include <check.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/thread.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define CHANNEL "tenantcached:invalidate"
+#define WAIT_MS 3000
+/* origin.timeout and negative_ttl are generous so that a loaded machine
+ * (a stalled test process, a slow sanitizer build) cannot turn a held or
+ * cached answer into a failure; races are ordered by holding replies, not
+ * by timing. */
+#define ORIGIN_TIMEOUT_MS 2000
+#define ROLE_L2_TTL_S 120
+#define NEGATIVE_TTL_MS 2000
+
+/* ======================================================================
+ * The test origin
+ * ====================================================================== */
+
+/* One path the origin knows, or has been asked for. */
+struct origin_entry {
+    char *path;      /* raw request path, as sent (URL-encoded) */
+    int status;      /* 0: not in the table (404) */
+    char *body;
+    int delay_ms;    /* per path; overrides the global delay when > 0 */
+    bool held;       /* replies wait for origin_release() */
+    unsigned count;  /* requests received */
+    struct origin_entry *next;
+};
+
+/* A reply waiting for its timer, or for origin_release(). Loop thread only. */
+struct origin_pending {
+    struct evhttp_request *request;
+    struct event *timer; /* NULL: held */
+    char *path;
+    int status;
+    char *body;
+    struct origin_pending *prev, *next;
+};
+
+static struct {
+    pthread_mutex_t lock; /* guards entries, forced_status, delay_ms and the figures */
+    pthread_cond_t called;
+    struct origin_entry *entries;
+    int forced_status; /* 0: serve the table; else answer this status to everything */
+    int delay_ms;      /* every reply, unless its path has its own delay */
+    unsigned total;
+    unsigned in_flight;     /* requests received and not yet answered */
+    unsigned max_in_flight;
+
+    struct event_base *base;
+    struct evhttp *http; /* NULL while stopped; loop thread only once running */
+    int port;
+    pthread_t thread;
+    bool running;
+    struct origin_pending *pending; /* loop thread only */
+} origin;
+
+/* Caller holds origin.lock. Finds or adds the record of path. */
+static struct origin_entry *origin_entry_locked(const char *path)
+{
+    for (struct origin_entry *e = origin.entries; e != NULL; e = e->next) {
+        if (strcmp(e->path, path) == 0)
+            return e;
+    }
+    struct origin_entry *e = calloc(1, sizeof(*e));
+    ck_assert_ptr_nonnull(e);
+    e->path = strdup(path);
+    ck_assert_ptr_nonnull(e->path);
+    e->next = origin.entries;
+    origin.entries = e;
+    return e;
+}
+
+static void origin_answered(void)
+{
+    pthread_mutex_lock(&origin.lock);
+    origin.in_flight--;
+    pthread_cond_broadcast(&origin.called);
+    pthread_mutex_unlock(&origin.lock);
+}
+
+static void origin_send(struct evhttp_request *request, int status, const char *body)
+{
+    origin_answered();
+    struct evbuffer *out = evbuffer_new();
+    evbuffer_add(out, body, strlen(body));
+    evhttp_add_header(evhttp_request_get_output_headers(request), "Content-Type",
+                      status == 200 ? "application/json" : "text/plain");
+    const char *reason = status == 200 ? "OK" : status == 404 ? "Not Found" : "Oops";
+    evhttp_send_reply(request, status, reason, out);
+    evbuffer_free(out);
+}
+
+static void origin_pending_free(struct origin_pending *p)
+{
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else
+        origin.pending = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    if (p->timer != NULL)
+        event_free(p->timer);
+    free(p->path);
+    free(p->body);
+    free(p);
+}
+
+static void origin_delayed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct origin_pending *p = arg;
+    origin_send(p->request, p->status, p->body);
+    origin_pending_free(p);
+}
+
+static void origin_handle(struct evhttp_request *request, void *arg)
+{
+    (void)arg;
+    char path[2048];
+    snprintf(path, sizeof(path), "%s", evhttp_request_get_uri(request));
+    char *query = strchr(path, '?');
+    if (query != NULL)
+        *query = '\0';
+
+    pthread_mutex_lock(&origin.lock);
+    struct origin_entry *e = origin_entry_locked(path);
+    e->count++;
+    origin.total++;
+    if (++origin.in_flight > origin.max_in_flight)
+        origin.max_in_flight = origin.in_flight;
+    int status = e->status != 0 ? e->status : 404;
+    char *body = strdup(e->status != 0 ? e->body : "not found");
+    if (origin.forced_status != 0) {
+        status = origin.forced_status;
+        free(body);
+        body = strdup("origin failure");
+    }
+    int delay = e->delay_ms > 0 ? e->delay_ms : origin.delay_ms;
+    bool held = e->held;
+    pthread_cond_broadcast(&origin.called);
+    pthread_mutex_unlock(&origin.lock);
+    ck_assert_ptr_nonnull(body);
+
+    if (delay <= 0 && !held) {
+        origin_send(request, status, body);
+        free(body);
+        return;
+    }
+    struct origin_pending *p = calloc(1, sizeof(*p));
+    ck_assert_ptr_nonnull(p);
+    p->request = request;
+    p->path = strdup(path);
+    p->status = status;
+    p->body = body;
+    p->next = origin.pending;
+    if (p->next != NULL)
+        p->next->prev = p;
+    origin.pending = p;
+    if (held)
+        return;
+    p->timer = evtimer_new(origin.base, origin_delayed, p);
+    ck_assert_ptr_nonnull(p->timer);
+    struct timeval tv = {.tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000};
+    evtimer_add(p->timer, &tv);
+}
+
+/* Loop thread (or before the loop runs). Binds 127.0.0.1:origin.port (0:
+ * an ephemeral port, remembered). */
+static void origin_do_listen(const char *unused)
+{
+    (void)unused;
+    origin.http = evhttp_new(origin.base);
+    ck_assert_ptr_nonnull(origin.http);
+    evhttp_set_gencb(origin.http, origin_handle, NULL);
+    struct evhttp_bound_socket *handle =
+        evhttp_bind_socket_with_handle(origin.http, "127.0.0.1", (ev_uint16_t)origin.port);
+    ck_assert_msg(handle != NULL, "origin: cannot bind 127.0.0.1:%d", origin.port);
+    struct sockaddr_in address;
+    socklen_t len = sizeof(address);
+    ck_assert_int_eq(getsockname(evhttp_bound_socket_get_fd(handle), (struct sockaddr *)&address, &len), 0);
+    origin.port = ntohs(address.sin_port);
+}
+
+/* Loop thread: drops every pending reply, closes the listener and every
+ * connection. */
+static void origin_do_close(const char *unused)
+{
+    (void)unused;
+    while (origin.pending != NULL) {
+        /* never answered: the requests go with their connections */
+        origin_answered();
+        origin_pending_free(origin.pending);
+    }
+    if (origin.http != NULL)
+        evhttp_free(origin.http);
+    origin.http = NULL;
+}
+
+/* Loop thread: sends the held replies of path (NULL: of every path). */
+static void origin_do_release(const char *path)
+{
+    struct origin_pending *p = origin.pending;
+    while (p != NULL) {
+        struct origin_pending *next = p->next;
+        if (p->timer == NULL && (path == NULL || strcmp(p->path, path) == 0)) {
+            origin_send(p->request, p->status, p->body);
+            origin_pending_free(p);
+        }
+        p = next;
+    }
+}
+
+static void origin_do_break(const char *unused)
+{
+    (void)unused;
+    event_base_loopbreak(origin.base);
+}
+
+struct origin_call {
+    void (*fn)(const char *arg);
+    const char *arg;
+    bool done;
+};
+
+static void origin_call_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct origin_call *call = arg;
+    call->fn(call->arg);
+    pthread_mutex_lock(&origin.lock);
+    call->done = true;
+    pthread_cond_broadcast(&origin.called);
+    pthread_mutex_unlock(&origin.lock);
+}
+
+/* Runs fn(arg) on the origin's loop thread and waits for it. */
+static void origin_run(void (*fn)(const char *arg), const char *arg)
+{
+    if (!origin.running) {
+        fn(arg);
+        return;
+    }
+    struct origin_call call = {.fn = fn, .arg = arg, .done = false};
+    struct timeval now = {0, 0};
+    ck_assert_int_eq(event_base_once(origin.base, -1, EV_TIMEOUT, origin_call_cb, &call, &now), 0);
+    pthread_mutex_lock(&origin.lock);
+    while (!call.done)
+        pthread_cond_wait(&origin.called, &origin.lock);
+    pthread_mutex_unlock(&origin.lock);
+}
+
+static void *origin_main(void *arg)
+{
+    (void)arg;
+    event_base_loop(origin.base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+/* Binds the listener (so that the port is known for the daemon's config);
+ * the loop starts with origin_start_thread(), after the processes are forked. */
+static void origin_init(void)
+{
+    ck_assert_int_eq(evthread_use_pthreads(), 0);
+    pthread_mutex_init(&origin.lock, NULL);
+    pthread_cond_init(&origin.called, NULL);
+    origin.base = event_base_new();
+    ck_assert_ptr_nonnull(origin.base);
+    origin.port = 0;
+    origin_do_listen(NULL);
+}
+
+static void origin_start_thread(void)
+{
+    ck_assert_int_eq(pthread_create(&origin.thread, NULL, origin_main, NULL), 0);
+    origin.running = true;
+}
+
+/* Stops listening and closes every connection: connections are refused. */
+static void origin_stop(void)
+{
+    origin_run(origin_do_close, NULL);
+}
+
+/* Listens again on the same port. */
+static void origin_restart(void)
+{
+    origin_run(origin_do_listen, NULL);
+}
+
+static void origin_shutdown(void)
+{
+    if (origin.base == NULL)
+        return;
+    origin_run(origin_do_close, NULL);
+    if (origin.running) {
+        origin_run(origin_do_break, NULL);
+        pthread_join(origin.thread, NULL);
+        origin.running = false;
+    }
+    event_base_free(origin.base);
+    origin.base = NULL;
+    while (origin.entries != NULL) {
+        struct origin_entry *e = origin.entries;
+        origin.entries = e->next;
+        free(e->path);
+        free(e->body);
+        free(e);
+    }
+}
+
+/* Serves body with status at the raw path (NULL body: forget the path, 404).
+ * delay_ms > 0: each reply waits that long; ORIGIN_HOLD: until released. */
+#define ORIGIN_HOLD (-1)
+static void origin_put_path(const char *path, int status, const char *body, int delay_ms)
+{
+    pthread_mutex_lock(&origin.lock);
+    struct origin_entry *e = origin_entry_locked(path);
+    free(e->body);
+    e->body = body != NULL ? strdup(body) : NULL;
+    e->status = body != NULL ? status : 0;
+    e->delay_ms = delay_ms > 0 ? delay_ms : 0;
+    e->held = delay_ms == ORIGIN_HOLD;
+    pthread_mutex_unlock(&origin.lock);
+}
+
+static void origin_path(char *out, size_t size, const char *tenant, const char *kind, const char *key)
+{
+    snprintf(out, size, "/v1/tenants/%s/%s/%s", tenant, kind, key);
+}
+
+/* 200 with body for an entry whose parts need no URL encoding. */
+static void origin_put(const char *tenant, const char *kind, const char *key, const char *body,
+                       int delay_ms)
+{
+    char path[1024];
+    origin_path(path, sizeof(path), tenant, kind, key);
+    origin_put_path(path, 200, body, delay_ms);
+}
+
+/* Answers the held requests for the entry, and no longer holds new ones. */
+static void origin_release(const char *tenant, const char *kind, const char *key)
+{
+    char path[1024];
+    origin_path(path, sizeof(path), tenant, kind, key);
+    pthread_mutex_lock(&origin.lock);
+    origin_entry_locked(path)->held = false;
+    pthread_mutex_unlock(&origin.lock);
+    origin_run(origin_do_release, path);
+}
+
+static void origin_release_all(void)
+{
+    pthread_mutex_lock(&origin.lock);
+    for (struct origin_entry *e = origin.entries; e != NULL; e = e->next)
+        e->held = false;
+    pthread_mutex_unlock(&origin.lock);
+    origin_run(origin_do_release, NULL);
+}
+
+static void origin_force_status(int status)
+{
+    pthread_mutex_lock(&origin.lock);
+    origin.forced_status = status;
+    pthread_mutex_unlock(&origin.lock);
+}
+
+static unsigned origin_count_path(const char *path)
+{
+    pthread_mutex_lock(&origin.lock);
+    unsigned n = origin_entry_locked(path)->count;
+    pthread_mutex_unlock(&origin.lock);
+    return n;
+}
+
+static unsigned origin_count(const char *tenant, const char *kind, const char *key)
+{
+    char path[1024];
+    origin_path(path, sizeof(path), tenant, kind, key);
+    return origin_count_path(path);
+}
+
+static unsigned origin_max_in_flight(void)
+{
+    pthread_mutex_lock(&origin.lock);
+    unsigned n = origin.max_in_flight;
+    pthread_mutex_unlock(&origin.lock);
+    return n;
+}
+
+static unsigned origin_total(void)
+{
+    pthread_mutex_lock(&origin.lock);
+    unsigned n = origin.total;
+    pthread_mutex_unlock(&origin.lock);
+    return n;
+}
+
+/* Waits until the origin has received at least n requests for the entry. */
+static bool origin_wait_count(const char *tenant, const char *kind, const char *key, unsigned n,
+                              int timeout_ms)
+{
+    long long deadline = harness_now_ms() + timeout_ms;
+    do {
+        if (origin_count(tenant, kind, key) >= n)
+            return true;
+        harness_sleep_ms(2);
+    } while (harness_now_ms() < deadline);
+    return origin_count(tenant, kind, key) >= n;
+}
+
+/* Waits until the origin has received at least n requests in all. */
+static bool origin_wait_total(unsigned n, int timeout_ms)
+{
+    long long deadline = harness_now_ms() + timeout_ms;
+    do {
+        if (origin_total() >= n)
+            return true;
+        harness_sleep_ms(2);
+    } while (harness_now_ms() < deadline);
+    return origin_total() >= n;
+}
+
+/* ======================================================================
+ * The daemon, redis, and helpers
+ * ====================================================================== */
+
+#define FILL_CONFIG                                                      \
+    "log_level: debug\n"                                                 \
+    "threads: 2\n"                                                       \
+    "shards: 4\n"                                                        \
+    "listen:\n"                                                          \
+    "  socket: \"@DAEMON_SOCKET@\"\n"                                    \
+    "redis:\n"                                                           \
+    "  unix: \"@REDIS_SOCKET@\"\n"                                       \
+    "  channels: [tenantcached:invalidate]\n"                            \
+    "  connect_timeout: 500ms\n"                                         \
+    "  reconnect_min: 50ms\n"                                            \
+    "  reconnect_max: 500ms\n"                                           \
+    "  l2: true\n"                                                       \
+    "  key_format: \"cache:{tenant}:{kind}:{key}\"\n"                    \
+    "origin:\n"                                                          \
+    "  url: \"http://127.0.0.1:%d/v1/tenants/{tenant}/{kind}/{key}\"\n"  \
+    "  timeout: 2s\n"                                                    \
+    "  negative_ttl: 2s\n"                                               \
+    "  max_concurrent: 8\n"                                              \
+    "memory:\n"                                                          \
+    "  max_bytes: 16mb\n"                                                \
+    "  tenant_max_bytes: 1mb\n"                                          \
+    "  max_tenants: 1000\n"                                              \
+    "  hot_reads: %d\n"                                                  \
+    "kinds:\n"                                                           \
+    "  role: {tier: critical, l2_ttl: 120s}\n"
+
+static struct harness h;
+static redisContext *client; /* to the daemon */
+static redisContext *store;  /* to redis: L2 as the test sees it */
+static long long published;  /* messages this test published; all of them valid */
+
+static void fail_with_log(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Prints the daemon's log, then fails the test with the message. */
+static void fail_with_log(const char *fmt, ...)
+{
+    char message[1024];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(message, sizeof(message), fmt, args);
+    va_end(args);
+    fprintf(stderr, "---- %s\n", message);
+    harness_dump_log(&h);
+    ck_abort_msg("%s", message);
+    abort(); /* not reached */
+}
+
+/* Waits until the daemon's log holds text, or timeout_ms passes. */
+static bool wait_log_line(const char *text, int timeout_ms)
+{
+    long long deadline = harness_now_ms() + timeout_ms;
+    do {
+        FILE *log = fopen(h.daemon_log, "r");
+        if (log != NULL) {
+            char line[1024];
+            bool found = false;
+            while (!found && fgets(line, sizeof(line), log) != NULL)
+                found = strstr(line, text) != NULL;
+            fclose(log);
+            if (found)
+                return true;
+        }
+        harness_sleep_ms(5);
+    } while (harness_now_ms() < deadline);
+    return false;
+}
+
+/* Waits until the daemon's L2 connection (a normal, non-subscribed client
+ * other than ours) shows in redis's CLIENT LIST: before that, fills skip L2. */
+static void wait_l2_connected(void)
+{
+    redisReply *id = redisCommand(store, "CLIENT ID");
+    ck_assert_ptr_nonnull(id);
+    long long mine = id->integer;
+    freeReplyObject(id);
+    long long deadline = harness_now_ms() + WAIT_MS;
+    do {
+        redisReply *list = redisCommand(store, "CLIENT LIST TYPE normal");
+        ck_assert_ptr_nonnull(list);
+        bool found = false;
+        for (char *line = list->str; line != NULL && *line != '\0' && !found;) {
+            char *end = strchr(line, '\n');
+            long long other = strtoll(line + 3, NULL, 10); /* "id=N ..." */
+            char *cmd = strstr(line, " cmd=");
+            if (other != mine && cmd != NULL && (end == NULL || cmd < end) &&
+                strncmp(cmd + 5, "pubsub", 6) != 0 && strncmp(cmd + 5, "publish", 7) != 0)
+                found = true;
+            line = end != NULL ? end + 1 : NULL;
+        }
+        freeReplyObject(list);
+        if (found) {
+            /* Redis has seen the readiness PING; wait (a little) for the
+             * daemon to have read its reply too. */
+            wait_log_line("L2 connection ready", 1000);
+            return;
+        }
+        harness_sleep_ms(10);
+    } while (harness_now_ms() < deadline);
+    fail_with_log("the daemon's L2 connection never showed in CLIENT LIST");
+}
+
+static void start(int hot_reads)
+{
+    harness_init(&h);
+    memset(&origin, 0, sizeof(origin));
+    origin_init();
+    ck_assert_int_eq(harness_redis_start(&h), 0);
+    store = harness_redis_connect(&h);
+    ck_assert_ptr_nonnull(store);
+    char config[4096];
+    snprintf(config, sizeof(config), FILL_CONFIG, origin.port, hot_reads);
+    ck_assert_int_eq(harness_daemon_start(&h, config), 0);
+    ck_assert(harness_wait_subscribed(&h, WAIT_MS));
+    wait_l2_connected();
+    client = harness_connect(&h);
+    ck_assert_ptr_nonnull(client);
+    origin_start_thread();
+}
+
+static void setup(void)
+{
+    start(0);
+}
+
+static void setup_hot(void)
+{
+    start(3);
+}
+
+static void teardown(void)
+{
+    /* Every test ends with a graceful stop: exit 0 (under the sanitizers,
+     * also no error and no leak in the daemon). */
+    int code = harness_daemon_stop(&h, SIGTERM);
+    if (code != 0 && code != -1)
+        fail_with_log("the daemon exited %d on SIGTERM", code);
+    if (client != NULL)
+        redisFree(client);
+    client = NULL;
+    if (store != NULL)
+        redisFree(store);
+    store = NULL;
+    harness_cleanup(&h);
+    origin_shutdown();
+    published = 0;
+}
+
+static void publish(const char *payload)
+{
+    ck_assert_int_ge(harness_publish(&h, CHANNEL, payload), 1);
+    published++;
+}
+
+/* Waits until every message published so far has been applied. (Not by
+ * polling a marker entry with GET, as test_daemon does: here every GET of an
+ * absent entry is a fill, and would show in the counters.) */
+static void sync_stream(void)
+{
+    if (!harness_wait_info(client, WAIT_MS, "messages_applied", published))
+        fail_with_log("messages_applied: expected %lld, got %lld", published,
+                      harness_info_int(client, "messages_applied"));
+}
+
+static const char *reply_text(const redisReply *reply)
+{
+    return reply->str != NULL ? reply->str : "";
+}
+
+static redisReply *vcommand_on(redisContext *c, const char *fmt, va_list args)
+{
+    redisReply *reply = redisvCommand(c, fmt, args);
+    if (reply == NULL)
+        fail_with_log("no reply to '%s': %s", fmt, c->errstr);
+    return reply;
+}
+
+static redisReply *command(const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    redisReply *reply = vcommand_on(client, fmt, args);
+    va_end(args);
+    return reply;
+}
+
+/* expected NULL: a nil reply. */
+static void check_bulk(const redisReply *reply, const char *expected, const char *what)
+{
+    if (expected == NULL) {
+        if (reply->type != REDIS_REPLY_NIL)
+            fail_with_log("%s: expected nil, got type %d '%s'", what, reply->type, reply_text(reply));
+    } else if (reply->type != REDIS_REPLY_STRING || strcmp(reply->str, expected) != 0) {
+        fail_with_log("%s: expected '%s', got type %d '%s'", what, expected, reply->type,
+                      reply_text(reply));
+    }
+}
+
+static void expect_bulk(const char *expected, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    redisReply *reply = vcommand_on(client, fmt, args);
+    va_end(args);
+    check_bulk(reply, expected, fmt);
+    freeReplyObject(reply);
+}
+
+static void expect_int(long long expected, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    redisReply *reply = vcommand_on(client, fmt, args);
+    va_end(args);
+    if (reply->type != REDIS_REPLY_INTEGER || reply->integer != expected)
+        fail_with_log("%s: expected :%lld, got type %d '%s' %lld", fmt, expected, reply->type,
+                      reply_text(reply), reply->integer);
+    freeReplyObject(reply);
+}
+
+static void check_unavailable(const redisReply *reply, const char *what)
+{
+    if (reply->type != REDIS_REPLY_ERROR || strncmp(reply->str, "UNAVAILABLE ", 12) != 0)
+        fail_with_log("%s: expected -UNAVAILABLE ..., got type %d '%s'", what, reply->type,
+                      reply_text(reply));
+}
+
+static void expect_unavailable(const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    redisReply *reply = vcommand_on(client, fmt, args);
+    va_end(args);
+    check_unavailable(reply, fmt);
+    freeReplyObject(reply);
+}
+
+static void expect_pong(void)
+{
+    redisReply *reply = command("PING");
+    if (reply->type != REDIS_REPLY_STATUS || strcmp(reply->str, "PONG") != 0)
+        fail_with_log("PING: got type %d '%s'", reply->type, reply_text(reply));
+    freeReplyObject(reply);
+}
+
+/* INFO field equals expected (counters are updated on the main loop, so a
+ * short wait absorbs the hop from the query thread). */
+static void expect_info(const char *field, long long expected)
+{
+    if (!harness_wait_info(client, 1000, field, expected))
+        fail_with_log("INFO %s: expected %lld, got %lld", field, expected,
+                      harness_info_int(client, field));
+}
+
+static void expect_origin(unsigned expected, const char *tenant, const char *kind, const char *key)
+{
+    unsigned got = origin_count(tenant, kind, key);
+    if (got != expected)
+        fail_with_log("origin requests for %s/%s/%s: expected %u, got %u", tenant, kind, key,
+                      expected, got);
+}
+
+/* The daemon's L2 write-back is fire and forget: waits until key exists in
+ * redis (or timeout). Returns its value (malloc'ed), or NULL. */
+static char *l2_wait_value(const char *key, int timeout_ms)
+{
+    long long deadline = harness_now_ms() + timeout_ms;
+    do {
+        redisReply *reply = redisCommand(store, "GET %s", key);
+        ck_assert_ptr_nonnull(reply);
+        char *value = reply->type == REDIS_REPLY_STRING ? strdup(reply->str) : NULL;
+        freeReplyObject(reply);
+        if (value != NULL)
+            return value;
+        harness_sleep_ms(5);
+    } while (harness_now_ms() < deadline);
+    return NULL;
+}
+
+static long long l2_exists(const char *key)
+{
+    redisReply *reply = redisCommand(store, "EXISTS %s", key);
+    ck_assert_ptr_nonnull(reply);
+    long long n = reply->integer;
+    freeReplyObject(reply);
+    return n;
+}
+
+static void l2_set(const char *key, const char *value)
+{
+    redisReply *reply = redisCommand(store, "SET %s %s", key, value);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STATUS);
+    freeReplyObject(reply);
+}
+
+static void l2_del(const char *key)
+{
+    redisReply *reply = redisCommand(store, "DEL %s", key);
+    ck_assert_ptr_nonnull(reply);
+    freeReplyObject(reply);
+}
+
+/* Sends a command on c without reading its reply. */
+static void send_on(redisContext *c, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    ck_assert_int_eq(redisvAppendCommand(c, fmt, args), REDIS_OK);
+    va_end(args);
+    int done = 0;
+    while (!done)
+        ck_assert_int_eq(redisBufferWrite(c, &done), REDIS_OK);
+}
+
+/* A second connection that sends a command and reads the reply later. */
+static redisContext *send_async(const char *fmt, ...)
+{
+    redisContext *c = harness_connect(&h);
+    ck_assert_ptr_nonnull(c);
+    va_list args;
+    va_start(args, fmt);
+    ck_assert_int_eq(redisvAppendCommand(c, fmt, args), REDIS_OK);
+    va_end(args);
+    int done = 0;
+    while (!done)
+        ck_assert_int_eq(redisBufferWrite(c, &done), REDIS_OK);
+    return c;
+}
+
+static redisReply *receive(redisContext *c)
+{
+    void *reply = NULL;
+    if (redisGetReply(c, &reply) != REDIS_OK || reply == NULL)
+        fail_with_log("no reply: %s", c->errstr);
+    return reply;
+}
+
+/* ======================================================================
+ * The tests
+ * ====================================================================== */
+
+START_TEST(test_l2_hit)
+{
+    l2_set("cache:acme:config:theme", "{\"color\": \"blue\"}");
+    expect_bulk("{\"color\":\"blue\"}", "GET acme config theme");
+    expect_info("fills_l2", 1);
+    expect_info("fills_l3", 0);
+    expect_info("misses", 1);
+    expect_info("hits", 0);
+    ck_assert_uint_eq(origin_total(), 0);
+    /* Now cached: a hit, by either name, without another fill. */
+    expect_bulk("{\"color\":\"blue\"}", "GET acme config theme");
+    expect_bulk("{\"color\":\"blue\"}", "GET cache:acme:config:theme");
+    expect_info("hits", 2);
+    expect_info("fills_l2", 1);
+    /* The full-name form fills too. */
+    l2_set("cache:acme:credit:export", "4");
+    expect_bulk("4", "GET cache:acme:credit:export");
+    expect_info("fills_l2", 2);
+    ck_assert_uint_eq(origin_total(), 0);
+    /* An L2 value that does not fit its kind is refused like such a set:
+     * the origin is asked, and its value replaces the bad one in L2. */
+    l2_set("cache:acme:credit:weird", "\"expensive\"");
+    origin_put("acme", "credit", "weird", "5", 0);
+    expect_bulk("5", "CREDIT acme weird");
+    expect_info("fills_l2", 2);
+    expect_info("fills_l3", 1);
+    expect_origin(1, "acme", "credit", "weird");
+    long long deadline = harness_now_ms() + WAIT_MS;
+    char *stored = NULL;
+    while ((stored = l2_wait_value("cache:acme:credit:weird", WAIT_MS)) != NULL &&
+           strcmp(stored, "5") != 0 && harness_now_ms() < deadline) {
+        free(stored);
+        harness_sleep_ms(5);
+    }
+    ck_assert_ptr_nonnull(stored);
+    ck_assert_str_eq(stored, "5");
+    free(stored);
+}
+END_TEST
+
+START_TEST(test_l3_hit_written_back_to_l2)
+{
+    origin_put("acme", "role", "admin", "[ \"crm.*\",  \"users.read\" ]", 0);
+    expect_bulk("[\"crm.*\",\"users.read\"]", "GET acme role admin");
+    expect_origin(1, "acme", "role", "admin");
+    expect_info("fills_l3", 1);
+    expect_info("fills_l2", 0);
+    expect_info("misses", 1);
+    /* Written back to L2, compact, with the kind's l2_ttl. */
+    char *stored = l2_wait_value("cache:acme:role:admin", WAIT_MS);
+    if (stored == NULL)
+        fail_with_log("L3 value not written back to L2 key cache:acme:role:admin");
+    ck_assert_str_eq(stored, "[\"crm.*\",\"users.read\"]");
+    free(stored);
+    redisReply *ttl = redisCommand(store, "TTL cache:acme:role:admin");
+    ck_assert_ptr_nonnull(ttl);
+    ck_assert_int_eq(ttl->type, REDIS_REPLY_INTEGER);
+    ck_assert_msg(ttl->integer > 0 && ttl->integer <= ROLE_L2_TTL_S, "TTL %lld", ttl->integer);
+    freeReplyObject(ttl);
+    /* Cached in L1: the next GET is a hit. */
+    expect_bulk("[\"crm.*\",\"users.read\"]", "GET acme role admin");
+    expect_info("hits", 1);
+    expect_origin(1, "acme", "role", "admin");
+    /* Invalidated, it comes back from L2 (the write-back), not the origin. */
+    publish("{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"admin\"}");
+    sync_stream();
+    expect_int(1, "ROLECAN acme admin crm.leads.create");
+    expect_info("fills_l2", 1);
+    expect_origin(1, "acme", "role", "admin");
+}
+END_TEST
+
+START_TEST(test_commands_fill)
+{
+    origin_put("acme", "credit", "export", "{\"cost\": 2.5}", 0);
+    origin_put("acme", "user", "bob", "\"disabled\"", 0);
+    origin_put("acme", "user", "ann", "{\"status\": \"active\", \"roles\": [\"editor\"]}", 0);
+    origin_put("acme", "role", "editor", "[\"crm.leads.*\"]", 0);
+    origin_put("acme", "role", "viewer", "{\"permissions\": [\"crm.read\"]}", 0);
+    origin_put("acme", "role", "auditor", "[\"audit.*\", \"users.read\"]", 0);
+    origin_put("acme", "hierarchy", "team1", "{\"parent\": \"dept1\", \"name\": \"Team 1\"}", 0);
+    origin_put("acme", "hierarchy", "dept1", "{\"parent\": \"org\"}", 0);
+    origin_put("acme", "hierarchy", "org", "{\"name\": \"Acme\"}", 0);
+
+    expect_bulk("2.5", "CREDIT acme export");
+    expect_bulk("disabled", "STATUS acme bob");
+    /* CAN fills the user, then the user's role. */
+    expect_int(1, "CAN acme ann crm.leads.create");
+    expect_origin(1, "acme", "user", "ann");
+    expect_origin(1, "acme", "role", "editor");
+    expect_int(0, "CAN acme ann hr.read");
+    expect_int(1, "ROLECAN acme viewer crm.read");
+    expect_int(0, "ROLECAN acme viewer crm.write");
+    redisReply *reply = command("PERMS acme auditor");
+    ck_assert_int_eq(reply->type, REDIS_REPLY_ARRAY);
+    ck_assert_int_eq(reply->elements, 2);
+    ck_assert_str_eq(reply->element[0]->str, "audit.*");
+    ck_assert_str_eq(reply->element[1]->str, "users.read");
+    freeReplyObject(reply);
+    /* ANCESTORS fills every entity of the chain. */
+    reply = command("ANCESTORS acme team1");
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
+        fail_with_log("ANCESTORS acme team1: type %d, %zu elements '%s'", reply->type,
+                      reply->elements, reply_text(reply));
+    ck_assert_str_eq(reply->element[0]->str, "dept1");
+    ck_assert_str_eq(reply->element[1]->str, "org");
+    freeReplyObject(reply);
+    ck_assert_uint_eq(origin_total(), 9);
+    expect_info("fills_l3", 9);
+
+    /* Not found anywhere: nil (nil for CAN too), cached negative. */
+    expect_bulk(NULL, "CREDIT acme nope");
+    expect_bulk(NULL, "STATUS acme ghost");
+    expect_bulk(NULL, "CAN acme ghost2 crm.read");
+    expect_bulk(NULL, "ROLECAN acme ghostrole crm.read");
+    expect_bulk(NULL, "PERMS acme ghostrole");
+    expect_bulk(NULL, "ANCESTORS acme ghostentity");
+    expect_info("fills_negative", 5);
+    ck_assert_uint_eq(origin_total(), 14);
+    expect_origin(1, "acme", "role", "ghostrole");
+
+    /* MGET: one key cached, one in L2, one at the origin, one nowhere. */
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"a\",\"value\":1}");
+    sync_stream();
+    l2_set("cache:acme:config:b", "2");
+    origin_put("acme", "config", "c", "3", 0);
+    reply = command("MGET acme config a b c d");
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4)
+        fail_with_log("MGET: type %d, %zu elements '%s'", reply->type, reply->elements,
+                      reply_text(reply));
+    check_bulk(reply->element[0], "1", "MGET [0]");
+    check_bulk(reply->element[1], "2", "MGET [1]");
+    check_bulk(reply->element[2], "3", "MGET [2]");
+    check_bulk(reply->element[3], NULL, "MGET [3]");
+    freeReplyObject(reply);
+    expect_info("fills_l2", 1);
+    expect_info("fills_l3", 10);
+    expect_info("fills_negative", 6);
+    /* The full-name form, now all from L1 (d as a negative). */
+    reply = command("MGET cache:acme:config:c cache:acme:config:d");
+    ck_assert_int_eq(reply->elements, 2);
+    check_bulk(reply->element[0], "3", "MGET name [0]");
+    check_bulk(reply->element[1], NULL, "MGET name [1]");
+    freeReplyObject(reply);
+    ck_assert_uint_eq(origin_total(), 16);
+    expect_info("fill_errors", 0);
+}
+END_TEST
+
+START_TEST(test_url_encoding)
+{
+    origin_put_path("/v1/tenants/acme/config/a%2Fb%25c", 200, "{\"enc\": 1}", 0);
+    origin_put_path("/v1/tenants/ac.me_2-x/config/q%3Fx%3D1%26y%23z%2B%3A", 200, "2", 0);
+    expect_bulk("{\"enc\":1}", "GET %s %s %s", "acme", "config", "a/b%c");
+    ck_assert_uint_eq(origin_count_path("/v1/tenants/acme/config/a%2Fb%25c"), 1);
+    expect_bulk("2", "GET %s %s %s", "ac.me_2-x", "config", "q?x=1&y#z+:");
+    ck_assert_uint_eq(origin_count_path("/v1/tenants/ac.me_2-x/config/q%3Fx%3D1%26y%23z%2B%3A"), 1);
+    ck_assert_uint_eq(origin_total(), 2);
+    expect_info("fills_l3", 2);
+    /* The L2 key is the template, not URL-encoded. */
+    char *stored = l2_wait_value("cache:acme:config:a/b%c", WAIT_MS);
+    ck_assert_ptr_nonnull(stored);
+    ck_assert_str_eq(stored, "{\"enc\":1}");
+    free(stored);
+}
+END_TEST
+
+START_TEST(test_not_found_is_negative)
+{
+    expect_bulk(NULL, "GET acme config missing");
+    expect_origin(1, "acme", "config", "missing");
+    expect_info("fills_negative", 1);
+    expect_info("fills_l3", 0);
+    expect_info("fill_errors", 0);
+    /* Cached negative: no new request. */
+    expect_bulk(NULL, "GET acme config missing");
+    expect_origin(1, "acme", "config", "missing");
+    ck_assert_int_eq(l2_exists("cache:acme:config:missing"), 0);
+    /* A set message replaces the negative entry. */
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"missing\",\"value\":7}");
+    sync_stream();
+    expect_bulk("7", "GET acme config missing");
+    expect_origin(1, "acme", "config", "missing");
+}
+END_TEST
+
+START_TEST(test_negative_expires)
+{
+    long long t0 = harness_now_ms();
+    expect_bulk(NULL, "GET acme config gone");
+    long long t1 = harness_now_ms(); /* the negative entry was made in [t0, t1] */
+    expect_origin(1, "acme", "config", "gone");
+    harness_sleep_ms(NEGATIVE_TTL_MS / 2 - (int)(harness_now_ms() - t0));
+    long long t2 = harness_now_ms();
+    expect_bulk(NULL, "GET acme config gone");
+    long long t3 = harness_now_ms();
+    if (origin_count("acme", "config", "gone") != 1)
+        fail_with_log("negative entry not used %lld..%lld ms after it was made (negative_ttl "
+                      "%d ms): origin asked %u times", t2 - t1, t3 - t0, NEGATIVE_TTL_MS,
+                      origin_count("acme", "config", "gone"));
+    /* After negative_ttl the entry is asked for again, and now exists. */
+    origin_put("acme", "config", "gone", "\"back\"", 0);
+    harness_sleep_ms(NEGATIVE_TTL_MS + 200 - (int)(harness_now_ms() - t1));
+    expect_bulk("\"back\"", "GET acme config gone");
+    expect_origin(2, "acme", "config", "gone");
+    expect_info("fills_negative", 1);
+    expect_info("fills_l3", 1);
+}
+END_TEST
+
+START_TEST(test_origin_error_status)
+{
+    origin_put("acme", "config", "k", "\"v\"", 0);
+    origin_force_status(500);
+    expect_unavailable("GET acme config k");
+    expect_info("fill_errors", 1);
+    expect_pong();
+    /* Not cached: asked again, and the origin recovered. */
+    expect_unavailable("GET acme config k");
+    expect_info("fill_errors", 2);
+    origin_force_status(0);
+    expect_bulk("\"v\"", "GET acme config k");
+    expect_origin(3, "acme", "config", "k");
+    expect_info("fills_l3", 1);
+    expect_info("fills_negative", 0);
+    /* Other statuses are failures too (not not-found). */
+    origin_put_path("/v1/tenants/acme/config/teapot", 418, "short and stout", 0);
+    expect_unavailable("GET acme config teapot");
+    expect_info("fill_errors", 3);
+}
+END_TEST
+
+START_TEST(test_origin_invalid_body)
+{
+    origin_put("acme", "config", "bad", "{not json", 0);
+    origin_put("acme", "credit", "bad", "\"expensive\"", 0);
+    expect_unavailable("GET acme config bad");
+    expect_unavailable("CREDIT acme bad");
+    expect_info("fill_errors", 2);
+    expect_info("fills_l3", 0);
+    ck_assert_int_eq(l2_exists("cache:acme:config:bad"), 0);
+    ck_assert_int_eq(l2_exists("cache:acme:credit:bad"), 0);
+    origin_put("acme", "credit", "bad", "3", 0);
+    expect_bulk("3", "CREDIT acme bad");
+    expect_origin(2, "acme", "credit", "bad");
+}
+END_TEST
+
+START_TEST(test_origin_down)
+{
+    origin_put("acme", "config", "k", "{\"up\":true}", 0);
+    expect_bulk("{\"up\":true}", "GET acme config k"); /* a keep-alive connection now exists */
+    origin_stop();
+    expect_unavailable("GET acme config other");
+    expect_info("fill_errors", 1);
+    expect_pong();
+    expect_bulk("{\"up\":true}", "GET acme config k"); /* L1 still serves */
+    expect_unavailable("GET acme config other");
+    expect_info("fill_errors", 2);
+    ck_assert(harness_daemon_alive(&h));
+    origin_restart();
+    origin_put("acme", "config", "other", "5", 0);
+    expect_bulk("5", "GET acme config other");
+    expect_info("fills_l3", 2);
+    expect_origin(1, "acme", "config", "other");
+}
+END_TEST
+
+START_TEST(test_origin_timeout)
+{
+    origin_put("acme", "config", "slow", "\"late\"", ORIGIN_HOLD); /* never answered in time */
+    long long t0 = harness_now_ms();
+    expect_unavailable("GET acme config slow");
+    long long elapsed = harness_now_ms() - t0;
+    ck_assert_msg(elapsed >= ORIGIN_TIMEOUT_MS - 50 && elapsed < ORIGIN_TIMEOUT_MS + 3000,
+                  "answered after %lld ms", elapsed);
+    expect_info("fill_errors", 1);
+    expect_pong();
+    origin_release_all(); /* to a connection the daemon gave up on */
+    origin_put("acme", "config", "slow", "\"late\"", 0);
+    expect_bulk("\"late\"", "GET acme config slow");
+    expect_origin(2, "acme", "config", "slow");
+    expect_info("fills_l3", 1);
+}
+END_TEST
+
+START_TEST(test_origin_delay_within_timeout)
+{
+    /* A slow origin (a timer per request in the test origin) that answers
+     * within origin.timeout is no failure. */
+    origin_put("acme", "config", "slowish", "\"ok\"", 300);
+    long long t0 = harness_now_ms();
+    expect_bulk("\"ok\"", "GET acme config slowish");
+    ck_assert_int_ge(harness_now_ms() - t0, 290);
+    expect_info("fills_l3", 1);
+    expect_info("fill_errors", 0);
+}
+END_TEST
+
+START_TEST(test_l2_down_falls_through)
+{
+    origin_put("acme", "config", "k", "\"from origin\"", 0);
+    ck_assert_int_eq(harness_redis_stop(&h, SIGKILL), 0);
+    ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 0));
+    expect_bulk("\"from origin\"", "GET acme config k");
+    expect_info("fills_l3", 1);
+    expect_info("fill_errors", 0);
+}
+END_TEST
+
+#define CONCURRENT 50
+
+START_TEST(test_concurrent_misses_share_one_fill)
+{
+    origin_put("acme", "config", "shared", "{\"n\": 50}", ORIGIN_HOLD);
+    redisContext *clients[CONCURRENT];
+    for (int i = 0; i < CONCURRENT; i++) {
+        clients[i] = harness_connect(&h);
+        ck_assert_ptr_nonnull(clients[i]);
+    }
+    for (int i = 0; i < CONCURRENT; i++)
+        send_on(clients[i], "GET acme config shared");
+    /* Every miss has joined the one fill before the origin answers it. */
+    if (!harness_wait_info(client, WAIT_MS, "fills_shared", CONCURRENT - 1))
+        fail_with_log("fills_shared %lld while the fill is held, origin requests %u",
+                      harness_info_int(client, "fills_shared"),
+                      origin_count("acme", "config", "shared"));
+    /* (The fill may still be at its L2 GET: wait for it to reach the origin.) */
+    ck_assert(origin_wait_count("acme", "config", "shared", 1, WAIT_MS));
+    origin_release("acme", "config", "shared");
+    for (int i = 0; i < CONCURRENT; i++) {
+        redisReply *reply = receive(clients[i]);
+        check_bulk(reply, "{\"n\":50}", "GET acme config shared (concurrent)");
+        freeReplyObject(reply);
+        redisFree(clients[i]);
+    }
+    expect_origin(1, "acme", "config", "shared");
+    expect_info("fills_l3", 1);
+    expect_info("fills_shared", CONCURRENT - 1);
+    expect_info("misses", CONCURRENT);
+    expect_info("fill_errors", 0);
+}
+END_TEST
+
+START_TEST(test_invalidate_during_fill)
+{
+    origin_put("acme", "config", "race", "\"v1\"", ORIGIN_HOLD);
+    redisContext *waiter = send_async("GET acme config race");
+    ck_assert(origin_wait_count("acme", "config", "race", 1, WAIT_MS));
+    publish("{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"race\"}");
+    sync_stream();
+    origin_release("acme", "config", "race");
+    redisReply *reply = receive(waiter);
+    check_bulk(reply, "\"v1\"", "waiter of the raced fill");
+    freeReplyObject(reply);
+    redisFree(waiter);
+    expect_info("fills_discarded", 1);
+    /* Not cached, in L1 nor L2: the next GET fills again from the origin. */
+    ck_assert_int_eq(l2_exists("cache:acme:config:race"), 0);
+    origin_put("acme", "config", "race", "\"v2\"", 0);
+    expect_bulk("\"v2\"", "GET acme config race");
+    expect_origin(2, "acme", "config", "race");
+    expect_info("fills_l3", 2);
+    expect_info("fills_discarded", 1);
+}
+END_TEST
+
+START_TEST(test_del_during_fill)
+{
+    origin_put("acme", "user", "u1", "\"active\"", ORIGIN_HOLD);
+    redisContext *waiter = send_async("STATUS acme u1");
+    ck_assert(origin_wait_count("acme", "user", "u1", 1, WAIT_MS));
+    publish("{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"version\":5}");
+    sync_stream();
+    origin_release("acme", "user", "u1");
+    redisReply *reply = receive(waiter);
+    check_bulk(reply, "active", "waiter of the raced fill");
+    freeReplyObject(reply);
+    redisFree(waiter);
+    expect_info("fills_discarded", 1);
+    /* The tombstone holds: nil, without a fill. */
+    expect_bulk(NULL, "STATUS acme u1");
+    expect_bulk(NULL, "GET acme user u1");
+    expect_origin(1, "acme", "user", "u1");
+    ck_assert_int_eq(l2_exists("cache:acme:user:u1"), 0);
+    /* A newer set still applies. */
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"value\":\"locked\",\"version\":6}");
+    sync_stream();
+    expect_bulk("locked", "STATUS acme u1");
+    expect_origin(1, "acme", "user", "u1");
+}
+END_TEST
+
+START_TEST(test_set_during_fill)
+{
+    origin_put("acme", "credit", "op", "1", ORIGIN_HOLD);
+    redisContext *waiter = send_async("CREDIT acme op");
+    ck_assert(origin_wait_count("acme", "credit", "op", 1, WAIT_MS));
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":9}");
+    sync_stream();
+    origin_release("acme", "credit", "op");
+    redisReply *reply = receive(waiter);
+    /* The request arrived before the set: the fill's value is a correct
+     * answer, and so is the set's. */
+    if (reply->type != REDIS_REPLY_STRING || (strcmp(reply->str, "1") != 0 && strcmp(reply->str, "9") != 0))
+        fail_with_log("waiter: expected '1' or '9', got type %d '%s'", reply->type, reply_text(reply));
+    freeReplyObject(reply);
+    redisFree(waiter);
+    expect_info("fills_discarded", 1);
+    /* The set won. */
+    expect_bulk("9", "CREDIT acme op");
+    expect_bulk("9", "GET acme credit op");
+    expect_origin(1, "acme", "credit", "op");
+    ck_assert_int_eq(l2_exists("cache:acme:credit:op"), 0);
+}
+END_TEST
+
+START_TEST(test_flush_during_fill)
+{
+    origin_put("acme", "role", "r", "[\"a.b\"]", ORIGIN_HOLD);
+    redisContext *waiter = send_async("PERMS acme r");
+    ck_assert(origin_wait_count("acme", "role", "r", 1, WAIT_MS));
+    publish("{\"op\":\"flush\",\"tenant\":\"acme\"}");
+    sync_stream();
+    origin_release("acme", "role", "r");
+    redisReply *reply = receive(waiter);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_ARRAY);
+    ck_assert_int_eq(reply->elements, 1);
+    ck_assert_str_eq(reply->element[0]->str, "a.b");
+    freeReplyObject(reply);
+    redisFree(waiter);
+    expect_info("fills_discarded", 1);
+    origin_put("acme", "role", "r", "[\"a.c\"]", 0);
+    expect_int(1, "ROLECAN acme r a.c");
+    expect_origin(2, "acme", "role", "r");
+}
+END_TEST
+
+START_TEST(test_pipelined_replies_in_order)
+{
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"hit\",\"value\":\"h\"}");
+    sync_stream();
+    origin_put("acme", "config", "slow", "\"s\"", ORIGIN_HOLD);
+    origin_put("acme", "config", "fast", "\"f\"", 0);
+    redisContext *c = harness_connect(&h);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(redisAppendCommand(c, "GET acme config slow"), REDIS_OK);
+    ck_assert_int_eq(redisAppendCommand(c, "GET acme config hit"), REDIS_OK);
+    ck_assert_int_eq(redisAppendCommand(c, "GET acme config fast"), REDIS_OK);
+    ck_assert_int_eq(redisAppendCommand(c, "PING"), REDIS_OK);
+    ck_assert_int_eq(redisAppendCommand(c, "GET acme config nowhere"), REDIS_OK);
+    send_on(c, "GET acme config hit");
+    ck_assert(origin_wait_count("acme", "config", "slow", 1, WAIT_MS));
+    /* While the first is being filled, nothing behind it is answered. */
+    struct pollfd poller = {.fd = c->fd, .events = POLLIN};
+    ck_assert_int_eq(poll(&poller, 1, 200), 0);
+    origin_release("acme", "config", "slow");
+    redisReply *reply = receive(c);
+    check_bulk(reply, "\"s\"", "pipelined 1 (slow miss)");
+    freeReplyObject(reply);
+    reply = receive(c);
+    check_bulk(reply, "\"h\"", "pipelined 2 (hit)");
+    freeReplyObject(reply);
+    reply = receive(c);
+    check_bulk(reply, "\"f\"", "pipelined 3 (miss)");
+    freeReplyObject(reply);
+    reply = receive(c);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STATUS);
+    ck_assert_str_eq(reply->str, "PONG");
+    freeReplyObject(reply);
+    reply = receive(c);
+    check_bulk(reply, NULL, "pipelined 5 (404)");
+    freeReplyObject(reply);
+    reply = receive(c);
+    check_bulk(reply, "\"h\"", "pipelined 6 (hit)");
+    freeReplyObject(reply);
+    redisFree(c);
+    expect_info("fills_l3", 2);
+    expect_info("fills_negative", 1);
+}
+END_TEST
+
+START_TEST(test_sigterm_during_fill)
+{
+    origin_put("acme", "config", "inflight", "\"x\"", ORIGIN_HOLD); /* never answered */
+    redisContext *waiter = send_async("GET acme config inflight");
+    ck_assert(origin_wait_count("acme", "config", "inflight", 1, WAIT_MS));
+    long long t0 = harness_now_ms();
+    int code = harness_daemon_stop(&h, SIGTERM);
+    long long elapsed = harness_now_ms() - t0;
+    if (code != 0)
+        fail_with_log("SIGTERM with a fill in flight: exit %d", code);
+    ck_assert_msg(elapsed < ORIGIN_TIMEOUT_MS, "stopping took %lld ms", elapsed);
+    /* The parked request was answered before the connection closed. */
+    void *any = NULL;
+    int rc = redisGetReply(waiter, &any);
+    redisReply *reply = any;
+    ck_assert_msg(rc == REDIS_OK && reply != NULL, "the parked request got no reply: %s",
+                  waiter->errstr);
+    check_unavailable(reply, "parked request at shutdown");
+    freeReplyObject(reply);
+    redisFree(waiter);
+    struct stat st;
+    ck_assert_int_eq(stat(h.daemon_socket, &st), -1);
+}
+END_TEST
+
+START_TEST(test_origin_closes_idle_connections)
+{
+    /* The origin restarts (or its keep-alive timeout closes idle
+     * connections): the next fill must not fail on a dead connection. */
+    origin_put("acme", "config", "a", "1", 0);
+    origin_put("acme", "config", "b", "2", 0);
+    origin_put("acme", "config", "c", "3", 0);
+    expect_bulk("1", "GET acme config a");
+    origin_stop();
+    origin_restart();
+    expect_bulk("2", "GET acme config b");
+    origin_stop();
+    origin_restart();
+    harness_sleep_ms(50);
+    expect_bulk("3", "GET acme config c");
+    expect_info("fill_errors", 0);
+    expect_info("fills_l3", 3);
+}
+END_TEST
+
+START_TEST(test_origin_max_concurrent)
+{
+    /* 20 different entries at once: exactly max_concurrent (8) requests
+     * reach the origin while it holds them, the rest wait in the daemon,
+     * and every one is answered. */
+    redisContext *clients[20];
+    char key[16], body[16];
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        snprintf(body, sizeof(body), "%d", i);
+        origin_put("acme", "config", key, body, ORIGIN_HOLD);
+    }
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        clients[i] = send_async("GET acme config %s", key);
+    }
+    ck_assert(origin_wait_total(8, WAIT_MS));
+    harness_sleep_ms(200);
+    ck_assert_uint_eq(origin_total(), 8);
+    origin_release_all();
+    for (int i = 0; i < 20; i++) {
+        snprintf(body, sizeof(body), "%d", i);
+        redisReply *reply = receive(clients[i]);
+        check_bulk(reply, body, "GET acme config k<i> (20 at once)");
+        freeReplyObject(reply);
+        redisFree(clients[i]);
+    }
+    ck_assert_uint_eq(origin_total(), 20);
+    ck_assert_uint_eq(origin_max_in_flight(), 8);
+    expect_info("fills_l3", 20);
+    expect_info("fill_errors", 0);
+}
+END_TEST
+
+START_TEST(test_client_gone_while_parked)
+{
+    origin_put("acme", "config", "slow", "\"s\"", ORIGIN_HOLD);
+    redisContext *gone = send_async("GET acme config slow");
+    ck_assert(origin_wait_count("acme", "config", "slow", 1, WAIT_MS));
+    redisFree(gone); /* closes while its request waits for the fill */
+    harness_sleep_ms(50);
+    origin_release("acme", "config", "slow");
+    if (!harness_wait_info(client, WAIT_MS, "fills_l3", 1))
+        fail_with_log("fills_l3 %lld, fill_errors %lld, origin requests %u",
+                      harness_info_int(client, "fills_l3"), harness_info_int(client, "fill_errors"),
+                      origin_count("acme", "config", "slow"));
+    expect_pong();
+    /* The fill still cached its value; another client gets it. */
+    expect_bulk("\"s\"", "GET acme config slow");
+    expect_origin(1, "acme", "config", "slow");
+    ck_assert(harness_wait_info(client, WAIT_MS, "connected_clients", 1));
+    ck_assert(harness_daemon_alive(&h));
+}
+END_TEST
+
+START_TEST(test_quit_after_parked_request)
+{
+    origin_put("acme", "config", "slow", "\"s\"", ORIGIN_HOLD);
+    redisContext *c = harness_connect(&h);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(redisAppendCommand(c, "GET acme config slow"), REDIS_OK);
+    ck_assert_int_eq(redisAppendCommand(c, "QUIT"), REDIS_OK);
+    send_on(c, "PING");
+    ck_assert(origin_wait_count("acme", "config", "slow", 1, WAIT_MS));
+    origin_release("acme", "config", "slow");
+    redisReply *reply = receive(c);
+    check_bulk(reply, "\"s\"", "GET before QUIT");
+    freeReplyObject(reply);
+    reply = receive(c);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STATUS);
+    ck_assert_str_eq(reply->str, "OK");
+    freeReplyObject(reply);
+    void *after = NULL;
+    ck_assert_int_ne(redisGetReply(c, &after), REDIS_OK); /* closed: no PONG */
+    redisFree(c);
+}
+END_TEST
+
+START_TEST(test_mget_same_key_twice)
+{
+    origin_put("acme", "config", "x", "\"x\"", ORIGIN_HOLD);
+    send_on(client, "MGET acme config x nope x");
+    ck_assert(origin_wait_count("acme", "config", "x", 1, WAIT_MS));
+    origin_release("acme", "config", "x");
+    redisReply *reply = receive(client);
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+        fail_with_log("MGET: type %d, %zu elements '%s'", reply->type, reply->elements,
+                      reply_text(reply));
+    check_bulk(reply->element[0], "\"x\"", "MGET [0]");
+    check_bulk(reply->element[1], NULL, "MGET [1]");
+    check_bulk(reply->element[2], "\"x\"", "MGET [2]");
+    freeReplyObject(reply);
+    expect_origin(1, "acme", "config", "x");
+    expect_info("fills_l3", 1);
+}
+END_TEST
+
+START_TEST(test_can_with_missing_or_failing_role)
+{
+    origin_put("acme", "user", "ann", "{\"status\": \"active\", \"roles\": [\"gone\", \"ok\"]}", 0);
+    origin_put("acme", "role", "ok", "[\"crm.read\"]", 0);
+    origin_put("acme", "user", "bob", "{\"status\": \"active\", \"roles\": [\"broken\"]}", 0);
+    origin_put_path("/v1/tenants/acme/role/broken", 503, "later", 0);
+    origin_put("acme", "user", "cy", "{\"status\": \"away\", \"roles\": [\"ok\"]}", 0);
+    /* An unknown role grants nothing; another role may. */
+    expect_int(1, "CAN acme ann crm.read");
+    expect_int(0, "CAN acme ann crm.write");
+    expect_origin(1, "acme", "role", "gone");
+    /* A role that cannot be filled: the answer is not known. */
+    expect_unavailable("CAN acme bob crm.read");
+    /* Not active: no role is needed at all. */
+    expect_int(0, "CAN acme cy crm.read");
+}
+END_TEST
+
+START_TEST(test_set_wins_over_an_unwaited_fill)
+{
+    /* CAN answers as soon as one role grants, while the fill of another
+     * role it asked for is still in flight. A set of that role applied
+     * afterwards must win over the fill for every later request, including
+     * the next one on the same connection. */
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"r2\",\"value\":[\"crm.*\"]}");
+    sync_stream();
+    origin_put("acme", "user", "ann", "{\"status\": \"active\", \"roles\": [\"r1\", \"r2\"]}", 0);
+    origin_put("acme", "role", "r1", "[\"a.b\"]", ORIGIN_HOLD);
+    origin_put("acme", "user", "bob", "{\"status\": \"active\", \"roles\": [\"r1\"]}", 0);
+    redisContext *c = harness_connect(&h);
+    ck_assert_ptr_nonnull(c);
+    redisReply *reply = redisCommand(c, "CAN acme ann crm.read");
+    ck_assert_ptr_nonnull(reply);
+    if (reply->type != REDIS_REPLY_INTEGER || reply->integer != 1)
+        fail_with_log("CAN acme ann crm.read: type %d '%s'", reply->type, reply_text(reply));
+    freeReplyObject(reply);
+    ck_assert(origin_wait_count("acme", "role", "r1", 1, WAIT_MS));
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"r1\",\"value\":[\"z.z\"]}");
+    sync_stream();
+    expect_bulk("[\"z.z\"]", "GET acme role r1");
+    /* On the same connection, after the set was applied; the fill of r1 is
+     * answered (with the old value) while this request waits for bob. */
+    send_on(c, "CAN acme bob a.b");
+    origin_wait_count("acme", "user", "bob", 1, 500); /* may wait for r1: fine */
+    origin_release("acme", "role", "r1");
+    reply = receive(c);
+    if (reply->type != REDIS_REPLY_INTEGER || reply->integer != 0)
+        fail_with_log("CAN acme bob a.b after the set of r1 to [z.z]: expected :0, got type %d "
+                      "'%s' %lld", reply->type, reply_text(reply), reply->integer);
+    freeReplyObject(reply);
+    reply = redisCommand(c, "CAN acme bob z.z");
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_INTEGER);
+    ck_assert_int_eq(reply->integer, 1);
+    freeReplyObject(reply);
+    redisFree(c);
+    expect_info("fills_discarded", 1);
+}
+END_TEST
+
+START_TEST(test_hot_refresh)
+{
+    origin_put("acme", "config", "hot", "\"h1\"", 0);
+    origin_put("acme", "config", "cold", "\"c1\"", 0);
+    for (int i = 0; i < 5; i++)
+        expect_bulk("\"h1\"", "GET acme config hot");
+    expect_bulk("\"c1\"", "GET acme config cold");
+    expect_origin(1, "acme", "config", "hot");
+    expect_origin(1, "acme", "config", "cold");
+    expect_info("fills_l3", 2);
+    /* Both were written back to L2; wait for that before dropping them. */
+    const char *const written[] = {"cache:acme:config:hot", "cache:acme:config:cold"};
+    for (size_t i = 0; i < 2; i++) {
+        char *stored = l2_wait_value(written[i], WAIT_MS);
+        ck_assert_ptr_nonnull(stored);
+        free(stored);
+    }
+    /* The publisher changes the value at the source, drops the L2 copy, and
+     * invalidates. Nobody asks, but the hot entry is filled again. */
+    origin_put("acme", "config", "hot", "\"h2\"", 0);
+    origin_put("acme", "config", "cold", "\"c2\"", 0);
+    l2_del("cache:acme:config:hot");
+    l2_del("cache:acme:config:cold");
+    publish("{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"hot\"}");
+    publish("{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"cold\"}");
+    sync_stream();
+    if (!origin_wait_count("acme", "config", "hot", 2, WAIT_MS))
+        fail_with_log("hot entry was not refilled after invalidation (origin count %u)",
+                      origin_count("acme", "config", "hot"));
+    expect_info("fills_l3", 3);
+    long long hits = harness_info_int(client, "hits");
+    long long misses = harness_info_int(client, "misses");
+    expect_bulk("\"h2\"", "GET acme config hot");
+    expect_info("hits", hits + 1);
+    expect_info("misses", misses);
+    expect_origin(2, "acme", "config", "hot");
+    /* The cold entry (read once) was not, even given the time. */
+    harness_sleep_ms(200);
+    expect_origin(1, "acme", "config", "cold");
+    expect_bulk("\"c2\"", "GET acme config cold");
+    expect_origin(2, "acme", "config", "cold");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("fill");
+    TCase *fill = tcase_create("fill");
+    tcase_add_checked_fixture(fill, setup, teardown);
+    tcase_set_timeout(fill, 30);
+    tcase_add_test(fill, test_l2_hit);
+    tcase_add_test(fill, test_l3_hit_written_back_to_l2);
+    tcase_add_test(fill, test_commands_fill);
+    tcase_add_test(fill, test_url_encoding);
+    tcase_add_test(fill, test_not_found_is_negative);
+    tcase_add_test(fill, test_negative_expires);
+    tcase_add_test(fill, test_origin_error_status);
+    tcase_add_test(fill, test_origin_invalid_body);
+    tcase_add_test(fill, test_origin_down);
+    tcase_add_test(fill, test_origin_timeout);
+    tcase_add_test(fill, test_origin_delay_within_timeout);
+    tcase_add_test(fill, test_l2_down_falls_through);
+    tcase_add_test(fill, test_concurrent_misses_share_one_fill);
+    tcase_add_test(fill, test_invalidate_during_fill);
+    tcase_add_test(fill, test_del_during_fill);
+    tcase_add_test(fill, test_set_during_fill);
+    tcase_add_test(fill, test_flush_during_fill);
+    tcase_add_test(fill, test_pipelined_replies_in_order);
+    tcase_add_test(fill, test_sigterm_during_fill);
+    tcase_add_test(fill, test_origin_closes_idle_connections);
+    tcase_add_test(fill, test_origin_max_concurrent);
+    tcase_add_test(fill, test_client_gone_while_parked);
+    tcase_add_test(fill, test_quit_after_parked_request);
+    tcase_add_test(fill, test_mget_same_key_twice);
+    tcase_add_test(fill, test_can_with_missing_or_failing_role);
+    tcase_add_test(fill, test_set_wins_over_an_unwaited_fill);
+    suite_add_tcase(suite, fill);
+    TCase *hot = tcase_create("hot");
+    tcase_add_checked_fixture(hot, setup_hot, teardown);
+    tcase_set_timeout(hot, 30);
+    tcase_add_test(hot, test_hot_refresh);
+    suite_add_tcase(suite, hot);
+    SRunner *runner = srunner_create(suite);
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? 0 : 1;
+}
