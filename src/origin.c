@@ -25,6 +25,7 @@ struct origin_request {
     char *path;
     origin_done_fn *done;
     void *arg;
+    uint64_t queued_ms;           /* monotonic: when origin_get() was called */
 };
 
 struct origin_slot {
@@ -207,7 +208,10 @@ static void start_next(struct origin *origin)
         if (origin->queue_head == NULL)
             origin->queue_tail = NULL;
         request->next = NULL;
-        if (!start_on(origin, slot, request))
+        /* A request that waited for a slot as long as it may take in all
+         * fails now rather than wait out a whole timeout more. */
+        if (util_monotonic_ms() - request->queued_ms >= origin->timeout_ms ||
+            !start_on(origin, slot, request))
             finish(request, ORIGIN_FAILED, NULL, 0);
     }
 }
@@ -220,6 +224,7 @@ void origin_get(struct origin *origin, const char *tenant, size_t tenant_len, co
     request->path = expand_path(origin, tenant, tenant_len, kind, key, key_len);
     request->done = done;
     request->arg = arg;
+    request->queued_ms = util_monotonic_ms();
     if (origin->queue_tail != NULL)
         origin->queue_tail->next = request;
     else
