@@ -34,7 +34,7 @@ struct command_call {
     struct commands_env *env;
     struct commands_client *client;
     const struct protocol_request *request;
-    struct evbuffer *out;
+    struct reply_buffer *out;
     uint64_t now_ms;
     bool blocked;      /* a miss is being filled: reply nothing now */
     bool unavailable;  /* a fill failed: the reply is -UNAVAILABLE */
@@ -139,8 +139,16 @@ static bool staleness_allows(struct command_call *call, unsigned kind)
 static int kind_argument(struct command_call *call, const char *name, size_t len)
 {
     int kind = config_kind_find(call->env->config, name, len);
-    if (kind < 0)
-        reply_error(call->out, "ERR unknown kind '%.*s'", (int)(len > 64 ? 64 : len), name);
+    if (kind < 0) {
+        /* Quoted as sent, shortened, without control or non-ASCII bytes: a
+         * NUL must not cut "credit\0" to "credit" in the message. */
+        char shown[65];
+        size_t n = len < sizeof(shown) - 1 ? len : sizeof(shown) - 1;
+        for (size_t i = 0; i < n; i++)
+            shown[i] = (name[i] >= 0x20 && name[i] < 0x7f) ? name[i] : '?';
+        shown[n] = '\0';
+        reply_error(call->out, "ERR unknown kind '%s'", shown);
+    }
     return kind;
 }
 
@@ -215,7 +223,7 @@ static bool deferred(const struct command_call *call)
     return call->blocked || call->unavailable;
 }
 
-static void reply_item(struct evbuffer *out, bool found, const struct item *item)
+static void reply_item(struct reply_buffer *out, bool found, const struct item *item)
 {
     if (found)
         reply_bulk(out, item->json, item->json_len);

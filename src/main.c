@@ -106,6 +106,8 @@ static void on_message(void *arg, const char *channel, const char *payload, size
 static void drop_everything(struct daemon *daemon, const char *why)
 {
     uint64_t dropped = cache_flush(daemon->cache, NULL, 0, -1);
+    /* A fill in flight read its value before now: answered, never cached. */
+    fill_note_flush(daemon->fill);
     log_notice("%s: dropped all %llu cached entries (redis.on_reconnect: flush)", why,
                (unsigned long long)dropped);
 }
