@@ -4,10 +4,18 @@
  * The connection itself (connect, AUTH, connect_timeout, backoff, the rules
  * for hiredis's context lifetime) is a redis_link; this file adds what is
  * particular to pub/sub: SUBSCRIBE and PSUBSCRIBE as the link's setup, the
- * link counting as up once every channel and pattern is confirmed, and the
- * messages handed to on_message. */
+ * link counting as up once every channel and pattern is confirmed, the
+ * messages handed to on_message, and a liveness probe.
+ *
+ * The probe: a Redis that stops answering (SIGSTOP, a hung host) leaves the
+ * socket open, and a subscribed hiredis 0.14 context cannot PING (the "pong"
+ * is dropped unanswered). So every probe interval the subscriber SUBSCRIBEs
+ * again to a channel it already has (or PSUBSCRIBEs a pattern), which Redis
+ * confirms without changing anything; no confirmation within
+ * connect_timeout drops the link, and the stream counts as down. */
 #include "subscriber.h"
 
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +35,24 @@ struct subscriber {
     struct config_strings patterns;
     struct redis_link *link;
     size_t confirmations_pending; /* during the link's setup */
+    struct event *probe_timer;
+    uint64_t probe_interval_ms;
+    uint64_t probe_timeout_ms;
+    uint64_t probe_sent_ms;       /* 0: no probe waiting for its confirmation */
 };
+
+/* Probing often enough that a silent Redis is noticed well within
+ * max_stale, and never more than a few times a second. */
+static void sub_probe_settings(struct subscriber *sub, const struct config *config)
+{
+    uint64_t interval = config->redis.max_stale_ms / 4;
+    if (interval < 250)
+        interval = 250;
+    if (interval > 5000)
+        interval = 5000;
+    sub->probe_interval_ms = interval;
+    sub->probe_timeout_ms = config->redis.connect_timeout_ms ? config->redis.connect_timeout_ms : 1000;
+}
 
 static void sub_strings_copy(struct config_strings *to, const struct config_strings *from)
 {
@@ -118,6 +143,7 @@ static void sub_on_down(void *arg, const char *reason)
 {
     struct subscriber *sub = arg;
     sub->confirmations_pending = 0;
+    sub->probe_sent_ms = 0;
     if (sub->callbacks.on_disconnected != NULL)
         sub->callbacks.on_disconnected(sub->callbacks.arg, reason);
 }
@@ -157,12 +183,52 @@ static void sub_on_pubsub(redisAsyncContext *ac, void *r, void *privdata)
     } else if (strcasecmp(type, "pmessage") == 0 && reply->elements >= 4) {
         sub_deliver(sub, reply->element[2], reply->element[3]);
     } else if (strcasecmp(type, "subscribe") == 0 || strcasecmp(type, "psubscribe") == 0) {
-        if (redis_link_up(sub->link) || sub->confirmations_pending == 0)
+        if (redis_link_up(sub->link)) {
+            sub->probe_sent_ms = 0; /* a probe's confirmation: Redis answers */
+            return;
+        }
+        if (sub->confirmations_pending == 0)
             return;
         if (--sub->confirmations_pending == 0)
             redis_link_established(sub->link);
     }
     /* unsubscribe confirmations: nothing to do, this file never unsubscribes */
+}
+
+static void sub_probe(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    struct subscriber *sub = arg;
+    redisAsyncContext *ac = redis_link_context(sub->link);
+    if (!redis_link_up(sub->link) || ac == NULL)
+        return;
+    uint64_t now = util_monotonic_ms();
+    if (sub->probe_sent_ms != 0) {
+        if (now - sub->probe_sent_ms >= sub->probe_timeout_ms) {
+            sub->probe_sent_ms = 0;
+            redis_link_drop_later(sub->link, "Redis stopped answering (liveness probe)");
+        }
+        return;
+    }
+    const char *command = sub->channels.count > 0 ? "SUBSCRIBE" : "PSUBSCRIBE";
+    const char *name = sub->channels.count > 0 ? sub->channels.items[0] : sub->patterns.items[0];
+    const char *argv[2] = {command, name};
+    size_t lens[2] = {strlen(command), strlen(name)};
+    if (redisAsyncCommandArgv(ac, sub_on_pubsub, NULL, 2, argv, lens) == REDIS_OK)
+        sub->probe_sent_ms = now;
+}
+
+static void sub_probe_arm(struct subscriber *sub)
+{
+    /* Ticks at a fraction of the interval so a late answer is seen soon. */
+    uint64_t tick = sub->probe_timeout_ms < sub->probe_interval_ms ? sub->probe_timeout_ms
+                                                                   : sub->probe_interval_ms;
+    struct timeval every = {
+        .tv_sec = (time_t)(tick / 1000),
+        .tv_usec = (suseconds_t)((tick % 1000) * 1000),
+    };
+    event_add(sub->probe_timer, &every);
 }
 
 struct subscriber *sub_start(struct event_base *base, const struct config *config,
@@ -197,6 +263,11 @@ struct subscriber *sub_start(struct event_base *base, const struct config *confi
         free(sub);
         return NULL;
     }
+    sub_probe_settings(sub, config);
+    sub->probe_timer = event_new(base, -1, EV_PERSIST, sub_probe, sub);
+    if (sub->probe_timer == NULL)
+        log_fatal("cannot create the pub/sub probe timer");
+    sub_probe_arm(sub);
     return sub;
 }
 
@@ -213,6 +284,8 @@ void sub_reconfigure(struct subscriber *sub, const struct config *config)
     sub_strings_free(&sub->patterns);
     sub_strings_copy(&sub->channels, &config->redis.channels);
     sub_strings_copy(&sub->patterns, &config->redis.patterns);
+    sub_probe_settings(sub, config);
+    sub_probe_arm(sub);
     redis_link_reconfigure(sub->link, config, changed);
 }
 
@@ -235,6 +308,7 @@ void sub_stop(struct subscriber *sub)
 {
     if (sub == NULL)
         return;
+    event_free(sub->probe_timer);
     redis_link_free(sub->link); /* the context's NULL replies are ignored */
     sub_strings_free(&sub->channels);
     sub_strings_free(&sub->patterns);
