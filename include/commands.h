@@ -15,10 +15,10 @@
 
 struct cache;
 struct config;
-struct evbuffer;
 struct fill;
 struct fill_result;
 struct protocol_request;
+struct reply_buffer;
 
 /* What a query thread shares with its commands. */
 struct commands_env {
@@ -30,7 +30,7 @@ struct commands_env {
 
 /* One connected client, as commands see it. Owned by server.c. */
 struct commands_client {
-    struct evbuffer *out;
+    struct reply_buffer *out;  /* the connection's output */
     uid_t uid;
     gid_t gid;
     pid_t pid;

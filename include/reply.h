@@ -1,23 +1,48 @@
 /* reply.h - encoding RESP2 replies into a connection's output buffer.
  *
- * Thin, allocation-free writers over a libevent evbuffer (the connection's
- * output). Errors take the full first word ("ERR", "NOPERM", "STALE"...), as
- * redis-server's addReplyError does. */
+ * The output is a reply_buffer: one contiguous byte array, grown by doubling,
+ * that server.c sends with one write per batch of requests and drains by what
+ * the socket took. Each encoder reserves its bytes once and copies them in
+ * (no callbacks, no locks). Errors take the full first word ("ERR", "NOPERM",
+ * "STALE"...), as redis-server's addReplyError does. Out of memory is fatal
+ * (util.h), so no encoder can fail. */
 #ifndef TENANTCACHED_REPLY_H
 #define TENANTCACHED_REPLY_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-struct evbuffer;
+/* Zero-initialised is empty and ready. The bytes waiting to be sent are
+ * data[start..end); the fields are private to reply.c. */
+struct reply_buffer {
+    char *data;
+    size_t start;
+    size_t end;
+    size_t capacity;
+};
 
-void reply_status(struct evbuffer *out, const char *status);           /* +OK */
-void reply_error(struct evbuffer *out, const char *fmt, ...)             /* -ERR ... */
+void reply_buffer_free(struct reply_buffer *out);                       /* back to empty */
+/* The pending bytes; the pointer is valid until the next call on out. */
+static inline const char *reply_buffer_data(const struct reply_buffer *out)
+{
+    return out->data != NULL ? out->data + out->start : NULL;
+}
+static inline size_t reply_buffer_length(const struct reply_buffer *out)
+{
+    return out->end - out->start;
+}
+/* Drops the first len (<= length) pending bytes, once sent. An emptied
+ * buffer that grew large for a big reply gives its memory back. */
+void reply_buffer_drain(struct reply_buffer *out, size_t len);
+void reply_buffer_add(struct reply_buffer *out, const void *data, size_t len); /* raw bytes */
+
+void reply_status(struct reply_buffer *out, const char *status);        /* +OK */
+void reply_error(struct reply_buffer *out, const char *fmt, ...)          /* -ERR ... */
     __attribute__((format(printf, 2, 3)));
-void reply_bulk(struct evbuffer *out, const void *data, size_t len);     /* $3\r\nabc\r\n */
-void reply_bulk_string(struct evbuffer *out, const char *text);
-void reply_nil(struct evbuffer *out);                                    /* $-1 */
-void reply_integer(struct evbuffer *out, long long value);               /* :1 */
-void reply_array(struct evbuffer *out, size_t count);                    /* *N header */
+void reply_bulk(struct reply_buffer *out, const void *data, size_t len);  /* $3\r\nabc\r\n */
+void reply_bulk_string(struct reply_buffer *out, const char *text);
+void reply_nil(struct reply_buffer *out);                                 /* $-1 */
+void reply_integer(struct reply_buffer *out, long long value);            /* :1 */
+void reply_array(struct reply_buffer *out, size_t count);                 /* *N header */
 
 #endif

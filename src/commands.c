@@ -34,7 +34,7 @@ struct command_call {
     struct commands_env *env;
     struct commands_client *client;
     const struct protocol_request *request;
-    struct evbuffer *out;
+    struct reply_buffer *out;
     uint64_t now_ms;
     bool blocked;      /* a miss is being filled: reply nothing now */
     bool unavailable;  /* a fill failed: the reply is -UNAVAILABLE */
@@ -223,7 +223,7 @@ static bool deferred(const struct command_call *call)
     return call->blocked || call->unavailable;
 }
 
-static void reply_item(struct evbuffer *out, bool found, const struct item *item)
+static void reply_item(struct reply_buffer *out, bool found, const struct item *item)
 {
     if (found)
         reply_bulk(out, item->json, item->json_len);

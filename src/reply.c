@@ -1,17 +1,77 @@
-/* reply.c - RESP2 reply encoding (see reply.h). */
+/* reply.c - RESP2 reply encoding into a reply_buffer (see reply.h). */
 #include "reply.h"
 
-#include <event2/buffer.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-/* Writes "<prefix><number>\r\n" without going through printf. */
-static void add_number_line(struct evbuffer *out, char prefix, long long value)
+#include "util.h"
+
+#define REPLY_BUFFER_MIN (4 * 1024)   /* first allocation: a batch of small replies */
+#define REPLY_BUFFER_KEEP (64 * 1024) /* an emptied buffer above this is freed */
+#define NUMBER_LINE_MAX 32            /* "$-9223372036854775808\r\n" and shorter */
+
+void reply_buffer_free(struct reply_buffer *out)
 {
-    char line[32];
-    char *end = line + sizeof(line);
-    char *cursor = end;
+    free(out->data);
+    memset(out, 0, sizeof(*out));
+}
+
+void reply_buffer_drain(struct reply_buffer *out, size_t len)
+{
+    out->start += len;
+    if (out->start < out->end)
+        return;
+    out->start = out->end = 0;
+    if (out->capacity > REPLY_BUFFER_KEEP)
+        reply_buffer_free(out);
+}
+
+/* Makes room for need more bytes after end: moves the pending bytes to the
+ * front when at least as many have been sent (so a move never costs more
+ * than the sending did), else grows by doubling. Cannot fail. */
+static void make_room(struct reply_buffer *out, size_t need)
+{
+    size_t pending = out->end - out->start;
+    if (out->start > 0 && out->start >= pending) {
+        memmove(out->data, out->data + out->start, pending);
+        out->start = 0;
+        out->end = pending;
+        if (out->capacity - out->end >= need)
+            return;
+    }
+    size_t required = out->end + need;
+    size_t capacity = out->capacity > REPLY_BUFFER_MIN ? out->capacity : REPLY_BUFFER_MIN;
+    while (capacity < required)
+        capacity = capacity <= SIZE_MAX / 2 ? capacity * 2 : required;
+    out->data = xrealloc(out->data, capacity);
+    out->capacity = capacity;
+}
+
+/* Reserves need bytes at the end of the pending output and returns where
+ * they go; the caller writes exactly need bytes there. Cannot fail. */
+static char *append_space(struct reply_buffer *out, size_t need)
+{
+    if (out->capacity - out->end < need)
+        make_room(out, need);
+    char *at = out->data + out->end;
+    out->end += need;
+    return at;
+}
+
+void reply_buffer_add(struct reply_buffer *out, const void *data, size_t len)
+{
+    if (len > 0)
+        memcpy(append_space(out, len), data, len);
+}
+
+/* Formats "<prefix><number>\r\n" without printf into the end of
+ * line[NUMBER_LINE_MAX]; returns where it starts. */
+static char *format_number_line(char line[NUMBER_LINE_MAX], char prefix, long long value)
+{
+    char *cursor = line + NUMBER_LINE_MAX;
     *--cursor = '\n';
     *--cursor = '\r';
     unsigned long long magnitude = value < 0 ? 0ull - (unsigned long long)value : (unsigned long long)value;
@@ -22,17 +82,32 @@ static void add_number_line(struct evbuffer *out, char prefix, long long value)
     if (value < 0)
         *--cursor = '-';
     *--cursor = prefix;
-    evbuffer_add(out, cursor, (size_t)(end - cursor));
+    return cursor;
 }
 
-void reply_status(struct evbuffer *out, const char *status)
+static void add_number_line(struct reply_buffer *out, char prefix, long long value)
 {
-    evbuffer_add(out, "+", 1);
-    evbuffer_add(out, status, strlen(status));
-    evbuffer_add(out, "\r\n", 2);
+    char line[NUMBER_LINE_MAX];
+    char *text = format_number_line(line, prefix, value);
+    reply_buffer_add(out, text, (size_t)(line + NUMBER_LINE_MAX - text));
 }
 
-void reply_error(struct evbuffer *out, const char *fmt, ...)
+/* Appends prefix, text[0..len) and CRLF with one reservation. */
+static void add_line(struct reply_buffer *out, char prefix, const char *text, size_t len)
+{
+    char *at = append_space(out, len + 3);
+    at[0] = prefix;
+    memcpy(at + 1, text, len);
+    at[len + 1] = '\r';
+    at[len + 2] = '\n';
+}
+
+void reply_status(struct reply_buffer *out, const char *status)
+{
+    add_line(out, '+', status, strlen(status));
+}
+
+void reply_error(struct reply_buffer *out, const char *fmt, ...)
 {
     char text[512];
     va_list args;
@@ -48,34 +123,38 @@ void reply_error(struct evbuffer *out, const char *fmt, ...)
         if (text[i] == '\r' || text[i] == '\n')
             text[i] = ' ';
     }
-    evbuffer_add(out, "-", 1);
-    evbuffer_add(out, text, (size_t)len);
-    evbuffer_add(out, "\r\n", 2);
+    add_line(out, '-', text, (size_t)len);
 }
 
-void reply_bulk(struct evbuffer *out, const void *data, size_t len)
+void reply_bulk(struct reply_buffer *out, const void *data, size_t len)
 {
-    add_number_line(out, '$', (long long)len);
-    evbuffer_add(out, data, len);
-    evbuffer_add(out, "\r\n", 2);
+    char line[NUMBER_LINE_MAX];
+    char *header = format_number_line(line, '$', (long long)len);
+    size_t header_len = (size_t)(line + NUMBER_LINE_MAX - header);
+    char *at = append_space(out, header_len + len + 2);
+    memcpy(at, header, header_len);
+    if (len > 0)
+        memcpy(at + header_len, data, len);
+    at[header_len + len] = '\r';
+    at[header_len + len + 1] = '\n';
 }
 
-void reply_bulk_string(struct evbuffer *out, const char *text)
+void reply_bulk_string(struct reply_buffer *out, const char *text)
 {
     reply_bulk(out, text, strlen(text));
 }
 
-void reply_nil(struct evbuffer *out)
+void reply_nil(struct reply_buffer *out)
 {
-    evbuffer_add(out, "$-1\r\n", 5);
+    reply_buffer_add(out, "$-1\r\n", 5);
 }
 
-void reply_integer(struct evbuffer *out, long long value)
+void reply_integer(struct reply_buffer *out, long long value)
 {
     add_number_line(out, ':', value);
 }
 
-void reply_array(struct evbuffer *out, size_t count)
+void reply_array(struct reply_buffer *out, size_t count)
 {
     add_number_line(out, '*', (long long)count);
 }

@@ -3,12 +3,16 @@
  * Threads talk through a pipe per query thread: the main thread queues a
  * connection or a config under the thread's mutex and writes one byte; the
  * query thread drains its queue from its own event loop. Nothing else is
- * shared but the caches (which have their own locks) and the counters. */
+ * shared but the caches (which have their own locks) and the counters.
+ *
+ * A connection is its socket, a persistent EV_READ event, a contiguous input
+ * buffer and a reply_buffer, as in redis-server: each wakeup reads what the
+ * socket holds, runs every complete request and sends all the replies with
+ * one send(); EV_WRITE is armed only while the socket is full. That is two
+ * system calls per unpipelined request. */
 #include "server.h"
 
 #include <errno.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <fcntl.h>
@@ -34,7 +38,11 @@
 
 #define LISTEN_BACKLOG 1024
 #define STOP_GRACE_SECONDS 3
-#define READ_CHUNK_LIMIT (256 * 1024)
+#define READ_CHUNK_LIMIT (256 * 1024) /* read per wakeup, for fairness between clients */
+#define INPUT_INITIAL (16 * 1024)     /* the input buffer's first size */
+#define INPUT_KEEP (64 * 1024)        /* an emptied input buffer above this is freed */
+#define READ_MIN_SPACE 4096           /* less free space than this: compact or grow first */
+#define BULK_FRAMING_MAX 26           /* "$" + 20 digits + CRLF, and the CRLF after the data */
 
 struct worker;
 
@@ -47,7 +55,20 @@ struct parked_request {
 
 struct connection {
     struct worker *worker;
-    struct bufferevent *bev;   /* NULL once closed while fills were pending */
+    int fd;                    /* -1 once closed while fills were pending */
+    struct event *read_event;  /* persistent; added while requests are read */
+    struct event *write_event; /* persistent; added only while the socket is full */
+    struct event *idle_event;  /* idle_timeout, while requests are read */
+    bool reading;              /* read_event and idle_event are added */
+    bool writing;              /* write_event is added */
+    uint64_t idle_since_us;    /* monotonic; the last read, or reading resumed, or a reload */
+    /* Unread input is in[in_start..in_end). While reading it is at most one
+     * partial request: every complete one is run as soon as it is read. */
+    char *in;
+    size_t in_start;
+    size_t in_end;
+    size_t in_capacity;
+    struct reply_buffer out;
     struct protocol_parser parser;
     struct commands_client client;
     struct parked_request *parked;
@@ -146,12 +167,33 @@ static struct parked_request *park(const struct protocol_request *request)
     return parked;
 }
 
+static void connection_free_events(struct connection *connection)
+{
+    /* A plain event may be freed from its own callback: libevent touches
+     * nothing of it after running the callback. */
+    if (connection->read_event != NULL)
+        event_free(connection->read_event);
+    if (connection->write_event != NULL)
+        event_free(connection->write_event);
+    if (connection->idle_event != NULL)
+        event_free(connection->idle_event);
+    connection->read_event = connection->write_event = connection->idle_event = NULL;
+    connection->reading = connection->writing = false;
+}
+
+/* Closes the socket; the connection itself lives on while fills it
+ * submitted have not answered (see worker_take_fill). */
 static void connection_free(struct connection *connection)
 {
     struct worker *worker = connection->worker;
-    if (connection->bev != NULL) {
-        bufferevent_free(connection->bev);
-        connection->bev = NULL;
+    if (connection->fd >= 0) {
+        connection_free_events(connection);
+        close(connection->fd);
+        connection->fd = -1;
+        free(connection->in);
+        connection->in = NULL;
+        connection->in_start = connection->in_end = connection->in_capacity = 0;
+        reply_buffer_free(&connection->out);
         stats_sub(&stats.connected_clients, 1);
     }
     if (connection->client.fills_pending > 0)
@@ -171,14 +213,138 @@ static void connection_free(struct connection *connection)
         event_base_loopbreak(worker->base);
 }
 
+/* True while requests may be run: open, not closing, nothing parked and no
+ * fills draining. Replies go out in request order, so nothing more is read
+ * or run while an earlier request waits. */
+static bool connection_running(const struct connection *connection)
+{
+    return connection->fd >= 0 && !connection->closing && connection->parked == NULL &&
+           !connection->draining;
+}
+
+/* (Re)arms the idle timer for what is left of idle_timeout since
+ * idle_since_us: one timer update per idle period instead of one per read. */
+static void connection_arm_idle(struct connection *connection)
+{
+    uint64_t idle_us = connection->worker->env.config->listen.idle_timeout_ms * 1000;
+    if (idle_us == 0 || !connection->reading) {
+        evtimer_del(connection->idle_event);
+        return;
+    }
+    uint64_t quiet_us = util_monotonic_us() - connection->idle_since_us;
+    uint64_t left_us = quiet_us < idle_us ? idle_us - quiet_us : 0;
+    struct timeval left = {
+        .tv_sec = (time_t)(left_us / 1000000),
+        .tv_usec = (suseconds_t)(left_us % 1000000),
+    };
+    evtimer_add(connection->idle_event, &left);
+}
+
+/* Reads while requests may be run and the server is not stopping. The idle
+ * clock restarts when reading does: waiting for fills is not idleness. */
+static void connection_update_read(struct connection *connection)
+{
+    bool want = connection_running(connection) && !connection->worker->stopping;
+    if (want == connection->reading)
+        return;
+    connection->reading = want;
+    if (want) {
+        event_add(connection->read_event, NULL);
+        connection->idle_since_us = util_monotonic_us();
+        connection_arm_idle(connection);
+    } else {
+        event_del(connection->read_event);
+        evtimer_del(connection->idle_event);
+    }
+}
+
+static void connection_update_write(struct connection *connection, bool want)
+{
+    if (want == connection->writing)
+        return;
+    connection->writing = want;
+    if (want)
+        event_add(connection->write_event, NULL);
+    else
+        event_del(connection->write_event);
+}
+
+/* Sends the pending replies with one send(); what the socket does not take
+ * waits for EV_WRITE. Frees the connection when the peer is gone, or when it
+ * was closing and everything is sent. Returns false if it was freed. */
+static bool connection_send(struct connection *connection)
+{
+    struct reply_buffer *out = &connection->out;
+    size_t pending = reply_buffer_length(out);
+    if (pending > 0) {
+        ssize_t sent;
+        do {
+            sent = send(connection->fd, reply_buffer_data(out), pending, MSG_NOSIGNAL);
+        } while (sent < 0 && errno == EINTR);
+        if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            /* The peer is gone: nothing more can be delivered. */
+            connection_free(connection);
+            return false;
+        }
+        if (sent > 0)
+            reply_buffer_drain(out, (size_t)sent);
+        pending = reply_buffer_length(out);
+    }
+    connection_update_write(connection, pending > 0);
+    if (pending == 0 && connection->closing) {
+        connection_free(connection);
+        return false;
+    }
+    return true;
+}
+
+/* Sends the replies added, unless the socket is known to be full (then the
+ * write event sends them). Returns false if the connection was freed. */
+static bool connection_flush(struct connection *connection)
+{
+    if (connection->writing)
+        return true;
+    return connection_send(connection);
+}
+
 /* Stops reading and closes once every pending reply is written. Returns
  * false if that was at once (the connection is freed). */
 static bool connection_close_after_write(struct connection *connection)
 {
     connection->closing = true;
-    bufferevent_disable(connection->bev, EV_READ);
-    if (evbuffer_get_length(bufferevent_get_output(connection->bev)) > 0)
+    connection_update_read(connection);
+    return connection_flush(connection);
+}
+
+/* The peer closed (eof) or reset the connection: replies already made go
+ * out if the socket takes them at once (a client that only shut down its
+ * writing still reads), then the connection closes. */
+static void connection_lost(struct connection *connection, bool eof)
+{
+    size_t pending = reply_buffer_length(&connection->out);
+    if (eof && pending > 0 && !connection->writing) {
+        ssize_t ignored = send(connection->fd, reply_buffer_data(&connection->out), pending,
+                               MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)ignored;
+    }
+    connection_free(connection);
+}
+
+/* A client that pipelines without reading is dropped, not buffered without
+ * bound: called when the unsent replies exceed max_reply_backlog, it sends
+ * what the socket takes and drops the client if they still do. Returns
+ * false if the connection was freed. */
+static bool connection_check_backlog(struct connection *connection, uint64_t limit)
+{
+    if (!connection_flush(connection))
+        return false;
+    size_t unsent = reply_buffer_length(&connection->out);
+    if (unsent <= limit)
         return true;
+    stats_add(&stats.clients_dropped_backlog, 1);
+    log_limited(&accept_log, 10000, LOG_LEVEL_WARNING,
+                "dropping client pid %ld: %zu bytes of replies unread (max_reply_backlog)",
+                (long)connection->client.pid, unsent);
     connection_free(connection);
     return false;
 }
@@ -188,24 +354,19 @@ static bool connection_close_after_write(struct connection *connection)
 static bool connection_process(struct connection *connection)
 {
     struct worker *worker = connection->worker;
-    struct evbuffer *input = bufferevent_get_input(connection->bev);
-    struct evbuffer *output = bufferevent_get_output(connection->bev);
     uint64_t backlog_limit = worker->env.config->listen.max_reply_backlog;
-    while (!connection->closing && connection->parked == NULL && !connection->draining) {
-        size_t len = evbuffer_get_length(input);
-        if (len == 0)
-            break;
-        char *data = (char *)evbuffer_pullup(input, -1);
+    while (connection_running(connection) && connection->in_start < connection->in_end) {
         size_t consumed = 0;
         struct protocol_request request;
         enum protocol_status status =
-            protocol_parse(&connection->parser, data, len, &consumed, &request);
+            protocol_parse(&connection->parser, connection->in + connection->in_start,
+                           connection->in_end - connection->in_start, &consumed, &request);
         if (status == PROTOCOL_INCOMPLETE)
             break;
         if (status == PROTOCOL_ERROR) {
             stats_add(&stats.protocol_errors, 1);
-            reply_error(output, "ERR Protocol error: %s", connection->parser.error);
-            evbuffer_drain(input, len);
+            reply_error(&connection->out, "ERR Protocol error: %s", connection->parser.error);
+            connection->in_start = connection->in_end = 0;
             return connection_close_after_write(connection);
         }
         if (status == PROTOCOL_REQUEST) {
@@ -214,66 +375,129 @@ static bool connection_process(struct connection *connection)
                 /* Replies go out in request order: nothing more is read or
                  * run until this one is answered. */
                 connection->parked = park(&request);
-                bufferevent_disable(connection->bev, EV_READ);
             } else {
                 metrics_observe_latency((double)(util_monotonic_us() - started_us) / 1e6);
-                if (connection->client.fills_pending > 0) {
+                if (connection->client.fills_pending > 0)
                     connection->draining = true;
-                    bufferevent_disable(connection->bev, EV_READ);
-                }
             }
         }
-        evbuffer_drain(input, consumed);
-        if (evbuffer_get_length(output) > backlog_limit) {
-            /* A client that pipelines without reading is dropped, not
-             * buffered without bound. */
-            stats_add(&stats.clients_dropped_backlog, 1);
-            log_limited(&accept_log, 10000, LOG_LEVEL_WARNING,
-                        "dropping client pid %ld: %zu bytes of replies unread (max_reply_backlog)",
-                        (long)connection->client.pid, evbuffer_get_length(output));
-            connection_free(connection);
+        connection->in_start += consumed;
+        if (reply_buffer_length(&connection->out) > backlog_limit &&
+            !connection_check_backlog(connection, backlog_limit))
             return false;
-        }
         if (connection->client.close_after_reply)
             return connection_close_after_write(connection);
+    }
+    if (connection->in_start == connection->in_end) {
+        connection->in_start = connection->in_end = 0;
+        if (connection->in_capacity > INPUT_KEEP) {
+            /* A large request is done: do not hold its buffer while idle. */
+            free(connection->in);
+            connection->in = NULL;
+            connection->in_capacity = 0;
+        }
+    }
+    connection_update_read(connection);
+    return true;
+}
+
+/* Makes room at the end of the input for a read and returns how much: the
+ * consumed bytes are moved out, and the buffer doubles while it holds one
+ * partial request, up to what the largest request allowed can take
+ * (max_request_bytes and the framing of max_args arguments). Returns 0 when
+ * that is full: the request can only be too large. */
+static size_t connection_input_space(struct connection *connection)
+{
+    if (connection->in_capacity - connection->in_end >= READ_MIN_SPACE)
+        return connection->in_capacity - connection->in_end;
+    if (connection->in_start > 0) {
+        size_t unread = connection->in_end - connection->in_start;
+        memmove(connection->in, connection->in + connection->in_start, unread);
+        connection->in_start = 0;
+        connection->in_end = unread;
+        if (connection->in_capacity - connection->in_end >= READ_MIN_SPACE)
+            return connection->in_capacity - connection->in_end;
+    }
+    const struct config *config = connection->worker->env.config;
+    uint64_t limit = config->listen.max_request_bytes + PROTOCOL_INLINE_MAX + 64 +
+                     (uint64_t)config->listen.max_args * BULK_FRAMING_MAX;
+    if (connection->in_capacity < limit) {
+        size_t capacity = connection->in_capacity ? connection->in_capacity * 2 : INPUT_INITIAL;
+        if (capacity > limit)
+            capacity = (size_t)limit;
+        connection->in = xrealloc(connection->in, capacity);
+        connection->in_capacity = capacity;
+    }
+    return connection->in_capacity - connection->in_end;
+}
+
+/* Reads what the socket holds, at most limit bytes, running the requests as
+ * they complete. A read that leaves space unfilled found the socket empty
+ * (epoll reports it again when more comes), so the usual wakeup costs one
+ * read; until_empty (stopping) reads on to EAGAIN. Returns false if the
+ * connection was freed. */
+static bool connection_read(struct connection *connection, size_t limit, bool until_empty)
+{
+    size_t total = 0;
+    while ((until_empty ? connection_running(connection) : connection->reading) && total < limit) {
+        size_t space = connection_input_space(connection);
+        if (space == 0) {
+            stats_add(&stats.protocol_errors, 1);
+            reply_error(&connection->out, "ERR Protocol error: request too large");
+            connection->in_start = connection->in_end = 0;
+            return connection_close_after_write(connection);
+        }
+        ssize_t got = read(connection->fd, connection->in + connection->in_end, space);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (got <= 0) {
+            connection_lost(connection, got == 0);
+            return false;
+        }
+        connection->in_end += (size_t)got;
+        total += (size_t)got;
+        connection->idle_since_us = util_monotonic_us();
+        if (!connection_process(connection))
+            return false;
+        if ((size_t)got < space && !until_empty)
+            break;
     }
     return true;
 }
 
-static void connection_read(struct bufferevent *bev, void *arg)
+static void connection_readable(evutil_socket_t fd, short events, void *arg)
 {
-    (void)bev;
-    connection_process(arg);
-}
-
-static void connection_written(struct bufferevent *bev, void *arg)
-{
+    (void)fd;
+    (void)events;
     struct connection *connection = arg;
-    if (connection->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        connection_free(connection);
+    if (connection_read(connection, READ_CHUNK_LIMIT, false))
+        connection_flush(connection);
 }
 
-static void connection_event(struct bufferevent *bev, short events, void *arg)
+static void connection_writable(evutil_socket_t fd, short events, void *arg)
 {
-    (void)bev;
+    (void)fd;
+    (void)events;
+    connection_send(arg);
+}
+
+static void connection_idle(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
     struct connection *connection = arg;
-    if ((events & BEV_EVENT_TIMEOUT) != 0)
-        stats_add(&stats.clients_dropped_idle, 1);
-    /* EOF, error or idle timeout: nothing more can be delivered. */
-    connection_free(connection);
-}
-
-static void connection_apply_timeouts(struct connection *connection, const struct config *config)
-{
-    if (config->listen.idle_timeout_ms == 0) {
-        bufferevent_set_timeouts(connection->bev, NULL, NULL);
+    uint64_t idle_us = connection->worker->env.config->listen.idle_timeout_ms * 1000;
+    if (!connection->reading || idle_us == 0)
+        return;
+    if (util_monotonic_us() - connection->idle_since_us < idle_us) {
+        connection_arm_idle(connection); /* read since: wait for the rest */
         return;
     }
-    struct timeval idle = {
-        .tv_sec = (time_t)(config->listen.idle_timeout_ms / 1000),
-        .tv_usec = (suseconds_t)((config->listen.idle_timeout_ms % 1000) * 1000),
-    };
-    bufferevent_set_timeouts(connection->bev, &idle, NULL);
+    stats_add(&stats.clients_dropped_idle, 1);
+    /* Nothing more can be delivered to a client that went quiet. */
+    connection_free(connection);
 }
 
 static void connection_create(struct worker *worker, const struct pending_fd *pending)
@@ -281,8 +505,15 @@ static void connection_create(struct worker *worker, const struct pending_fd *pe
     const struct config *config = worker->env.config;
     struct connection *connection = xcalloc(1, sizeof(*connection));
     connection->worker = worker;
-    connection->bev = bufferevent_socket_new(worker->base, pending->fd, BEV_OPT_CLOSE_ON_FREE);
-    if (connection->bev == NULL) {
+    connection->fd = pending->fd;
+    connection->read_event = event_new(worker->base, pending->fd, EV_READ | EV_PERSIST,
+                                       connection_readable, connection);
+    connection->write_event = event_new(worker->base, pending->fd, EV_WRITE | EV_PERSIST,
+                                        connection_writable, connection);
+    connection->idle_event = evtimer_new(worker->base, connection_idle, connection);
+    if (connection->read_event == NULL || connection->write_event == NULL ||
+        connection->idle_event == NULL) {
+        connection_free_events(connection);
         close(pending->fd);
         free(connection);
         stats_sub(&stats.connected_clients, 1);
@@ -293,7 +524,7 @@ static void connection_create(struct worker *worker, const struct pending_fd *pe
         .max_args = config->listen.max_args,
     };
     protocol_parser_init(&connection->parser, &limits);
-    connection->client.out = bufferevent_get_output(connection->bev);
+    connection->client.out = &connection->out;
     connection->client.uid = pending->peer.uid;
     connection->client.gid = pending->peer.gid;
     connection->client.pid = pending->peer.pid;
@@ -303,15 +534,19 @@ static void connection_create(struct worker *worker, const struct pending_fd *pe
     if (worker->connections != NULL)
         worker->connections->prev = connection;
     worker->connections = connection;
-    bufferevent_setcb(connection->bev, connection_read, connection_written, connection_event,
-                      connection);
-    /* No read high watermark: the parser needs a whole request (up to
-     * max_request_bytes) in the buffer, and a watermark below that stalled
-     * such a request for ever while the thread spun. The input never holds
-     * more than one partial request: complete ones are run and drained, and
-     * reading stops while a request is parked. */
-    connection_apply_timeouts(connection, config);
-    bufferevent_enable(connection->bev, EV_READ | EV_WRITE);
+    connection_update_read(connection);
+}
+
+/* Once a parked or draining request is answered: runs what was read after it
+ * and sends the replies; when stopping, closes once nothing is left to run. */
+static void connection_continue(struct connection *connection)
+{
+    if (!connection_process(connection))
+        return;
+    if (connection->worker->stopping && connection_running(connection))
+        connection_close_after_write(connection);
+    else
+        connection_flush(connection);
 }
 
 static void worker_notify(struct worker *worker);
@@ -331,16 +566,16 @@ static void connection_resume(struct connection *connection)
     }
     if (connection->client.fills_pending > 0) {
         connection->draining = true; /* read stays disabled */
+        connection_flush(connection);
         return;
     }
-    bufferevent_enable(connection->bev, EV_READ);
-    connection_process(connection);
+    connection_continue(connection);
 }
 
 static void worker_take_fill(struct connection *connection, struct fill_result *result)
 {
     connection->client.fills_pending--;
-    if (connection->bev == NULL) {
+    if (connection->fd < 0) {
         fill_result_release(result);
         if (connection->client.fills_pending == 0)
             connection_free(connection);
@@ -355,8 +590,7 @@ static void worker_take_fill(struct connection *connection, struct fill_result *
                 connection_close_after_write(connection);
                 return;
             }
-            bufferevent_enable(connection->bev, EV_READ);
-            connection_process(connection);
+            connection_continue(connection);
         }
         return;
     }
@@ -404,25 +638,19 @@ static void worker_stop_now(evutil_socket_t fd, short events, void *arg)
 static void worker_begin_stop(struct worker *worker)
 {
     worker->stopping = true;
+    uint64_t limit = worker->env.config->listen.max_request_bytes + READ_CHUNK_LIMIT;
     struct connection *connection = worker->connections;
     while (connection != NULL) {
         struct connection *next = connection->next;
         /* Requests already read are answered; nothing new is read. A
          * request waiting for fills is answered when they are (the fill
-         * engine answers every waiter before the threads stop). */
-        if (connection->parked != NULL || connection->draining || connection->bev == NULL) {
-            connection->client.close_after_reply = true;
-        } else if (!connection->closing) {
-            /* What the client sent before the stop is answered too: take
-             * what the socket already holds, without waiting for more. */
-            struct evbuffer *input = bufferevent_get_input(connection->bev);
-            evutil_socket_t fd = bufferevent_getfd(connection->bev);
-            uint64_t limit = worker->env.config->listen.max_request_bytes + READ_CHUNK_LIMIT;
-            while (evbuffer_get_length(input) < limit && evbuffer_read(input, fd, READ_CHUNK_LIMIT) > 0) {
-            }
-            if (connection_process(connection))
-                connection_close_after_write(connection);
-        }
+         * engine answers every waiter before the threads stop), and what
+         * was read after it then; connection_continue closes. What the
+         * client sent before the stop is answered too: take what the socket
+         * already holds, without waiting for more. */
+        if (connection_running(connection) &&
+            connection_read(connection, (size_t)limit, true) && connection_running(connection))
+            connection_close_after_write(connection);
         connection = next;
     }
     struct timeval grace = {.tv_sec = STOP_GRACE_SECONDS};
@@ -466,7 +694,11 @@ static void worker_wakeup(evutil_socket_t fd, short events, void *arg)
                 .max_args = next_config->listen.max_args,
             };
             c->parser.limits = limits;
-            connection_apply_timeouts(c, next_config);
+            if (c->fd >= 0) {
+                /* The new idle_timeout counts from now, as a bufferevent's did. */
+                c->idle_since_us = util_monotonic_us();
+                connection_arm_idle(c);
+            }
         }
         struct server *server = worker->server;
         pthread_mutex_lock(&server->reconfigure_lock);

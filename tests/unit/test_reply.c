@@ -1,7 +1,7 @@
-/* test_reply.c - reply.c: every RESP2 encoder, byte for byte, into a real
- * evbuffer; errors sanitised and truncated so that one reply stays one line. */
+/* test_reply.c - reply.c: every RESP2 encoder, byte for byte, into a
+ * reply_buffer; errors sanitised and truncated so that one reply stays one
+ * line; the buffer keeps its bytes in order across partial drains. */
 #include <check.h>
-#include <event2/buffer.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,29 +10,28 @@
 #include "reply.h"
 #include "util.h"
 
-static struct evbuffer *out;
+static struct reply_buffer buffer;
+static struct reply_buffer *out = &buffer;
 
 static void setup(void)
 {
-    out = evbuffer_new();
-    ck_assert_ptr_nonnull(out);
+    memset(&buffer, 0, sizeof(buffer));
 }
 
 static void teardown(void)
 {
-    evbuffer_free(out);
-    out = NULL;
+    reply_buffer_free(out);
 }
 
 /* Asserts that the buffer holds exactly want[0..len) and empties it. */
 static void expect_bytes(const char *want, size_t len)
 {
-    size_t have = evbuffer_get_length(out);
-    const char *data = (const char *)evbuffer_pullup(out, -1);
+    size_t have = reply_buffer_length(out);
+    const char *data = reply_buffer_data(out);
     ck_assert_msg(have == len && (len == 0 || memcmp(data, want, len) == 0),
                   "got %zu bytes '%.*s', want %zu bytes '%.*s'", have, (int)have,
                   data != NULL ? data : "", len, (int)len, want);
-    evbuffer_drain(out, have);
+    reply_buffer_drain(out, have);
 }
 
 static void expect(const char *want)
@@ -95,8 +94,8 @@ START_TEST(test_error_long_truncated)
     reply_error(out, "ERR unknown command '%s'", text);
     free(text);
 
-    size_t have = evbuffer_get_length(out);
-    const char *data = (const char *)evbuffer_pullup(out, -1);
+    size_t have = reply_buffer_length(out);
+    const char *data = reply_buffer_data(out);
     ck_assert_uint_gt(have, 100);
     ck_assert_uint_le(have, 1024);
     ck_assert_int_eq(memcmp(data, "-ERR unknown command 'a", 23), 0);
@@ -107,7 +106,7 @@ START_TEST(test_error_long_truncated)
         ck_assert_msg(data[i] != '\r' && data[i] != '\n' && data[i] != '\0',
                       "byte %zu is %d", i, data[i]);
     }
-    evbuffer_drain(out, have);
+    reply_buffer_drain(out, have);
 
     /* A message right at the limit and one byte over. */
     for (size_t len = 500; len < 520; len++) {
@@ -116,15 +115,15 @@ START_TEST(test_error_long_truncated)
         exact[len] = '\0';
         reply_error(out, "%s", exact);
         free(exact);
-        have = evbuffer_get_length(out);
-        data = (const char *)evbuffer_pullup(out, -1);
+        have = reply_buffer_length(out);
+        data = reply_buffer_data(out);
         ck_assert_int_eq(data[0], '-');
         ck_assert_int_eq(data[have - 2], '\r');
         ck_assert_int_eq(data[have - 1], '\n');
         for (size_t i = 1; i < have - 2; i++)
             ck_assert_int_eq(data[i], 'e');
         ck_assert_uint_le(have, len + 3);
-        evbuffer_drain(out, have);
+        reply_buffer_drain(out, have);
     }
 }
 END_TEST
@@ -159,12 +158,12 @@ START_TEST(test_bulk_binary)
     for (size_t i = 0; i < len; i++)
         big[i] = (char)(i * 7);
     reply_bulk(out, big, len);
-    ck_assert_uint_eq(evbuffer_get_length(out), strlen("$1000000\r\n") + len + 2);
-    const char *data = (const char *)evbuffer_pullup(out, -1);
+    ck_assert_uint_eq(reply_buffer_length(out), strlen("$1000000\r\n") + len + 2);
+    const char *data = reply_buffer_data(out);
     ck_assert_int_eq(memcmp(data, "$1000000\r\n", 10), 0);
     ck_assert_int_eq(memcmp(data + 10, big, len), 0);
     ck_assert_int_eq(memcmp(data + 10 + len, "\r\n", 2), 0);
-    evbuffer_drain(out, evbuffer_get_length(out));
+    reply_buffer_drain(out, reply_buffer_length(out));
     free(big);
 }
 END_TEST
@@ -226,6 +225,36 @@ START_TEST(test_composed)
 }
 END_TEST
 
+START_TEST(test_partial_drain)
+{
+    /* What server.c does when the socket takes part of the replies: the rest
+     * stays in order while more are added, across moves and growth. */
+    char want[64 * 1024];
+    size_t want_len = 0, sent = 0;
+    for (int i = 0; i < 3000; i++) {
+        char value[16];
+        int n = snprintf(value, sizeof(value), "v%d", i);
+        reply_bulk(out, value, (size_t)n);
+        want_len += (size_t)snprintf(want + want_len, sizeof(want) - want_len, "$%d\r\n%s\r\n", n,
+                                     value);
+        size_t drop = (size_t)(i % 7) * 3;
+        if (drop > reply_buffer_length(out))
+            drop = reply_buffer_length(out);
+        ck_assert_int_eq(memcmp(reply_buffer_data(out), want + sent, drop), 0);
+        reply_buffer_drain(out, drop);
+        sent += drop;
+        ck_assert_uint_eq(reply_buffer_length(out), want_len - sent);
+    }
+    expect_bytes(want + sent, want_len - sent);
+    ck_assert_uint_eq(reply_buffer_length(out), 0);
+    /* Emptied, it works as new. */
+    reply_nil(out);
+    expect("$-1\r\n");
+    reply_buffer_add(out, "+raw\r\n", 6);
+    expect("+raw\r\n");
+}
+END_TEST
+
 static Suite *reply_suite(void)
 {
     Suite *suite = suite_create("reply");
@@ -241,6 +270,7 @@ static Suite *reply_suite(void)
     tcase_add_test(encoders, test_integer);
     tcase_add_test(encoders, test_array);
     tcase_add_test(encoders, test_composed);
+    tcase_add_test(encoders, test_partial_drain);
     suite_add_tcase(suite, encoders);
     return suite;
 }
