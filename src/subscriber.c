@@ -51,7 +51,9 @@ static void sub_probe_settings(struct subscriber *sub, const struct config *conf
     if (interval > 5000)
         interval = 5000;
     sub->probe_interval_ms = interval;
-    sub->probe_timeout_ms = config->redis.connect_timeout_ms ? config->redis.connect_timeout_ms : 1000;
+    /* At least a second: a busy main loop must not pass for a silent Redis. */
+    uint64_t timeout = config->redis.connect_timeout_ms;
+    sub->probe_timeout_ms = timeout > 1000 ? timeout : 1000;
 }
 
 static void sub_strings_copy(struct config_strings *to, const struct config_strings *from)
@@ -155,6 +157,8 @@ static void sub_deliver(struct subscriber *sub, const redisReply *channel,
         log_warn("redis: pub/sub message with an unexpected reply type, ignored");
         return;
     }
+    /* A message proves Redis answers as well as a probe's confirmation. */
+    sub->probe_sent_ms = 0;
     if (sub->callbacks.on_message != NULL)
         sub->callbacks.on_message(sub->callbacks.arg, channel->str, payload->str, payload->len);
 }
