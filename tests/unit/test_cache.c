@@ -706,6 +706,38 @@ START_TEST(test_ttl_expiry)
 }
 END_TEST
 
+/* LRU-2: an entry read again and again outlives entries referenced only
+ * once, even more recent ones; among those, the older goes first. */
+START_TEST(test_eviction_prefers_entries_read_once)
+{
+    struct cache *cache = cache_unlimited(4);
+    ck_assert_int_eq(put_ref(cache, "acme", KIND_PROFILE, "hot", "1"), CACHE_OK);
+    for (int i = 0; i < 3; i++) {
+        struct cache_reader reader;
+        cache_read_begin(cache, "acme", 4, NOW, &reader);
+        ck_assert_ptr_nonnull(cache_read_find(&reader, KIND_PROFILE, "hot", 3));
+        cache_read_end(&reader);
+    }
+    char key[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof(key), "once%d", i);
+        /* written (a set, a fill) and not read since: one reference */
+        ck_assert_int_eq(put_ref(cache, "acme", KIND_PROFILE, key, "1"), CACHE_OK);
+    }
+    /* Shrink to 5 entries' worth: with 11 candidates (fewer than the sample
+     * size) every one is looked at, so the order is exact. */
+    struct cache_stats before = stats_of(cache);
+    uint64_t per_entry = before.bytes / 11;
+    struct cache_limits limits = limits_of(before.bytes - 6 * per_entry, UNLIMITED, 1000000);
+    cache_set_limits(cache, &limits);
+    cache_enforce(cache, NOW);
+    ck_assert(present(cache, "acme", KIND_PROFILE, "hot", NOW));
+    ck_assert(!present(cache, "acme", KIND_PROFILE, "once0", NOW));
+    ck_assert(present(cache, "acme", KIND_PROFILE, "once9", NOW));
+    cache_destroy(cache);
+}
+END_TEST
+
 START_TEST(test_invalidate_keeps_tombstone)
 {
     struct cache *cache = cache_unlimited(4);
@@ -2128,6 +2160,7 @@ static Suite *cache_suite(void)
 
     TCase *limits = tcase_create("limits");
     tcase_add_test(limits, test_limits_never_exceeded);
+    tcase_add_test(limits, test_eviction_prefers_entries_read_once);
     tcase_add_test(limits, test_global_limit_critical_only);
     tcase_add_test(limits, test_not_cached_tenant_vanishes);
     tcase_add_test(limits, test_evict_expired_first);
