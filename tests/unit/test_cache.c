@@ -719,16 +719,17 @@ START_TEST(test_eviction_prefers_entries_read_once)
         cache_read_end(&reader);
     }
     char key[16];
+    uint64_t with_hot = stats_of(cache).bytes;
     for (int i = 0; i < 10; i++) {
         snprintf(key, sizeof(key), "once%d", i);
         /* written (a set, a fill) and not read since: one reference */
         ck_assert_int_eq(put_ref(cache, "acme", KIND_PROFILE, key, "1"), CACHE_OK);
     }
-    /* Shrink to 5 entries' worth: with 11 candidates (fewer than the sample
+    /* Room for 5 entries fewer: with 11 candidates (fewer than the sample
      * size) every one is looked at, so the order is exact. */
-    struct cache_stats before = stats_of(cache);
-    uint64_t per_entry = before.bytes / 11;
-    struct cache_limits limits = limits_of(before.bytes - 6 * per_entry, UNLIMITED, 1000000);
+    uint64_t all = stats_of(cache).bytes;
+    uint64_t per_entry = (all - with_hot) / 10;
+    struct cache_limits limits = limits_of(all - 5 * per_entry - per_entry / 2, UNLIMITED, 1000000);
     cache_set_limits(cache, &limits);
     cache_enforce(cache, NOW);
     ck_assert(present(cache, "acme", KIND_PROFILE, "hot", NOW));
