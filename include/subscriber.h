@@ -19,8 +19,8 @@ struct config;
 struct subscriber;
 
 struct subscriber_callbacks {
-    /* A payload arrived on a channel (pattern is NULL for plain channels).
-     * The payload is only valid during the call. */
+    /* A payload arrived on `channel` (the channel it was published on, also
+     * for pattern subscriptions). The payload is only valid during the call. */
     void (*on_message)(void *arg, const char *channel, const char *payload, size_t len);
     /* Every channel and pattern is subscribed again (first connect: first=true).
      * This is where the on_reconnect policy runs. */
