@@ -1,6 +1,8 @@
 #!/bin/sh
 # Runs each test binary given, prints its Check summary, and ends with one
 # "N passed, N failed" line. Exits non-zero if any test binary failed.
+# TEST_WRAPPER, when set, is a command (split on spaces) that runs each test
+# binary, e.g. "valgrind --error-exitcode=1" for make valgrind.
 set -u
 build="$1"; shift
 export TENANTCACHED_BIN="${TENANTCACHED_BIN:-$build/tenantcached}"
@@ -8,7 +10,8 @@ export CK_DEFAULT_TIMEOUT="${CK_DEFAULT_TIMEOUT:-60}"
 passed=0; failed=0; failed_names=""
 for test in "$@"; do
     name=$(basename "$test")
-    output=$("$test" 2>&1); status=$?
+    # shellcheck disable=SC2086 # the wrapper is a command and its options
+    output=$(${TEST_WRAPPER:-} "$test" 2>&1); status=$?
     summary=$(printf '%s\n' "$output" | grep -E '^[0-9]+%: Checks: ' | tail -n 1)
     checks=$(printf '%s\n' "$summary" | sed -n 's/.*Checks: \([0-9]*\),.*/\1/p')
     fails=$(printf '%s\n' "$summary" | sed -n 's/.*Failures: \([0-9]*\),.*/\1/p')

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <check.h>
+
 #define HARNESS_SLOTS 16
 #define HARNESS_STOP_WAIT_MS 10000
 #define HARNESS_REDIS_START_MS 5000
@@ -269,9 +271,12 @@ static int harness_terminate(pid_t pid, int sig, int wait_ms, const char *what, 
 {
     int status = 0;
     *killed = false;
-    kill(pid, sig);
+    /* A stopped process acts on the signal only once resumed. SIGCONT goes
+     * first: sent after, it could discard the SIGSTOP with which LeakSanitizer
+     * (ptrace) stops the exiting daemon's threads, and the exit would hang. */
     if (sig != SIGKILL && sig != SIGCONT)
-        kill(pid, SIGCONT); /* a stopped process acts on the signal only once resumed */
+        kill(pid, SIGCONT);
+    kill(pid, sig);
     if (harness_wait_exit(pid, wait_ms, &status))
         return status;
     fprintf(stderr, "harness: %s (pid %d) still running %d ms after signal %d, killing it\n", what,
@@ -329,8 +334,15 @@ void harness_cleanup(struct harness *h)
         redisFree(h->publisher);
         h->publisher = NULL;
     }
-    if (h->daemon_pid > 0)
-        harness_daemon_stop(h, SIGTERM);
+    /* Under make asan/tsan/valgrind, a non-zero exit carries the tool's
+     * verdict (a leak or an error found at exit): it fails the test. */
+    bool strict = getenv("TENANTCACHED_SANITIZER") != NULL;
+    int daemon_code = 0;
+    if (h->daemon_pid > 0) {
+        daemon_code = harness_daemon_stop(h, SIGTERM);
+        if (daemon_code != 0 && strict)
+            harness_dump_log(h);
+    }
     if (h->redis_pid > 0)
         harness_redis_stop(h, SIGTERM);
     harness_remove_dir(h->dir);
@@ -344,6 +356,9 @@ void harness_cleanup(struct harness *h)
     h->watchdog_fd = -1;
     h->watchdog_pid = 0;
     h->owner = 0;
+    if (daemon_code != 0 && strict)
+        ck_abort_msg("the daemon exited with %d on SIGTERM under %s (see its log above)",
+                     daemon_code, getenv("TENANTCACHED_SANITIZER"));
 }
 
 /* --- redis-server ------------------------------------------------------- */

@@ -31,7 +31,10 @@
  * writing to a socket whose peer died must be an error, not a death.
  *
  * Environment: TENANTCACHED_BIN (default ./tenantcached), REDIS_SERVER
- * (default redis-server). */
+ * (default redis-server), TENANTCACHED_SANITIZER (set by make asan, tsan and
+ * valgrind: harness_cleanup() then fails the test, with ck_abort_msg(), when
+ * the daemon it stops does not exit 0, since the tool reports a leak or an
+ * error at exit through the exit code). */
 #ifndef TENANTCACHED_TESTS_HARNESS_H
 #define TENANTCACHED_TESTS_HARNESS_H
 
@@ -68,7 +71,8 @@ struct harness {
  * process if the directory cannot be made. */
 void harness_init(struct harness *h);
 /* Stops the daemon and redis-server (SIGTERM, SIGKILL after 10 s), removes
- * the directory recursively. Safe to call twice. */
+ * the directory recursively. Safe to call twice. With TENANTCACHED_SANITIZER
+ * set, fails the test (after cleaning up) if the daemon exits non-zero. */
 void harness_cleanup(struct harness *h);
 
 /* --- redis-server ------------------------------------------------------- */

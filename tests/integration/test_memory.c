@@ -10,7 +10,8 @@
 #include "harness.h"
 
 #define CHANNEL "tenantcached:invalidate"
-#define WAIT_MS 10000
+/* The floods take a while with the daemon under make tsan or valgrind (5-50x slower). */
+#define WAIT_MS (getenv("TENANTCACHED_SANITIZER") != NULL ? 120000 : 10000)
 
 static struct harness h;
 static redisContext *client;
@@ -125,7 +126,11 @@ START_TEST(test_accounting_follows_rss)
     double ratio = (double)used / (double)rss;
     fprintf(stderr, "accounting: used_memory grew %lld bytes, RSS %lld bytes (ratio %.3f)\n",
             used, rss, ratio);
-    ck_assert_msg(ratio >= 0.75 && ratio <= 1.25, "used_memory %lld vs RSS growth %lld", used, rss);
+    /* Under make asan/tsan/valgrind the RSS is the tool's (shadow memory, a
+     * quarantine of freed blocks, redzones), not the allocator's: no ratio. */
+    if (getenv("TENANTCACHED_SANITIZER") == NULL)
+        ck_assert_msg(ratio >= 0.75 && ratio <= 1.25, "used_memory %lld vs RSS growth %lld", used,
+                      rss);
     stop();
 }
 END_TEST
