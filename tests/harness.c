@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -909,4 +911,92 @@ bool harness_wait_reply(redisContext *c, int timeout_ms, const char *expected, c
             expected ? "\"" : "", expected ? expected : "(nil)", expected ? "\"" : "", last,
             c->err ? ", connection error: " : "", c->err ? c->errstr : "");
     return false;
+}
+
+/* --- replies and raw sockets --- */
+
+void harness_describe_reply(const redisReply *r, char *buf, size_t size)
+{
+    if (size == 0)
+        return;
+    buf[0] = '\0';
+    if (r == NULL) {
+        snprintf(buf, size, "(no reply)");
+        return;
+    }
+    switch (r->type) {
+    case REDIS_REPLY_NIL:
+        snprintf(buf, size, "(nil)");
+        break;
+    case REDIS_REPLY_INTEGER:
+        snprintf(buf, size, ":%lld", r->integer);
+        break;
+    case REDIS_REPLY_STATUS:
+        snprintf(buf, size, "+%s", r->str);
+        break;
+    case REDIS_REPLY_ERROR:
+        snprintf(buf, size, "-%s", r->str);
+        break;
+    case REDIS_REPLY_STRING:
+        snprintf(buf, size, "%.*s", (int)r->len, r->str);
+        break;
+    case REDIS_REPLY_ARRAY: {
+        size_t used = (size_t)snprintf(buf, size, "[");
+        for (size_t i = 0; i < r->elements && used < size; i++) {
+            char item[256];
+            harness_describe_reply(r->element[i], item, sizeof(item));
+            used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? "," : "", item);
+        }
+        if (used < size)
+            snprintf(buf + used, size - used, "]");
+        break;
+    }
+    default:
+        snprintf(buf, size, "(type %d)", r->type);
+        break;
+    }
+}
+
+int harness_raw_connect(const struct harness *h)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    snprintf(address.sun_path, sizeof(address.sun_path), "%s", h->daemon_socket);
+    if (connect(fd, (struct sockaddr *)&address, sizeof(address)) != 0) {
+        int error = errno;
+        close(fd);
+        errno = error;
+        return -1;
+    }
+    return fd;
+}
+
+size_t harness_raw_read(int fd, char *buffer, size_t want, int timeout_ms, bool *closed)
+{
+    size_t got = 0;
+    long long deadline = harness_now_ms() + timeout_ms;
+    *closed = false;
+    while (got < want) {
+        long long left = deadline - harness_now_ms();
+        if (left <= 0)
+            break;
+        struct pollfd poller = {.fd = fd, .events = POLLIN};
+        int ready = poll(&poller, 1, (int)left);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0)
+            break;
+        ssize_t n = read(fd, buffer + got, want - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            *closed = true;
+            break;
+        }
+        got += (size_t)n;
+    }
+    buffer[got] = '\0';
+    return got;
 }

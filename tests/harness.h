@@ -149,6 +149,20 @@ bool harness_wait_info(redisContext *c, int timeout_ms, const char *field, long 
 bool harness_wait_reply(redisContext *c, int timeout_ms, const char *expected, const char *fmt,
                         ...);
 
+/* A reply as text, for assertions and failure messages: "+STATUS",
+ * "-ERROR", ":integer", "(nil)", a bulk string's bytes, "[a,b,...]" for an
+ * array (elements described the same way), "(no reply)" for NULL. */
+void harness_describe_reply(const redisReply *reply, char *buf, size_t size);
+
+/* --- raw sockets, for what a client library would never send ------------ */
+
+/* A plain connection to the daemon socket; the fd, or -1 (errno set). */
+int harness_raw_connect(const struct harness *h);
+/* Reads until `want` bytes arrived, the peer closed, or timeout_ms passed.
+ * Returns the length read; buffer is NUL-terminated (it must hold want + 1
+ * bytes); *closed tells whether EOF or a reset was seen. */
+size_t harness_raw_read(int fd, char *buffer, size_t want, int timeout_ms, bool *closed);
+
 /* Milliseconds on CLOCK_MONOTONIC; sleep for ms. */
 long long harness_now_ms(void);
 void harness_sleep_ms(int ms);

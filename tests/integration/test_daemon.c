@@ -102,42 +102,15 @@ static void expect_error(const char *expected, const char *fmt, ...)
 
 static int raw_connect(void)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_un address = {.sun_family = AF_UNIX};
-    snprintf(address.sun_path, sizeof(address.sun_path), "%s", h.daemon_socket);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&address, sizeof(address)), 0);
+    int fd = harness_raw_connect(&h);
+    ck_assert_msg(fd >= 0, "connect to the daemon: %s", strerror(errno));
     return fd;
 }
+
 
 static void raw_send(int fd, const char *data, size_t len)
 {
     ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
-}
-
-/* Reads until `want` bytes arrived, the peer closed, or timeout. Returns the
- * length read; *closed tells whether EOF was seen. */
-static size_t raw_read(int fd, char *buffer, size_t want, int timeout_ms, bool *closed)
-{
-    size_t got = 0;
-    long long deadline = harness_now_ms() + timeout_ms;
-    *closed = false;
-    while (got < want) {
-        long long left = deadline - harness_now_ms();
-        if (left <= 0)
-            break;
-        struct pollfd poller = {.fd = fd, .events = POLLIN};
-        if (poll(&poller, 1, (int)left) <= 0)
-            break;
-        ssize_t n = read(fd, buffer + got, want - got);
-        if (n <= 0) {
-            *closed = true;
-            break;
-        }
-        got += (size_t)n;
-    }
-    buffer[got] = '\0';
-    return got;
 }
 
 /* ---- the tests ---- */
@@ -290,7 +263,7 @@ START_TEST(test_pipelining_and_inline)
     const char *expected = "+PONG\r\n$1\r\n4\r\n$6\r\ninline\r\n$1\r\nz\r\n";
     char buffer[256];
     bool closed;
-    raw_read(fd, buffer, strlen(expected), WAIT_MS, &closed);
+    harness_raw_read(fd, buffer, strlen(expected), WAIT_MS, &closed);
     ck_assert_str_eq(buffer, expected);
     /* One request delivered a byte at a time. */
     const char *slow = "*4\r\n$3\r\nGET\r\n$4\r\nacme\r\n$6\r\ncredit\r\n$1\r\np\r\n";
@@ -298,7 +271,7 @@ START_TEST(test_pipelining_and_inline)
         raw_send(fd, slow + i, 1);
         harness_sleep_ms(2);
     }
-    raw_read(fd, buffer, 7, WAIT_MS, &closed);
+    harness_raw_read(fd, buffer, 7, WAIT_MS, &closed);
     ck_assert_str_eq(buffer, "$1\r\n4\r\n");
     close(fd);
 }
@@ -313,19 +286,19 @@ START_TEST(test_protocol_errors_isolated)
     raw_send(bad, "*2\r\n$2000000000\r\n", 17);
     char buffer[256];
     bool closed;
-    size_t got = raw_read(bad, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
+    size_t got = harness_raw_read(bad, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
     ck_assert_uint_gt(got, 0);
     ck_assert_msg(strncmp(buffer, "-ERR Protocol error: ", 21) == 0, "got '%s'", buffer);
-    ck_assert(closed || raw_read(bad, buffer, 1, WAIT_MS, &closed) == 0);
+    ck_assert(closed || harness_raw_read(bad, buffer, 1, WAIT_MS, &closed) == 0);
     ck_assert(closed);
     close(bad);
     int worse = raw_connect();
     raw_send(worse, "*2000000000\r\n", 13);
-    raw_read(worse, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
+    harness_raw_read(worse, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
     ck_assert_msg(strncmp(buffer, "-ERR Protocol error: ", 21) == 0, "got '%s'", buffer);
     close(worse);
     raw_send(other, "PING\r\n", 6);
-    raw_read(other, buffer, 7, WAIT_MS, &closed);
+    harness_raw_read(other, buffer, 7, WAIT_MS, &closed);
     ck_assert_str_eq(buffer, "+PONG\r\n");
     close(other);
     ck_assert_int_eq(harness_info_int(client, "protocol_errors"), 2);
@@ -338,7 +311,7 @@ START_TEST(test_quit)
     raw_send(fd, "PING\r\nQUIT\r\nPING\r\n", 18);
     char buffer[64];
     bool closed;
-    raw_read(fd, buffer, 32, WAIT_MS, &closed);
+    harness_raw_read(fd, buffer, 32, WAIT_MS, &closed);
     ck_assert_str_eq(buffer, "+PONG\r\n+OK\r\n");
     ck_assert(closed);
     close(fd);

@@ -108,50 +108,6 @@ static void start_all(const char *redis_extra)
 
 /* ---- replies ---- */
 
-/* A reply as text: "+STATUS", "-ERROR", ":integer", "(nil)", the bulk string
- * itself, or "[a,b,...]" for an array. */
-static void describe(const redisReply *r, char *buf, size_t size)
-{
-    if (size == 0)
-        return;
-    buf[0] = '\0';
-    if (r == NULL) {
-        snprintf(buf, size, "(no reply)");
-        return;
-    }
-    switch (r->type) {
-    case REDIS_REPLY_NIL:
-        snprintf(buf, size, "(nil)");
-        break;
-    case REDIS_REPLY_INTEGER:
-        snprintf(buf, size, ":%lld", r->integer);
-        break;
-    case REDIS_REPLY_STATUS:
-        snprintf(buf, size, "+%s", r->str);
-        break;
-    case REDIS_REPLY_ERROR:
-        snprintf(buf, size, "-%s", r->str);
-        break;
-    case REDIS_REPLY_STRING:
-        snprintf(buf, size, "%.*s", (int)r->len, r->str);
-        break;
-    case REDIS_REPLY_ARRAY: {
-        size_t used = (size_t)snprintf(buf, size, "[");
-        for (size_t i = 0; i < r->elements && used < size; i++) {
-            char item[256];
-            describe(r->element[i], item, sizeof(item));
-            used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? "," : "", item);
-        }
-        if (used < size)
-            snprintf(buf + used, size - used, "]");
-        break;
-    }
-    default:
-        snprintf(buf, size, "(type %d)", r->type);
-        break;
-    }
-}
-
 /* expected ending in '*' matches any reply text starting with the rest. */
 static bool text_matches(const char *got, const char *expected)
 {
@@ -165,7 +121,7 @@ static void expect_on_v(redisContext *c, const char *expected, const char *fmt, 
 {
     redisReply *reply = redisvCommand(c, fmt, args);
     char got[1024];
-    describe(reply, got, sizeof(got));
+    harness_describe_reply(reply, got, sizeof(got));
     if (reply != NULL)
         freeReplyObject(reply);
     ck_assert_msg(text_matches(got, expected), "%s: expected '%s', got '%s'", fmt, expected, got);
@@ -190,7 +146,7 @@ static bool wait_for(int timeout_ms, const char *expected, const char *fmt, ...)
         va_start(args, fmt);
         redisReply *reply = redisvCommand(client, fmt, args);
         va_end(args);
-        describe(reply, got, sizeof(got));
+        harness_describe_reply(reply, got, sizeof(got));
         if (reply != NULL)
             freeReplyObject(reply);
         if (text_matches(got, expected))
@@ -544,7 +500,7 @@ START_TEST(test_paused_redis_stale)
     char got[256] = "";
     while (harness_now_ms() < deadline) {
         redisReply *reply = redisCommand(client, "GET acme credit op");
-        describe(reply, got, sizeof(got));
+        harness_describe_reply(reply, got, sizeof(got));
         if (reply != NULL)
             freeReplyObject(reply);
         if (strcmp(got, "3") == 0 || strcmp(got, "(nil)") == 0)
@@ -1134,7 +1090,7 @@ START_TEST(test_flush_discards_fill_in_flight)
         redisReply *reply = NULL;
         ck_assert_int_eq(redisGetReply(waiter, (void **)&reply), REDIS_OK);
         char answered[256];
-        describe(reply, answered, sizeof(answered));
+        harness_describe_reply(reply, answered, sizeof(answered));
         if (strcmp(answered, "1") != 0)
             harness_dump_log(&h);
         ck_assert_msg(strcmp(answered, "1") == 0, "the waiter got '%s'", answered);
@@ -1144,7 +1100,7 @@ START_TEST(test_flush_discards_fill_in_flight)
         slow_origin_set(false, "2");
         char got[64];
         reply = redisCommand(client, "GET acme config k%d", round);
-        describe(reply, got, sizeof(got));
+        harness_describe_reply(reply, got, sizeof(got));
         if (reply != NULL)
             freeReplyObject(reply);
         ck_assert_msg(strcmp(got, "2") == 0,

@@ -88,14 +88,11 @@ static void teardown(void)
 
 static int raw_connect(void)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_msg(fd >= 0, "socket: %s", strerror(errno));
-    struct sockaddr_un address = {.sun_family = AF_UNIX};
-    snprintf(address.sun_path, sizeof(address.sun_path), "%s", h.daemon_socket);
-    ck_assert_msg(connect(fd, (struct sockaddr *)&address, sizeof(address)) == 0, "connect: %s",
-                  strerror(errno));
+    int fd = harness_raw_connect(&h);
+    ck_assert_msg(fd >= 0, "connect to the daemon: %s", strerror(errno));
     return fd;
 }
+
 
 static void raw_send(int fd, const void *data, size_t len)
 {
@@ -134,37 +131,6 @@ static void raw_send_text(int fd, const char *text)
     raw_send(fd, text, strlen(text));
 }
 
-/* Reads until `want` bytes arrived, the peer closed, or timeout. Returns the
- * length read (buffer is NUL-terminated: it must hold want + 1 bytes);
- * *closed tells whether EOF (or a reset) was seen. */
-static size_t raw_read(int fd, char *buffer, size_t want, int timeout_ms, bool *closed)
-{
-    size_t got = 0;
-    long long deadline = harness_now_ms() + timeout_ms;
-    *closed = false;
-    while (got < want) {
-        long long left = deadline - harness_now_ms();
-        if (left <= 0)
-            break;
-        struct pollfd poller = {.fd = fd, .events = POLLIN};
-        int ready = poll(&poller, 1, (int)left);
-        if (ready < 0 && errno == EINTR)
-            continue;
-        if (ready <= 0)
-            break;
-        ssize_t n = read(fd, buffer + got, want - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            *closed = true;
-            break;
-        }
-        got += (size_t)n;
-    }
-    buffer[got] = '\0';
-    return got;
-}
-
 /* True once the peer closes within timeout_ms (whatever it sends first). */
 static bool raw_closed_within(int fd, int timeout_ms)
 {
@@ -172,7 +138,7 @@ static bool raw_closed_within(int fd, int timeout_ms)
     long long deadline = harness_now_ms() + timeout_ms;
     while (harness_now_ms() < deadline) {
         bool closed;
-        raw_read(fd, buffer, sizeof(buffer) - 1, (int)(deadline - harness_now_ms()), &closed);
+        harness_raw_read(fd, buffer, sizeof(buffer) - 1, (int)(deadline - harness_now_ms()), &closed);
         if (closed)
             return true;
     }
@@ -188,7 +154,7 @@ static void raw_case(const void *request, size_t len, const char *expected, bool
     char buffer[512];
     bool closed;
     size_t want = strlen(expected);
-    raw_read(fd, buffer, want < sizeof(buffer) - 1 ? want : sizeof(buffer) - 1, WAIT_MS, &closed);
+    harness_raw_read(fd, buffer, want < sizeof(buffer) - 1 ? want : sizeof(buffer) - 1, WAIT_MS, &closed);
     ck_assert_msg(strcmp(buffer, expected) == 0, "request '%.40s' (%zu bytes): expected '%s', got '%s'",
                   (const char *)request, len, expected, buffer);
     if (must_close)
@@ -281,7 +247,7 @@ static void witness_ok(void)
     raw_send_text(witness, "PING\r\n");
     char buffer[16];
     bool closed;
-    raw_read(witness, buffer, 7, WAIT_MS, &closed);
+    harness_raw_read(witness, buffer, 7, WAIT_MS, &closed);
     ck_assert_msg(strcmp(buffer, "+PONG\r\n") == 0, "witness PING: got '%s'%s", buffer,
                   closed ? " and EOF" : "");
 }
@@ -746,7 +712,7 @@ static void expect_big_ping(int fd, size_t size)
     n = snprintf(header, sizeof(header), "$%zu\r\n", size);
     size_t want = (size_t)n + size + 2;
     bool closed;
-    size_t got = raw_read(fd, reply, want, WAIT_MS, &closed);
+    size_t got = harness_raw_read(fd, reply, want, WAIT_MS, &closed);
     ck_assert_msg(got == want, "PING of %zu bytes: %zu of %zu reply bytes%s", size, got, want,
                   closed ? ", then EOF" : "");
     ck_assert_int_eq(memcmp(reply, header, (size_t)n), 0);
@@ -818,7 +784,7 @@ START_TEST(test_large_requests)
     ck_assert_ptr_nonnull(echo);
     bool closed;
     size_t want = (size_t)snprintf(header, sizeof(header), "$%zu\r\n", size) + size + 2;
-    ck_assert_uint_eq(raw_read(fd, echo, want, WAIT_MS, &closed), want);
+    ck_assert_uint_eq(harness_raw_read(fd, echo, want, WAIT_MS, &closed), want);
     free(echo);
     free(body);
     /* one byte over the limit: refused at its declared length */
@@ -918,7 +884,7 @@ START_TEST(test_half_request)
     raw_send_text(hanging, request + half);
     char buffer[64];
     bool closed;
-    raw_read(hanging, buffer, 7, WAIT_MS, &closed);
+    harness_raw_read(hanging, buffer, 7, WAIT_MS, &closed);
     ck_assert_str_eq(buffer, "$1\r\n4\r\n");
     close(hanging);
     for (int i = 0; i < SLOW; i++)
@@ -943,7 +909,7 @@ START_TEST(test_half_request_idle_timeout)
         still_serving();
         char buffer[64];
         bool closed;
-        raw_read(hanging, buffer, sizeof(buffer) - 1, 50, &closed);
+        harness_raw_read(hanging, buffer, sizeof(buffer) - 1, 50, &closed);
         dropped = closed;
         took = harness_now_ms() - sent;
     }
@@ -986,13 +952,13 @@ static void open_many(int *fds, int count, int *served, int *refused)
     for (int i = 0; i < count; i++) {
         char buffer[64];
         bool closed;
-        raw_read(fds[i], buffer, 7, WAIT_MS, &closed);
+        harness_raw_read(fds[i], buffer, 7, WAIT_MS, &closed);
         if (strcmp(buffer, "+PONG\r\n") == 0) {
             (*served)++;
             continue;
         }
         if (strncmp(buffer, "-ERR max", 7) == 0) {
-            size_t more = raw_read(fds[i], buffer + 7, sizeof(buffer) - 8, 1000, &closed);
+            size_t more = harness_raw_read(fds[i], buffer + 7, sizeof(buffer) - 8, 1000, &closed);
             (void)more;
             ck_assert_str_eq(buffer, "-ERR max clients reached\r\n");
             ck_assert(closed || raw_closed_within(fds[i], WAIT_MS));
@@ -1078,12 +1044,12 @@ START_TEST(test_out_of_fds)
     for (int i = 0; i < COUNT; i++) {
         char buffer[128];
         bool closed;
-        raw_read(fds[i], buffer, 7, WAIT_MS, &closed);
+        harness_raw_read(fds[i], buffer, 7, WAIT_MS, &closed);
         if (strcmp(buffer, "+PONG\r\n") == 0) {
             served++;
             continue;
         }
-        raw_read(fds[i], buffer + strlen(buffer), sizeof(buffer) - 1 - strlen(buffer), 1000,
+        harness_raw_read(fds[i], buffer + strlen(buffer), sizeof(buffer) - 1 - strlen(buffer), 1000,
                  &closed);
         /* Under valgrind, an fd past valgrind's own limit is closed by
          * valgrind inside accept(2), before the daemon can say anything. */
@@ -1175,7 +1141,7 @@ START_TEST(test_disconnect_mid_reply)
             raw_send(fd, request, len);
             char buffer[1024];
             bool closed;
-            raw_read(fd, buffer, 100, 1000, &closed); /* the start of the reply only */
+            harness_raw_read(fd, buffer, 100, 1000, &closed); /* the start of the reply only */
             /* a reset rather than a close */
             struct linger abort_close = {.l_onoff = 1, .l_linger = 0};
             setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_close, sizeof(abort_close));

@@ -151,55 +151,9 @@ static void sync_stream(void)
 
 /* ---- replies ---- */
 
-/* A reply as one line: nil "(nil)", integer ":N", status "+S", error "-E",
- * bulk as its bytes, array "[a,b]" (elements described the same way). */
-static void describe(const redisReply *r, char *buf, size_t size)
-{
-    size_t len = 0;
-    if (size == 0)
-        return;
-    buf[0] = '\0';
-    if (r == NULL) {
-        snprintf(buf, size, "(no reply)");
-        return;
-    }
-    switch (r->type) {
-    case REDIS_REPLY_NIL:
-        snprintf(buf, size, "(nil)");
-        break;
-    case REDIS_REPLY_INTEGER:
-        snprintf(buf, size, ":%lld", r->integer);
-        break;
-    case REDIS_REPLY_STATUS:
-        snprintf(buf, size, "+%s", r->str);
-        break;
-    case REDIS_REPLY_ERROR:
-        snprintf(buf, size, "-%s", r->str);
-        break;
-    case REDIS_REPLY_STRING:
-        snprintf(buf, size, "%.*s", (int)r->len, r->str);
-        break;
-    case REDIS_REPLY_ARRAY:
-        len += (size_t)snprintf(buf, size, "[");
-        for (size_t i = 0; i < r->elements && len < size; i++) {
-            if (i > 0)
-                len += (size_t)snprintf(buf + len, size - len, ",");
-            if (len < size) {
-                describe(r->element[i], buf + len, size - len);
-                len += strlen(buf + len);
-            }
-        }
-        if (len < size)
-            snprintf(buf + len, size - len, "]");
-        break;
-    default:
-        snprintf(buf, size, "(type %d)", r->type);
-        break;
-    }
-}
-
 /* Sends the command and asserts that its description is `expected`; an
  * expected text ending in '*' is a prefix. */
+__attribute__((format(printf, 3, 4)))
 static void expect_on(redisContext *c, const char *expected, const char *fmt, ...)
 {
     va_list args;
@@ -207,7 +161,7 @@ static void expect_on(redisContext *c, const char *expected, const char *fmt, ..
     redisReply *reply = redisvCommand(c, fmt, args);
     va_end(args);
     char got[8192];
-    describe(reply, got, sizeof(got));
+    harness_describe_reply(reply, got, sizeof(got));
     if (reply != NULL)
         freeReplyObject(reply);
     size_t n = strlen(expected);
@@ -249,18 +203,13 @@ static long long text_field(const char *text, const char *field)
 
 /* ---- raw sockets ---- */
 
-static size_t raw_read(int fd, char *buffer, size_t want, int timeout_ms, bool *closed);
-
 static int raw_connect(void)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_un address = {.sun_family = AF_UNIX};
-    ck_assert_uint_lt(strlen(h.daemon_socket), sizeof(address.sun_path));
-    memcpy(address.sun_path, h.daemon_socket, strlen(h.daemon_socket) + 1);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&address, sizeof(address)), 0);
+    int fd = harness_raw_connect(&h);
+    ck_assert_msg(fd >= 0, "connect to the daemon: %s", strerror(errno));
     return fd;
 }
+
 
 /* Sends all of data; on failure, reports what the daemon said before it hung up. */
 static void raw_send(int fd, const char *data, size_t len)
@@ -270,36 +219,10 @@ static void raw_send(int fd, const char *data, size_t len)
         int error = errno;
         char reply[512];
         bool closed;
-        raw_read(fd, reply, sizeof(reply) - 1, 1000, &closed);
+        harness_raw_read(fd, reply, sizeof(reply) - 1, 1000, &closed);
         ck_abort_msg("send: %zd (%s); the daemon said '%s'%s", n, strerror(error), reply,
                      closed ? " and closed" : "");
     }
-}
-
-/* Reads until `want` bytes arrived, the peer closed, or timeout. Returns the
- * length read (buffer NUL-terminated: it needs want + 1 bytes); *closed tells
- * whether EOF (or a reset) was seen. */
-static size_t raw_read(int fd, char *buffer, size_t want, int timeout_ms, bool *closed)
-{
-    size_t got = 0;
-    long long deadline = harness_now_ms() + timeout_ms;
-    *closed = false;
-    while (got < want) {
-        long long left = deadline - harness_now_ms();
-        if (left <= 0)
-            break;
-        struct pollfd poller = {.fd = fd, .events = POLLIN};
-        if (poll(&poller, 1, (int)left) <= 0)
-            break;
-        ssize_t n = read(fd, buffer + got, want - got);
-        if (n <= 0) {
-            *closed = true;
-            break;
-        }
-        got += (size_t)n;
-    }
-    buffer[got] = '\0';
-    return got;
 }
 
 /* Reads and discards until EOF or timeout. Returns true on EOF. */
@@ -323,7 +246,7 @@ static void raw_expect_pong(int fd)
     char buffer[64];
     bool closed;
     raw_send(fd, "PING\r\n", 6);
-    raw_read(fd, buffer, 7, WAIT_MS, &closed);
+    harness_raw_read(fd, buffer, 7, WAIT_MS, &closed);
     ck_assert_str_eq(buffer, "+PONG\r\n");
 }
 
@@ -331,7 +254,7 @@ static void raw_expect_pong(int fd)
 
 /* Forks a child that drops to uid/gid (no supplementary groups), connects to
  * the daemon and runs each command (arguments split on spaces); the parent
- * collects one describe() line per command into out ("\n"-separated, a line
+ * collects one harness_describe_reply() line per command into out ("\n"-separated, a line
  * "connect: ..." if the connection failed). The child never touches Check:
  * it only writes to a pipe. */
 static void run_as(uid_t uid, gid_t gid, const char *const *commands, char *out, size_t size)
@@ -370,7 +293,7 @@ static void run_as(uid_t uid, gid_t gid, const char *const *commands, char *out,
                 argv[argc++] = word;
             redisReply *reply = redisCommandArgv(c, (int)argc, argv, NULL);
             char line[4096];
-            describe(reply, line, sizeof(line));
+            harness_describe_reply(reply, line, sizeof(line));
             for (char *p = line; *p != '\0'; p++) {
                 if (*p == '\r' || *p == '\n')
                     *p = ' '; /* one line per reply */
@@ -1196,7 +1119,7 @@ START_TEST(test_max_clients)
     int fourth = raw_connect();
     char buffer[128];
     bool closed;
-    raw_read(fourth, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
+    harness_raw_read(fourth, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
     ck_assert_str_eq(buffer, "-ERR max clients reached\r\n");
     ck_assert(closed || raw_drain_until_closed(fourth, WAIT_MS));
     close(fourth);
@@ -1227,7 +1150,7 @@ START_TEST(test_max_args)
     raw_send(bad, "*9\r\n", 4);
     char buffer[256];
     bool closed;
-    raw_read(bad, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
+    harness_raw_read(bad, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
     ck_assert_msg(strncmp(buffer, "-ERR Protocol error: ", 21) == 0, "got '%s'", buffer);
     ck_assert(closed || raw_drain_until_closed(bad, WAIT_MS));
     close(bad);
@@ -1235,7 +1158,7 @@ START_TEST(test_max_args)
     bad = raw_connect();
     const char *inline_request = "MGET acme credit a b c d e f\r\n";
     raw_send(bad, inline_request, strlen(inline_request));
-    raw_read(bad, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
+    harness_raw_read(bad, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
     ck_assert_msg(strncmp(buffer, "-ERR Protocol error: ", 21) == 0, "got '%s'", buffer);
     ck_assert(closed || raw_drain_until_closed(bad, WAIT_MS));
     close(bad);
@@ -1264,7 +1187,7 @@ START_TEST(test_max_request_bytes)
     char buffer[256];
     bool closed;
     long long started = harness_now_ms();
-    raw_read(bad, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
+    harness_raw_read(bad, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
     ck_assert_msg(strncmp(buffer, "-ERR Protocol error: ", 21) == 0, "got '%s'", buffer);
     ck_assert_int_lt(harness_now_ms() - started, 2000);
     ck_assert(closed || raw_drain_until_closed(bad, WAIT_MS));
@@ -1279,11 +1202,11 @@ START_TEST(test_max_request_bytes)
     raw_send(bad, big, 3000);
     raw_send(bad, "\r\n", 2);
     /* 3004 bytes so far: within the limit, nothing to say yet */
-    ck_assert_uint_eq(raw_read(bad, buffer, sizeof(buffer) - 1, 200, &closed), 0);
+    ck_assert_uint_eq(harness_raw_read(bad, buffer, sizeof(buffer) - 1, 200, &closed), 0);
     ck_assert(!closed);
     /* the next declared bulk would take it to 6004: refused at once */
     raw_send(bad, "$3000\r\n", 7);
-    raw_read(bad, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
+    harness_raw_read(bad, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
     ck_assert_msg(strncmp(buffer, "-ERR Protocol error: ", 21) == 0, "got '%s'", buffer);
     ck_assert(closed || raw_drain_until_closed(bad, WAIT_MS));
     close(bad);
@@ -1314,7 +1237,7 @@ START_TEST(test_idle_timeout)
     /* the idle one was closed: read returns EOF */
     char buffer[64];
     bool closed;
-    size_t got = raw_read(idle, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
+    size_t got = harness_raw_read(idle, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
     ck_assert_uint_eq(got, 0);
     ck_assert(closed);
     close(idle);
@@ -1383,6 +1306,7 @@ static struct {
     char first_error[512];
 } stress;
 
+__attribute__((format(printf, 1, 2)))
 static void stress_fail(const char *fmt, ...)
 {
     va_list args;
