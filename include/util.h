@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/time.h>
 
 #define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -29,6 +30,13 @@ size_t util_alloc_size(const void *ptr);
 uint64_t util_monotonic_ms(void);
 uint64_t util_monotonic_us(void);
 uint64_t util_realtime_ms(void);
+
+/* A duration in milliseconds as the struct timeval libevent's timers take. */
+struct timeval util_timeval_from_ms(uint64_t ms);
+
+/* xorshift64*: the next number from *state (which must not be 0). For
+ * spreading choices (eviction samples, retry jitter), not for secrets. */
+uint64_t util_random(uint64_t *state);
 
 /* Case-insensitive comparison of a (not NUL-terminated) buffer with a C string. */
 bool util_equal_nocase(const char *buf, size_t len, const char *word);

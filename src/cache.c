@@ -154,13 +154,7 @@ static void adjust(_Atomic uint64_t *value, int64_t delta)
 
 static uint64_t next_random(struct cache *cache)
 {
-    /* xorshift64*: victims need spread, not unpredictability. */
-    uint64_t x = cache->random_state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    cache->random_state = x;
-    return x * 0x2545f4914f6cdd1dull;
+    return util_random(&cache->random_state);
 }
 
 /* True if stamp a is older than stamp b on the wrapping logical clock. */

@@ -105,10 +105,7 @@ static void l2_list_remove(struct l2_request *req)
 
 static void l2_timer_add(struct event *timer, uint64_t delay_ms)
 {
-    struct timeval tv = {
-        .tv_sec = (time_t)(delay_ms / 1000),
-        .tv_usec = (suseconds_t)((delay_ms % 1000) * 1000),
-    };
+    struct timeval tv = util_timeval_from_ms(delay_ms);
     evtimer_add(timer, &tv);
 }
 

@@ -199,10 +199,7 @@ static struct event *start_timer(struct event_base *base, uint64_t interval_ms,
                                  event_callback_fn callback, void *arg)
 {
     struct event *timer = event_new(base, -1, EV_PERSIST, callback, arg);
-    struct timeval interval = {
-        .tv_sec = (time_t)(interval_ms / 1000),
-        .tv_usec = (suseconds_t)((interval_ms % 1000) * 1000),
-    };
+    struct timeval interval = util_timeval_from_ms(interval_ms);
     if (timer == NULL || event_add(timer, &interval) != 0)
         log_fatal("cannot start a timer");
     return timer;

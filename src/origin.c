@@ -168,10 +168,7 @@ static bool start_on(struct origin *origin, struct origin_slot *slot, struct ori
         slot->connection = evhttp_connection_base_new(origin->base, NULL, origin->host, origin->port);
         if (slot->connection == NULL)
             return false;
-        struct timeval timeout = {
-            .tv_sec = (time_t)(origin->timeout_ms / 1000),
-            .tv_usec = (suseconds_t)((origin->timeout_ms % 1000) * 1000),
-        };
+        struct timeval timeout = util_timeval_from_ms(origin->timeout_ms);
         evhttp_connection_set_timeout_tv(slot->connection, &timeout);
         evhttp_connection_set_retries(slot->connection, 0);
     }

@@ -154,15 +154,9 @@ const char *redis_link_address(const struct redis_link *link, char *buf, size_t 
     return buf;
 }
 
-/* xorshift64*: jitter needs to be spread, not unpredictable. */
 static uint64_t link_random(struct redis_link *link)
 {
-    uint64_t x = link->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    link->rng = x;
-    return x * 0x2545F4914F6CDD1DULL;
+    return util_random(&link->rng);
 }
 
 /* The delay before the next attempt: reconnect_min doubled per consecutive
@@ -184,10 +178,7 @@ static uint64_t link_backoff_ms(struct redis_link *link)
 
 static void link_timer_add(struct event *timer, uint64_t delay_ms)
 {
-    struct timeval tv = {
-        .tv_sec = (time_t)(delay_ms / 1000),
-        .tv_usec = (suseconds_t)((delay_ms % 1000) * 1000),
-    };
+    struct timeval tv = util_timeval_from_ms(delay_ms);
     evtimer_add(timer, &tv);
 }
 

@@ -228,10 +228,7 @@ static void sub_probe_arm(struct subscriber *sub)
     /* Ticks at a fraction of the interval so a late answer is seen soon. */
     uint64_t tick = sub->probe_timeout_ms < sub->probe_interval_ms ? sub->probe_timeout_ms
                                                                    : sub->probe_interval_ms;
-    struct timeval every = {
-        .tv_sec = (time_t)(tick / 1000),
-        .tv_usec = (suseconds_t)((tick % 1000) * 1000),
-    };
+    struct timeval every = util_timeval_from_ms(tick);
     event_add(sub->probe_timer, &every);
 }
 

@@ -91,6 +91,25 @@ uint64_t util_realtime_ms(void)
     return clock_us(CLOCK_REALTIME) / 1000u;
 }
 
+struct timeval util_timeval_from_ms(uint64_t ms)
+{
+    struct timeval tv = {
+        .tv_sec = (time_t)(ms / 1000),
+        .tv_usec = (suseconds_t)((ms % 1000) * 1000),
+    };
+    return tv;
+}
+
+uint64_t util_random(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
 bool util_equal_nocase(const char *buf, size_t len, const char *word)
 {
     return strlen(word) == len && strncasecmp(buf, word, len) == 0;

@@ -63,6 +63,37 @@ static int significant_digits(const char *text)
     return n > start ? (int)(n - start) : 1;
 }
 
+START_TEST(test_timeval_from_ms)
+{
+    struct timeval tv = util_timeval_from_ms(0);
+    ck_assert_int_eq(tv.tv_sec, 0);
+    ck_assert_int_eq(tv.tv_usec, 0);
+    tv = util_timeval_from_ms(1500);
+    ck_assert_int_eq(tv.tv_sec, 1);
+    ck_assert_int_eq(tv.tv_usec, 500000);
+    tv = util_timeval_from_ms(999);
+    ck_assert_int_eq(tv.tv_sec, 0);
+    ck_assert_int_eq(tv.tv_usec, 999000);
+}
+END_TEST
+
+START_TEST(test_random)
+{
+    /* The same seed gives the same sequence; the state moves; 1000 draws
+     * spread over 16 buckets with none empty. */
+    uint64_t a = 42, b = 42;
+    unsigned buckets[16] = {0};
+    for (int i = 0; i < 1000; i++) {
+        uint64_t x = util_random(&a);
+        ck_assert_uint_eq(x, util_random(&b));
+        buckets[x % 16]++;
+    }
+    ck_assert_uint_ne(a, 42);
+    for (int i = 0; i < 16; i++)
+        ck_assert_uint_gt(buckets[i], 20);
+}
+END_TEST
+
 START_TEST(test_format_double_table)
 {
     static const struct {
@@ -408,6 +439,8 @@ static Suite *util_suite(void)
 {
     Suite *suite = suite_create("util");
     TCase *format = tcase_create("format");
+    tcase_add_test(format, test_timeval_from_ms);
+    tcase_add_test(format, test_random);
     tcase_add_test(format, test_format_double_table);
     tcase_add_test(format, test_format_double_roundtrip_random);
     tcase_add_test(format, test_format_double_small_buffer);
