@@ -55,9 +55,10 @@ enum commands_outcome {
 
 /* Runs one request and appends its reply to client->out, or submits fills
  * for its misses and replies nothing (COMMANDS_BLOCKED). Every error becomes
- * a RESP error reply. */
+ * a RESP error reply. now_ms is the monotonic clock the caller read already
+ * (for expiry and staleness), so a request costs one clock read, not two. */
 enum commands_outcome commands_execute(struct commands_env *env, struct commands_client *client,
-                                       const struct protocol_request *request);
+                                       const struct protocol_request *request, uint64_t now_ms);
 
 /* Adds a fill's answer for the request being run (takes the reference). */
 void commands_client_add_fill(struct commands_client *client, struct fill_result *result);

@@ -64,6 +64,17 @@ static const char *arg(const struct command_call *call, size_t i, size_t *len)
     return call->request->argv[i];
 }
 
+/* Writes text[0..len) into shown[size] for an error message: shortened,
+ * with control and non-ASCII bytes as '?' (a NUL must not cut "credit\0"
+ * short, nor a byte a client sent break the reply line). */
+static void quote_safely(const char *text, size_t len, char *shown, size_t size)
+{
+    size_t n = len < size - 1 ? len : size - 1;
+    for (size_t i = 0; i < n; i++)
+        shown[i] = (text[i] >= 0x20 && text[i] < 0x7f) ? text[i] : '?';
+    shown[n] = '\0';
+}
+
 /* ---- shared checks ---- */
 
 /* The client's grant under the thread's current config (recomputed after a
@@ -143,10 +154,7 @@ static int kind_argument(struct command_call *call, const char *name, size_t len
         /* Quoted as sent, shortened, without control or non-ASCII bytes: a
          * NUL must not cut "credit\0" to "credit" in the message. */
         char shown[65];
-        size_t n = len < sizeof(shown) - 1 ? len : sizeof(shown) - 1;
-        for (size_t i = 0; i < n; i++)
-            shown[i] = (name[i] >= 0x20 && name[i] < 0x7f) ? name[i] : '?';
-        shown[n] = '\0';
+        quote_safely(name, len, shown, sizeof(shown));
         reply_error(call->out, "ERR unknown kind '%s'", shown);
     }
     return kind;
@@ -372,18 +380,16 @@ static void command_get(struct command_call *call)
         tenant = arg(call, 1, &tenant_len);
         kind_name = arg(call, 2, &kind_len);
         key = arg(call, 3, &key_len);
-        if (!message_valid_tenant(tenant, tenant_len)) {
-            reply_error(call->out, "ERR invalid tenant");
-            return;
-        }
-        if ((kind = kind_argument(call, kind_name, kind_len)) < 0 ||
+        if (!access_tenant(call, tenant, tenant_len) ||
+            (kind = kind_argument(call, kind_name, kind_len)) < 0 ||
             !key_argument(call, key, key_len))
             return;
     } else {
         reply_error(call->out, "ERR wrong number of arguments for 'GET'");
         return;
     }
-    if (!access_tenant(call, tenant, tenant_len) || !staleness_allows(call, (unsigned)kind))
+    if ((call->request->argc == 2 && !access_tenant(call, tenant, tenant_len)) ||
+        !staleness_allows(call, (unsigned)kind))
         return;
     get_one(call, tenant, tenant_len, kind, key, key_len, true);
 }
@@ -1108,7 +1114,7 @@ void commands_client_add_fill(struct commands_client *client, struct fill_result
 }
 
 enum commands_outcome commands_execute(struct commands_env *env, struct commands_client *client,
-                                       const struct protocol_request *request)
+                                       const struct protocol_request *request, uint64_t now_ms)
 {
     if (client->fill_count == 0)
         stats_add(&stats.commands_processed, 1);
@@ -1124,16 +1130,12 @@ enum commands_outcome commands_execute(struct commands_env *env, struct commands
     if (command == NULL) {
         /* Quote what was sent, shortened and without control bytes. */
         char shown[64];
-        size_t len = name_len < sizeof(shown) - 1 ? name_len : sizeof(shown) - 1;
-        for (size_t i = 0; i < len; i++)
-            shown[i] = (name[i] >= 0x20 && name[i] < 0x7f) ? name[i] : '?';
-        shown[len] = '\0';
+        quote_safely(name, name_len, shown, sizeof(shown));
         reply_error(client->out, "ERR unknown command '%s'", shown);
         return COMMANDS_DONE;
     }
     int argc = (int)request->argc;
-    if (argc < command->min_args || (command->max_args >= 0 && argc > command->max_args) ||
-        (command->handler == command_get && argc == 3)) {
+    if (argc < command->min_args || (command->max_args >= 0 && argc > command->max_args)) {
         reply_error(client->out, "ERR wrong number of arguments for '%s'", command->name);
         return COMMANDS_DONE;
     }
@@ -1142,7 +1144,7 @@ enum commands_outcome commands_execute(struct commands_env *env, struct commands
         .client = client,
         .request = request,
         .out = client->out,
-        .now_ms = util_monotonic_ms(),
+        .now_ms = now_ms,
     };
     command->handler(&call);
     if (call.blocked && !call.unavailable)

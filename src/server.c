@@ -371,7 +371,8 @@ static bool connection_process(struct connection *connection)
         }
         if (status == PROTOCOL_REQUEST) {
             uint64_t started_us = util_monotonic_us();
-            if (commands_execute(&worker->env, &connection->client, &request) == COMMANDS_BLOCKED) {
+            if (commands_execute(&worker->env, &connection->client, &request, started_us / 1000) ==
+                COMMANDS_BLOCKED) {
                 /* Replies go out in request order: nothing more is read or
                  * run until this one is answered. */
                 connection->parked = park(&request);
@@ -555,8 +556,8 @@ static void worker_notify(struct worker *worker);
 static void connection_resume(struct connection *connection)
 {
     struct worker *worker = connection->worker;
-    if (commands_execute(&worker->env, &connection->client, &connection->parked->request) ==
-        COMMANDS_BLOCKED)
+    if (commands_execute(&worker->env, &connection->client, &connection->parked->request,
+                         util_monotonic_ms()) == COMMANDS_BLOCKED)
         return; /* more misses (a user's roles, an entity's parents) */
     parked_free(connection->parked);
     connection->parked = NULL;
