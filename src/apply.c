@@ -142,7 +142,7 @@ static void count_result(enum cache_status status)
 }
 
 static void apply_operation(struct apply *apply, const struct message_operation *operation,
-                            uint64_t now_ms)
+                            uint64_t now_ms, uint64_t wall_ms)
 {
     const struct config *config = apply->config;
     if (operation->disposition == MESSAGE_UNKNOWN_KIND) {
@@ -163,7 +163,7 @@ static void apply_operation(struct apply *apply, const struct message_operation 
     struct cache_write write = {
         .has_version = operation->has_version,
         .version = operation->version,
-        .updated_ms = operation->has_ts ? operation->ts_ms : util_realtime_ms(),
+        .updated_ms = operation->has_ts ? operation->ts_ms : wall_ms,
     };
     switch (operation->op) {
     case MESSAGE_SET: {
@@ -220,8 +220,10 @@ static void apply_operation(struct apply *apply, const struct message_operation 
 
 void apply_batch(struct apply *apply, const struct message_batch *batch, uint64_t now_ms)
 {
+    /* One wall-clock read per payload: a batch's operations share a time. */
+    uint64_t wall_ms = util_realtime_ms();
     for (size_t i = 0; i < batch->count; i++) {
         track_sequence(apply, &batch->operations[i], now_ms);
-        apply_operation(apply, &batch->operations[i], now_ms);
+        apply_operation(apply, &batch->operations[i], now_ms, wall_ms);
     }
 }
