@@ -359,6 +359,51 @@ START_TEST(test_config_check)
 }
 END_TEST
 
+/* SPEC §2 applications, §3 patterns and §4 `GET name` with an operator's
+ * key_format, through the real daemon (its own config, so no fixture). */
+START_TEST(test_application_patterns_key_format)
+{
+    harness_init(&h);
+    ck_assert_int_eq(harness_redis_start(&h), 0);
+    ck_assert_int_eq(harness_daemon_start(&h,
+                                          "log_level: debug\n"
+                                          "application: finance\n"
+                                          "listen:\n"
+                                          "  socket: \"@DAEMON_SOCKET@\"\n"
+                                          "redis:\n"
+                                          "  unix: \"@REDIS_SOCKET@\"\n"
+                                          "  channels: []\n"
+                                          "  patterns: [\"inval:*\"]\n"
+                                          "  key_format: \"tc/{tenant}/{kind}/{key}\"\n"),
+                     0);
+    ck_assert(harness_wait_subscribed(&h, WAIT_MS));
+    client = harness_connect(&h);
+    ck_assert_ptr_nonnull(client);
+    /* finance caches credit and role only: a user message is filtered. */
+    ck_assert_int_ge(harness_publish(&h, "inval:eu", "{\"op\":\"set\",\"tenant\":\"acme\","
+                                                    "\"kind\":\"user\",\"key\":\"u1\",\"value\":\"active\"}"),
+                     1);
+    ck_assert_int_ge(harness_publish(&h, "inval:us", "{\"op\":\"set\",\"tenant\":\"acme\","
+                                                    "\"kind\":\"credit\",\"key\":\"a:b\",\"value\":2}"),
+                     1);
+    ck_assert(harness_wait_reply(client, WAIT_MS, "2", "GET acme credit a:b"));
+    ck_assert_int_eq(harness_info_int(client, "messages_filtered"), 1);
+    expect_bulk(NULL, "STATUS acme u1");
+    /* The name form follows key_format; the key may hold the separator. */
+    expect_bulk("2", "GET tc/acme/credit/a:b");
+    expect_bulk(NULL, "GET cache:acme:credit:a:b");
+    redisReply *reply = command("MGET tc/acme/credit/a:b tc/acme/credit/none");
+    ck_assert_int_eq(reply->type, REDIS_REPLY_ARRAY);
+    ck_assert_int_eq(reply->elements, 2);
+    ck_assert_str_eq(reply->element[0]->str, "2");
+    ck_assert_int_eq(reply->element[1]->type, REDIS_REPLY_NIL);
+    freeReplyObject(reply);
+    redisFree(client);
+    client = NULL;
+    harness_cleanup(&h);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("daemon");
@@ -377,6 +422,10 @@ int main(void)
     tcase_add_test(stream, test_redis_restart);
     tcase_add_test(stream, test_config_check);
     suite_add_tcase(suite, stream);
+    TCase *configured = tcase_create("configured");
+    tcase_set_timeout(configured, 60);
+    tcase_add_test(configured, test_application_patterns_key_format);
+    suite_add_tcase(suite, configured);
     SRunner *runner = srunner_create(suite);
     srunner_run_all(runner, CK_NORMAL);
     int failed = srunner_ntests_failed(runner);
