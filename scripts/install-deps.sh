@@ -3,7 +3,10 @@
 # test and run that is not there yet. Idempotent and quiet when nothing is missing.
 set -eu
 
-packages="build-essential pkg-config libhiredis-dev libevent-dev libjansson-dev libyaml-dev check redis-server redis-tools"
+# systemd provides systemd-analyze and systemd-sysusers, groff-base provides
+# groff: the ops suite checks the units and the man page with them, and fails
+# (rather than skips) without them.
+packages="build-essential pkg-config libhiredis-dev libevent-dev libjansson-dev libyaml-dev check redis-server redis-tools systemd groff-base"
 missing=""
 for package in $packages; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
