@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench.sh - `make bench`: tenantcached measured side by side with redis-server
-# on this machine, in one run (issue 9), and the seed's memory scenarios
-# (issue 6). Prints one Markdown table of daemon / redis-server / ratio with
-# the goals, the issue-6 memory table, and every command line used.
+# on this machine, in one run, and the seed-typical memory scenarios. Prints
+# one Markdown table of daemon / redis-server / ratio with the goals, the
+# memory-per-tenant table, and every command line used.
 #
 # It starts its own redis-server instances (Unix sockets, no persistence), the
 # daemon (./tenantcached, config generated into a temporary directory,
@@ -307,7 +307,7 @@ reconnects_burst=$(($(info_field "$tmp/tc.sock" redis redis_reconnects) - reconn
 output_limit=$(redis-cli -s "$tmp/main.sock" CONFIG GET client-output-buffer-limit | tail -n 1 | sed 's/.*pubsub/pubsub/')
 stop "$tc_pid"
 
-# ===== row 5 and issue 6: memory, fresh processes for each tenant count =====
+# ===== row 5 and the memory table: fresh processes for each tenant count =====
 
 for tenants in $memory_tenants; do
     echo "bench: memory with $tenants tenants..." >&2
@@ -471,7 +471,7 @@ echo "| # | measurement | tenantcached | redis-server (or named baseline) | rati
 echo "|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
-echo "### Memory per seed-typical tenant (issue 6)"
+echo "### Memory per seed-typical tenant"
 echo
 echo "Each tenant: 30 credit costs, 10 roles, 50 users, 10 configs, 25 profiles (~600 B), 20 hierarchy entities = 145 entries,"
 echo "$(fmt "$(calc "${mem[1.payload]:-0} / 1")" 0) bytes of key names (cache:{tenant}:{kind}:{key}) and JSON values. Fresh processes per row; figures are growth over the idle process ÷ tenants."

@@ -1,4 +1,4 @@
-/* test_faults.c - Redis faults end to end (SPEC §7, issue 7 "Redis faults"):
+/* test_faults.c - Redis faults end to end (SPEC §7):
  * a real redis-server killed, restarted, paused, made to drop the daemon's
  * subscription; the real tenantcached binary answering through all of it.
  * Every test asserts exact replies, the daemon's INFO counters and HEALTH,

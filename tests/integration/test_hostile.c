@@ -1,4 +1,4 @@
-/* test_hostile.c - a catalogue of hostile input (issue 7 "Hostile input"), on
+/* test_hostile.c - a catalogue of hostile input, on
  * the socket and on the channel, against the real tenantcached binary and a
  * real redis-server. Each input gets its documented answer (an error reply, a
  * protocol error and a closed connection, a rejected and counted message)

@@ -1,4 +1,4 @@
-/* test_ops.c - operations (SPEC §8, issue 8): the real daemon run as systemd
+/* test_ops.c - operations (SPEC §8): the real daemon run as systemd
  * runs it. The test plays systemd's notify socket (READY, STATUS, watchdog,
  * RELOADING, STOPPING), reloads good and broken files on SIGHUP, stops the
  * daemon with clients and pipelined requests in flight, starts a second
@@ -1177,7 +1177,7 @@ static void assert_contains(const char *path, const char *text, const char *need
     ck_assert_msg(strstr(text, needle) != NULL, "%s lacks '%s'", path, needle);
 }
 
-/* What the units promise (issue 8), read from the source files. */
+/* What the units promise, read from the source files. */
 START_TEST(test_unit_contents)
 {
     static const char *const common[] = {

@@ -10,7 +10,7 @@ static const struct {
     const char *permission;
     bool granted;
 } match_cases[] = {
-    /* the SPEC's own examples */
+    /* the examples of docs/reference.md §2 */
     {"crm.*", "crm.leads", true},
     {"crm.*", "crm.leads.create", true},
     {"crm.*", "crm", false},
