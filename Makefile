@@ -17,6 +17,7 @@ SYSCONFDIR ?= /etc
 UNITDIR   ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 MANDIR    ?= $(PREFIX)/share/man
+DOCDIR    ?= $(PREFIX)/share/doc/tenantcached
 
 CC        ?= cc
 BUILD     ?= build
@@ -176,7 +177,7 @@ bench: deps all
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/tenantcached $(DESTDIR)$(UNITDIR) \
-		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man8
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)
 	install -m 0755 tenantcached $(DESTDIR)$(BINDIR)/tenantcached
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/tenantcached/tenantcached.yaml ]; then \
 		echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/tenantcached/tenantcached.yaml"; \
@@ -186,11 +187,13 @@ install: all
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$$(basename $$unit); done
 	@if [ -f systemd/tenantcached.sysusers ]; then install -m 0644 systemd/tenantcached.sysusers $(DESTDIR)$(SYSUSERSDIR)/tenantcached.conf; fi
 	@if [ -f tenantcached.8 ]; then install -m 0644 tenantcached.8 $(DESTDIR)$(MANDIR)/man8/tenantcached.8; fi
+	install -m 0644 docs/reference.md $(DESTDIR)$(DOCDIR)/reference.md
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/tenantcached $(DESTDIR)$(UNITDIR)/tenantcached.service \
 		$(DESTDIR)$(UNITDIR)/tenantcached@.service $(DESTDIR)$(SYSUSERSDIR)/tenantcached.conf \
-		$(DESTDIR)$(MANDIR)/man8/tenantcached.8
+		$(DESTDIR)$(MANDIR)/man8/tenantcached.8 $(DESTDIR)$(DOCDIR)/reference.md
+	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz tenantcached
