@@ -271,8 +271,10 @@ static void origin_answered(void *arg, enum origin_status status, const char *bo
         char *key;
         size_t key_len;
         l2_key(fill, job, &key, &key_len);
+        /* Whole seconds, rounded up; l2_ttl 0 means no expiry (l2_set
+         * sends a plain SET for 0). */
         uint64_t ttl_ms = fill->config->kinds[job->kind].l2_ttl_ms;
-        l2_set(fill->l2, key, key_len, value.json, value.json_len, ttl_ms ? (ttl_ms + 999) / 1000 : 3600);
+        l2_set(fill->l2, key, key_len, value.json, value.json_len, (ttl_ms + 999) / 1000);
         free(key);
     }
     job_complete(job, FILL_VALUE, &value, true);

@@ -482,7 +482,8 @@ static bool origin_wait_total(unsigned n, int timeout_ms)
     "  max_tenants: 1000\n"                                              \
     "  hot_reads: %d\n"                                                  \
     "kinds:\n"                                                           \
-    "  role: {tier: critical, l2_ttl: 120s}\n"
+    "  role: {tier: critical, l2_ttl: 120s}\n"                           \
+    "  user: {tier: critical, l2_ttl: 0}\n"
 
 static struct harness h;
 static redisContext *client; /* to the daemon */
@@ -868,6 +869,26 @@ START_TEST(test_l3_hit_written_back_to_l2)
     expect_int(1, "ROLECAN acme admin crm.leads.create");
     expect_info("fills_l2", 1);
     expect_origin(1, "acme", "role", "admin");
+}
+END_TEST
+
+/* l2_ttl: 0 writes the value back to L2 without an expiry
+ * (docs/reference.md §9). */
+START_TEST(test_l3_write_back_without_expiry)
+{
+    origin_put("acme", "user", "carol", "\"active\"", 0);
+    expect_bulk("active", "STATUS acme carol");
+    expect_info("fills_l3", 1);
+    char *stored = l2_wait_value("cache:acme:user:carol", WAIT_MS);
+    if (stored == NULL)
+        fail_with_log("L3 value not written back to L2 key cache:acme:user:carol");
+    ck_assert_str_eq(stored, "\"active\"");
+    free(stored);
+    redisReply *ttl = redisCommand(store, "TTL cache:acme:user:carol");
+    ck_assert_ptr_nonnull(ttl);
+    ck_assert_int_eq(ttl->type, REDIS_REPLY_INTEGER);
+    ck_assert_msg(ttl->integer == -1, "TTL %lld, expected -1 (no expiry)", ttl->integer);
+    freeReplyObject(ttl);
 }
 END_TEST
 
@@ -1535,6 +1556,7 @@ int main(void)
     tcase_set_timeout(fill, 30);
     tcase_add_test(fill, test_l2_hit);
     tcase_add_test(fill, test_l3_hit_written_back_to_l2);
+    tcase_add_test(fill, test_l3_write_back_without_expiry);
     tcase_add_test(fill, test_commands_fill);
     tcase_add_test(fill, test_url_encoding);
     tcase_add_test(fill, test_not_found_is_negative);
