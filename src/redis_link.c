@@ -440,8 +440,12 @@ static void link_connect(struct redis_link *link)
         char problem[LINK_REASON_MAX];
         if (sentinel_master(link->target_host, sizeof(link->target_host), &link->target_port) < 0) {
             link->target_host[0] = '\0';
-            if (!sentinel_problem(problem, sizeof(problem)))
-                snprintf(problem, sizeof(problem), "the sentinels have not named one yet");
+            if (!sentinel_problem(problem, sizeof(problem))) {
+                /* The first answer is on its way and wakes the link
+                 * (link_master_moved); this timer is only a safety net. */
+                link_timer_add(link->retry_timer, link_backoff_ms(link));
+                return;
+            }
             snprintf(reason, sizeof(reason), "no master known: %.200s", problem);
             link_failed(link, reason);
             return;
