@@ -915,6 +915,11 @@ void sentinel_reconfigure(struct sentinel *s, const struct config *config)
     if (same)
         return;
     log_info("sentinel: settings changed, asking the sentinels again");
+    /* the links wait for the new answer rather than use the old master */
+    pthread_mutex_lock(&shared_lock);
+    shared.known = false;
+    shared.problem[0] = '\0';
+    pthread_mutex_unlock(&shared_lock);
     sentinel_restart(s);
 }
 
