@@ -31,7 +31,7 @@
 #define WAIT_MS 5000
 #define FAILOVER_WAIT_MS 20000
 
-enum { MASTER, REPLICA, SENTINEL, SERVERS };
+enum { MASTER, REPLICA, SENTINEL, STRAY_SENTINEL, SERVERS };
 
 static struct harness h;
 static redisContext *client;
@@ -138,10 +138,13 @@ static void start_redis(int which, int master_port)
                   ports[which]);
 }
 
-static void start_sentinel(void)
+/* which: SENTINEL monitors the master; STRAY_SENTINEL believes the replica
+ * is the master (a sentinel that disagrees with the others). */
+static void start_sentinel(int which)
 {
+    const char *name = which == SENTINEL ? "sentinel" : "stray-sentinel";
     char path[HARNESS_PATH_MAX + 32];
-    snprintf(path, sizeof(path), "%s/sentinel.conf", h.dir);
+    snprintf(path, sizeof(path), "%s/%s.conf", h.dir, name);
     FILE *f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
     fprintf(f,
@@ -153,12 +156,12 @@ static void start_sentinel(void)
             "sentinel down-after-milliseconds " MASTER_NAME " 1000\n"
             "sentinel failover-timeout " MASTER_NAME " 5000\n"
             "sentinel parallel-syncs " MASTER_NAME " 1\n",
-            ports[SENTINEL], h.dir, ports[MASTER]);
+            ports[which], h.dir, ports[which == SENTINEL ? MASTER : REPLICA]);
     fclose(f);
     const char *argv[] = {"redis-server", path, "--sentinel", NULL};
-    pids[SENTINEL] = spawn("sentinel", argv);
-    ck_assert_msg(wait_answers(ports[SENTINEL], WAIT_MS), "sentinel on port %d does not answer",
-                  ports[SENTINEL]);
+    pids[which] = spawn(name, argv);
+    ck_assert_msg(wait_answers(ports[which], WAIT_MS), "%s on port %d does not answer", name,
+                  ports[which]);
 }
 
 static void stop_servers(void)
@@ -176,7 +179,7 @@ static void stop_servers(void)
 
 static void dump_server_logs(void)
 {
-    static const char *const names[] = {"master", "replica", "sentinel"};
+    static const char *const names[] = {"master", "replica", "sentinel", "stray-sentinel"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char path[HARNESS_PATH_MAX + 32], line[512];
         snprintf(path, sizeof(path), "%s/%s.log", h.dir, names[i]);
@@ -200,7 +203,7 @@ static void setup(void)
     dead_port = free_port();
     start_redis(MASTER, 0);
     start_redis(REPLICA, ports[MASTER]);
-    start_sentinel();
+    start_sentinel(SENTINEL);
 }
 
 static void teardown(void)
@@ -275,26 +278,32 @@ static bool wait_info_text(const char *field, const char *expected, int timeout_
     return false;
 }
 
-/* PUBLISH on the server at port; returns the number of receivers. */
+/* PUBLISH on the server at port; returns the number of receivers, or -1
+ * when the server is unreachable or closed the connection (a sentinel
+ * promoting a replica kills its clients). */
 static long long publish_on(int port, const char *payload)
 {
     redisContext *c = tcp_connect(port);
-    ck_assert_ptr_nonnull(c);
+    if (c == NULL)
+        return -1;
     redisReply *reply = redisCommand(c, "PUBLISH %s %s", CHANNEL, payload);
-    ck_assert_ptr_nonnull(reply);
+    if (reply == NULL) {
+        redisFree(c);
+        return -1;
+    }
     long long receivers = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
     freeReplyObject(reply);
     redisFree(c);
     return receivers;
 }
 
-static void publish_value(int port, const char *key, int value)
+static long long publish_value(int port, const char *key, int value)
 {
     char payload[200];
     snprintf(payload, sizeof(payload),
              "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"%s\",\"value\":%d}",
              key, value);
-    publish_on(port, payload);
+    return publish_on(port, payload);
 }
 
 static bool wait_subscriber_on(int port, int timeout_ms)
@@ -403,7 +412,7 @@ START_TEST(test_finds_master)
     ck_assert_int_eq(harness_info_int(client, "sentinel_switches"), 0);
     /* subscribed on the master itself, not on the replica */
     ck_assert(wait_subscriber_on(ports[MASTER], WAIT_MS));
-    publish_value(ports[MASTER], "k1", 41);
+    ck_assert_int_eq(publish_value(ports[MASTER], "k1", 41), 1);
     ck_assert(harness_wait_reply(client, WAIT_MS, "41", "GET acme config k1"));
     /* L2 reads the master too */
     redisContext *m = tcp_connect(ports[MASTER]);
@@ -431,7 +440,7 @@ START_TEST(test_follows_failover)
     master_text(REPLICA, replica, sizeof(replica));
     ck_assert(wait_info_text("redis_master", master, WAIT_MS));
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
-    publish_value(ports[MASTER], "before", 1);
+    ck_assert_int_eq(publish_value(ports[MASTER], "before", 1), 1);
     ck_assert(harness_wait_reply(client, WAIT_MS, "1", "GET acme config before"));
     wait_sentinel_knows_replica();
 
@@ -474,7 +483,7 @@ START_TEST(test_follows_failover)
     ck_assert(wait_info_text("redis_master", replica, WAIT_MS));
     ck_assert_int_eq(harness_info_int(client, "sentinel_switches"), 1);
     /* it keeps applying on the new master */
-    publish_value(ports[REPLICA], "later", 77);
+    ck_assert_int_eq(publish_value(ports[REPLICA], "later", 77), 1);
     ck_assert(harness_wait_reply(client, WAIT_MS, "77", "GET acme config later"));
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
     /* and L2 reads the new master */
@@ -503,11 +512,37 @@ START_TEST(test_first_sentinel_down)
     master_text(MASTER, master, sizeof(master));
     ck_assert(wait_info_text("redis_master", master, WAIT_MS));
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
-    publish_value(ports[MASTER], "k", 5);
+    ck_assert_int_eq(publish_value(ports[MASTER], "k", 5), 1);
     ck_assert(harness_wait_reply(client, WAIT_MS, "5", "GET acme config k"));
     json_t *root = health();
     ck_assert_ptr_null(json_object_get(root, "sentinel_error"));
     json_decref(root);
+}
+END_TEST
+
+/* The first sentinel names the replica: ROLE says "slave", so the daemon asks
+ * the next sentinel and uses the real master. */
+START_TEST(test_sentinels_disagree)
+{
+    start_sentinel(STRAY_SENTINEL);
+    char sentinels[128], master[64];
+    snprintf(sentinels, sizeof(sentinels), "[\"127.0.0.1:%d\", \"127.0.0.1:%d\"]",
+             ports[STRAY_SENTINEL], ports[SENTINEL]);
+    start_daemon(sentinels, MASTER_NAME);
+    master_text(MASTER, master, sizeof(master));
+    ck_assert(wait_info_text("redis_master", master, WAIT_MS));
+    ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
+    ck_assert_int_eq(publish_value(ports[MASTER], "k", 6), 1);
+    ck_assert(harness_wait_reply(client, WAIT_MS, "6", "GET acme config k"));
+    ck_assert_int_eq(harness_info_int(client, "sentinel_switches"), 0);
+    char refused[200];
+    snprintf(refused, sizeof(refused),
+             "sentinel 127.0.0.1:%d names master 127.0.0.1:%d as master of '" MASTER_NAME
+             "', but it is a slave",
+             ports[STRAY_SENTINEL], ports[REPLICA]);
+    if (!log_contains(refused))
+        harness_dump_log(&h);
+    ck_assert_msg(log_contains(refused), "the log does not say: %s", refused);
 }
 END_TEST
 
@@ -583,6 +618,7 @@ int main(void)
     tcase_add_test(tc, test_finds_master);
     tcase_add_test(tc, test_follows_failover);
     tcase_add_test(tc, test_first_sentinel_down);
+    tcase_add_test(tc, test_sentinels_disagree);
     tcase_add_test(tc, test_wrong_master_name);
     suite_add_tcase(suite, tc);
     SRunner *runner = srunner_create(suite);
