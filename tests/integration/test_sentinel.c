@@ -138,9 +138,10 @@ static void start_redis(int which, int master_port)
                   ports[which]);
 }
 
-/* which: SENTINEL monitors the master; STRAY_SENTINEL believes the replica
- * is the master (a sentinel that disagrees with the others). */
-static void start_sentinel(int which)
+/* Starts a sentinel on ports[which] that monitors the server on
+ * ports[monitored] as MASTER_NAME: SENTINEL monitors the master; a
+ * STRAY_SENTINEL that monitors the replica disagrees with the others. */
+static void start_sentinel(int which, int monitored)
 {
     const char *name = which == SENTINEL ? "sentinel" : "stray-sentinel";
     char path[HARNESS_PATH_MAX + 32];
@@ -156,7 +157,7 @@ static void start_sentinel(int which)
             "sentinel down-after-milliseconds " MASTER_NAME " 1000\n"
             "sentinel failover-timeout " MASTER_NAME " 5000\n"
             "sentinel parallel-syncs " MASTER_NAME " 1\n",
-            ports[which], h.dir, ports[which == SENTINEL ? MASTER : REPLICA]);
+            ports[which], h.dir, ports[monitored]);
     fclose(f);
     const char *argv[] = {"redis-server", path, "--sentinel", NULL};
     pids[which] = spawn(name, argv);
@@ -203,7 +204,7 @@ static void setup(void)
     dead_port = free_port();
     start_redis(MASTER, 0);
     start_redis(REPLICA, ports[MASTER]);
-    start_sentinel(SENTINEL);
+    start_sentinel(SENTINEL, MASTER);
 }
 
 static void teardown(void)
@@ -524,7 +525,7 @@ END_TEST
  * the next sentinel and uses the real master. */
 START_TEST(test_sentinels_disagree)
 {
-    start_sentinel(STRAY_SENTINEL);
+    start_sentinel(STRAY_SENTINEL, REPLICA);
     char sentinels[128], master[64];
     snprintf(sentinels, sizeof(sentinels), "[\"127.0.0.1:%d\", \"127.0.0.1:%d\"]",
              ports[STRAY_SENTINEL], ports[SENTINEL]);
@@ -543,6 +544,41 @@ START_TEST(test_sentinels_disagree)
     if (!log_contains(refused))
         harness_dump_log(&h);
     ck_assert_msg(log_contains(refused), "the log does not say: %s", refused);
+}
+END_TEST
+
+/* No sentinel answers at start: HEALTH says why, the daemon keeps asking,
+ * and finds the master once a sentinel comes up on that port. */
+START_TEST(test_no_sentinel_then_one)
+{
+    char sentinels[128], master[64], want[64];
+    snprintf(sentinels, sizeof(sentinels), "[\"127.0.0.1:%d\"]", ports[STRAY_SENTINEL]);
+    start_daemon(sentinels, MASTER_NAME);
+    snprintf(want, sizeof(want), "sentinel 127.0.0.1:%d: Connection refused",
+             ports[STRAY_SENTINEL]);
+    long long deadline = harness_now_ms() + WAIT_MS;
+    bool reported = false;
+    while (!reported && harness_now_ms() < deadline) {
+        json_t *root = health();
+        const char *error = json_string_value(json_object_get(root, "sentinel_error"));
+        reported = error != NULL && strstr(error, want) != NULL;
+        json_decref(root);
+        if (!reported)
+            harness_sleep_ms(20);
+    }
+    ck_assert_msg(reported, "HEALTH sentinel_error never said: %s", want);
+    ck_assert_int_eq(harness_info_int(client, "redis_connected"), 0);
+    ck_assert(harness_daemon_alive(&h));
+
+    start_sentinel(STRAY_SENTINEL, MASTER);
+    master_text(MASTER, master, sizeof(master));
+    ck_assert(wait_info_text("redis_master", master, WAIT_MS));
+    ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
+    ck_assert_int_eq(publish_value(ports[MASTER], "k", 8), 1);
+    ck_assert(harness_wait_reply(client, WAIT_MS, "8", "GET acme config k"));
+    json_t *root = health();
+    ck_assert_ptr_null(json_object_get(root, "sentinel_error"));
+    json_decref(root);
 }
 END_TEST
 
@@ -619,6 +655,7 @@ int main(void)
     tcase_add_test(tc, test_follows_failover);
     tcase_add_test(tc, test_first_sentinel_down);
     tcase_add_test(tc, test_sentinels_disagree);
+    tcase_add_test(tc, test_no_sentinel_then_one);
     tcase_add_test(tc, test_wrong_master_name);
     suite_add_tcase(suite, tc);
     SRunner *runner = srunner_create(suite);
