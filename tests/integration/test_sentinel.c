@@ -218,18 +218,17 @@ static void teardown(void)
 }
 
 /* Starts the daemon with sentinels (a YAML flow list) and master_name. */
-static void start_daemon(const char *sentinels, const char *master_name)
+/* The daemon's config with where (the lines that say where Redis is). */
+static void daemon_config(char *config, size_t size, const char *where)
 {
-    char config[2048];
-    snprintf(config, sizeof(config),
+    snprintf(config, size,
              "log_level: debug\n"
              "threads: 2\n"
              "shards: 4\n"
              "listen:\n"
              "  socket: \"@DAEMON_SOCKET@\"\n"
              "redis:\n"
-             "  sentinels: %s\n"
-             "  master_name: %s\n"
+             "%s"
              "  channels: [" CHANNEL "]\n"
              "  connect_timeout: 500ms\n"
              "  reconnect_min: 50ms\n"
@@ -239,7 +238,16 @@ static void start_daemon(const char *sentinels, const char *master_name)
              "  max_bytes: 16mb\n"
              "  tenant_max_bytes: 1mb\n"
              "  max_tenants: 1000\n",
-             sentinels, master_name);
+             where);
+}
+
+/* Starts the daemon with sentinels (a YAML flow list) and master_name. */
+static void start_daemon(const char *sentinels, const char *master_name)
+{
+    char config[2048], where[512];
+    snprintf(where, sizeof(where), "  sentinels: %s\n  master_name: %s\n", sentinels,
+             master_name);
+    daemon_config(config, sizeof(config), where);
     ck_assert_int_eq(harness_daemon_start(&h, config), 0);
     client = harness_connect(&h);
     ck_assert_ptr_nonnull(client);
@@ -400,6 +408,21 @@ static void master_text(int which, char *buf, size_t size)
     snprintf(buf, size, "127.0.0.1:%d", ports[which]);
 }
 
+/* SENTINEL FAILOVER on the sentinel, once it knows a healthy replica. */
+static void failover(void)
+{
+    wait_sentinel_knows_replica();
+    redisContext *s = tcp_connect(ports[SENTINEL]);
+    ck_assert_ptr_nonnull(s);
+    redisReply *reply = redisCommand(s, "SENTINEL FAILOVER " MASTER_NAME);
+    ck_assert_ptr_nonnull(reply);
+    char text[256];
+    harness_describe_reply(reply, text, sizeof(text));
+    ck_assert_msg(reply->type == REDIS_REPLY_STATUS, "SENTINEL FAILOVER: %s", text);
+    freeReplyObject(reply);
+    redisFree(s);
+}
+
 /* --- tests -------------------------------------------------------------- */
 
 START_TEST(test_finds_master)
@@ -445,16 +468,8 @@ START_TEST(test_follows_failover)
     ck_assert(harness_wait_reply(client, WAIT_MS, "1", "GET acme config before"));
     wait_sentinel_knows_replica();
 
-    redisContext *s = tcp_connect(ports[SENTINEL]);
-    ck_assert_ptr_nonnull(s);
     long long started = harness_now_ms();
-    redisReply *reply = redisCommand(s, "SENTINEL FAILOVER " MASTER_NAME);
-    ck_assert_ptr_nonnull(reply);
-    char text[256];
-    harness_describe_reply(reply, text, sizeof(text));
-    ck_assert_msg(reply->type == REDIS_REPLY_STATUS, "SENTINEL FAILOVER: %s", text);
-    freeReplyObject(reply);
-    redisFree(s);
+    failover();
 
     /* Publish on the new master until the daemon has applied one from it:
      * the first value it shows is the first message it got from there. */
@@ -582,6 +597,37 @@ START_TEST(test_no_sentinel_then_one)
 }
 END_TEST
 
+/* A reload from a fixed address (the replica) to the sentinels moves the
+ * connections to the master, and the reloaded daemon follows a failover. */
+START_TEST(test_reload_to_sentinels)
+{
+    char config[2048], where[512], master[64], replica[64];
+    snprintf(where, sizeof(where), "  host: 127.0.0.1\n  port: %d\n", ports[REPLICA]);
+    daemon_config(config, sizeof(config), where);
+    ck_assert_int_eq(harness_daemon_start(&h, config), 0);
+    client = harness_connect(&h);
+    ck_assert_ptr_nonnull(client);
+    master_text(MASTER, master, sizeof(master));
+    master_text(REPLICA, replica, sizeof(replica));
+    ck_assert(wait_info_text("redis_master", replica, WAIT_MS));
+    ck_assert(wait_subscriber_on(ports[REPLICA], WAIT_MS));
+
+    snprintf(where, sizeof(where), "  sentinels: [\"127.0.0.1:%d\"]\n", ports[SENTINEL]);
+    daemon_config(config, sizeof(config), where);
+    ck_assert_int_eq(harness_daemon_write_config(&h, config), 0);
+    ck_assert_int_eq(harness_daemon_signal(&h, SIGHUP), 0);
+    ck_assert(wait_info_text("redis_master", master, WAIT_MS));
+    ck_assert(wait_subscriber_on(ports[MASTER], WAIT_MS));
+    ck_assert_int_eq(publish_value(ports[MASTER], "k", 9), 1);
+    ck_assert(harness_wait_reply(client, WAIT_MS, "9", "GET acme config k"));
+
+    failover();
+    ck_assert(wait_info_text("redis_master", replica, FAILOVER_WAIT_MS));
+    ck_assert(wait_subscriber_on(ports[REPLICA], WAIT_MS));
+    ck_assert_int_eq(harness_info_int(client, "sentinel_switches"), 1);
+}
+END_TEST
+
 START_TEST(test_wrong_master_name)
 {
     char sentinels[128];
@@ -657,6 +703,7 @@ int main(void)
     tcase_add_test(tc, test_sentinels_disagree);
     tcase_add_test(tc, test_no_sentinel_then_one);
     tcase_add_test(tc, test_wrong_master_name);
+    tcase_add_test(tc, test_reload_to_sentinels);
     suite_add_tcase(suite, tc);
     SRunner *runner = srunner_create(suite);
     srunner_run_all(runner, CK_NORMAL);
