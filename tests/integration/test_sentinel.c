@@ -348,17 +348,31 @@ static json_t *health(void)
     return root;
 }
 
-static bool log_contains(const char *needle)
+/* How many lines of the daemon's log contain needle. */
+static int log_count(const char *needle)
 {
     FILE *f = fopen(h.daemon_log, "r");
     if (f == NULL)
-        return false;
+        return 0;
     char line[2048];
-    bool found = false;
-    while (!found && fgets(line, sizeof(line), f) != NULL)
-        found = strstr(line, needle) != NULL;
+    int found = 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        found += strstr(line, needle) != NULL;
     fclose(f);
     return found;
+}
+
+static bool log_contains(const char *needle)
+{
+    return log_count(needle) > 0;
+}
+
+static bool wait_log_count(const char *needle, int count, int timeout_ms)
+{
+    long long deadline = harness_now_ms() + timeout_ms;
+    while (log_count(needle) < count && harness_now_ms() < deadline)
+        harness_sleep_ms(20);
+    return log_count(needle) >= count;
 }
 
 /* Waits until the sentinel sees the replica as a healthy replica of the
@@ -628,6 +642,41 @@ START_TEST(test_reload_to_sentinels)
 }
 END_TEST
 
+/* The sentinel restarts: the daemon keeps its master meanwhile, watches
+ * +switch-master again once the sentinel is back, and follows a failover. */
+START_TEST(test_sentinel_restart)
+{
+    char sentinels[128], master[64], replica[64], watching[96];
+    sentinel_list(sentinels, sizeof(sentinels), false);
+    start_daemon(sentinels, MASTER_NAME);
+    master_text(MASTER, master, sizeof(master));
+    master_text(REPLICA, replica, sizeof(replica));
+    snprintf(watching, sizeof(watching), "sentinel 127.0.0.1:%d: watching +switch-master",
+             ports[SENTINEL]);
+    ck_assert(wait_info_text("redis_master", master, WAIT_MS));
+    ck_assert(wait_log_count(watching, 1, WAIT_MS));
+
+    kill(pids[SENTINEL], SIGKILL);
+    int status;
+    while (waitpid(pids[SENTINEL], &status, 0) < 0 && errno == EINTR) {
+    }
+    pids[SENTINEL] = 0;
+    ck_assert(wait_log_count("+switch-master watch lost", 1, WAIT_MS));
+    /* the master did not move: the stream stays up */
+    ck_assert_int_eq(publish_value(ports[MASTER], "k", 10), 1);
+    ck_assert(harness_wait_reply(client, WAIT_MS, "10", "GET acme config k"));
+    ck_assert_int_eq(harness_info_int(client, "redis_connected"), 1);
+
+    start_sentinel(SENTINEL, MASTER);
+    ck_assert(wait_log_count(watching, 2, WAIT_MS));
+    failover();
+    ck_assert(wait_info_text("redis_master", replica, FAILOVER_WAIT_MS));
+    ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
+    ck_assert_int_eq(publish_value(ports[REPLICA], "k", 11), 1);
+    ck_assert(harness_wait_reply(client, WAIT_MS, "11", "GET acme config k"));
+}
+END_TEST
+
 START_TEST(test_wrong_master_name)
 {
     char sentinels[128];
@@ -704,6 +753,7 @@ int main(void)
     tcase_add_test(tc, test_no_sentinel_then_one);
     tcase_add_test(tc, test_wrong_master_name);
     tcase_add_test(tc, test_reload_to_sentinels);
+    tcase_add_test(tc, test_sentinel_restart);
     suite_add_tcase(suite, tc);
     SRunner *runner = srunner_create(suite);
     srunner_run_all(runner, CK_NORMAL);
