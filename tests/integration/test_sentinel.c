@@ -212,9 +212,8 @@ static void teardown(void)
     if (client != NULL)
         redisFree(client);
     client = NULL;
-    harness_daemon_stop(&h, SIGTERM);
     stop_servers();
-    harness_cleanup(&h);
+    harness_cleanup(&h); /* stops the daemon, and checks its exit under a sanitizer */
 }
 
 /* Starts the daemon with sentinels (a YAML flow list) and master_name. */
