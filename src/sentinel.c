@@ -561,7 +561,11 @@ static void query_next(struct sentinel *s)
              s->settings.master_name, s->settings.count, s->settings.count == 1 ? "" : "s",
              s->round_error);
     set_problem(problem);
-    log_limited(&s->query_limit, SENTINEL_LOG_INTERVAL_MS, LOG_LEVEL_ERROR,
+    /* An answer that names no usable master (a wrong master_name, a replica)
+     * is an error to fix; sentinels or a master out of reach may be a
+     * failover under way. */
+    log_limited(&s->query_limit, SENTINEL_LOG_INTERVAL_MS,
+                s->round_error_answered ? LOG_LEVEL_ERROR : LOG_LEVEL_WARNING,
                 "sentinel: %s; asking again in %llu ms", problem, (unsigned long long)delay);
     s->step = QUERY_WAITING;
     timer_add(s->query_retry, delay);
