@@ -575,6 +575,27 @@ START_TEST(test_sentinels_disagree)
 }
 END_TEST
 
+/* The first sentinel accepts connections but answers nothing (stopped): each
+ * conversation with it ends at connect_timeout and the next one is asked. */
+START_TEST(test_silent_sentinel)
+{
+    start_sentinel(STRAY_SENTINEL, MASTER);
+    ck_assert_int_eq(kill(pids[STRAY_SENTINEL], SIGSTOP), 0);
+    char sentinels[128], master[64], silent[96];
+    snprintf(sentinels, sizeof(sentinels), "[\"127.0.0.1:%d\", \"127.0.0.1:%d\"]",
+             ports[STRAY_SENTINEL], ports[SENTINEL]);
+    start_daemon(sentinels, MASTER_NAME);
+    master_text(MASTER, master, sizeof(master));
+    ck_assert(wait_info_text("redis_master", master, WAIT_MS));
+    ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
+    ck_assert_int_eq(publish_value(ports[MASTER], "k", 7), 1);
+    ck_assert(harness_wait_reply(client, WAIT_MS, "7", "GET acme config k"));
+    snprintf(silent, sizeof(silent), "sentinel 127.0.0.1:%d: no answer within 500 ms",
+             ports[STRAY_SENTINEL]);
+    ck_assert_msg(log_contains(silent), "the log does not say: %s", silent);
+}
+END_TEST
+
 /* No sentinel answers at start: HEALTH says why, the daemon keeps asking,
  * and finds the master once a sentinel comes up on that port. */
 START_TEST(test_no_sentinel_then_one)
@@ -749,6 +770,7 @@ int main(void)
     tcase_add_test(tc, test_follows_failover);
     tcase_add_test(tc, test_first_sentinel_down);
     tcase_add_test(tc, test_sentinels_disagree);
+    tcase_add_test(tc, test_silent_sentinel);
     tcase_add_test(tc, test_no_sentinel_then_one);
     tcase_add_test(tc, test_wrong_master_name);
     tcase_add_test(tc, test_reload_to_sentinels);
