@@ -153,7 +153,8 @@ static bool link_same_connection(const struct redis_link *link, const struct lin
         return false;
     if (!a->sentinel && strcmp(a->unix_path, b->unix_path) != 0)
         return false;
-    if (!a->sentinel && a->unix_path[0] == '\0' && (strcmp(a->host, b->host) != 0 || a->port != b->port))
+    if (!a->sentinel && a->unix_path[0] == '\0' &&
+        (strcmp(a->host, b->host) != 0 || a->port != b->port))
         return false;
     if (link->options.select_db && a->db != b->db)
         return false;

@@ -248,7 +248,8 @@ static void settings_free(struct sentinel_settings *st)
 static bool settings_same(const struct sentinel_settings *a, const struct sentinel_settings *b)
 {
     if (a->count != b->count || strcmp(a->master_name, b->master_name) != 0 ||
-        strcmp(a->password, b->password) != 0 || strcmp(a->redis_username, b->redis_username) != 0 ||
+        strcmp(a->password, b->password) != 0 ||
+        strcmp(a->redis_username, b->redis_username) != 0 ||
         strcmp(a->redis_password, b->redis_password) != 0)
         return false;
     for (size_t i = 0; i < a->count; i++) {
