@@ -19,7 +19,10 @@
  *    next sentinel after the backoff.
  *
  * One instance per process (the links find it without being handed it). The
- * readers below are thread-safe, for INFO and HEALTH on the query threads. */
+ * readers below are thread-safe, for INFO and HEALTH on the query threads.
+ * Another connection to the master (a stream reader, say) gets all of this
+ * by being a redis_link; code that only needs the address calls
+ * sentinel_master(), or redis_link_master_address() for either mode. */
 #ifndef TENANTCACHED_SENTINEL_H
 #define TENANTCACHED_SENTINEL_H
 
