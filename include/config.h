@@ -131,6 +131,9 @@ struct config {
         uint64_t max_message_bytes;
         bool l2;
         char *key_format;
+        struct config_strings sentinels; /* "host:port" items; set: host/port/unix unused */
+        char *master_name;
+        char *sentinel_password;
     } redis;
 
     struct {

@@ -12,6 +12,11 @@
  * retried after reconnect_min doubled per consecutive failure up to
  * reconnect_max, with jitter. It never exits the process and never spins.
  *
+ * With redis.sentinels set, redis.host/port/unix are not used: each attempt
+ * connects to the master sentinel.c last verified (none known: the attempt
+ * fails and is retried after the backoff), a lost connection makes the
+ * sentinels be asked again, and a master that moves is followed at once.
+ *
  * Context lifetime: hiredis frees its async context itself after a failed
  * connect and right after the disconnect callback, and runs every pending
  * reply callback with a NULL reply when a context is freed. This module never
@@ -99,6 +104,17 @@ uint64_t redis_link_reconnects(const struct redis_link *link);
 uint64_t redis_link_down_since_ms(const struct redis_link *link);
 /* "unix:/path" or "host:port" into buf, for log lines. Returns buf. */
 const char *redis_link_address(const struct redis_link *link, char *buf, size_t size);
+
+/* The Redis server in use as "host:port" or "unix:/path" into buf: the
+ * configured address, or with redis.sentinels the master they named ("" while
+ * none is known). Thread-safe. Returns buf. */
+const char *redis_link_master_address(const struct config *config, char *buf, size_t size);
+
+/* The delay before retry number failures + 1: min doubled per failure up to
+ * max, then drawn uniformly from its upper half (never below min), so that
+ * many daemons restarted together by one Redis outage do not reconnect in
+ * lockstep. *rng is util_random()'s state. Cannot fail. */
+uint64_t redis_link_backoff_ms(uint64_t min, uint64_t max, unsigned failures, uint64_t *rng);
 
 /* Frees the context (its pending replies are called back with NULL, and
  * redis_link_owner() is NULL for them) and the link. Safe from the loop, from

@@ -22,7 +22,9 @@
 #include "message.h"
 #include "perm.h"
 #include "protocol.h"
+#include "redis_link.h"
 #include "reply.h"
+#include "sentinel.h"
 #include "stats.h"
 #include "util.h"
 #include "value.h"
@@ -903,12 +905,16 @@ static void info_stats(struct command_call *call, struct evbuffer *text)
 
 static void info_redis(struct command_call *call, struct evbuffer *text)
 {
+    char master[300];
     evbuffer_add_printf(text,
                         "# Redis\r\nredis_connected:%d\r\nredis_reconnects:%llu\r\n"
-                        "redis_disconnected_seconds:%llu\r\n",
+                        "redis_disconnected_seconds:%llu\r\nredis_master:%s\r\n"
+                        "sentinel_switches:%llu\r\n",
                         stats_get(&stats.redis_connected) ? 1 : 0,
                         (unsigned long long)stats_get(&stats.redis_reconnects),
-                        (unsigned long long)stream_down_seconds(call->now_ms));
+                        (unsigned long long)stream_down_seconds(call->now_ms),
+                        redis_link_master_address(call->env->config, master, sizeof(master)),
+                        (unsigned long long)sentinel_switches());
 }
 
 static void info_tenant_line(void *arg, const struct cache_tenant_stats *tenant)
@@ -1009,6 +1015,12 @@ static void command_health(struct command_call *call)
     json_object_set_new(health, "entries", json_integer((json_int_t)figures.entries));
     json_object_set_new(health, "tenants", json_integer((json_int_t)figures.tenants));
     json_object_set_new(health, "redis", json_string(connected ? "connected" : "disconnected"));
+    char master[300], sentinel_error[700];
+    json_object_set_new(health, "redis_master",
+                        json_string(redis_link_master_address(config, master, sizeof(master))));
+    bool sentinel_failing = sentinel_problem(sentinel_error, sizeof(sentinel_error));
+    if (sentinel_failing)
+        json_object_set_new(health, "sentinel_error", json_string(sentinel_error));
     json_object_set_new(health, "stale_seconds",
                         json_integer((json_int_t)stream_down_seconds(call->now_ms)));
     json_t *evictions = json_object();
@@ -1041,6 +1053,8 @@ static void command_health(struct command_call *call)
         json_array_append_new(advice, json_string("some entries did not fit: raise memory.tenant_max_bytes"));
     if (!connected)
         json_array_append_new(advice, json_string("the invalidation stream is down: check the Redis connection"));
+    if (sentinel_failing)
+        json_array_append_new(advice, json_string("the sentinels name no usable master: check redis.sentinels and redis.master_name (see sentinel_error)"));
     if (json_array_size(advice) == 0)
         json_array_append_new(advice, json_string("memory usage optimal"));
     json_object_set_new(health, "recommendations", advice);

@@ -115,6 +115,7 @@ static int parse_section(struct loader *l, const struct section *section, void *
 static int parse_kinds(struct loader *l, const char *name, const yaml_event_t *value);
 static int parse_applications(struct loader *l, const char *name, const yaml_event_t *value);
 static int parse_access(struct loader *l, const char *name, const yaml_event_t *value);
+static int parse_sentinels(struct loader *l, const char *name, const yaml_event_t *value);
 static field_check check_shards, check_not_empty, check_socket_path, check_unix_path,
     check_key_format, check_origin_url, check_metrics_listen;
 
@@ -163,6 +164,9 @@ static const struct field redis_fields[] = {
     KEY_SIZE("max_message_bytes", AT(redis.max_message_bytes), 16, 512 * MB),
     KEY_SCALAR("l2", FIELD_BOOL, AT(redis.l2)),
     KEY_STRING("key_format", AT(redis.key_format), check_key_format),
+    KEY_CUSTOM("sentinels", parse_sentinels),
+    KEY_STRING("master_name", AT(redis.master_name), check_not_empty),
+    KEY_STRING("sentinel_password", AT(redis.sentinel_password), NULL),
 };
 
 static const struct field origin_fields[] = {
@@ -1196,6 +1200,33 @@ static int parse_access(struct loader *l, const char *name, const yaml_event_t *
     }
 }
 
+/* One item of redis.sentinels: HOST:PORT, the port in 1..65535. */
+static int check_sentinel(struct loader *l, const char *name, const yaml_event_t *item,
+                          const struct config_strings *list)
+{
+    const char *text = list->items[list->count - 1], *colon = strrchr(text, ':'), *end;
+    uint64_t port;
+    if (colon == NULL || colon == text)
+        return fail(l, &item->start_mark, "items of '%s' must be HOST:PORT, got %s", name, text);
+    if (parse_digits(colon + 1, &port, &end) < 0 || *end != '\0' || port < 1 || port > 65535)
+        return fail(l, &item->start_mark,
+                    "the port of '%s' item %s must be between 1 and 65535", name, text);
+    return 0;
+}
+
+/* redis.sentinels: a list of HOST:PORT (docs/reference.md §7); empty: no Sentinel. */
+static int parse_sentinels(struct loader *l, const char *name, const yaml_event_t *value)
+{
+    struct config_strings list = {NULL, 0};
+    if (parse_strings(l, name, value, 0, check_sentinel, &list) < 0) {
+        strings_clear(&list);
+        return -1;
+    }
+    strings_clear(&l->config->redis.sentinels);
+    l->config->redis.sentinels = list;
+    return 0;
+}
+
 /* ---- single-key checks ----------------------------------------------------- */
 
 static int check_shards(struct loader *l, const char *name, const yaml_event_t *value,
@@ -1611,6 +1642,8 @@ struct config *config_defaults(void)
     c->redis.max_message_bytes = MB;
     c->redis.l2 = false;
     c->redis.key_format = xstrdup("cache:{tenant}:{kind}:{key}");
+    c->redis.master_name = xstrdup("mymaster");
+    c->redis.sentinel_password = xstrdup("");
 
     c->origin.url = xstrdup("");
     c->origin.timeout_ms = 500;
@@ -1667,6 +1700,11 @@ void config_free(struct config *config)
     strings_clear(&config->redis.channels);
     strings_clear(&config->redis.patterns);
     free(config->redis.key_format);
+    strings_clear(&config->redis.sentinels);
+    free(config->redis.master_name);
+    if (config->redis.sentinel_password != NULL)
+        explicit_bzero(config->redis.sentinel_password, strlen(config->redis.sentinel_password));
+    free(config->redis.sentinel_password);
     free(config->origin.url);
     for (size_t i = 0; i < config->application_count; i++) {
         free(config->applications[i].name);

@@ -23,6 +23,7 @@
 #include "message.h"
 #include "metrics.h"
 #include "notify.h"
+#include "sentinel.h"
 #include "server.h"
 #include "stats.h"
 #include "subscriber.h"
@@ -42,6 +43,7 @@ struct daemon {
     struct server *server;
     struct metrics *metrics;
     struct subscriber *subscriber;
+    struct sentinel *sentinel; /* NULL without redis.sentinels */
     struct event *housekeeping;
     struct event *watchdog;
     struct event *signals[4];
@@ -231,6 +233,13 @@ static void reload(struct daemon *daemon)
     cache_set_limits(daemon->cache, &limits);
     cache_enforce(daemon->cache, util_monotonic_ms());
     apply_set_config(daemon->apply, config);
+    /* Before the links, which ask it for the master. */
+    if (daemon->sentinel != NULL && config->redis.sentinels.count > 0) {
+        sentinel_reconfigure(daemon->sentinel, config);
+    } else {
+        sentinel_stop(daemon->sentinel);
+        daemon->sentinel = sentinel_start(daemon->base, config);
+    }
     fill_reconfigure(daemon->fill, config);
     sub_reconfigure(daemon->subscriber, config);
     daemon->metrics = metrics_reconfigure(daemon->metrics, daemon->base, daemon->cache, config);
@@ -280,6 +289,8 @@ static int run(struct daemon *daemon)
                                              .on_hot = on_hot,
                                              .arg = daemon};
     daemon->apply = apply_create(daemon->cache, daemon->config, &apply_callbacks);
+    /* Before fill (L2) and the subscriber, whose connections ask it for the master. */
+    daemon->sentinel = sentinel_start(daemon->base, daemon->config);
     daemon->fill = fill_create(daemon->base, daemon->cache, daemon->config, server_deliver_fill);
 
     daemon->server = server_start(daemon->base, daemon->cache, daemon->fill, daemon->config, error,
@@ -334,6 +345,7 @@ cleanup:
     fill_destroy(daemon->fill);
     if (daemon->subscriber != NULL)
         sub_stop(daemon->subscriber);
+    sentinel_stop(daemon->sentinel);
     metrics_stop(daemon->metrics);
     for (size_t i = 0; i < UTIL_ARRAY_LEN(daemon->signals); i++) {
         if (daemon->signals[i] != NULL)

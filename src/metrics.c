@@ -27,6 +27,7 @@
 #include "cache.h"
 #include "config.h"
 #include "log.h"
+#include "sentinel.h"
 #include "stats.h"
 #include "util.h"
 
@@ -199,6 +200,9 @@ static void metrics_write(const struct metrics *metrics, struct evbuffer *out)
     metrics_single(out, "tenantcached_redis_reconnects_total", "counter",
                    "Resubscriptions after the invalidation stream was lost.",
                    stats_get(&stats.redis_reconnects));
+    metrics_single(out, "tenantcached_sentinel_switches_total", "counter",
+                   "Times the Redis master named by the sentinels changed.",
+                   sentinel_switches());
     metrics_family(out, "tenantcached_redis_disconnected_seconds", "gauge",
                    "Seconds the invalidation stream has been down (or a publisher silent); "
                    "0 while up.");

@@ -24,6 +24,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "sentinel.h"
 #include "util.h"
 
 /* A delay below this would come close to spinning against a dead server. */
@@ -44,6 +45,8 @@ struct link_settings {
     uint64_t connect_timeout_ms; /* 0: none */
     uint64_t reconnect_min_ms;
     uint64_t reconnect_max_ms;
+    bool sentinel;     /* redis.sentinels set: the address comes from sentinel_master() */
+    char *master_name; /* with sentinel: redis.master_name, for log lines */
 };
 
 /* In handshake order: link_advance() relies on it. */
@@ -62,6 +65,10 @@ struct redis_link {
     struct redis_link_options options;
     struct redis_link_callbacks callbacks;
     struct link_settings settings;
+    /* The address of the current (or last) attempt: the settings', or the
+     * master the sentinels named. */
+    char target_host[SENTINEL_HOST_MAX];
+    unsigned target_port;
 
     redisAsyncContext *ac; /* owned by hiredis once connected; NULL while idle */
     enum link_state state;
@@ -107,6 +114,8 @@ static void link_settings_load(struct link_settings *s, const struct config *con
     s->reconnect_max_ms = config->redis.reconnect_max_ms;
     if (s->reconnect_max_ms < s->reconnect_min_ms)
         s->reconnect_max_ms = s->reconnect_min_ms;
+    s->sentinel = config->redis.sentinels.count > 0;
+    s->master_name = xstrdup(link_or_empty(config->redis.master_name));
 }
 
 static void link_settings_free(struct link_settings *s)
@@ -114,6 +123,7 @@ static void link_settings_free(struct link_settings *s)
     free(s->host);
     free(s->unix_path);
     free(s->username);
+    free(s->master_name);
     if (s->password != NULL)
         explicit_bzero(s->password, strlen(s->password));
     free(s->password);
@@ -123,6 +133,8 @@ static void link_settings_free(struct link_settings *s)
 const char *redis_link_config_problem(const struct config *config)
 {
     const char *unix_path = link_or_empty(config->redis.unix_path);
+    if (config->redis.sentinels.count > 0)
+        return NULL; /* the sentinels name the address; the loader checked them */
     if (unix_path[0] == '\0' && link_or_empty(config->redis.host)[0] == '\0')
         return "neither redis.unix nor redis.host is set";
     if (unix_path[0] == '\0' && (config->redis.port == 0 || config->redis.port > 65535))
@@ -135,9 +147,14 @@ const char *redis_link_config_problem(const struct config *config)
 static bool link_same_connection(const struct redis_link *link, const struct link_settings *a,
                                  const struct link_settings *b)
 {
-    if (strcmp(a->unix_path, b->unix_path) != 0)
+    if (a->sentinel != b->sentinel)
         return false;
-    if (a->unix_path[0] == '\0' && (strcmp(a->host, b->host) != 0 || a->port != b->port))
+    if (a->sentinel && strcmp(a->master_name, b->master_name) != 0)
+        return false;
+    if (!a->sentinel && strcmp(a->unix_path, b->unix_path) != 0)
+        return false;
+    if (!a->sentinel && a->unix_path[0] == '\0' &&
+        (strcmp(a->host, b->host) != 0 || a->port != b->port))
         return false;
     if (link->options.select_db && a->db != b->db)
         return false;
@@ -147,33 +164,33 @@ static bool link_same_connection(const struct redis_link *link, const struct lin
 const char *redis_link_address(const struct redis_link *link, char *buf, size_t size)
 {
     const struct link_settings *s = &link->settings;
-    if (s->unix_path[0] != '\0')
+    if (s->sentinel && link->target_host[0] == '\0')
+        snprintf(buf, size, "(master '%s', not known yet)", s->master_name);
+    else if (s->sentinel)
+        snprintf(buf, size, "%s:%u", link->target_host, link->target_port);
+    else if (s->unix_path[0] != '\0')
         snprintf(buf, size, "unix:%s", s->unix_path);
     else
         snprintf(buf, size, "%s:%u", s->host, s->port);
     return buf;
 }
 
-static uint64_t link_random(struct redis_link *link)
+/* The delay before the next attempt: see redis_link.h. */
+uint64_t redis_link_backoff_ms(uint64_t min, uint64_t max, unsigned failures, uint64_t *rng)
 {
-    return util_random(&link->rng);
-}
-
-/* The delay before the next attempt: reconnect_min doubled per consecutive
- * failure up to reconnect_max, then drawn uniformly from its upper half (never
- * below reconnect_min), so that many daemons restarted together by one Redis
- * outage do not reconnect in lockstep. */
-static uint64_t link_backoff_ms(struct redis_link *link)
-{
-    uint64_t min = link->settings.reconnect_min_ms;
-    uint64_t max = link->settings.reconnect_max_ms;
     uint64_t ceiling = min;
-    for (unsigned i = 0; i < link->failures && ceiling < max; i++)
+    for (unsigned i = 0; i < failures && ceiling < max; i++)
         ceiling *= 2;
     if (ceiling > max)
         ceiling = max;
     uint64_t floor = ceiling / 2 > min ? ceiling / 2 : min;
-    return floor + link_random(link) % (ceiling - floor + 1);
+    return floor + util_random(rng) % (ceiling - floor + 1);
+}
+
+static uint64_t link_backoff_ms(struct redis_link *link)
+{
+    return redis_link_backoff_ms(link->settings.reconnect_min_ms, link->settings.reconnect_max_ms,
+                                 link->failures, &link->rng);
 }
 
 static void link_timer_add(struct event *timer, uint64_t delay_ms)
@@ -215,6 +232,8 @@ static void link_failed(struct redis_link *link, const char *why)
                     "redis %s: %s connection failed: %s; retrying in %llu ms", address,
                     link->options.name, reason, (unsigned long long)delay);
     link_timer_add(link->retry_timer, delay);
+    if (link->settings.sentinel)
+        sentinel_master_lost(); /* re-ask after any disconnect */
 
     if (!link->loss_reported) {
         link->loss_reported = true;
@@ -418,10 +437,26 @@ static void link_connect(struct redis_link *link)
     const struct link_settings *s = &link->settings;
     char reason[LINK_REASON_MAX];
     redisAsyncContext *ac;
-    if (s->unix_path[0] != '\0')
+    if (s->sentinel) {
+        char problem[LINK_REASON_MAX];
+        if (sentinel_master(link->target_host, sizeof(link->target_host), &link->target_port) < 0) {
+            link->target_host[0] = '\0';
+            if (!sentinel_problem(problem, sizeof(problem))) {
+                /* The first answer is on its way and wakes the link
+                 * (link_master_moved); this timer is only a safety net. */
+                link_timer_add(link->retry_timer, link_backoff_ms(link));
+                return;
+            }
+            snprintf(reason, sizeof(reason), "no master known: %.200s", problem);
+            link_failed(link, reason);
+            return;
+        }
+        ac = redisAsyncConnect(link->target_host, (int)link->target_port);
+    } else if (s->unix_path[0] != '\0') {
         ac = redisAsyncConnectUnix(s->unix_path);
-    else
+    } else {
         ac = redisAsyncConnect(s->host, (int)s->port);
+    }
     if (ac == NULL) {
         link_failed(link, "cannot allocate a hiredis context");
         return;
@@ -433,7 +468,7 @@ static void link_connect(struct redis_link *link)
         link_failed(link, reason);
         return;
     }
-    if (s->unix_path[0] == '\0')
+    if (s->sentinel || s->unix_path[0] == '\0')
         redisEnableKeepAlive(&ac->c); /* notice a peer that vanished with the network */
     if (redisLibeventAttach(ac, link->base) != REDIS_OK) {
         redisAsyncFree(ac);
@@ -494,6 +529,29 @@ static void link_timeout_timer(evutil_socket_t fd, short what, void *arg)
     link_drop(link, reason);
 }
 
+/* The sentinels named another master: move to it at once, unless the current
+ * attempt already goes there. May run inside another context's callback. */
+static void link_master_moved(void *arg)
+{
+    struct redis_link *link = arg;
+    char host[SENTINEL_HOST_MAX];
+    unsigned port;
+    if (sentinel_master(host, sizeof(host), &port) < 0)
+        return;
+    link->failures = 0;
+    if (link->ac != NULL) {
+        if (strcmp(host, link->target_host) == 0 && port == link->target_port)
+            return;
+        char reason[LINK_REASON_MAX];
+        snprintf(reason, sizeof(reason), "master moved to %.200s:%u", host, port);
+        link->retry_now = true;
+        redis_link_drop_later(link, reason);
+    } else {
+        evtimer_del(link->retry_timer);
+        link_timer_add(link->retry_timer, 0);
+    }
+}
+
 struct redis_link *redis_link_create(struct event_base *base, const struct config *config,
                                      const struct redis_link_options *options,
                                      const struct redis_link_callbacks *callbacks)
@@ -512,6 +570,8 @@ struct redis_link *redis_link_create(struct event_base *base, const struct confi
     if (callbacks != NULL)
         link->callbacks = *callbacks;
     link_settings_load(&link->settings, config);
+    if (link->settings.sentinel)
+        sentinel_watch(link_master_moved, link);
     link->retry_timer = evtimer_new(base, link_retry_timer, link);
     link->timeout_timer = evtimer_new(base, link_timeout_timer, link);
     link->drop_event = event_new(base, -1, 0, link_drop_event, link);
@@ -541,6 +601,12 @@ int redis_link_reconfigure(struct redis_link *link, const struct config *config,
     link_settings_load(&next, config);
     if (!link_same_connection(link, &link->settings, &next))
         reconnect = true;
+    if (link->settings.sentinel != next.sentinel) {
+        if (next.sentinel)
+            sentinel_watch(link_master_moved, link);
+        else
+            sentinel_unwatch(link_master_moved, link);
+    }
     link_settings_free(&link->settings);
     link->settings = next;
     if (!reconnect)
@@ -587,6 +653,8 @@ void redis_link_free(struct redis_link *link)
 {
     if (link == NULL)
         return;
+    if (link->settings.sentinel)
+        sentinel_unwatch(link_master_moved, link);
     if (link->ac != NULL) {
         redisAsyncContext *ac = link->ac;
         link->ac = NULL;
@@ -598,4 +666,19 @@ void redis_link_free(struct redis_link *link)
     event_free(link->drop_event);
     link_settings_free(&link->settings);
     free(link);
+}
+
+const char *redis_link_master_address(const struct config *config, char *buf, size_t size)
+{
+    char host[SENTINEL_HOST_MAX];
+    unsigned port;
+    if (config->redis.sentinels.count == 0 && link_or_empty(config->redis.unix_path)[0] != '\0')
+        snprintf(buf, size, "unix:%s", config->redis.unix_path);
+    else if (config->redis.sentinels.count == 0)
+        snprintf(buf, size, "%s:%u", link_or_empty(config->redis.host), config->redis.port);
+    else if (sentinel_master(host, sizeof(host), &port) == 0)
+        snprintf(buf, size, "%s:%u", host, port);
+    else
+        snprintf(buf, size, "%s", "");
+    return buf;
 }

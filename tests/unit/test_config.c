@@ -247,6 +247,9 @@ static void check_defaults(const struct config *c)
     ck_assert_uint_eq(c->redis.max_message_bytes, MB);
     ck_assert(!c->redis.l2);
     ck_assert_str_eq(c->redis.key_format, "cache:{tenant}:{kind}:{key}");
+    check_strings(&c->redis.sentinels, NULL, 0);
+    ck_assert_str_eq(c->redis.master_name, "mymaster");
+    ck_assert_str_eq(c->redis.sentinel_password, "");
 
     ck_assert_str_eq(c->origin.url, "");
     ck_assert_uint_eq(c->origin.timeout_ms, 500);
@@ -459,6 +462,21 @@ START_TEST(test_override_redis)
     ck_assert_uint_eq(c->redis.channels.count, 0);
     ck_assert_uint_eq(c->redis.patterns.count, 1);
     ck_assert_uint_eq(c->redis.max_message_bytes, 512 * MB);
+    config_free(c);
+
+    /* Sentinel */
+    static const char *const sentinels[] = {"10.0.0.5:26379", "sentinel-b.internal:26380",
+                                            "[::1]:26381"};
+    c = load("redis:\n"
+             "  sentinels: [\"10.0.0.5:26379\", sentinel-b.internal:26380, \"[::1]:26381\"]\n"
+             "  master_name: cache-primary\n"
+             "  sentinel_password: s3cret\n");
+    check_strings(&c->redis.sentinels, sentinels, 3);
+    ck_assert_str_eq(c->redis.master_name, "cache-primary");
+    ck_assert_str_eq(c->redis.sentinel_password, "s3cret");
+    config_free(c);
+    c = load("redis:\n  sentinels:\n");
+    ck_assert_uint_eq(c->redis.sentinels.count, 0);
     config_free(c);
 }
 END_TEST
@@ -1008,6 +1026,21 @@ static const struct {
     {"access:\n  - {user: x, tenants: [acme, 'a:b']}\n",
      "t.yaml:2:31: invalid tenant 'a:b' in 'access.tenants' (1 to 64 characters of A-Z a-z 0-9 . "
      "_ -)"},
+
+    /* redis.sentinels and redis.master_name */
+    {"redis:\n  sentinels: [\"10.0.0.5\"]\n",
+     "t.yaml:2:15: items of 'redis.sentinels' must be HOST:PORT, got 10.0.0.5"},
+    {"redis:\n  sentinels:\n    - \"127.0.0.1:26379\"\n    - \":26379\"\n",
+     "t.yaml:4:7: items of 'redis.sentinels' must be HOST:PORT, got :26379"},
+    {"redis:\n  sentinels: [\"a:0\"]\n",
+     "t.yaml:2:15: the port of 'redis.sentinels' item a:0 must be between 1 and 65535"},
+    {"redis:\n  sentinels: [\"a:65536\"]\n",
+     "t.yaml:2:15: the port of 'redis.sentinels' item a:65536 must be between 1 and 65535"},
+    {"redis:\n  sentinels: [\"a:26379x\"]\n",
+     "t.yaml:2:15: the port of 'redis.sentinels' item a:26379x must be between 1 and 65535"},
+    {"redis:\n  sentinels: \"a:1\"\n", "t.yaml:2:14: 'redis.sentinels' must be a list, not a scalar"},
+    {"redis:\n  sentinels: [\"\"]\n", "t.yaml:2:15: empty item in 'redis.sentinels'"},
+    {"redis:\n  master_name: \"\"\n", "t.yaml:2:16: 'redis.master_name' must not be empty"},
 
     /* checks across keys, at the position of the key the file set */
     {"memory:\n  low_watermark: 0.9\n",
