@@ -131,6 +131,8 @@ struct config {
         uint64_t max_message_bytes;
         bool l2;
         char *key_format;
+        char *stream;        /* "" : no catch-up stream */
+        unsigned stream_batch;
     } redis;
 
     struct {

@@ -163,6 +163,8 @@ static const struct field redis_fields[] = {
     KEY_SIZE("max_message_bytes", AT(redis.max_message_bytes), 16, 512 * MB),
     KEY_SCALAR("l2", FIELD_BOOL, AT(redis.l2)),
     KEY_STRING("key_format", AT(redis.key_format), check_key_format),
+    KEY_STRING("stream", AT(redis.stream), NULL),
+    KEY_UINT("stream_batch", AT(redis.stream_batch), 1, 100000, NULL),
 };
 
 static const struct field origin_fields[] = {
@@ -1611,6 +1613,8 @@ struct config *config_defaults(void)
     c->redis.max_message_bytes = MB;
     c->redis.l2 = false;
     c->redis.key_format = xstrdup("cache:{tenant}:{kind}:{key}");
+    c->redis.stream = xstrdup("");
+    c->redis.stream_batch = 1000;
 
     c->origin.url = xstrdup("");
     c->origin.timeout_ms = 500;
@@ -1667,6 +1671,7 @@ void config_free(struct config *config)
     strings_clear(&config->redis.channels);
     strings_clear(&config->redis.patterns);
     free(config->redis.key_format);
+    free(config->redis.stream);
     free(config->origin.url);
     for (size_t i = 0; i < config->application_count; i++) {
         free(config->applications[i].name);
