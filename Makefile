@@ -17,6 +17,7 @@ SYSCONFDIR ?= /etc
 UNITDIR   ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 MANDIR    ?= $(PREFIX)/share/man
+DATADIR   ?= $(PREFIX)/share/tenantcached
 
 CC        ?= cc
 BUILD     ?= build
@@ -176,8 +177,9 @@ bench: deps all
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/tenantcached $(DESTDIR)$(UNITDIR) \
-		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man8
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DATADIR)
 	install -m 0755 tenantcached $(DESTDIR)$(BINDIR)/tenantcached
+	install -m 0644 scripts/tenantcached.lua $(DESTDIR)$(DATADIR)/tenantcached.lua
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/tenantcached/tenantcached.yaml ]; then \
 		echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/tenantcached/tenantcached.yaml"; \
 	else install -m 0644 conf/tenantcached.yaml $(DESTDIR)$(SYSCONFDIR)/tenantcached/tenantcached.yaml; fi
@@ -190,7 +192,7 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/tenantcached $(DESTDIR)$(UNITDIR)/tenantcached.service \
 		$(DESTDIR)$(UNITDIR)/tenantcached@.service $(DESTDIR)$(SYSUSERSDIR)/tenantcached.conf \
-		$(DESTDIR)$(MANDIR)/man8/tenantcached.8
+		$(DESTDIR)$(MANDIR)/man8/tenantcached.8 $(DESTDIR)$(DATADIR)/tenantcached.lua
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz tenantcached
