@@ -16,6 +16,12 @@ struct stats {
     _Atomic uint64_t messages_filtered;
     _Atomic uint64_t messages_unknown_kind;
     _Atomic uint64_t seq_gaps;
+    /* redis.stream (docs/reference.md §7) */
+    _Atomic uint64_t catchup_applied;     /* entries applied while catching up */
+    _Atomic uint64_t catchup_failed;      /* catch-ups that found the missed entries gone */
+    _Atomic uint64_t messages_duplicate;  /* live envelopes already applied, skipped */
+    _Atomic uint64_t stream_last_ms;      /* the last applied entry ID, for INFO (the two */
+    _Atomic uint64_t stream_last_seq;     /* halves may be read a write apart) */
     _Atomic uint64_t hits;
     _Atomic uint64_t misses;
     _Atomic uint64_t fills_l2;

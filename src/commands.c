@@ -909,6 +909,19 @@ static void info_redis(struct command_call *call, struct evbuffer *text)
                         stats_get(&stats.redis_connected) ? 1 : 0,
                         (unsigned long long)stats_get(&stats.redis_reconnects),
                         (unsigned long long)stream_down_seconds(call->now_ms));
+    /* redis.stream (docs/reference.md §7); the ID is empty without a stream */
+    bool stream = call->env->config->redis.stream[0] != '\0';
+    char last_id[48] = "";
+    if (stream)
+        snprintf(last_id, sizeof(last_id), "%llu-%llu",
+                 (unsigned long long)stats_get(&stats.stream_last_ms),
+                 (unsigned long long)stats_get(&stats.stream_last_seq));
+    evbuffer_add_printf(text,
+                        "stream_last_id:%s\r\ncatchup_applied:%llu\r\ncatchup_failed:%llu\r\n"
+                        "messages_duplicate:%llu\r\n",
+                        last_id, (unsigned long long)stats_get(&stats.catchup_applied),
+                        (unsigned long long)stats_get(&stats.catchup_failed),
+                        (unsigned long long)stats_get(&stats.messages_duplicate));
 }
 
 static void info_tenant_line(void *arg, const struct cache_tenant_stats *tenant)

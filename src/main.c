@@ -18,6 +18,7 @@
 #include "apply.h"
 #include "cache.h"
 #include "config.h"
+#include "envelope.h"
 #include "fill.h"
 #include "log.h"
 #include "message.h"
@@ -25,6 +26,7 @@
 #include "notify.h"
 #include "server.h"
 #include "stats.h"
+#include "stream.h"
 #include "subscriber.h"
 #include "util.h"
 
@@ -42,6 +44,7 @@ struct daemon {
     struct server *server;
     struct metrics *metrics;
     struct subscriber *subscriber;
+    struct stream *stream; /* NULL without redis.stream */
     struct event *housekeeping;
     struct event *watchdog;
     struct event *signals[4];
@@ -88,19 +91,54 @@ static void notify_status(struct daemon *daemon)
 
 /* ---- the invalidation stream ---- */
 
-static void on_message(void *arg, const char *channel, const char *payload, size_t len)
+/* Parses and applies one message (a plain payload, or the message inside an
+ * envelope or a stream entry); `where` names its origin in the log. */
+static void apply_payload(struct daemon *daemon, const char *where, const char *payload,
+                          size_t len)
 {
-    struct daemon *daemon = arg;
     struct message_batch batch;
     char error[MESSAGE_ERROR_MAX];
     if (message_parse(daemon->config, payload, len, &batch, error) != 0) {
         stats_add(&stats.messages_invalid, 1);
         log_limited(&daemon->invalid_log, 5000, LOG_LEVEL_WARNING,
-                    "rejected message on '%s' (%zu bytes): %s", channel, len, error);
+                    "rejected message on '%s' (%zu bytes): %s", where, len, error);
         return;
     }
     apply_batch(daemon->apply, &batch, util_monotonic_ms());
     message_batch_free(&batch);
+}
+
+static void on_message(void *arg, const char *channel, const char *payload, size_t len)
+{
+    struct daemon *daemon = arg;
+    struct envelope_id id;
+    const char *message;
+    size_t message_len;
+    switch (envelope_unwrap(payload, len, &id, &message, &message_len)) {
+    case ENVELOPE_NONE:
+        apply_payload(daemon, channel, payload, len);
+        return;
+    case ENVELOPE_INVALID:
+        stats_add(&stats.messages_invalid, 1);
+        log_limited(&daemon->invalid_log, 5000, LOG_LEVEL_WARNING,
+                    "rejected message on '%s' (%zu bytes): malformed envelope", channel, len);
+        return;
+    case ENVELOPE_OK:
+        break;
+    }
+    /* Without a stream there is nothing to catch up from: the message counts. */
+    if (daemon->stream == NULL ||
+        stream_live(daemon->stream, &id, message, message_len) == STREAM_LIVE_APPLY)
+        apply_payload(daemon, channel, message, message_len);
+}
+
+/* A stream entry from the catch-up (or a live envelope held during it). */
+static void on_stream_entry(void *arg, const struct envelope_id *id, const char *payload,
+                            size_t len)
+{
+    struct daemon *daemon = arg;
+    (void)id;
+    apply_payload(daemon, "redis.stream", payload, len);
 }
 
 static void drop_everything(struct daemon *daemon, const char *why)
@@ -112,27 +150,55 @@ static void drop_everything(struct daemon *daemon, const char *why)
                (unsigned long long)dropped);
 }
 
-static void on_subscribed(void *arg, bool first)
+/* The stream is current again: fresh data for the staleness rules. */
+static void stream_current(struct daemon *daemon)
 {
-    struct daemon *daemon = arg;
-    if (!first) {
-        stats_add(&stats.redis_reconnects, 1);
-        /* Messages published while we were away are lost for good. */
-        if (daemon->config->redis.on_reconnect == CONFIG_ON_RECONNECT_FLUSH)
-            drop_everything(daemon, "resubscribed after a disconnect");
-        apply_forget_publishers(daemon->apply);
-    }
     stats_set(&stats.redis_connected, 1);
     stats_set(&stats.redis_down_since_ms, 0);
     log_notice("subscribed to the invalidation stream");
     notify_status(daemon);
 }
 
+static void on_subscribed(void *arg, bool first)
+{
+    struct daemon *daemon = arg;
+    if (!first) {
+        stats_add(&stats.redis_reconnects, 1);
+        apply_forget_publishers(daemon->apply);
+    }
+    if (daemon->stream != NULL) {
+        /* Counted as down (critical data -STALE past max_stale) until the
+         * end of the stream is reached: on_caught_up. */
+        stream_catch_up(daemon->stream);
+        return;
+    }
+    /* Messages published while we were away are lost for good. */
+    if (!first && daemon->config->redis.on_reconnect == CONFIG_ON_RECONNECT_FLUSH)
+        drop_everything(daemon, "resubscribed after a disconnect");
+    stream_current(daemon);
+}
+
+static void on_caught_up(void *arg, bool ok, const char *reason)
+{
+    struct daemon *daemon = arg;
+    if (!ok) {
+        stats_add(&stats.catchup_failed, 1);
+        log_warn("cannot catch up from redis.stream: %s", reason);
+        if (daemon->config->redis.on_reconnect == CONFIG_ON_RECONNECT_FLUSH)
+            drop_everything(daemon, "the missed messages are gone from redis.stream");
+    }
+    stream_current(daemon);
+}
+
 static void on_disconnected(void *arg, const char *reason)
 {
     struct daemon *daemon = arg;
+    if (daemon->stream != NULL)
+        stream_abort(daemon->stream);
     stats_set(&stats.redis_connected, 0);
-    stats_set(&stats.redis_down_since_ms, util_monotonic_ms());
+    /* Lost while catching up: still down since the outage began. */
+    if (stats_get(&stats.redis_down_since_ms) == 0)
+        stats_set(&stats.redis_down_since_ms, util_monotonic_ms());
     log_warn("invalidation stream lost: %s", reason ? reason : "disconnected");
     notify_status(daemon);
 }
@@ -233,6 +299,7 @@ static void reload(struct daemon *daemon)
     apply_set_config(daemon->apply, config);
     fill_reconfigure(daemon->fill, config);
     sub_reconfigure(daemon->subscriber, config);
+    stream_reconfigure(daemon->stream, config);
     daemon->metrics = metrics_reconfigure(daemon->metrics, daemon->base, daemon->cache, config);
     config_free(old);
     log_notice("configuration reloaded from %s", daemon->config_path);
@@ -295,6 +362,18 @@ static int run(struct daemon *daemon)
         log_error("cannot serve metrics: %s", error);
         goto cleanup;
     }
+    daemon->stream = stream_create(daemon->base, daemon->config);
+    if (daemon->stream != NULL) {
+        const struct stream_callbacks stream_callbacks = {
+            .on_entry = on_stream_entry,
+            .on_caught_up = on_caught_up,
+            .arg = daemon,
+        };
+        stream_set_callbacks(daemon->stream, &stream_callbacks);
+    } else if (daemon->config->redis.stream[0] != '\0') {
+        log_error("cannot start reading redis.stream");
+        goto cleanup;
+    }
     struct subscriber_callbacks callbacks = {
         .on_message = on_message,
         .on_subscribed = on_subscribed,
@@ -334,6 +413,7 @@ cleanup:
     fill_destroy(daemon->fill);
     if (daemon->subscriber != NULL)
         sub_stop(daemon->subscriber);
+    stream_destroy(daemon->stream);
     metrics_stop(daemon->metrics);
     for (size_t i = 0; i < UTIL_ARRAY_LEN(daemon->signals); i++) {
         if (daemon->signals[i] != NULL)
