@@ -256,7 +256,7 @@ static void seed(void)
 {
     char id[64];
     for (long i = 0; i < KEYS; i++) {
-        char key[16];
+        char key[32];
         snprintf(key, sizeof(key), "k%ld", i);
         set_profile(id, "acme", key, i);
     }
@@ -307,7 +307,7 @@ START_TEST(test_client_kill_catches_up)
     batch_begin(&b);
     for (long round = 0; round < 6; round++) {
         for (long i = 0; i < 50; i++) {
-            char key[16];
+            char key[32];
             snprintf(key, sizeof(key), "k%ld", i);
             batch_profile(&b, "acme", key, 1000 * (round + 1) + i);
         }
@@ -345,7 +345,7 @@ START_TEST(test_kill9_aof_catches_up)
     struct batch b;
     batch_begin(&b);
     for (long i = 0; i < 200; i++) {
-        char key[16];
+        char key[32];
         snprintf(key, sizeof(key), "k%ld", i % 40);
         batch_profile(&b, "acme", key, (i < 160 ? 500 : 2000) + i % 40);
     }
