@@ -36,7 +36,8 @@ START_TEST(test_unwrap_published_form)
                      ENVELOPE_OK);
     ck_assert_uint_eq(id.ms, 1700000000000ULL);
     ck_assert_uint_eq(id.seq, 3);
-    ck_assert_str_eq(message, "{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"profile\",\"key\":\"u1\"}");
+    ck_assert_str_eq(message,
+                     "{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"profile\",\"key\":\"u1\"}");
     /* a batch inside */
     ck_assert_int_eq(unwrap("{\"id\":\"5-0\",\"message\":[{\"op\":\"flush\",\"tenant\":\"*\"}]}",
                             &id, message, sizeof(message)),
