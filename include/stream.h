@@ -78,6 +78,11 @@ void stream_abort(struct stream *stream);
 /* Decides about a live envelope (payload copied when held). */
 enum stream_live stream_live(struct stream *stream, const struct envelope_id *id,
                              const char *payload, size_t len);
+/* Sets the last applied ID (a snapshot being loaded, before the first
+ * stream_catch_up()): the first catch-up then reads from there. */
+void stream_restore_last(struct stream *stream, const struct envelope_id *id);
+/* The last applied ID into *id; false when none is known yet. */
+bool stream_last_id(const struct stream *stream, struct envelope_id *id);
 /* True from stream_catch_up() until on_caught_up. */
 bool stream_catching_up(const struct stream *stream);
 

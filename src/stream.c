@@ -440,6 +440,19 @@ enum stream_live stream_live(struct stream *stream, const struct envelope_id *id
     return STREAM_LIVE_APPLY;
 }
 
+void stream_restore_last(struct stream *stream, const struct envelope_id *id)
+{
+    stream_set_last(stream, id);
+}
+
+bool stream_last_id(const struct stream *stream, struct envelope_id *id)
+{
+    if (!stream->have_last)
+        return false;
+    *id = stream->last;
+    return true;
+}
+
 bool stream_catching_up(const struct stream *stream)
 {
     return stream->catching_up;
