@@ -136,6 +136,11 @@ struct config {
     } redis;
 
     struct {
+        char *path;          /* "" : no snapshot */
+        uint64_t interval_ms; /* 0: only at a clean stop */
+    } snapshot;
+
+    struct {
         char *url;           /* "" : no L3 */
         uint64_t timeout_ms;
         uint64_t negative_ttl_ms;

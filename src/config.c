@@ -184,6 +184,11 @@ static const struct field memory_fields[] = {
     KEY_DURATION("tombstone_ttl", AT(memory.tombstone_ttl_ms), 1),
 };
 
+static const struct field snapshot_fields[] = {
+    KEY_STRING("path", AT(snapshot.path), NULL),
+    KEY_DURATION("interval", AT(snapshot.interval_ms), 0),
+};
+
 static const struct field metrics_fields[] = {
     KEY_STRING("listen", AT(metrics.listen), check_metrics_listen),
 };
@@ -200,6 +205,7 @@ static const struct section redis_section = SECTION(redis_fields);
 static const struct section origin_section = SECTION(origin_fields);
 static const struct section memory_section = SECTION(memory_fields);
 static const struct section metrics_section = SECTION(metrics_fields);
+static const struct section snapshot_section = SECTION(snapshot_fields);
 static const struct section kind_section = SECTION(kind_fields);
 
 static const struct field root_fields[] = {
@@ -216,6 +222,7 @@ static const struct field root_fields[] = {
     KEY_CUSTOM("applications", parse_applications),
     KEY_CUSTOM("access", parse_access),
     KEY_SECTION("metrics", metrics_section),
+    KEY_SECTION("snapshot", snapshot_section),
 };
 
 static const struct section root_section = SECTION(root_fields);
@@ -1616,6 +1623,9 @@ struct config *config_defaults(void)
     c->redis.stream = xstrdup("");
     c->redis.stream_batch = 1000;
 
+    c->snapshot.path = xstrdup("");
+    c->snapshot.interval_ms = 5 * 60 * SECOND;
+
     c->origin.url = xstrdup("");
     c->origin.timeout_ms = 500;
     c->origin.negative_ttl_ms = 5 * SECOND;
@@ -1673,6 +1683,7 @@ void config_free(struct config *config)
     free(config->redis.key_format);
     free(config->redis.stream);
     free(config->origin.url);
+    free(config->snapshot.path);
     for (size_t i = 0; i < config->application_count; i++) {
         free(config->applications[i].name);
         strings_clear(&config->applications[i].kinds);

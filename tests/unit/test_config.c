@@ -249,6 +249,8 @@ static void check_defaults(const struct config *c)
     ck_assert_str_eq(c->redis.key_format, "cache:{tenant}:{kind}:{key}");
     ck_assert_str_eq(c->redis.stream, "");
     ck_assert_uint_eq(c->redis.stream_batch, 1000);
+    ck_assert_str_eq(c->snapshot.path, "");
+    ck_assert_uint_eq(c->snapshot.interval_ms, 300000);
 
     ck_assert_str_eq(c->origin.url, "");
     ck_assert_uint_eq(c->origin.timeout_ms, 500);
@@ -926,6 +928,9 @@ static const struct {
     {"redis:\n  port: 0\n", "t.yaml:2:9: 'redis.port' must be between 1 and 65535, got 0"},
     {"redis:\n  port: 65536\n", "t.yaml:2:9: 'redis.port' must be between 1 and 65535, got 65536"},
     {"redis:\n  db: 1001\n", "t.yaml:2:7: 'redis.db' must be between 0 and 1000, got 1001"},
+    {"snapshot:\n  interval: 8761h\n",
+     "t.yaml:2:13: 'snapshot.interval' must be between 0 and 8760h, got 8761h"},
+    {"snapshot:\n  depth: 1\n", "t.yaml:2:3: unknown key 'depth' in 'snapshot'"},
     {"redis:\n  stream_batch: 0\n",
      "t.yaml:2:17: 'redis.stream_batch' must be between 1 and 100000, got 0"},
     {"redis:\n  stream_batch: 100001\n",
