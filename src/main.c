@@ -25,6 +25,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "server.h"
+#include "snapshot.h"
 #include "stats.h"
 #include "stream.h"
 #include "subscriber.h"
@@ -45,6 +46,9 @@ struct daemon {
     struct metrics *metrics;
     struct subscriber *subscriber;
     struct stream *stream; /* NULL without redis.stream */
+    struct snapshot_saver *saver; /* NULL without snapshot.path */
+    struct snapshot_meta loaded;  /* what the snapshot loaded at start held */
+    bool snapshot_uncovered;      /* loaded, and no stream to catch up from it */
     struct event *housekeeping;
     struct event *watchdog;
     struct event *signals[4];
@@ -166,6 +170,12 @@ static void on_subscribed(void *arg, bool first)
         stats_add(&stats.redis_reconnects, 1);
         apply_forget_publishers(daemon->apply);
     }
+    if (first && daemon->snapshot_uncovered) {
+        /* What was published since the snapshot cannot be read back. */
+        daemon->snapshot_uncovered = false;
+        if (daemon->config->redis.on_reconnect == CONFIG_ON_RECONNECT_FLUSH)
+            drop_everything(daemon, "no stream covers the snapshot");
+    }
     if (daemon->stream != NULL) {
         /* Counted as down (critical data -STALE past max_stale) until the
          * end of the stream is reached: on_caught_up. */
@@ -227,6 +237,49 @@ static void on_gap(void *arg, const char *src, uint64_t expected, uint64_t got)
         snprintf(why, sizeof(why), "messages from publisher '%s' were lost", src);
         drop_everything(daemon, why);
     }
+}
+
+/* ---- the snapshot ---- */
+
+static void add_publisher(void *arg, const char *src, uint64_t seq)
+{
+    snapshot_meta_add_publisher(arg, src, seq);
+}
+
+/* What a snapshot records besides the entries, at the start of a save. */
+static void snapshot_meta(void *arg, struct snapshot_meta *meta)
+{
+    struct daemon *daemon = arg;
+    if (daemon->stream != NULL)
+        meta->has_stream_id = stream_last_id(daemon->stream, &meta->stream_id);
+    apply_foreach_publisher(daemon->apply, add_publisher, meta);
+}
+
+/* Loads snapshot.path into the cache, before the socket answers. A missing
+ * or unusable file is logged and the daemon starts empty. */
+static void load_snapshot(struct daemon *daemon)
+{
+    if (daemon->config->snapshot.path[0] == '\0')
+        return;
+    char error[SNAPSHOT_ERROR_MAX];
+    uint64_t started = util_monotonic_ms();
+    int64_t loaded = snapshot_load(daemon->config, daemon->cache, started, util_realtime_ms(),
+                                   &daemon->loaded, error);
+    if (loaded < 0) {
+        log_warn("snapshot ignored, starting empty: %s", error);
+        return;
+    }
+    for (size_t i = 0; i < daemon->loaded.publisher_count; i++)
+        apply_restore_publisher(daemon->apply, daemon->loaded.publishers[i].src,
+                                daemon->loaded.publishers[i].seq, started);
+    stats_set(&stats.snapshot_loaded_entries, (uint64_t)loaded);
+    char id[ENVELOPE_ID_MAX] = "none";
+    if (daemon->loaded.has_stream_id)
+        envelope_id_format(&daemon->loaded.stream_id, id);
+    log_notice("snapshot %s: %lld entries loaded in %llu ms (stream entry %s)",
+               daemon->config->snapshot.path, (long long)loaded,
+               (unsigned long long)(util_monotonic_ms() - started), id);
+    daemon->snapshot_uncovered = true; /* until a stream says otherwise */
 }
 
 /* ---- timers ---- */
@@ -298,6 +351,7 @@ static void reload(struct daemon *daemon)
     cache_enforce(daemon->cache, util_monotonic_ms());
     apply_set_config(daemon->apply, config);
     fill_reconfigure(daemon->fill, config);
+    snapshot_saver_reconfigure(daemon->saver, config);
     sub_reconfigure(daemon->subscriber, config);
     stream_reconfigure(daemon->stream, config);
     daemon->metrics = metrics_reconfigure(daemon->metrics, daemon->base, daemon->cache, config);
@@ -347,6 +401,7 @@ static int run(struct daemon *daemon)
                                              .on_hot = on_hot,
                                              .arg = daemon};
     daemon->apply = apply_create(daemon->cache, daemon->config, &apply_callbacks);
+    load_snapshot(daemon);
     daemon->fill = fill_create(daemon->base, daemon->cache, daemon->config, server_deliver_fill);
 
     daemon->server = server_start(daemon->base, daemon->cache, daemon->fill, daemon->config, error,
@@ -370,6 +425,11 @@ static int run(struct daemon *daemon)
             .arg = daemon,
         };
         stream_set_callbacks(daemon->stream, &stream_callbacks);
+        if (daemon->snapshot_uncovered && daemon->loaded.has_stream_id) {
+            /* The first subscription catches up from the snapshot's entry. */
+            stream_restore_last(daemon->stream, &daemon->loaded.stream_id);
+            daemon->snapshot_uncovered = false;
+        }
     } else if (daemon->config->redis.stream[0] != '\0') {
         log_error("cannot start reading redis.stream");
         goto cleanup;
@@ -394,6 +454,8 @@ static int run(struct daemon *daemon)
         }
     }
     daemon->housekeeping = start_timer(daemon->base, HOUSEKEEPING_INTERVAL_MS, housekeeping, daemon);
+    daemon->saver = snapshot_saver_create(daemon->base, daemon->cache, daemon->config,
+                                          snapshot_meta, daemon);
     uint64_t watchdog_ms = notify_watchdog_interval_ms();
     if (watchdog_ms > 0)
         daemon->watchdog = start_timer(daemon->base, watchdog_ms, watchdog, daemon);
@@ -410,6 +472,9 @@ cleanup:
     fill_shutdown(daemon->fill);
     if (daemon->server != NULL)
         server_stop(daemon->server);
+    /* A clean stop leaves a snapshot of what the queries last saw. */
+    snapshot_saver_stop(daemon->saver);
+    snapshot_meta_clear(&daemon->loaded);
     fill_destroy(daemon->fill);
     if (daemon->subscriber != NULL)
         sub_stop(daemon->subscriber);
