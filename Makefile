@@ -18,6 +18,7 @@ UNITDIR   ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 MANDIR    ?= $(PREFIX)/share/man
 DOCDIR    ?= $(PREFIX)/share/doc/tenantcached
+DATADIR   ?= $(PREFIX)/share/tenantcached
 
 CC        ?= cc
 BUILD     ?= build
@@ -124,15 +125,18 @@ check-build: $(BUILD)/tenantcached $(UNIT_BINS) $(ITEST_BINS)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD   := build-fuzz
-FUZZ_TARGETS := protocol message config
+FUZZ_TARGETS := protocol message config snapshot
 FUZZ_CFLAGS  := -std=c11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all $(WARNINGS) -Iinclude -D_GNU_SOURCE
 FUZZ_SRCS_protocol := src/protocol.c src/util.c src/log.c
 FUZZ_SRCS_message  := src/message.c src/value.c src/perm.c src/config.c src/util.c src/log.c
 FUZZ_SRCS_config   := src/config.c src/util.c src/log.c
+FUZZ_SRCS_snapshot := src/snapshot.c src/cache.c src/message.c src/value.c src/perm.c \
+                      src/config.c src/stats.c src/util.c src/log.c
 FUZZ_LIBS_protocol :=
 FUZZ_LIBS_message   = $(shell pkg-config --libs jansson yaml-0.1 2>/dev/null) -lm
 FUZZ_LIBS_config    = $(shell pkg-config --libs yaml-0.1 2>/dev/null) -lm
+FUZZ_LIBS_snapshot  = $(shell pkg-config --libs libevent jansson yaml-0.1 2>/dev/null) -lm -pthread
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 
 fuzz-build: $(FUZZ_BINS)
@@ -148,6 +152,10 @@ $(FUZZ_BUILD)/fuzz_message: tests/fuzz/fuzz_message.c $(FUZZ_SRCS_message) $(wil
 $(FUZZ_BUILD)/fuzz_config: tests/fuzz/fuzz_config.c $(FUZZ_SRCS_config) $(wildcard include/*.h)
 	@mkdir -p $(FUZZ_BUILD)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(DEP_CFLAGS) -o $@ $< $(FUZZ_SRCS_config) $(FUZZ_LIBS_config)
+
+$(FUZZ_BUILD)/fuzz_snapshot: tests/fuzz/fuzz_snapshot.c $(FUZZ_SRCS_snapshot) $(wildcard include/*.h)
+	@mkdir -p $(FUZZ_BUILD)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(DEP_CFLAGS) -o $@ $< $(FUZZ_SRCS_snapshot) $(FUZZ_LIBS_snapshot)
 
 # stdin from /dev/null: a config naming password_file: /dev/stdin must not block.
 fuzz: fuzz-build
@@ -177,8 +185,9 @@ bench: deps all
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/tenantcached $(DESTDIR)$(UNITDIR) \
-		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(DATADIR)
 	install -m 0755 tenantcached $(DESTDIR)$(BINDIR)/tenantcached
+	install -m 0644 scripts/tenantcached.lua $(DESTDIR)$(DATADIR)/tenantcached.lua
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/tenantcached/tenantcached.yaml ]; then \
 		echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/tenantcached/tenantcached.yaml"; \
 	else install -m 0644 conf/tenantcached.yaml $(DESTDIR)$(SYSCONFDIR)/tenantcached/tenantcached.yaml; fi
@@ -192,8 +201,9 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/tenantcached $(DESTDIR)$(UNITDIR)/tenantcached.service \
 		$(DESTDIR)$(UNITDIR)/tenantcached@.service $(DESTDIR)$(SYSUSERSDIR)/tenantcached.conf \
-		$(DESTDIR)$(MANDIR)/man8/tenantcached.8 $(DESTDIR)$(DOCDIR)/reference.md
-	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
+		$(DESTDIR)$(MANDIR)/man8/tenantcached.8 $(DESTDIR)$(DOCDIR)/reference.md \
+		$(DESTDIR)$(DATADIR)/tenantcached.lua
+	-rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(DATADIR) 2>/dev/null
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz tenantcached

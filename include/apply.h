@@ -50,4 +50,10 @@ uint64_t apply_oldest_publisher_ms(const struct apply *apply);
  * about what was missed, and the caches were dealt with already). */
 void apply_forget_publishers(struct apply *apply);
 
+/* Calls fn with every publisher's src and last seq (for a snapshot). */
+void apply_foreach_publisher(const struct apply *apply,
+                             void (*fn)(void *arg, const char *src, uint64_t seq), void *arg);
+/* Remembers src's last seq, heard at now_ms (a snapshot being loaded). */
+void apply_restore_publisher(struct apply *apply, const char *src, uint64_t seq, uint64_t now_ms);
+
 #endif

@@ -198,4 +198,32 @@ void cache_foreach_tenant(struct cache *cache,
  * ticks it so readers need no clock call. */
 void cache_set_wall_clock(struct cache *cache, uint64_t wall_ms);
 
+/* ---- Whole-cache walks (snapshots) ---- */
+
+/* One value or tombstone as cache_foreach_entry() shows it; every pointer is
+ * valid only during the callback. */
+struct cache_entry_view {
+    const char *tenant;
+    size_t tenant_len;
+    unsigned kind;
+    const char *key;
+    size_t key_len;
+    const char *json;       /* "" for a tombstone */
+    size_t json_len;
+    bool tombstone;
+    bool critical;
+    uint64_t version;       /* 0: unversioned */
+    uint64_t expires_ms;    /* monotonic; 0: never */
+    uint64_t updated_ms;    /* wall clock */
+};
+
+unsigned cache_shard_count(const struct cache *cache);
+/* Calls fn for every value and tombstone of one shard (0 .. shard count - 1;
+ * negative entries are left out) under the shard's read lock: writers to that
+ * shard wait until it returns, so fn must be quick and must not call into the
+ * cache. Returns the number of entries shown. Any thread. */
+uint64_t cache_foreach_entry(struct cache *cache, unsigned shard,
+                             void (*fn)(void *arg, const struct cache_entry_view *entry),
+                             void *arg);
+
 #endif

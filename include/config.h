@@ -134,7 +134,14 @@ struct config {
         struct config_strings sentinels; /* "host:port" items; set: host/port/unix unused */
         char *master_name;
         char *sentinel_password;
+        char *stream;        /* "" : no catch-up stream */
+        unsigned stream_batch;
     } redis;
+
+    struct {
+        char *path;          /* "" : no snapshot */
+        uint64_t interval_ms; /* 0: only at a clean stop */
+    } snapshot;
 
     struct {
         char *url;           /* "" : no L3 */

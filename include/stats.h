@@ -16,6 +16,12 @@ struct stats {
     _Atomic uint64_t messages_filtered;
     _Atomic uint64_t messages_unknown_kind;
     _Atomic uint64_t seq_gaps;
+    /* redis.stream (docs/reference.md §7) */
+    _Atomic uint64_t catchup_applied;     /* entries applied while catching up */
+    _Atomic uint64_t catchup_failed;      /* catch-ups that found the missed entries gone */
+    _Atomic uint64_t messages_duplicate;  /* live envelopes already applied, skipped */
+    _Atomic uint64_t stream_last_ms;      /* the last applied entry ID, for INFO (the two */
+    _Atomic uint64_t stream_last_seq;     /* halves may be read a write apart) */
     _Atomic uint64_t hits;
     _Atomic uint64_t misses;
     _Atomic uint64_t fills_l2;
@@ -39,6 +45,12 @@ struct stats {
     _Atomic uint64_t redis_reconnects;
     _Atomic uint64_t publisher_silent_since_ms; /* heartbeat_timeout: 0 unless silent */
     _Atomic uint64_t start_ms;             /* monotonic ms at start */
+    /* snapshot.path (docs/reference.md §6) */
+    _Atomic uint64_t snapshot_saved_at;       /* wall-clock seconds of the last save; 0: none */
+    _Atomic uint64_t snapshot_entries;        /* entries in the last save */
+    _Atomic uint64_t snapshot_save_ms;        /* how long the last save took, start to rename */
+    _Atomic uint64_t snapshot_stall_us;       /* its longest shard lock hold */
+    _Atomic uint64_t snapshot_loaded_entries; /* entries loaded at start */
 };
 
 extern struct stats stats;

@@ -227,3 +227,17 @@ void apply_batch(struct apply *apply, const struct message_batch *batch, uint64_
         apply_operation(apply, &batch->operations[i], now_ms, wall_ms);
     }
 }
+
+void apply_foreach_publisher(const struct apply *apply,
+                             void (*fn)(void *arg, const char *src, uint64_t seq), void *arg)
+{
+    for (size_t i = 0; i < apply->publisher_count; i++)
+        fn(arg, apply->publishers[i].src, apply->publishers[i].last_seq);
+}
+
+void apply_restore_publisher(struct apply *apply, const char *src, uint64_t seq, uint64_t now_ms)
+{
+    struct publisher *publisher = publisher_find(apply, src, now_ms);
+    publisher->last_seq = seq;
+    publisher->heard_ms = now_ms;
+}

@@ -1372,6 +1372,55 @@ uint64_t cache_entry_updated_ms(const struct cache_entry *entry)
     return entry->updated_ms;
 }
 
+/* ---- whole-cache walks ---- */
+
+unsigned cache_shard_count(const struct cache *cache)
+{
+    return cache->shard_count;
+}
+
+uint64_t cache_foreach_entry(struct cache *cache, unsigned shard_index,
+                             void (*fn)(void *arg, const struct cache_entry_view *entry),
+                             void *arg)
+{
+    if (shard_index >= cache->shard_count)
+        return 0;
+    struct cache_shard *shard = &cache->shards[shard_index];
+    uint64_t shown = 0;
+    pthread_rwlock_rdlock(&shard->lock);
+    for (uint32_t b = 0; b < shard->bucket_count; b++) {
+        for (struct cache_tenant *tenant = shard->buckets[b]; tenant != NULL;
+             tenant = tenant->next) {
+            for (uint32_t e = 0; e < tenant->bucket_count; e++) {
+                for (struct cache_entry *entry = tenant->buckets[e]; entry != NULL;
+                     entry = entry->next) {
+                    if (entry->state == CACHE_ENTRY_NEGATIVE)
+                        continue;
+                    bool tombstone = entry->state == CACHE_ENTRY_TOMBSTONE;
+                    struct cache_entry_view view = {
+                        .tenant = tenant->name,
+                        .tenant_len = tenant->name_len,
+                        .kind = entry->kind,
+                        .key = entry->data,
+                        .key_len = entry->key_len,
+                        .json = tombstone ? "" : entry_value_ptr(entry),
+                        .json_len = tombstone ? 0 : entry->value_len,
+                        .tombstone = tombstone,
+                        .critical = entry->critical != 0,
+                        .version = entry->version,
+                        .expires_ms = entry->expires_ms,
+                        .updated_ms = entry->updated_ms,
+                    };
+                    fn(arg, &view);
+                    shown++;
+                }
+            }
+        }
+    }
+    pthread_rwlock_unlock(&shard->lock);
+    return shown;
+}
+
 /* ---- figures ---- */
 
 void cache_get_stats(struct cache *cache, struct cache_stats *out)

@@ -915,6 +915,34 @@ static void info_redis(struct command_call *call, struct evbuffer *text)
                         (unsigned long long)stream_down_seconds(call->now_ms),
                         redis_link_master_address(call->env->config, master, sizeof(master)),
                         (unsigned long long)sentinel_switches());
+    /* redis.stream (docs/reference.md §7); the ID is empty without a stream */
+    bool stream = call->env->config->redis.stream[0] != '\0';
+    char last_id[48] = "";
+    if (stream)
+        snprintf(last_id, sizeof(last_id), "%llu-%llu",
+                 (unsigned long long)stats_get(&stats.stream_last_ms),
+                 (unsigned long long)stats_get(&stats.stream_last_seq));
+    evbuffer_add_printf(text,
+                        "stream_last_id:%s\r\ncatchup_applied:%llu\r\ncatchup_failed:%llu\r\n"
+                        "messages_duplicate:%llu\r\n",
+                        last_id, (unsigned long long)stats_get(&stats.catchup_applied),
+                        (unsigned long long)stats_get(&stats.catchup_failed),
+                        (unsigned long long)stats_get(&stats.messages_duplicate));
+}
+
+/* snapshot.path (docs/reference.md §6) */
+static void info_persistence(struct command_call *call, struct evbuffer *text)
+{
+    (void)call;
+    evbuffer_add_printf(
+        text,
+        "# Persistence\r\nsnapshot_saved_at:%llu\r\nsnapshot_entries:%llu\r\n"
+        "snapshot_save_ms:%llu\r\nsnapshot_stall_us:%llu\r\nsnapshot_loaded_entries:%llu\r\n",
+        (unsigned long long)stats_get(&stats.snapshot_saved_at),
+        (unsigned long long)stats_get(&stats.snapshot_entries),
+        (unsigned long long)stats_get(&stats.snapshot_save_ms),
+        (unsigned long long)stats_get(&stats.snapshot_stall_us),
+        (unsigned long long)stats_get(&stats.snapshot_loaded_entries));
 }
 
 static void info_tenant_line(void *arg, const struct cache_tenant_stats *tenant)
@@ -940,7 +968,8 @@ static void command_info(struct command_call *call)
     } sections[] = {
         {"server", info_server, true}, {"clients", info_clients, true},
         {"memory", info_memory, true}, {"stats", info_stats, true},
-        {"redis", info_redis, true},   {"tenants", info_tenants, false},
+        {"redis", info_redis, true},   {"persistence", info_persistence, true},
+        {"tenants", info_tenants, false},
     };
     size_t len = 0;
     const char *wanted = call->request->argc == 2 ? arg(call, 1, &len) : NULL;

@@ -167,6 +167,8 @@ static const struct field redis_fields[] = {
     KEY_CUSTOM("sentinels", parse_sentinels),
     KEY_STRING("master_name", AT(redis.master_name), check_not_empty),
     KEY_STRING("sentinel_password", AT(redis.sentinel_password), NULL),
+    KEY_STRING("stream", AT(redis.stream), NULL),
+    KEY_UINT("stream_batch", AT(redis.stream_batch), 1, 100000, NULL),
 };
 
 static const struct field origin_fields[] = {
@@ -186,6 +188,11 @@ static const struct field memory_fields[] = {
     KEY_DURATION("tombstone_ttl", AT(memory.tombstone_ttl_ms), 1),
 };
 
+static const struct field snapshot_fields[] = {
+    KEY_STRING("path", AT(snapshot.path), NULL),
+    KEY_DURATION("interval", AT(snapshot.interval_ms), 0),
+};
+
 static const struct field metrics_fields[] = {
     KEY_STRING("listen", AT(metrics.listen), check_metrics_listen),
 };
@@ -202,6 +209,7 @@ static const struct section redis_section = SECTION(redis_fields);
 static const struct section origin_section = SECTION(origin_fields);
 static const struct section memory_section = SECTION(memory_fields);
 static const struct section metrics_section = SECTION(metrics_fields);
+static const struct section snapshot_section = SECTION(snapshot_fields);
 static const struct section kind_section = SECTION(kind_fields);
 
 static const struct field root_fields[] = {
@@ -218,6 +226,7 @@ static const struct field root_fields[] = {
     KEY_CUSTOM("applications", parse_applications),
     KEY_CUSTOM("access", parse_access),
     KEY_SECTION("metrics", metrics_section),
+    KEY_SECTION("snapshot", snapshot_section),
 };
 
 static const struct section root_section = SECTION(root_fields);
@@ -1644,6 +1653,11 @@ struct config *config_defaults(void)
     c->redis.key_format = xstrdup("cache:{tenant}:{kind}:{key}");
     c->redis.master_name = xstrdup("mymaster");
     c->redis.sentinel_password = xstrdup("");
+    c->redis.stream = xstrdup("");
+    c->redis.stream_batch = 1000;
+
+    c->snapshot.path = xstrdup("");
+    c->snapshot.interval_ms = 5 * 60 * SECOND;
 
     c->origin.url = xstrdup("");
     c->origin.timeout_ms = 500;
@@ -1705,7 +1719,9 @@ void config_free(struct config *config)
     if (config->redis.sentinel_password != NULL)
         explicit_bzero(config->redis.sentinel_password, strlen(config->redis.sentinel_password));
     free(config->redis.sentinel_password);
+    free(config->redis.stream);
     free(config->origin.url);
+    free(config->snapshot.path);
     for (size_t i = 0; i < config->application_count; i++) {
         free(config->applications[i].name);
         strings_clear(&config->applications[i].kinds);

@@ -18,6 +18,7 @@
 #include "apply.h"
 #include "cache.h"
 #include "config.h"
+#include "envelope.h"
 #include "fill.h"
 #include "log.h"
 #include "message.h"
@@ -25,7 +26,9 @@
 #include "notify.h"
 #include "sentinel.h"
 #include "server.h"
+#include "snapshot.h"
 #include "stats.h"
+#include "stream.h"
 #include "subscriber.h"
 #include "util.h"
 
@@ -44,6 +47,10 @@ struct daemon {
     struct metrics *metrics;
     struct subscriber *subscriber;
     struct sentinel *sentinel; /* NULL without redis.sentinels */
+    struct stream *stream; /* NULL without redis.stream */
+    struct snapshot_saver *saver; /* NULL without snapshot.path */
+    struct snapshot_meta loaded;  /* what the snapshot loaded at start held */
+    bool snapshot_uncovered;      /* loaded, and no stream to catch up from it */
     struct event *housekeeping;
     struct event *watchdog;
     struct event *signals[4];
@@ -90,19 +97,54 @@ static void notify_status(struct daemon *daemon)
 
 /* ---- the invalidation stream ---- */
 
-static void on_message(void *arg, const char *channel, const char *payload, size_t len)
+/* Parses and applies one message (a plain payload, or the message inside an
+ * envelope or a stream entry); `where` names its origin in the log. */
+static void apply_payload(struct daemon *daemon, const char *where, const char *payload,
+                          size_t len)
 {
-    struct daemon *daemon = arg;
     struct message_batch batch;
     char error[MESSAGE_ERROR_MAX];
     if (message_parse(daemon->config, payload, len, &batch, error) != 0) {
         stats_add(&stats.messages_invalid, 1);
         log_limited(&daemon->invalid_log, 5000, LOG_LEVEL_WARNING,
-                    "rejected message on '%s' (%zu bytes): %s", channel, len, error);
+                    "rejected message on '%s' (%zu bytes): %s", where, len, error);
         return;
     }
     apply_batch(daemon->apply, &batch, util_monotonic_ms());
     message_batch_free(&batch);
+}
+
+static void on_message(void *arg, const char *channel, const char *payload, size_t len)
+{
+    struct daemon *daemon = arg;
+    struct envelope_id id;
+    const char *message;
+    size_t message_len;
+    switch (envelope_unwrap(payload, len, &id, &message, &message_len)) {
+    case ENVELOPE_NONE:
+        apply_payload(daemon, channel, payload, len);
+        return;
+    case ENVELOPE_INVALID:
+        stats_add(&stats.messages_invalid, 1);
+        log_limited(&daemon->invalid_log, 5000, LOG_LEVEL_WARNING,
+                    "rejected message on '%s' (%zu bytes): malformed envelope", channel, len);
+        return;
+    case ENVELOPE_OK:
+        break;
+    }
+    /* Without a stream there is nothing to catch up from: the message counts. */
+    if (daemon->stream == NULL ||
+        stream_live(daemon->stream, &id, message, message_len) == STREAM_LIVE_APPLY)
+        apply_payload(daemon, channel, message, message_len);
+}
+
+/* A stream entry from the catch-up (or a live envelope held during it). */
+static void on_stream_entry(void *arg, const struct envelope_id *id, const char *payload,
+                            size_t len)
+{
+    struct daemon *daemon = arg;
+    (void)id;
+    apply_payload(daemon, "redis.stream", payload, len);
 }
 
 static void drop_everything(struct daemon *daemon, const char *why)
@@ -114,27 +156,61 @@ static void drop_everything(struct daemon *daemon, const char *why)
                (unsigned long long)dropped);
 }
 
-static void on_subscribed(void *arg, bool first)
+/* The stream is current again: fresh data for the staleness rules. */
+static void stream_current(struct daemon *daemon)
 {
-    struct daemon *daemon = arg;
-    if (!first) {
-        stats_add(&stats.redis_reconnects, 1);
-        /* Messages published while we were away are lost for good. */
-        if (daemon->config->redis.on_reconnect == CONFIG_ON_RECONNECT_FLUSH)
-            drop_everything(daemon, "resubscribed after a disconnect");
-        apply_forget_publishers(daemon->apply);
-    }
     stats_set(&stats.redis_connected, 1);
     stats_set(&stats.redis_down_since_ms, 0);
     log_notice("subscribed to the invalidation stream");
     notify_status(daemon);
 }
 
+static void on_subscribed(void *arg, bool first)
+{
+    struct daemon *daemon = arg;
+    if (!first) {
+        stats_add(&stats.redis_reconnects, 1);
+        apply_forget_publishers(daemon->apply);
+    }
+    if (first && daemon->snapshot_uncovered) {
+        /* What was published since the snapshot cannot be read back. */
+        daemon->snapshot_uncovered = false;
+        if (daemon->config->redis.on_reconnect == CONFIG_ON_RECONNECT_FLUSH)
+            drop_everything(daemon, "no stream covers the snapshot");
+    }
+    if (daemon->stream != NULL) {
+        /* Counted as down (critical data -STALE past max_stale) until the
+         * end of the stream is reached: on_caught_up. */
+        stream_catch_up(daemon->stream);
+        return;
+    }
+    /* Messages published while we were away are lost for good. */
+    if (!first && daemon->config->redis.on_reconnect == CONFIG_ON_RECONNECT_FLUSH)
+        drop_everything(daemon, "resubscribed after a disconnect");
+    stream_current(daemon);
+}
+
+static void on_caught_up(void *arg, bool ok, const char *reason)
+{
+    struct daemon *daemon = arg;
+    if (!ok) {
+        stats_add(&stats.catchup_failed, 1);
+        log_warn("cannot catch up from redis.stream: %s", reason);
+        if (daemon->config->redis.on_reconnect == CONFIG_ON_RECONNECT_FLUSH)
+            drop_everything(daemon, "the missed messages are gone from redis.stream");
+    }
+    stream_current(daemon);
+}
+
 static void on_disconnected(void *arg, const char *reason)
 {
     struct daemon *daemon = arg;
+    if (daemon->stream != NULL)
+        stream_abort(daemon->stream);
     stats_set(&stats.redis_connected, 0);
-    stats_set(&stats.redis_down_since_ms, util_monotonic_ms());
+    /* Lost while catching up: still down since the outage began. */
+    if (stats_get(&stats.redis_down_since_ms) == 0)
+        stats_set(&stats.redis_down_since_ms, util_monotonic_ms());
     log_warn("invalidation stream lost: %s", reason ? reason : "disconnected");
     notify_status(daemon);
 }
@@ -163,6 +239,49 @@ static void on_gap(void *arg, const char *src, uint64_t expected, uint64_t got)
         snprintf(why, sizeof(why), "messages from publisher '%s' were lost", src);
         drop_everything(daemon, why);
     }
+}
+
+/* ---- the snapshot ---- */
+
+static void add_publisher(void *arg, const char *src, uint64_t seq)
+{
+    snapshot_meta_add_publisher(arg, src, seq);
+}
+
+/* What a snapshot records besides the entries, at the start of a save. */
+static void snapshot_meta(void *arg, struct snapshot_meta *meta)
+{
+    struct daemon *daemon = arg;
+    if (daemon->stream != NULL)
+        meta->has_stream_id = stream_last_id(daemon->stream, &meta->stream_id);
+    apply_foreach_publisher(daemon->apply, add_publisher, meta);
+}
+
+/* Loads snapshot.path into the cache, before the socket answers. A missing
+ * or unusable file is logged and the daemon starts empty. */
+static void load_snapshot(struct daemon *daemon)
+{
+    if (daemon->config->snapshot.path[0] == '\0')
+        return;
+    char error[SNAPSHOT_ERROR_MAX];
+    uint64_t started = util_monotonic_ms();
+    int64_t loaded = snapshot_load(daemon->config, daemon->cache, started, util_realtime_ms(),
+                                   &daemon->loaded, error);
+    if (loaded < 0) {
+        log_warn("snapshot ignored, starting empty: %s", error);
+        return;
+    }
+    for (size_t i = 0; i < daemon->loaded.publisher_count; i++)
+        apply_restore_publisher(daemon->apply, daemon->loaded.publishers[i].src,
+                                daemon->loaded.publishers[i].seq, started);
+    stats_set(&stats.snapshot_loaded_entries, (uint64_t)loaded);
+    char id[ENVELOPE_ID_MAX] = "none";
+    if (daemon->loaded.has_stream_id)
+        envelope_id_format(&daemon->loaded.stream_id, id);
+    log_notice("snapshot %s: %lld entries loaded in %llu ms (stream entry %s)",
+               daemon->config->snapshot.path, (long long)loaded,
+               (unsigned long long)(util_monotonic_ms() - started), id);
+    daemon->snapshot_uncovered = true; /* until a stream says otherwise */
 }
 
 /* ---- timers ---- */
@@ -241,7 +360,9 @@ static void reload(struct daemon *daemon)
         daemon->sentinel = sentinel_start(daemon->base, config);
     }
     fill_reconfigure(daemon->fill, config);
+    snapshot_saver_reconfigure(daemon->saver, config);
     sub_reconfigure(daemon->subscriber, config);
+    stream_reconfigure(daemon->stream, config);
     daemon->metrics = metrics_reconfigure(daemon->metrics, daemon->base, daemon->cache, config);
     config_free(old);
     log_notice("configuration reloaded from %s", daemon->config_path);
@@ -291,6 +412,7 @@ static int run(struct daemon *daemon)
     daemon->apply = apply_create(daemon->cache, daemon->config, &apply_callbacks);
     /* Before fill (L2) and the subscriber, whose connections ask it for the master. */
     daemon->sentinel = sentinel_start(daemon->base, daemon->config);
+    load_snapshot(daemon);
     daemon->fill = fill_create(daemon->base, daemon->cache, daemon->config, server_deliver_fill);
 
     daemon->server = server_start(daemon->base, daemon->cache, daemon->fill, daemon->config, error,
@@ -304,6 +426,23 @@ static int run(struct daemon *daemon)
                                     error, sizeof(error));
     if (metrics_failed) {
         log_error("cannot serve metrics: %s", error);
+        goto cleanup;
+    }
+    daemon->stream = stream_create(daemon->base, daemon->config);
+    if (daemon->stream != NULL) {
+        const struct stream_callbacks stream_callbacks = {
+            .on_entry = on_stream_entry,
+            .on_caught_up = on_caught_up,
+            .arg = daemon,
+        };
+        stream_set_callbacks(daemon->stream, &stream_callbacks);
+        if (daemon->snapshot_uncovered && daemon->loaded.has_stream_id) {
+            /* The first subscription catches up from the snapshot's entry. */
+            stream_restore_last(daemon->stream, &daemon->loaded.stream_id);
+            daemon->snapshot_uncovered = false;
+        }
+    } else if (daemon->config->redis.stream[0] != '\0') {
+        log_error("cannot start reading redis.stream");
         goto cleanup;
     }
     struct subscriber_callbacks callbacks = {
@@ -326,6 +465,8 @@ static int run(struct daemon *daemon)
         }
     }
     daemon->housekeeping = start_timer(daemon->base, HOUSEKEEPING_INTERVAL_MS, housekeeping, daemon);
+    daemon->saver = snapshot_saver_create(daemon->base, daemon->cache, daemon->config,
+                                          snapshot_meta, daemon);
     uint64_t watchdog_ms = notify_watchdog_interval_ms();
     if (watchdog_ms > 0)
         daemon->watchdog = start_timer(daemon->base, watchdog_ms, watchdog, daemon);
@@ -342,10 +483,14 @@ cleanup:
     fill_shutdown(daemon->fill);
     if (daemon->server != NULL)
         server_stop(daemon->server);
+    /* A clean stop leaves a snapshot of what the queries last saw. */
+    snapshot_saver_stop(daemon->saver);
+    snapshot_meta_clear(&daemon->loaded);
     fill_destroy(daemon->fill);
     if (daemon->subscriber != NULL)
         sub_stop(daemon->subscriber);
     sentinel_stop(daemon->sentinel);
+    stream_destroy(daemon->stream);
     metrics_stop(daemon->metrics);
     for (size_t i = 0; i < UTIL_ARRAY_LEN(daemon->signals); i++) {
         if (daemon->signals[i] != NULL)

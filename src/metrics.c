@@ -194,6 +194,15 @@ static void metrics_write(const struct metrics *metrics, struct evbuffer *out)
     metrics_single(out, "tenantcached_seq_gaps_total", "counter",
                    "Lost messages detected from a publisher's seq numbers.",
                    stats_get(&stats.seq_gaps));
+    metrics_single(out, "tenantcached_catchup_applied_total", "counter",
+                   "Stream entries applied while catching up after a resubscription.",
+                   stats_get(&stats.catchup_applied));
+    metrics_single(out, "tenantcached_catchup_failed_total", "counter",
+                   "Catch-ups that found the missed stream entries gone (on_reconnect applied).",
+                   stats_get(&stats.catchup_failed));
+    metrics_single(out, "tenantcached_messages_duplicate_total", "counter",
+                   "Live envelopes skipped as already applied from the stream.",
+                   stats_get(&stats.messages_duplicate));
     metrics_single(out, "tenantcached_redis_connected", "gauge",
                    "1 while subscribed to the invalidation stream.",
                    stats_get(&stats.redis_connected) ? 1 : 0);

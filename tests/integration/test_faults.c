@@ -1118,11 +1118,33 @@ END_TEST
 
 #define CONV_KEYS 2000
 #define CONV_TENANT "conv"
+#define CONV_STREAM "tenantcached:log"
+
+/* FUNCTION LOAD REPLACE of scripts/tenantcached.lua (TENANTCACHED_LUA). */
+static void conv_load_library(void)
+{
+    const char *path = getenv("TENANTCACHED_LUA");
+    FILE *file = fopen(path != NULL ? path : "scripts/tenantcached.lua", "r");
+    ck_assert_msg(file != NULL, "cannot open the function library");
+    static char code[16384];
+    size_t len = fread(code, 1, sizeof(code) - 1, file);
+    fclose(file);
+    ck_assert(len > 0 && len < sizeof(code) - 1);
+    code[len] = '\0';
+    redisContext *admin = harness_redis_connect(&h);
+    ck_assert_ptr_nonnull(admin);
+    redisReply *reply = redisCommand(admin, "FUNCTION LOAD REPLACE %s", code);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STRING);
+    freeReplyObject(reply);
+    redisFree(admin);
+}
 
 /* The publisher thread's state. Written by the thread only until it is
  * joined; the test reads it after. */
 struct converger {
     const char *socket;
+    bool stream;                 /* publish through FCALL tenantcached_publish */
     atomic_bool stop;
     atomic_long published;
     atomic_long retries;
@@ -1186,14 +1208,16 @@ static bool conv_publish(struct converger *c, redisContext **ctx, const char *pa
             }
             redisSetTimeout(*ctx, timeout);
         }
-        redisReply *r = redisCommand(*ctx, "PUBLISH %s %s", CHANNEL, payload);
+        redisReply *r = c->stream ? redisCommand(*ctx, "FCALL tenantcached_publish 1 %s %s %s",
+                                                 CONV_STREAM, CHANNEL, payload)
+                                  : redisCommand(*ctx, "PUBLISH %s %s", CHANNEL, payload);
         if (r == NULL) {
             redisFree(*ctx);
             *ctx = NULL;
             atomic_fetch_add(&c->retries, 1);
             continue;
         }
-        bool ok = r->type == REDIS_REPLY_INTEGER;
+        bool ok = r->type == (c->stream ? REDIS_REPLY_STRING : REDIS_REPLY_INTEGER);
         freeReplyObject(r);
         if (ok)
             return true;
@@ -1302,11 +1326,18 @@ static unsigned conv_check(const struct converger *c, unsigned parity, unsigned 
     return present;
 }
 
-START_TEST(test_convergence)
+/* stream: publishers go through redis.stream, Redis keeps it in an AOF, and
+ * the daemon catches up after every fault instead of flushing. */
+static void convergence(bool stream)
 {
+    static const char *const aof[] = {"--appendonly", "yes", "--appendfsync", "always", NULL};
+    const char *const *redis_args = stream ? aof : NULL;
     /* reconnects slow enough that each fault loses a few hundred messages */
-    ck_assert_int_eq(harness_redis_start(&h), 0);
-    ck_assert_int_eq(harness_daemon_start(&h, config_text_reconnect("", 250, 400)), 0);
+    ck_assert_int_eq(harness_redis_start_args(&h, redis_args), 0);
+    if (stream)
+        conv_load_library();
+    const char *extra = stream ? "  stream: \"" CONV_STREAM "\"\n" : "";
+    ck_assert_int_eq(harness_daemon_start(&h, config_text_reconnect(extra, 250, 400)), 0);
     client = harness_connect(&h);
     ck_assert_ptr_nonnull(client);
     ck_assert(harness_wait_subscribed(&h, WAIT_MS));
@@ -1314,6 +1345,7 @@ START_TEST(test_convergence)
     struct converger *c = calloc(1, sizeof(*c));
     ck_assert_ptr_nonnull(c);
     c->socket = h.redis_socket;
+    c->stream = stream;
     c->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)harness_now_ms();
     atomic_init(&c->stop, false);
     atomic_init(&c->published, 0);
@@ -1333,7 +1365,7 @@ START_TEST(test_convergence)
         long long before = harness_info_int(client, "redis_reconnects");
         ck_assert_int_eq(harness_redis_stop(&h, SIGKILL), 0);
         harness_sleep_ms(150);
-        ck_assert_int_eq(harness_redis_start(&h), 0);
+        ck_assert_int_eq(harness_redis_start_args(&h, redis_args), 0);
         wait_resubscribed(before);
         harness_sleep_ms(600);
         /* CLIENT KILL TYPE pubsub */
@@ -1379,7 +1411,29 @@ START_TEST(test_convergence)
     ck_assert_int_eq(info("messages_invalid"), 0);
     /* every loss was a whole subscription, handled by the resubscribe */
     ck_assert_int_eq(info("seq_gaps"), 0);
+    if (stream) {
+        /* nothing lost, nothing flushed: every key whose last op was a set
+         * holds its last value */
+        unsigned live_keys = 0;
+        for (unsigned key = 0; key < CONV_KEYS; key++)
+            live_keys += c->version[key] > 0 && !c->deleted[key];
+        ck_assert_uint_eq(present, live_keys);
+        ck_assert_int_eq(info("catchup_failed"), 0);
+        ck_assert_int_gt(info("catchup_applied"), 0);
+        ck_assert(!log_contains("dropped all"));
+    }
     free(c);
+}
+
+START_TEST(test_convergence)
+{
+    convergence(false);
+}
+END_TEST
+
+START_TEST(test_convergence_stream)
+{
+    convergence(true);
 }
 END_TEST
 
@@ -1417,6 +1471,7 @@ int main(void)
     tcase_add_checked_fixture(convergence, setup, teardown);
     tcase_set_timeout(convergence, 60);
     tcase_add_test(convergence, test_convergence);
+    tcase_add_test(convergence, test_convergence_stream);
     suite_add_tcase(suite, convergence);
 
     SRunner *runner = srunner_create(suite);

@@ -250,6 +250,10 @@ static void check_defaults(const struct config *c)
     check_strings(&c->redis.sentinels, NULL, 0);
     ck_assert_str_eq(c->redis.master_name, "mymaster");
     ck_assert_str_eq(c->redis.sentinel_password, "");
+    ck_assert_str_eq(c->redis.stream, "");
+    ck_assert_uint_eq(c->redis.stream_batch, 1000);
+    ck_assert_str_eq(c->snapshot.path, "");
+    ck_assert_uint_eq(c->snapshot.interval_ms, 300000);
 
     ck_assert_str_eq(c->origin.url, "");
     ck_assert_uint_eq(c->origin.timeout_ms, 500);
@@ -434,7 +438,9 @@ START_TEST(test_override_redis)
                             "  heartbeat_timeout: 15s\n"
                             "  max_message_bytes: 16\n"
                             "  l2: yes\n"
-                            "  key_format: \"{key}|{kind}|{tenant}\"\n");
+                            "  key_format: \"{key}|{kind}|{tenant}\"\n"
+                            "  stream: tenantcached:log\n"
+                            "  stream_batch: 100000\n");
     static const char *const channels[] = {"a", "b:c"};
     static const char *const patterns[] = {"tenantcached:*"};
     ck_assert_str_eq(c->redis.host, "redis.internal");
@@ -455,6 +461,8 @@ START_TEST(test_override_redis)
     ck_assert_uint_eq(c->redis.max_message_bytes, 16);
     ck_assert(c->redis.l2);
     ck_assert_str_eq(c->redis.key_format, "{key}|{kind}|{tenant}");
+    ck_assert_str_eq(c->redis.stream, "tenantcached:log");
+    ck_assert_uint_eq(c->redis.stream_batch, 100000);
     config_free(c);
 
     /* patterns alone are enough to subscribe */
@@ -938,6 +946,13 @@ static const struct {
     {"redis:\n  port: 0\n", "t.yaml:2:9: 'redis.port' must be between 1 and 65535, got 0"},
     {"redis:\n  port: 65536\n", "t.yaml:2:9: 'redis.port' must be between 1 and 65535, got 65536"},
     {"redis:\n  db: 1001\n", "t.yaml:2:7: 'redis.db' must be between 0 and 1000, got 1001"},
+    {"snapshot:\n  interval: 8761h\n",
+     "t.yaml:2:13: 'snapshot.interval' must be between 0 and 8760h, got 8761h"},
+    {"snapshot:\n  depth: 1\n", "t.yaml:2:3: unknown key 'depth' in 'snapshot'"},
+    {"redis:\n  stream_batch: 0\n",
+     "t.yaml:2:17: 'redis.stream_batch' must be between 1 and 100000, got 0"},
+    {"redis:\n  stream_batch: 100001\n",
+     "t.yaml:2:17: 'redis.stream_batch' must be between 1 and 100000, got 100001"},
     {"redis:\n  reconnect_min: 0\n",
      "t.yaml:2:18: 'redis.reconnect_min' must be between 1ms and 8760h, got 0"},
     {"redis:\n  connect_timeout: 0ms\n",
