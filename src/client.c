@@ -64,7 +64,8 @@ void client_unregister(struct commands_client *client)
         client->registry_next->registry_prev = client->registry_prev;
     client->registered = false;
     pthread_mutex_unlock(&registry_lock);
-    log_debug("client %" PRIu64 " disconnected: uid %u gid %u pid %ld name '%s' lib '%s %s'",
+    log_debug("client %" PRIu64
+              " disconnected: uid %u gid %u pid %ld name '%s' lib-name '%s' lib-ver '%s'",
               client->id, (unsigned)client->uid, (unsigned)client->gid, (long)client->pid,
               client->name ? client->name : "", client->lib_name ? client->lib_name : "",
               client->lib_ver ? client->lib_ver : "");
