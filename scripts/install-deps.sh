@@ -7,7 +7,7 @@ set -eu
 
 packages="build-essential pkg-config libhiredis-dev libevent-dev libjansson-dev libyaml-dev check redis-server redis-tools"
 # The client libraries of tests/clients/run.sh.
-packages="$packages php-cli php-redis ruby ruby-redis python3-redis"
+packages="$packages php-cli php-redis ruby ruby-redis python3-redis tmux"
 # node and npm from the distribution, unless they are there already (a
 # nodesource nodejs bundles npm and conflicts with Debian's npm package).
 command -v node >/dev/null 2>&1 || packages="$packages nodejs"

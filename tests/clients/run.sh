@@ -118,5 +118,41 @@ run node-redis4 node "$here/client_node_redis.js" redis4
 run node-redis node "$here/client_node_redis.js" redis
 run ioredis node "$here/client_ioredis.js"
 
+# Interactive redis-cli (in a tmux pane): CA<Tab> completes to CAN with its
+# argument hint, and HELP CAN shows the summary from COMMAND DOCS.
+# Keys typed before redis-cli puts the terminal in raw mode are flushed, so
+# each input is typed again (after ^U) until the pane shows what it should.
+# type_until KEYS... -- TEXT: up to 5 tries, 1 s each.
+pane_has() {
+    tmux -L "$tmux_socket" capture-pane -p -t cli | grep -qF -- "$1"
+}
+type_until() {
+    text=$1; shift
+    try=0
+    while [ $try -lt 5 ]; do
+        tmux -L "$tmux_socket" send-keys -t cli C-u "$@"
+        i=0
+        while [ $i -lt 20 ]; do
+            pane_has "$text" && return 0
+            i=$((i + 1)); sleep 0.05
+        done
+        try=$((try + 1))
+    done
+    echo "FAIL redis-cli: no '$text' in the pane:"; tmux -L "$tmux_socket" capture-pane -p -t cli
+    return 1
+}
+redis_cli() {
+    tmux -L "$tmux_socket" new-session -d -s cli -x 200 -y 40 "redis-cli -s '$TC_SOCKET'" || return 1
+    type_until "> CAN tenant user permission" 'CA' Tab || return 1
+    echo "ok redis-cli completion"
+    type_until "summary: 1 if the user is active and a role of theirs grants the permission" \
+        'HELP CAN' Enter || return 1
+    pane_has "group: tenantcached" || { echo "FAIL redis-cli: no group in HELP CAN"; return 1; }
+    echo "ok redis-cli help"
+}
+tmux_socket="tenantcached-clients-$$"
+run redis-cli redis_cli
+tmux -L "$tmux_socket" kill-server 2>/dev/null
+
 echo "clients: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
