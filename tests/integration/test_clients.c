@@ -5,6 +5,7 @@
  * queries with hiredis (the C client library) and raw sockets where the
  * exact bytes matter. The other libraries are driven by tests/clients/. */
 #include <check.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -423,6 +424,87 @@ START_TEST(test_command)
 }
 END_TEST
 
+/* ---- hiredis, the C library, as an application uses it ---- */
+
+struct pool_caller {
+    struct harness *h;
+    int good;
+};
+
+static void *pool_call(void *arg)
+{
+    struct pool_caller *caller = arg;
+    redisContext *own = harness_connect(caller->h);
+    for (int i = 0; own != NULL && i < 50; i++) {
+        redisReply *reply = redisCommand(own, "GET cache:acme:credit:op");
+        caller->good += reply != NULL && reply->type == REDIS_REPLY_STRING &&
+                        strcmp(reply->str, "5") == 0;
+        if (reply != NULL)
+            freeReplyObject(reply);
+    }
+    if (own != NULL)
+        redisFree(own);
+    return NULL;
+}
+
+/* The steps tests/clients/ runs for every other library: GET by name, CAN
+ * through the raw-command API, a pipeline of 100, a transaction, a client
+ * name, concurrent callers, an error reply, a reconnect after a restart. */
+START_TEST(test_hiredis_library)
+{
+    start_daemon(config_text("", "",
+                             "  l2: true\n"
+                             "  key_format: \"cache:{tenant}:{kind}:{key}\"\n"));
+    redisContext *store = harness_redis_connect(&h);
+    ck_assert_ptr_nonnull(store);
+    redisReply *reply = redisCommand(store, "MSET cache:acme:credit:op 5 cache:acme:user:alice %s "
+                                            "cache:acme:role:sales %s",
+                                     "{\"status\":\"active\",\"roles\":[\"sales\"]}",
+                                     "[\"crm.*\"]");
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STATUS);
+    freeReplyObject(reply);
+    redisFree(store);
+    expect("5", "GET cache:acme:credit:op");
+    expect(":1", "CAN acme alice crm.leads.create");
+    for (int i = 0; i < 100; i++)
+        ck_assert_int_eq(redisAppendCommand(client, "GET cache:acme:credit:op"), REDIS_OK);
+    for (int i = 0; i < 100; i++) {
+        void *got = NULL;
+        ck_assert_int_eq(redisGetReply(client, &got), REDIS_OK);
+        ck_assert_str_eq(((redisReply *)got)->str, "5");
+        freeReplyObject(got);
+    }
+    expect("+OK", "MULTI");
+    expect("+QUEUED", "CAN acme alice crm.leads.create");
+    expect("+QUEUED", "CREDIT acme op");
+    expect("[:1,5]", "EXEC");
+    expect("+OK", "CLIENT SETNAME c-app");
+    expect("c-app", "CLIENT GETNAME");
+    pthread_t threads[4];
+    struct pool_caller callers[4];
+    for (int i = 0; i < 4; i++) {
+        callers[i] = (struct pool_caller){.h = &h};
+        ck_assert_int_eq(pthread_create(&threads[i], NULL, pool_call, &callers[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(threads[i], NULL);
+        ck_assert_int_eq(callers[i].good, 50);
+    }
+    expect("-ERR wrong number of arguments for 'CAN'", "CAN acme");
+    ck_assert_int_eq(harness_daemon_stop(&h, SIGTERM), 0);
+    ck_assert_int_eq(harness_daemon_start(&h, config_text("", "",
+                                                          "  l2: true\n"
+                                                          "  key_format: \"cache:{tenant}:{kind}:{key}\"\n")),
+                     0);
+    /* hiredis does not reconnect by itself: the first command fails, then
+     * redisReconnect() gets a new connection that answers. */
+    reply = redisCommand(client, "GET cache:acme:credit:op");
+    ck_assert_ptr_null(reply);
+    ck_assert_int_eq(redisReconnect(client), REDIS_OK);
+    expect("5", "GET cache:acme:credit:op");
+}
+END_TEST
+
 /* ---- log_level: debug ---- */
 
 START_TEST(test_debug_log)
@@ -477,6 +559,7 @@ int main(void)
     tcase_add_test(tc, test_client_list_not_admin);
     tcase_add_test(tc, test_command);
     tcase_add_test(tc, test_debug_log);
+    tcase_add_test(tc, test_hiredis_library);
     suite_add_tcase(suite, tc);
     SRunner *runner = srunner_create(suite);
     srunner_run_all(runner, CK_NORMAL);
