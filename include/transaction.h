@@ -26,6 +26,9 @@ void transaction_queue(struct commands_client *client, const struct protocol_req
  * will answer -EXECABORT. */
 void transaction_fail(struct commands_client *client);
 
+/* How many commands are queued: -1 outside MULTI (CLIENT LIST's multi=). */
+long transaction_queued(const struct commands_client *client);
+
 /* Frees the client's open transaction, if any (DISCARD, EXEC, close). */
 void transaction_free(struct commands_client *client);
 

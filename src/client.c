@@ -141,9 +141,7 @@ static size_t format_client(const struct command_call *call, const struct comman
     }
     const char *socket = call->env->config->listen.socket;
     bool own = client == call->client;
-    long multi = -1;
-    if (own && client->transaction != NULL)
-        multi = 0; /* the count is private to transaction.c; 0 says "in MULTI" */
+    long multi = own ? transaction_queued(client) : -1; /* another's belongs to its thread */
     int len = snprintf(
         line, CLIENT_LINE_MAX,
         "id=%" PRIu64 " addr=%s:0 laddr=%s:0 fd=-1 name=%s age=%" PRIu64 " idle=%" PRIu64

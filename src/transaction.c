@@ -39,6 +39,11 @@ bool transaction_queueing(const struct commands_client *client)
     return client->transaction != NULL && !client->in_exec;
 }
 
+long transaction_queued(const struct commands_client *client)
+{
+    return client->transaction != NULL ? (long)client->transaction->count : -1;
+}
+
 void transaction_fail(struct commands_client *client)
 {
     if (client->transaction != NULL)

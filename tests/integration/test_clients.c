@@ -326,6 +326,16 @@ START_TEST(test_client_commands)
     ck_assert_msg(strstr(info, " lib-name=hiredis lib-ver=0.14.1 ") != NULL, "CLIENT INFO: %s", info);
     ck_assert_msg(strstr(info, " cmd=client ") != NULL, "CLIENT INFO: %s", info);
     ck_assert_msg(strstr(info, " age=0 idle=0 ") != NULL, "CLIENT INFO: %s", info);
+    ck_assert_msg(strstr(info, " multi=-1 ") != NULL, "CLIENT INFO: %s", info);
+    expect("+OK", "MULTI");
+    expect("+QUEUED", "PING");
+    expect("+QUEUED", "CLIENT INFO");
+    redisReply *queued = redisCommand(client, "EXEC");
+    ck_assert_int_eq(queued->type, REDIS_REPLY_ARRAY);
+    ck_assert_int_eq(queued->elements, 2);
+    ck_assert_msg(strstr(queued->element[1]->str, " multi=2 ") != NULL, "CLIENT INFO: %s",
+                  queued->element[1]->str);
+    freeReplyObject(queued);
     /* root is admin without access rules: LIST shows every connection */
     redisContext *other = harness_connect(&h);
     ck_assert_ptr_nonnull(other);
