@@ -29,11 +29,17 @@ start_daemon() {
     done
 }
 
+# Running and not a zombie (a daemon started by an earlier --restart is
+# nobody's child here, and is reaped whenever its new parent gets to it).
+alive() {
+    state=$(ps -o stat= -p "$1" 2>/dev/null) && [ "${state#Z}" = "$state" ]
+}
+
 stop_daemon() {
     pid=$(cat "$1/daemon.pid" 2>/dev/null) || return 0
     kill "$pid" 2>/dev/null
     i=0
-    while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.05; done
+    while alive "$pid" && [ $i -lt 200 ]; do i=$((i + 1)); sleep 0.02; done
     rm -f "$1/daemon.pid"
 }
 
