@@ -425,6 +425,22 @@ START_TEST(test_command)
     ck_assert_str_eq(arguments, "[[name,tenant,type,string,display_text,tenant],"
                                 "[name,kind,type,string,display_text,kind,flags,[+optional]]]");
     freeReplyObject(flush);
+    /* HELLO's syntax: an optional block holding a typed word, a token block
+     * and a token argument (redis-cli shows it as redis-server's). */
+    redisReply *hello = redisCommand(client, "COMMAND DOCS hello");
+    ck_assert_int_eq(hello->type, REDIS_REPLY_ARRAY);
+    redisReply *outer = hello->element[1]->element[7]->element[0];
+    harness_describe_reply(outer->element[9]->element[0], arguments, sizeof(arguments));
+    ck_assert_str_eq(arguments, "[name,protover,type,integer,display_text,protover]");
+    harness_describe_reply(outer->element[9]->element[1], arguments, sizeof(arguments));
+    ck_assert_str_eq(arguments, "[name,auth,type,block,display_text,auth,token,AUTH,flags,[+optional],"
+                                "arguments,[[name,username,type,string,display_text,username],"
+                                "[name,password,type,string,display_text,password]]]");
+    harness_describe_reply(outer->element[9]->element[2], arguments, sizeof(arguments));
+    ck_assert_str_eq(arguments, "[name,clientname,type,string,display_text,clientname,token,SETNAME,"
+                                "flags,[+optional]]");
+    ck_assert_str_eq(outer->element[3]->str, "block");
+    freeReplyObject(hello);
     expect("[]", "COMMAND DOCS nosuch");
     redisReply *docs = redisCommand(client, "COMMAND DOCS");
     ck_assert_int_eq(docs->type, REDIS_REPLY_ARRAY);
