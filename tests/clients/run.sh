@@ -32,7 +32,8 @@ start_daemon() {
 # Running and not a zombie (a daemon started by an earlier --restart is
 # nobody's child here, and is reaped whenever its new parent gets to it).
 alive() {
-    state=$(ps -o stat= -p "$1" 2>/dev/null) && [ "${state#Z}" = "$state" ]
+    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)
+    [ -n "$state" ] && [ "$state" != Z ]
 }
 
 stop_daemon() {
