@@ -78,9 +78,13 @@ deps:
 
 # The unit suites run in-process; the integration suites start redis-server and
 # the daemon binary themselves, on private sockets under a temporary directory.
+# Then the client compatibility suite (tests/clients/run.sh): the daemon driven
+# by redis-py, phpredis, redis-rb, node-redis 4 and current, and ioredis, with
+# their default options; TENANTCACHED_SKIP_CLIENTS=1 skips it (loudly).
 check: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(ITEST_BINS)
 	@scripts/run-tests.sh $(BUILD) $(UNIT_BINS) $(ITEST_BINS)
+	@TENANTCACHED_BIN=$(BUILD)/tenantcached tests/clients/run.sh
 
 # Sanitizer runs: the unit suites, and the integration suites with the daemon
 # binary of the same build dir (TENANTCACHED_BIN). A finding makes a process

@@ -19,6 +19,7 @@ struct fill;
 struct fill_result;
 struct protocol_request;
 struct reply_buffer;
+struct transaction;
 
 /* What a query thread shares with its commands. */
 struct commands_env {
@@ -45,6 +46,23 @@ struct commands_client {
     struct fill_result **fills;
     size_t fill_count;
     size_t fill_capacity;
+    /* What a Redis client library expects of its connection (client.c,
+     * docs/reference.md §4): the id, the names CLIENT SETNAME/SETINFO gave
+     * (owned; written under client.c's registry lock, since CLIENT LIST on
+     * another thread reads them), when it connected and last ran a command,
+     * and the open MULTI transaction (NULL outside MULTI; transaction.c). */
+    uint64_t id;
+    char *name;
+    char *lib_name;
+    char *lib_ver;
+    uint64_t connected_ms;
+    uint64_t last_command_ms;           /* atomic */
+    const char *last_command_name;      /* atomic; a command table name */
+    struct transaction *transaction;
+    bool in_exec;                /* EXEC is running the queued commands */
+    struct commands_client *registry_prev; /* client.c's list of connections */
+    struct commands_client *registry_next;
+    bool registered;
 };
 
 enum commands_outcome {

@@ -1,4 +1,5 @@
-/* reply.h - encoding RESP2 replies into a connection's output buffer.
+/* reply.h - encoding RESP2 (and, after HELLO 3, RESP3) replies into a
+ * connection's output buffer.
  *
  * The output is a reply_buffer: one contiguous byte array, grown by doubling,
  * that server.c sends with one write per batch of requests and drains by what
@@ -9,6 +10,7 @@
 #ifndef TENANTCACHED_REPLY_H
 #define TENANTCACHED_REPLY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +21,10 @@ struct reply_buffer {
     size_t start;
     size_t end;
     size_t capacity;
+    /* Public: the connection speaks RESP3 (HELLO 3). Only nil and maps are
+     * written differently; every other reply keeps its RESP2 shape
+     * (docs/reference.md §4). Kept by reply_buffer_free(). */
+    bool resp3;
 };
 
 void reply_buffer_free(struct reply_buffer *out);                       /* back to empty */
@@ -41,8 +47,11 @@ void reply_error(struct reply_buffer *out, const char *fmt, ...)          /* -ER
     __attribute__((format(printf, 2, 3)));
 void reply_bulk(struct reply_buffer *out, const void *data, size_t len);  /* $3\r\nabc\r\n */
 void reply_bulk_string(struct reply_buffer *out, const char *text);
-void reply_nil(struct reply_buffer *out);                                 /* $-1 */
+void reply_nil(struct reply_buffer *out);                 /* $-1, or _ in RESP3 */
 void reply_integer(struct reply_buffer *out, long long value);            /* :1 */
 void reply_array(struct reply_buffer *out, size_t count);                 /* *N header */
+/* A map of count key/value pairs: %N in RESP3, a flat *2N array in RESP2.
+ * The caller writes 2 * count replies after it. */
+void reply_map(struct reply_buffer *out, size_t count);
 
 #endif

@@ -6,6 +6,7 @@
  * time; authorization answers come from the derived blobs, so the hot path
  * never parses JSON or allocates. */
 #include "commands.h"
+#include "command_call.h"
 
 #include <event2/buffer.h>
 #include <jansson.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "client.h"
 #include "config.h"
 #include "fill.h"
 #include "log.h"
@@ -26,21 +28,12 @@
 #include "reply.h"
 #include "sentinel.h"
 #include "stats.h"
+#include "transaction.h"
 #include "util.h"
 #include "value.h"
 
 #define ANCESTORS_MAX_DEPTH 256
 #define CHILDREN_INITIAL 16
-
-struct command_call {
-    struct commands_env *env;
-    struct commands_client *client;
-    const struct protocol_request *request;
-    struct reply_buffer *out;
-    uint64_t now_ms;
-    bool blocked;      /* a miss is being filled: reply nothing now */
-    bool unavailable;  /* a fill failed: the reply is -UNAVAILABLE */
-};
 
 /* An entry's value as a command sees it: from the cache (valid while the
  * shard is read-locked) or from a fill made for this request. */
@@ -49,15 +42,6 @@ struct item {
     size_t json_len;
     const void *derived;
     size_t derived_len;
-};
-
-typedef void command_handler(struct command_call *call);
-
-struct command {
-    const char *name;
-    int min_args;   /* counting the command name */
-    int max_args;   /* -1: no limit */
-    command_handler *handler;
 };
 
 static const char *arg(const struct command_call *call, size_t i, size_t *len)
@@ -343,11 +327,6 @@ static void command_quit(struct command_call *call)
 {
     reply_status(call->out, "OK");
     call->client->close_after_reply = true;
-}
-
-static void command_command(struct command_call *call)
-{
-    reply_array(call->out, 0);
 }
 
 /* ---- GET and MGET ---- */
@@ -1127,16 +1106,94 @@ static void command_flush(struct command_call *call)
 
 /* ---- dispatch ---- */
 
-static const struct command command_table[] = {
-    {"GET", 2, 4, command_get},          {"MGET", 2, -1, command_mget},
-    {"CAN", 4, 4, command_can},          {"CREDIT", 3, 3, command_credit},
-    {"STATUS", 3, 3, command_status},    {"ROLECAN", 4, 4, command_rolecan},
-    {"PERMS", 3, 3, command_perms},      {"ANCESTORS", 3, 3, command_ancestors},
-    {"CHILDREN", 3, 3, command_children}, {"TENANT", 2, 2, command_tenant},
-    {"PING", 1, 2, command_ping},        {"INFO", 1, 2, command_info},
-    {"HEALTH", 1, 1, command_health},    {"FLUSH", 2, 3, command_flush},
-    {"QUIT", 1, 1, command_quit},        {"COMMAND", 1, -1, command_command},
+/* The one place a command is declared: dispatch, arity, and what COMMAND
+ * and COMMAND DOCS tell redis-cli and client libraries (docs/reference.md §4). */
+#define RO_FAST (COMMAND_READONLY | COMMAND_FAST)
+const struct command commands_table[] = {
+    {"GET", 2, 4, command_get, RO_FAST, "tenantcached",
+     "The entry's value as compact JSON, or nil (by full name, or tenant kind key)",
+     "name_or_tenant [kind key]"},
+    {"MGET", 2, -1, command_mget, RO_FAST, "tenantcached",
+     "The values of several entries (full names, or tenant kind key...)", "name_or_tenant arg..."},
+    {"CAN", 4, 4, command_can, RO_FAST, "tenantcached",
+     "1 if the user is active and a role of theirs grants the permission, 0 if not, nil if the user is unknown",
+     "tenant user permission"},
+    {"CREDIT", 3, 3, command_credit, RO_FAST, "tenantcached",
+     "What an operation costs (a decimal string), or nil", "tenant operation"},
+    {"STATUS", 3, 3, command_status, RO_FAST, "tenantcached", "The user's status, or nil",
+     "tenant user"},
+    {"ROLECAN", 4, 4, command_rolecan, RO_FAST, "tenantcached",
+     "1 if the role grants the permission, 0 if not, nil if the role is unknown",
+     "tenant role permission"},
+    {"PERMS", 3, 3, command_perms, RO_FAST, "tenantcached",
+     "The role's permission patterns, or nil", "tenant role"},
+    {"ANCESTORS", 3, 3, command_ancestors, COMMAND_READONLY, "tenantcached",
+     "The entity's parents up to the root, or nil if the entity is unknown", "tenant entity"},
+    {"CHILDREN", 3, 3, command_children, COMMAND_READONLY, "tenantcached",
+     "The cached entities whose parent is the entity, sorted", "tenant entity"},
+    {"TENANT", 2, 2, command_tenant, COMMAND_READONLY, "tenantcached",
+     "Entries, bytes, hits and misses of one tenant", "tenant"},
+    {"PING", 1, 2, command_ping, COMMAND_FAST | COMMAND_STALE, "connection", "Ping the server",
+     "[message]"},
+    {"INFO", 1, 2, command_info, COMMAND_STALE | COMMAND_LOADING, "server",
+     "Information and statistics about the daemon", "[section]"},
+    {"HEALTH", 1, 1, command_health, COMMAND_STALE, "server",
+     "Memory, Redis link and staleness as JSON, with recommendations", ""},
+    {"FLUSH", 2, 3, command_flush, COMMAND_ADMIN, "tenantcached",
+     "Drop a tenant's entries (or of every tenant: *), of one kind or all (admin)",
+     "tenant [kind]"},
+    {"QUIT", 1, 1, command_quit, COMMAND_FAST | COMMAND_STALE | COMMAND_NO_QUEUE, "connection",
+     "Close the connection", ""},
+    {"COMMAND", 1, -1, command_docs_command, COMMAND_STALE | COMMAND_LOADING, "server",
+     "The daemon's commands: all, COUNT, INFO name..., DOCS [name...], LIST",
+     "[COUNT|INFO|DOCS|LIST] [name...]"},
+    {"HELLO", 1, -1, client_command_hello, COMMAND_FAST | COMMAND_STALE, "connection",
+     "Handshake: choose RESP2 or RESP3, set the client name",
+     "[protover:integer [AUTH username password] [SETNAME clientname]]"},
+    {"CLIENT", 2, -1, client_command_client, COMMAND_STALE, "connection",
+     "The connection's id and name, library name and version, CLIENT LIST and INFO",
+     "subcommand [arg...]"},
+    {"SELECT", 2, 2, client_command_select, COMMAND_FAST | COMMAND_STALE, "connection",
+     "Select database 0 (the only one)", "index:integer"},
+    {"ECHO", 2, 2, client_command_echo, COMMAND_FAST | COMMAND_STALE, "connection",
+     "Return the message", "message"},
+    {"MULTI", 1, 1, transaction_command_multi, COMMAND_FAST | COMMAND_STALE | COMMAND_NO_QUEUE,
+     "transactions", "Start a transaction: later commands are queued until EXEC", ""},
+    {"EXEC", 1, 1, transaction_command_exec, COMMAND_STALE | COMMAND_NO_QUEUE, "transactions",
+     "Run the queued commands and answer their replies in order", ""},
+    {"DISCARD", 1, 1, transaction_command_discard, COMMAND_FAST | COMMAND_STALE | COMMAND_NO_QUEUE,
+     "transactions", "Forget the queued commands", ""},
+    {"WATCH", 2, -1, transaction_command_watch, COMMAND_FAST | COMMAND_STALE | COMMAND_NO_QUEUE,
+     "transactions", "Accepted: no client can change a key, so a watch never fails EXEC",
+     "key..."},
+    {"UNWATCH", 1, 1, transaction_command_unwatch, COMMAND_FAST | COMMAND_STALE, "transactions",
+     "Accepted (see WATCH)", ""},
 };
+const size_t commands_table_count = UTIL_ARRAY_LEN(commands_table);
+
+const struct command *commands_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < commands_table_count; i++) {
+        if (util_equal_nocase(name, len, commands_table[i].name))
+            return &commands_table[i];
+    }
+    return NULL;
+}
+
+const char *commands_arg(const struct command_call *call, size_t i, size_t *len)
+{
+    return arg(call, i, len);
+}
+
+void commands_quote(const char *text, size_t len, char *shown, size_t size)
+{
+    quote_safely(text, len, shown, size);
+}
+
+const struct acl_grant *commands_grant(struct command_call *call)
+{
+    return client_grant(call);
+}
 
 void commands_client_clear_fills(struct commands_client *client)
 {
@@ -1156,30 +1213,31 @@ void commands_client_add_fill(struct commands_client *client, struct fill_result
     client->fills[client->fill_count++] = result;
 }
 
-enum commands_outcome commands_execute(struct commands_env *env, struct commands_client *client,
-                                       const struct protocol_request *request, uint64_t now_ms)
+enum commands_outcome commands_run(struct commands_env *env, struct commands_client *client,
+                                   const struct protocol_request *request, uint64_t now_ms)
 {
     if (client->fill_count == 0)
         stats_add(&stats.commands_processed, 1);
     const char *name = request->argv[0];
     size_t name_len = request->argv_len[0];
-    const struct command *command = NULL;
-    for (size_t i = 0; i < UTIL_ARRAY_LEN(command_table); i++) {
-        if (util_equal_nocase(name, name_len, command_table[i].name)) {
-            command = &command_table[i];
-            break;
-        }
-    }
+    const struct command *command = commands_find(name, name_len);
     if (command == NULL) {
         /* Quote what was sent, shortened and without control bytes. */
         char shown[64];
         quote_safely(name, name_len, shown, sizeof(shown));
         reply_error(client->out, "ERR unknown command '%s'", shown);
+        transaction_fail(client);
         return COMMANDS_DONE;
     }
+    client_note_command(client, command->name, now_ms);
     int argc = (int)request->argc;
     if (argc < command->min_args || (command->max_args >= 0 && argc > command->max_args)) {
         reply_error(client->out, "ERR wrong number of arguments for '%s'", command->name);
+        transaction_fail(client);
+        return COMMANDS_DONE;
+    }
+    if (transaction_queueing(client) && !(command->flags & COMMAND_NO_QUEUE)) {
+        transaction_queue(client, request, env->config->listen.max_reply_backlog, client->out);
         return COMMANDS_DONE;
     }
     struct command_call call = {
@@ -1194,6 +1252,14 @@ enum commands_outcome commands_execute(struct commands_env *env, struct commands
         return COMMANDS_BLOCKED;
     if (call.unavailable)
         reply_error(client->out, "UNAVAILABLE a fill failed: Redis and the origin are unreachable");
-    commands_client_clear_fills(client);
     return COMMANDS_DONE;
+}
+
+enum commands_outcome commands_execute(struct commands_env *env, struct commands_client *client,
+                                       const struct protocol_request *request, uint64_t now_ms)
+{
+    enum commands_outcome outcome = commands_run(env, client, request, now_ms);
+    if (outcome == COMMANDS_DONE)
+        commands_client_clear_fills(client);
+    return outcome;
 }

@@ -1,4 +1,4 @@
-/* reply.c - RESP2 reply encoding into a reply_buffer (see reply.h). */
+/* reply.c - RESP2/RESP3 reply encoding into a reply_buffer (see reply.h). */
 #include "reply.h"
 
 #include <stdarg.h>
@@ -15,8 +15,10 @@
 
 void reply_buffer_free(struct reply_buffer *out)
 {
+    bool resp3 = out->resp3;
     free(out->data);
     memset(out, 0, sizeof(*out));
+    out->resp3 = resp3;
 }
 
 void reply_buffer_drain(struct reply_buffer *out, size_t len)
@@ -146,7 +148,10 @@ void reply_bulk_string(struct reply_buffer *out, const char *text)
 
 void reply_nil(struct reply_buffer *out)
 {
-    reply_buffer_add(out, "$-1\r\n", 5);
+    if (out->resp3)
+        reply_buffer_add(out, "_\r\n", 3);
+    else
+        reply_buffer_add(out, "$-1\r\n", 5);
 }
 
 void reply_integer(struct reply_buffer *out, long long value)
@@ -157,4 +162,12 @@ void reply_integer(struct reply_buffer *out, long long value)
 void reply_array(struct reply_buffer *out, size_t count)
 {
     add_number_line(out, '*', (long long)count);
+}
+
+void reply_map(struct reply_buffer *out, size_t count)
+{
+    if (out->resp3)
+        add_number_line(out, '%', (long long)count);
+    else
+        add_number_line(out, '*', (long long)(2 * count));
 }

@@ -26,6 +26,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "client.h"
 #include "commands.h"
 #include "config.h"
 #include "fill.h"
@@ -195,6 +196,7 @@ static void connection_free(struct connection *connection)
         connection->in_start = connection->in_end = connection->in_capacity = 0;
         reply_buffer_free(&connection->out);
         stats_sub(&stats.connected_clients, 1);
+        client_unregister(&connection->client);
     }
     if (connection->client.fills_pending > 0)
         return; /* freed when the last fill answers (see worker_take_fill) */
@@ -207,6 +209,7 @@ static void connection_free(struct connection *connection)
     protocol_parser_free(&connection->parser);
     acl_grant_clear(&connection->client.grant);
     commands_client_clear_fills(&connection->client);
+    client_release(&connection->client);
     parked_free(connection->parked);
     free(connection);
     if (worker->stopping && worker->connections == NULL)
@@ -531,6 +534,7 @@ static void connection_create(struct worker *worker, const struct pending_fd *pe
     connection->client.pid = pending->peer.pid;
     connection->client.grant_generation = UINT64_MAX;
     connection->client.fill_waiter = connection;
+    client_register(&connection->client, util_monotonic_ms());
     connection->next = worker->connections;
     if (worker->connections != NULL)
         worker->connections->prev = connection;

@@ -236,7 +236,8 @@ START_TEST(test_errors)
     expect_bulk("hello", "PING hello");
     reply = command("COMMAND DOCS");
     ck_assert_int_eq(reply->type, REDIS_REPLY_ARRAY);
-    ck_assert_int_eq(reply->elements, 0);
+    ck_assert_int_gt(reply->elements, 0); /* name, docs for each command (test_clients.c) */
+    ck_assert_int_eq(reply->elements % 2, 0);
     freeReplyObject(reply);
     reply = command("INFO");
     ck_assert_int_eq(reply->type, REDIS_REPLY_STRING);

@@ -175,6 +175,28 @@ START_TEST(test_nil)
 }
 END_TEST
 
+/* After HELLO 3 only nil and maps change; the flag survives the buffer being
+ * emptied and given back. */
+START_TEST(test_resp3)
+{
+    reply_map(out, 2);
+    expect("*4\r\n");
+    out->resp3 = true;
+    reply_nil(out);
+    reply_map(out, 2);
+    reply_array(out, 1);
+    reply_bulk(out, "a", 1);
+    expect("_\r\n%2\r\n*1\r\n$1\r\na\r\n");
+    char big[100 * 1024];
+    memset(big, 'x', sizeof(big));
+    reply_buffer_add(out, big, sizeof(big));
+    reply_buffer_drain(out, sizeof(big));
+    reply_buffer_free(out);
+    reply_nil(out);
+    expect("_\r\n");
+}
+END_TEST
+
 START_TEST(test_integer)
 {
     static const struct {
@@ -267,6 +289,7 @@ static Suite *reply_suite(void)
     tcase_add_test(encoders, test_bulk);
     tcase_add_test(encoders, test_bulk_binary);
     tcase_add_test(encoders, test_nil);
+    tcase_add_test(encoders, test_resp3);
     tcase_add_test(encoders, test_integer);
     tcase_add_test(encoders, test_array);
     tcase_add_test(encoders, test_composed);
