@@ -1527,6 +1527,75 @@ START_TEST(test_hot_refresh)
 }
 END_TEST
 
+
+START_TEST(test_miss_after_invalidate_does_not_join_the_raced_fill)
+{
+    /* A fill is in flight with v1 when the publisher changes the entry and
+     * invalidates it. A miss that arrives after the invalidation must not be
+     * answered with what the raced fill brings: it starts a fill of its own. */
+    origin_put("acme", "config", "race", "\"v1\"", ORIGIN_HOLD);
+    redisContext *before = send_async("GET acme config race");
+    ck_assert(origin_wait_count("acme", "config", "race", 1, WAIT_MS));
+    publish("{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"race\"}");
+    sync_stream();
+    origin_put("acme", "config", "race", "\"v2\"", ORIGIN_HOLD);
+    redisContext *after = send_async("GET acme config race");
+    if (!origin_wait_count("acme", "config", "race", 2, WAIT_MS))
+        fail_with_log("the miss after the invalidation joined the raced fill (origin asked %u "
+                      "times, fills_shared %lld)", origin_count("acme", "config", "race"),
+                      harness_info_int(client, "fills_shared"));
+    origin_release("acme", "config", "race");
+    redisReply *reply = receive(before);
+    check_bulk(reply, "\"v1\"", "the miss before the invalidation");
+    freeReplyObject(reply);
+    reply = receive(after);
+    check_bulk(reply, "\"v2\"", "the miss after the invalidation");
+    freeReplyObject(reply);
+    redisFree(before);
+    redisFree(after);
+    expect_info("fills_shared", 0);
+    expect_info("fills_discarded", 1);
+    /* The second fill was not raced: cached. */
+    expect_bulk("\"v2\"", "GET acme config race");
+    expect_origin(2, "acme", "config", "race");
+}
+END_TEST
+
+START_TEST(test_write_back_keeps_newer_l2_data)
+{
+    /* While the origin answers with v1, another writer (the publisher, or
+     * another daemon's fill) stores v2 in L2. The write-back of v1 must not
+     * replace it. */
+    origin_put("acme", "config", "wb", "\"v1\"", ORIGIN_HOLD);
+    redisContext *waiter = send_async("GET acme config wb");
+    ck_assert(origin_wait_count("acme", "config", "wb", 1, WAIT_MS));
+    l2_set("cache:acme:config:wb", "\"v2\"");
+    origin_release("acme", "config", "wb");
+    redisReply *reply = receive(waiter);
+    check_bulk(reply, "\"v1\"", "the fill's waiter");
+    freeReplyObject(reply);
+    redisFree(waiter);
+    /* A fill from L2 on the same (ordered) connection: once it is answered,
+     * the write-back has been processed by redis. */
+    l2_set("cache:acme:config:marker", "1");
+    expect_bulk("1", "GET acme config marker");
+    expect_info("fills_l2", 1);
+    redisReply *stored = redisCommand(store, "GET cache:acme:config:wb");
+    ck_assert_ptr_nonnull(stored);
+    if (stored->type != REDIS_REPLY_STRING || strcmp(stored->str, "\"v2\"") != 0)
+        fail_with_log("L2 holds '%s' after the write-back: the newer \"v2\" was overwritten",
+                      reply_text(stored));
+    freeReplyObject(stored);
+    /* With nothing there, the write-back still happens, with the kind's TTL. */
+    origin_put("acme", "config", "fresh", "\"f\"", 0);
+    expect_bulk("\"f\"", "GET acme config fresh");
+    char *value = l2_wait_value("cache:acme:config:fresh", WAIT_MS);
+    ck_assert_ptr_nonnull(value);
+    ck_assert_str_eq(value, "\"f\"");
+    free(value);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("fill");
@@ -1559,6 +1628,8 @@ int main(void)
     tcase_add_test(fill, test_mget_same_key_twice);
     tcase_add_test(fill, test_can_with_missing_or_failing_role);
     tcase_add_test(fill, test_set_wins_over_an_unwaited_fill);
+    tcase_add_test(fill, test_miss_after_invalidate_does_not_join_the_raced_fill);
+    tcase_add_test(fill, test_write_back_keeps_newer_l2_data);
     suite_add_tcase(suite, fill);
     TCase *hot = tcase_create("hot");
     tcase_add_checked_fixture(hot, setup_hot, teardown);
