@@ -31,6 +31,10 @@
 #define HOUSEKEEPING_INTERVAL_MS 100
 #define SWEEP_BUDGET 512
 #define SHRINK_BUDGET 256
+/* A src silent for this many times redis.heartbeat_timeout is forgotten
+ * (docs/reference.md §7): a publisher shut down for good without a "last"
+ * heartbeat stops making critical data stale. */
+#define PUBLISHER_FORGET_FACTOR 10
 
 struct daemon {
     char *config_path;
@@ -175,6 +179,8 @@ static void housekeeping(evutil_socket_t fd, short events, void *arg)
     cache_sweep(daemon->cache, now, SWEEP_BUDGET);
     cache_shrink(daemon->cache, now, SHRINK_BUDGET);
     uint64_t timeout = daemon->config->redis.heartbeat_timeout_ms;
+    if (timeout != 0)
+        apply_forget_silent_publishers(daemon->apply, now, PUBLISHER_FORGET_FACTOR * timeout);
     uint64_t heard = timeout ? apply_oldest_publisher_ms(daemon->apply) : 0;
     bool silent = heard != 0 && now - heard > timeout;
     uint64_t silent_since = stats_get(&stats.publisher_silent_since_ms);
