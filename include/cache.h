@@ -11,9 +11,12 @@
  * Each entry is one allocation: header, key, compact JSON value and the
  * "derived" blob from value.c. Memory is accounted exactly from what the
  * allocator holds, per tenant and in all, and kept within the limits by
- * evicting, in this order: expired entries, least-recently-used reference
- * entries, whole least-recently-used tenants. Critical entries are never
- * evicted one by one.
+ * evicting, in this order: expired entries, negative entries (origin 404s,
+ * which together hold at most an eighth of max_bytes), least-recently-used
+ * reference entries, whole least-recently-used tenants. Critical entries are
+ * never evicted one by one. A fill's write (cache_write.if_absent) for a
+ * tenant with nothing cached never evicts another tenant's data: a query
+ * must not make another tenant lose its data.
  *
  * Thread rules: cache_read_* from any thread, never blocking each other.
  * The writing calls may come from any thread too: an internal mutex
@@ -90,6 +93,8 @@ struct cache_stats {
     uint64_t evictions_expired;
     uint64_t evictions_reference;
     uint64_t evictions_tenant;
+    uint64_t evictions_negative; /* negative entries evicted (they go first) */
+    uint64_t negative_entries;   /* negative entries cached now */
     uint64_t not_cached;    /* writes answered but not kept for lack of room */
 };
 

@@ -561,7 +561,8 @@ static void wait_l2_connected(void)
     fail_with_log("the daemon's L2 connection never showed in CLIENT LIST");
 }
 
-static void start(int hot_reads)
+/* max_tenants: 0 keeps the template's 1000. */
+static void start_with(int hot_reads, unsigned max_tenants)
 {
     harness_init(&h);
     memset(&origin, 0, sizeof(origin));
@@ -571,12 +572,25 @@ static void start(int hot_reads)
     ck_assert_ptr_nonnull(store);
     char config[4096];
     snprintf(config, sizeof(config), FILL_CONFIG, origin.port, hot_reads);
+    if (max_tenants != 0) {
+        char *limit = strstr(config, "max_tenants: 1000\n");
+        ck_assert_ptr_nonnull(limit);
+        char rest[4096];
+        snprintf(rest, sizeof(rest), "%s", limit + strlen("max_tenants: 1000\n"));
+        snprintf(limit, sizeof(config) - (size_t)(limit - config), "max_tenants: %u\n%s",
+                 max_tenants, rest);
+    }
     ck_assert_int_eq(harness_daemon_start(&h, config), 0);
     ck_assert(harness_wait_subscribed(&h, WAIT_MS));
     wait_l2_connected();
     client = harness_connect(&h);
     ck_assert_ptr_nonnull(client);
     origin_start_thread();
+}
+
+static void start(int hot_reads)
+{
+    start_with(hot_reads, 0);
 }
 
 static void setup(void)
@@ -587,6 +601,11 @@ static void setup(void)
 static void setup_hot(void)
 {
     start(3);
+}
+
+static void setup_few_tenants(void)
+{
+    start_with(0, 4);
 }
 
 static void teardown(void)
@@ -1599,6 +1618,46 @@ START_TEST(test_write_back_keeps_newer_l2_data)
 END_TEST
 
 
+START_TEST(test_made_up_tenants_evict_nobody)
+{
+    /* max_tenants 4, three real tenants with critical data. A peer reads
+     * entries of 100 made-up tenants, which the origin does not know (404,
+     * negative entries): no real tenant loses anything. */
+    const char *const real[] = {"alpha", "beta", "gamma"};
+    char message[256];
+    for (int i = 0; i < 3; i++) {
+        snprintf(message, sizeof(message),
+                 "{\"op\":\"set\",\"tenant\":\"%s\",\"kind\":\"credit\",\"key\":\"op\",\"value\":%d}",
+                 real[i], i + 1);
+        publish(message);
+    }
+    sync_stream();
+    for (int i = 0; i < 100; i++)
+        expect_bulk(NULL, "GET fake%d config k", i);
+    expect_info("fills_negative", 100);
+    for (int i = 0; i < 3; i++) {
+        snprintf(message, sizeof(message), "%d", i + 1);
+        expect_bulk(message, "CREDIT %s op", real[i]);
+        expect_origin(0, real[i], "credit", "op");
+    }
+    expect_info("evictions_tenant", 0);
+    ck_assert_int_le(harness_info_int(client, "tenants"), 4);
+    /* A new real tenant takes the made-up tenant's slot (negative entries go
+     * first), not a real tenant's. */
+    publish("{\"op\":\"set\",\"tenant\":\"delta\",\"kind\":\"credit\",\"key\":\"op\",\"value\":4}");
+    sync_stream();
+    expect_bulk("4", "CREDIT delta op");
+    for (int i = 0; i < 3; i++) {
+        snprintf(message, sizeof(message), "%d", i + 1);
+        expect_bulk(message, "CREDIT %s op", real[i]);
+    }
+    expect_info("evictions_tenant", 0);
+    expect_info("tenants", 4);
+    expect_origin(0, "delta", "credit", "op");
+}
+END_TEST
+
+
 /* ======================================================================
  * A raw origin: what real HTTP servers do that libevent's own does not
  * ====================================================================== */
@@ -1957,6 +2016,11 @@ int main(void)
     tcase_set_timeout(hot, 30);
     tcase_add_test(hot, test_hot_refresh);
     suite_add_tcase(suite, hot);
+    TCase *few = tcase_create("few_tenants");
+    tcase_add_checked_fixture(few, setup_few_tenants, teardown);
+    tcase_set_timeout(few, 30);
+    tcase_add_test(few, test_made_up_tenants_evict_nobody);
+    suite_add_tcase(suite, few);
     TCase *real = tcase_create("real_origins");
     tcase_add_checked_fixture(real, setup_raw, teardown_raw);
     tcase_set_timeout(real, 60);

@@ -1821,6 +1821,110 @@ START_TEST(test_max_tenants)
 }
 END_TEST
 
+static enum cache_status put_negative(struct cache *cache, const char *tenant, unsigned kind,
+                                      const char *key)
+{
+    struct cache_key k = key_of(tenant, kind, key);
+    return cache_set_negative(cache, &k, NOW + 60000, NOW);
+}
+
+static enum cache_status put_fill(struct cache *cache, const char *tenant, unsigned kind,
+                                  const char *key, const char *json)
+{
+    struct cache_write w = critical_write();
+    w.if_absent = true;
+    return put(cache, tenant, kind, key, json, &w, NOW);
+}
+
+START_TEST(test_query_never_evicts_a_tenant)
+{
+    /* max_tenants reached by real tenants: a fill or a negative entry for a
+     * tenant with nothing cached is answered but not kept; nobody goes. */
+    struct cache_limits limits = limits_of(UNLIMITED, UNLIMITED, 3);
+    struct cache *cache = cache_create(4, &limits);
+    ck_assert_int_eq(put_crit(cache, "real0", KIND_CREDIT, "op", "1"), CACHE_OK);
+    ck_assert_int_eq(put_crit(cache, "real1", KIND_CREDIT, "op", "1"), CACHE_OK);
+    ck_assert_int_eq(put_crit(cache, "real2", KIND_CREDIT, "op", "1"), CACHE_OK);
+    char tenant[16];
+    for (int i = 0; i < 50; i++) {
+        snprintf(tenant, sizeof(tenant), "fake%d", i);
+        ck_assert_int_eq(put_negative(cache, tenant, KIND_CONFIG, "k"), CACHE_NOT_CACHED);
+        ck_assert_int_eq(put_fill(cache, tenant, KIND_CONFIG, "k", "1"), CACHE_NOT_CACHED);
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(tenant, sizeof(tenant), "real%d", i);
+        ck_assert(tenant_resident(cache, tenant));
+    }
+    ck_assert_uint_eq(stats_of(cache).evictions_tenant, 0);
+
+    /* With a slot held by a tenant that has only negative entries, made-up
+     * tenants take it from each other, never from a real one. */
+    limits.max_tenants = 4;
+    cache_set_limits(cache, &limits);
+    for (int i = 0; i < 50; i++) {
+        snprintf(tenant, sizeof(tenant), "fake%d", i);
+        ck_assert_int_eq(put_negative(cache, tenant, KIND_CONFIG, "k"), CACHE_OK);
+        ck_assert_uint_eq(stats_of(cache).tenants, 4);
+    }
+    ck_assert_uint_eq(stats_of(cache).evictions_negative, 49);
+    /* A message for a new tenant takes the slot of the tenant that holds
+     * only a negative entry, not a real tenant's, however recently read. */
+    for (int i = 0; i < 3; i++) {
+        snprintf(tenant, sizeof(tenant), "real%d", i);
+        touch_tenant(cache, tenant, NOW);
+    }
+    touch_tenant(cache, "fake49", NOW);
+    ck_assert_int_eq(put_crit(cache, "real3", KIND_CREDIT, "op", "1"), CACHE_OK);
+    for (int i = 0; i < 4; i++) {
+        snprintf(tenant, sizeof(tenant), "real%d", i);
+        ck_assert(tenant_resident(cache, tenant));
+    }
+    ck_assert(!tenant_resident(cache, "fake49"));
+    ck_assert_uint_eq(stats_of(cache).evictions_tenant, 0);
+    ck_assert_uint_eq(stats_of(cache).evictions_negative, 50);
+    walk_tenants(cache);
+    cache_destroy(cache);
+}
+END_TEST
+
+START_TEST(test_negatives_bounded_and_first_to_go)
+{
+    /* Negative entries hold at most an eighth of max_bytes; under pressure
+     * they go before any reference entry. */
+    struct cache_limits limits = limits_of(256 * 1024, UNLIMITED, 100000);
+    struct cache *cache = cache_create(4, &limits);
+    char key[32];
+    for (int i = 0; i < 4000; i++) {
+        snprintf(key, sizeof(key), "missing%d", i);
+        enum cache_status status = put_negative(cache, "acme", KIND_CONFIG, key);
+        ck_assert(status == CACHE_OK || status == CACHE_NOT_CACHED);
+    }
+    struct cache_stats st = stats_of(cache);
+    ck_assert_uint_gt(st.negative_entries, 100);
+    ck_assert_uint_lt(st.negative_entries, 4000);
+    ck_assert_uint_le(st.bytes, 256 * 1024 / 8 + 16 * 1024);
+    ck_assert_uint_gt(st.evictions_negative, 0);
+    /* Fill the rest with reference data: the negatives make way first. */
+    char json[512];
+    json_of_len(json, 400, 'x');
+    uint64_t negatives_before = st.negative_entries;
+    int stored = 0;
+    for (int i = 0; stats_of(cache).negative_entries > 0 && i < 2000; i++) {
+        snprintf(key, sizeof(key), "p%d", i);
+        ck_assert_int_eq(put_ref(cache, "acme", KIND_PROFILE, key, json), CACHE_OK);
+        stored++;
+        if (stats_of(cache).negative_entries > 0)
+            ck_assert_uint_eq(stats_of(cache).evictions_reference, 0);
+    }
+    ck_assert_uint_eq(stats_of(cache).negative_entries, 0);
+    ck_assert_uint_gt(stored, 0);
+    ck_assert_uint_gt(negatives_before, 0);
+    ck_assert_uint_le(stats_of(cache).bytes, 256 * 1024);
+    walk_tenants(cache);
+    cache_destroy(cache);
+}
+END_TEST
+
 START_TEST(test_shrink)
 {
     struct cache *cache = cache_unlimited(4);
@@ -2172,6 +2276,8 @@ static Suite *cache_suite(void)
     tcase_add_test(limits, test_enforce_tenant_limit);
     tcase_add_test(limits, test_tenant_max_bytes_tables);
     tcase_add_test(limits, test_max_tenants);
+    tcase_add_test(limits, test_query_never_evicts_a_tenant);
+    tcase_add_test(limits, test_negatives_bounded_and_first_to_go);
     tcase_add_test(limits, test_shrink);
     tcase_add_test(limits, test_shrink_critical_only);
     tcase_set_timeout(limits, 300);
