@@ -188,6 +188,13 @@ bool cache_shrink(struct cache *cache, uint64_t now_ms, unsigned budget);
 /* Brings the cache within its limits now (after the limits were lowered). */
 void cache_enforce(struct cache *cache, uint64_t now_ms);
 
+/* After a reload renumbered the kinds: an entry of kind k (k < map_count)
+ * becomes kind map[k]; map[k] < 0 (the kind was removed, or is no longer
+ * cached here) drops it, and a kind >= map_count is dropped too. Entries
+ * keep their kind by name across a reload (docs/reference.md §8). Returns
+ * the number of entries dropped. */
+uint64_t cache_remap_kinds(struct cache *cache, const int *map, unsigned map_count);
+
 /* ---- Figures (any thread) ---- */
 
 void cache_get_stats(struct cache *cache, struct cache_stats *out);

@@ -685,9 +685,10 @@ static void entry_link(struct cache *cache, struct cache_tenant *tenant, struct 
         index_add(cache, tenant, entry);
 }
 
-/* Unlinks and frees *slot. The shard is write-locked, and readers only hold
- * entries under the read lock, so nobody can still be looking at it. */
-static void entry_unlink(struct cache *cache, struct cache_tenant *tenant, struct cache_entry **slot)
+/* Takes *slot out of its tenant, with everything counted for it, and
+ * returns it; the shard is write-locked. */
+static struct cache_entry *entry_detach(struct cache *cache, struct cache_tenant *tenant,
+                                        struct cache_entry **slot)
 {
     struct cache_entry *entry = *slot;
     *slot = entry->next;
@@ -705,7 +706,15 @@ static void entry_unlink(struct cache *cache, struct cache_tenant *tenant, struc
     reference_remove(cache, entry);
     if (entry->index_len > 0 && entry->state == CACHE_ENTRY_VALUE)
         index_remove(cache, tenant, entry);
-    free(entry);
+    entry->next = NULL;
+    return entry;
+}
+
+/* Unlinks and frees *slot. The shard is write-locked, and readers only hold
+ * entries under the read lock, so nobody can still be looking at it. */
+static void entry_unlink(struct cache *cache, struct cache_tenant *tenant, struct cache_entry **slot)
+{
+    free(entry_detach(cache, tenant, slot));
 }
 
 /* Frees a tenant with all it holds; the shard is write-locked. */
@@ -1358,6 +1367,65 @@ void cache_enforce(struct cache *cache, uint64_t now_ms)
     }
     make_room(cache, 0, NULL, false, now_ms);
     pthread_mutex_unlock(&cache->writer);
+}
+
+/* ---- reloads ---- */
+
+/* Renumbers one tenant's entries; the shard is write-locked. Returns the
+ * number dropped. */
+static uint64_t remap_tenant(struct cache *cache, struct cache_tenant *tenant, const int *map,
+                             unsigned map_count)
+{
+    struct cache_entry *moved = NULL;
+    uint64_t dropped = 0;
+    for (uint32_t i = 0; i < tenant->bucket_count; i++) {
+        struct cache_entry **slot = &tenant->buckets[i];
+        while (*slot != NULL) {
+            unsigned kind = (*slot)->kind;
+            int to = kind < map_count ? map[kind] : -1;
+            if (to >= 0 && (unsigned)to == kind) {
+                slot = &(*slot)->next;
+                continue;
+            }
+            struct cache_entry *entry = entry_detach(cache, tenant, slot);
+            if (to < 0) {
+                free(entry);
+                dropped++;
+                continue;
+            }
+            entry->kind = (uint8_t)to;
+            entry->next = moved;
+            moved = entry;
+        }
+    }
+    while (moved != NULL) {
+        struct cache_entry *entry = moved;
+        moved = entry->next;
+        entry->hash = entry_hash(cache, entry->kind, entry->data, entry->key_len);
+        entry_link(cache, tenant,
+                   tenant_slot(tenant, entry->hash, entry->kind, entry->data, entry->key_len),
+                   entry);
+    }
+    return dropped;
+}
+
+uint64_t cache_remap_kinds(struct cache *cache, const int *map, unsigned map_count)
+{
+    uint64_t dropped = 0;
+    pthread_mutex_lock(&cache->writer);
+    /* Backwards: a tenant left empty is destroyed, which moves the last
+     * tenant of the array into its place. */
+    for (uint32_t i = cache->tenant_count; i-- > 0;) {
+        struct cache_tenant *tenant = cache->tenants[i];
+        struct cache_shard *shard = tenant_shard(cache, tenant);
+        pthread_rwlock_wrlock(&shard->lock);
+        dropped += remap_tenant(cache, tenant, map, map_count);
+        if (tenant->entry_count == 0)
+            tenant_destroy(cache, shard, tenant);
+        pthread_rwlock_unlock(&shard->lock);
+    }
+    pthread_mutex_unlock(&cache->writer);
+    return dropped;
 }
 
 /* ---- readers ---- */

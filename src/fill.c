@@ -409,6 +409,26 @@ static void request_fill(struct fill *fill, const char *tenant, size_t tenant_le
 
 /* ---- submissions from the query threads ---- */
 
+/* A submission whose kind a reload removed. */
+#define KIND_GONE UINT32_MAX
+
+/* Answers a waiter FILL_UNAVAILABLE without a job (its kind is gone). */
+static void deliver_unavailable(struct fill *fill, const struct submission *submission)
+{
+    if (submission->waiter == NULL)
+        return;
+    struct fill_result *result = xcalloc(1, sizeof(*result));
+    atomic_init(&result->references, 1u);
+    result->status = FILL_UNAVAILABLE;
+    result->tenant = xstrndup(submission->tenant, submission->tenant_len);
+    result->tenant_len = submission->tenant_len;
+    result->kind = submission->kind;
+    result->key = xstrndup(submission->key, submission->key_len);
+    result->key_len = submission->key_len;
+    stats_add(&stats.fill_errors, 1);
+    fill->deliver(submission->waiter, result);
+}
+
 static void drain_queue(evutil_socket_t fd, short events, void *arg)
 {
     (void)fd;
@@ -422,8 +442,11 @@ static void drain_queue(evutil_socket_t fd, short events, void *arg)
     pthread_mutex_unlock(&fill->lock);
     for (size_t i = 0; i < count; i++) {
         struct submission *submission = &queue[i];
-        request_fill(fill, submission->tenant, submission->tenant_len, submission->kind,
-                     submission->key, submission->key_len, submission->waiter);
+        if (submission->kind == KIND_GONE)
+            deliver_unavailable(fill, submission);
+        else
+            request_fill(fill, submission->tenant, submission->tenant_len, submission->kind,
+                         submission->key, submission->key_len, submission->waiter);
         free(submission->tenant);
         free(submission->key);
     }
@@ -523,6 +546,45 @@ void fill_note_write(struct fill *fill, const char *tenant, size_t tenant_len, i
             if (tenant_matches && kind_matches)
                 job->dirty = true;
         }
+    }
+}
+
+void fill_remap_kinds(struct fill *fill, const int *map, unsigned map_count)
+{
+    if (fill == NULL)
+        return;
+    pthread_mutex_lock(&fill->lock);
+    for (size_t i = 0; i < fill->queue_count; i++) {
+        struct submission *submission = &fill->queue[i];
+        unsigned kind = submission->kind;
+        int to = kind < map_count ? map[kind] : -1;
+        submission->kind = to < 0 ? KIND_GONE : (unsigned)to;
+    }
+    pthread_mutex_unlock(&fill->lock);
+    /* Every job out of the table, then back under its new number (its hash
+     * covers the kind); a job of a removed kind is answered unavailable. */
+    struct fill_job *jobs = NULL;
+    for (size_t b = 0; b < TABLE_BUCKETS; b++) {
+        while (fill->table[b] != NULL) {
+            struct fill_job *job = fill->table[b];
+            fill->table[b] = job->next;
+            job->next = jobs;
+            jobs = job;
+        }
+    }
+    while (jobs != NULL) {
+        struct fill_job *job = jobs;
+        jobs = job->next;
+        job->next = NULL;
+        int to = job->kind < map_count ? map[job->kind] : -1;
+        if (to < 0) {
+            job_complete(job, FILL_UNAVAILABLE, NULL, false);
+            continue;
+        }
+        job->kind = (unsigned)to;
+        job->hash = job_hash(fill, job->tenant, job->tenant_len, job->kind, job->key, job->key_len);
+        job->next = fill->table[job->hash % TABLE_BUCKETS];
+        fill->table[job->hash % TABLE_BUCKETS] = job;
     }
 }
 

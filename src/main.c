@@ -213,6 +213,38 @@ static struct event *start_timer(struct event_base *base, uint64_t interval_ms,
 
 /* ---- signals ---- */
 
+/* Kinds are numbered in the order of the config: a reload that reorders,
+ * adds or removes them renumbers the cached entries and the fills in flight
+ * by name, and drops the entries of a kind that is gone or no longer cached
+ * here (docs/reference.md §8). */
+static void remap_kinds(struct daemon *daemon, const struct config *old,
+                        const struct config *config)
+{
+    int map[CONFIG_MAX_KINDS];
+    bool changed = false;
+    for (size_t i = 0; i < old->kind_count; i++) {
+        map[i] = -1;
+        for (size_t j = 0; j < config->kind_count; j++) {
+            if (strcmp(old->kinds[i].name, config->kinds[j].name) == 0) {
+                if (config->kinds[j].cached)
+                    map[i] = (int)j;
+                break;
+            }
+        }
+        changed = changed || map[i] != (int)i;
+    }
+    if (!changed)
+        return;
+    fill_remap_kinds(daemon->fill, map, (unsigned)old->kind_count);
+    uint64_t dropped = cache_remap_kinds(daemon->cache, map, (unsigned)old->kind_count);
+    for (size_t i = 0; i < old->kind_count; i++) {
+        if (map[i] < 0)
+            log_notice("kind '%s' is no longer cached", old->kinds[i].name);
+    }
+    log_notice("kinds renumbered by the reload; %llu entries of removed kinds dropped",
+               (unsigned long long)dropped);
+}
+
 static void reload(struct daemon *daemon)
 {
     notify_send("RELOADING=1");
@@ -232,6 +264,7 @@ static void reload(struct daemon *daemon)
     }
     struct config *old = daemon->config;
     daemon->config = config;
+    remap_kinds(daemon, old, config);
     log_set_level(config->log_level);
     struct cache_limits limits = limits_from(config);
     cache_set_limits(daemon->cache, &limits);
