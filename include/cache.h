@@ -25,6 +25,7 @@
 #ifndef TENANTCACHED_CACHE_H
 #define TENANTCACHED_CACHE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -69,6 +70,12 @@ struct cache_write {
     uint64_t expires_ms;    /* monotonic ms; 0: never */
     uint64_t updated_ms;    /* wall-clock ms of the change */
     bool if_absent;         /* a fill: never replace a live entry or tombstone */
+    /* A fill: not written (CACHE_STALE) if *epoch no longer equals
+     * epoch_seen once the writers' lock is held, so that a flush that bumps
+     * the epoch and then flushes can never miss what a fill writes. NULL:
+     * no such check. */
+    const _Atomic uint64_t *epoch;
+    uint64_t epoch_seen;
 };
 
 enum cache_status {
@@ -164,9 +171,11 @@ enum cache_status cache_set(struct cache *cache, const struct cache_key *key,
  * write->expires_ms. */
 enum cache_status cache_delete(struct cache *cache, const struct cache_key *key,
                                const struct cache_write *write, uint64_t now_ms);
-/* Stores a negative entry (origin 404) unless something live is there. */
+/* Stores a negative entry (origin 404) unless something live is there, or
+ * epoch (when not NULL) no longer equals epoch_seen (see cache_write). */
 enum cache_status cache_set_negative(struct cache *cache, const struct cache_key *key,
-                                     uint64_t expires_ms, uint64_t now_ms);
+                                     uint64_t expires_ms, const _Atomic uint64_t *epoch,
+                                     uint64_t epoch_seen, uint64_t now_ms);
 /* Drops the entry (no tombstone; a live tombstone is kept). A version not
  * newer than the entry's makes it CACHE_STALE and nothing is dropped.
  * *recent_reads (may be NULL) receives how often the dropped entry was read

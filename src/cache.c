@@ -1134,7 +1134,10 @@ enum cache_status cache_set(struct cache *cache, const struct cache_key *key,
                             uint64_t now_ms)
 {
     pthread_mutex_lock(&cache->writer);
-    enum cache_status status = write_entry(cache, key, value, write, WRITE_SET, now_ms);
+    enum cache_status status =
+        write->epoch != NULL && atomic_load(write->epoch) != write->epoch_seen
+            ? CACHE_STALE
+            : write_entry(cache, key, value, write, WRITE_SET, now_ms);
     pthread_mutex_unlock(&cache->writer);
     return status;
 }
@@ -1149,12 +1152,16 @@ enum cache_status cache_delete(struct cache *cache, const struct cache_key *key,
 }
 
 enum cache_status cache_set_negative(struct cache *cache, const struct cache_key *key,
-                                     uint64_t expires_ms, uint64_t now_ms)
+                                     uint64_t expires_ms, const _Atomic uint64_t *epoch,
+                                     uint64_t epoch_seen, uint64_t now_ms)
 {
     struct cache_write write = {.expires_ms = expires_ms, .if_absent = true,
                                 .updated_ms = load(&cache->wall_ms)};
     pthread_mutex_lock(&cache->writer);
-    enum cache_status status = write_entry(cache, key, NULL, &write, WRITE_NEGATIVE, now_ms);
+    enum cache_status status =
+        epoch != NULL && atomic_load(epoch) != epoch_seen
+            ? CACHE_STALE
+            : write_entry(cache, key, NULL, &write, WRITE_NEGATIVE, now_ms);
     pthread_mutex_unlock(&cache->writer);
     return status;
 }

@@ -191,10 +191,13 @@ static void cache_outcome(struct fill *fill, struct fill_job *job, enum fill_sta
             .expires_ms = kind->ttl_ms ? now + kind->ttl_ms : 0,
             .updated_ms = util_realtime_ms(),
             .if_absent = true,
+            .epoch = &fill->flush_epoch,
+            .epoch_seen = job->flush_epoch,
         };
         cache_set(fill->cache, &key, &stored, &write, now);
     } else if (status == FILL_NOT_FOUND && from_origin) {
-        cache_set_negative(fill->cache, &key, now + config->origin.negative_ttl_ms, now);
+        cache_set_negative(fill->cache, &key, now + config->origin.negative_ttl_ms,
+                           &fill->flush_epoch, job->flush_epoch, now);
     }
 }
 

@@ -561,6 +561,19 @@ static void wait_l2_connected(void)
     fail_with_log("the daemon's L2 connection never showed in CLIENT LIST");
 }
 
+/* Replaces the first `from` in config (of size `size`) by `to`. */
+static void config_replace(char *config, size_t size, const char *from, const char *to)
+{
+    char *at = strstr(config, from);
+    ck_assert_ptr_nonnull(at);
+    char rest[4096];
+    snprintf(rest, sizeof(rest), "%s", at + strlen(from));
+    snprintf(at, size - (size_t)(at - config), "%s%s", to, rest);
+}
+
+/* Set by a fixture before start_with(): memory for a large tenant. */
+static bool big_memory;
+
 /* max_tenants: 0 keeps the template's 1000. */
 static void start_with(int hot_reads, unsigned max_tenants)
 {
@@ -573,12 +586,13 @@ static void start_with(int hot_reads, unsigned max_tenants)
     char config[4096];
     snprintf(config, sizeof(config), FILL_CONFIG, origin.port, hot_reads);
     if (max_tenants != 0) {
-        char *limit = strstr(config, "max_tenants: 1000\n");
-        ck_assert_ptr_nonnull(limit);
-        char rest[4096];
-        snprintf(rest, sizeof(rest), "%s", limit + strlen("max_tenants: 1000\n"));
-        snprintf(limit, sizeof(config) - (size_t)(limit - config), "max_tenants: %u\n%s",
-                 max_tenants, rest);
+        char limit[64];
+        snprintf(limit, sizeof(limit), "max_tenants: %u\n", max_tenants);
+        config_replace(config, sizeof(config), "max_tenants: 1000\n", limit);
+    }
+    if (big_memory) {
+        config_replace(config, sizeof(config), "max_bytes: 16mb", "max_bytes: 1gb");
+        config_replace(config, sizeof(config), "tenant_max_bytes: 1mb", "tenant_max_bytes: 1gb");
     }
     ck_assert_int_eq(harness_daemon_start(&h, config), 0);
     ck_assert(harness_wait_subscribed(&h, WAIT_MS));
@@ -606,6 +620,12 @@ static void setup_hot(void)
 static void setup_few_tenants(void)
 {
     start_with(0, 4);
+}
+
+static void setup_big_memory(void)
+{
+    big_memory = true;
+    start_with(0, 0);
 }
 
 static void teardown(void)
@@ -1658,6 +1678,84 @@ START_TEST(test_made_up_tenants_evict_nobody)
 END_TEST
 
 
+/* GETs redis has run (the daemon's L2 lookups, when the test sends none). */
+static long long redis_get_calls(void)
+{
+    redisReply *reply = redisCommand(store, "INFO commandstats");
+    ck_assert_ptr_nonnull(reply);
+    long long calls = 0;
+    const char *line = reply->type == REDIS_REPLY_STRING ? strstr(reply->str, "cmdstat_get:calls=") : NULL;
+    if (line != NULL)
+        calls = strtoll(line + strlen("cmdstat_get:calls="), NULL, 10);
+    freeReplyObject(reply);
+    return calls;
+}
+
+START_TEST(test_admin_flush_races_completing_fills)
+{
+    /* An admin FLUSH runs on a query thread while the main loop completes
+     * fills. None of the fills that started before the FLUSH may be cached
+     * afterwards: those completing before it are flushed, those completing
+     * during or after it are discarded. The tenant is made large so that
+     * the flush lasts while the held fills are released and complete. */
+    enum { BATCHES = 300, PER_BATCH = 1000, FILLS = 24 };
+    size_t size = PER_BATCH * 96 + 16;
+    char *batch = malloc(size);
+    ck_assert_ptr_nonnull(batch);
+    for (int b = 0; b < BATCHES; b++) {
+        size_t used = 0;
+        batch[used++] = '[';
+        for (int i = 0; i < PER_BATCH; i++)
+            used += (size_t)snprintf(batch + used, size - used,
+                                     "%s{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"profile\","
+                                     "\"key\":\"p%d_%d\",\"value\":{}}", i ? "," : "", b, i);
+        snprintf(batch + used, size - used, "]");
+        publish(batch);
+        published += PER_BATCH - 1; /* messages_applied counts operations */
+    }
+    free(batch);
+    if (!harness_wait_info(client, 40000, "messages_applied", published))
+        fail_with_log("messages_applied: expected %lld, got %lld", published,
+                      harness_info_int(client, "messages_applied"));
+    long long loaded = harness_info_int(client, "entries");
+    ck_assert_int_eq(loaded, BATCHES * PER_BATCH);
+    char key[32], body[32];
+    redisContext *waiters[FILLS];
+    for (int i = 0; i < FILLS; i++) {
+        snprintf(key, sizeof(key), "f%d", i);
+        snprintf(body, sizeof(body), "%d", i);
+        origin_put("acme", "config", key, body, ORIGIN_HOLD);
+        waiters[i] = send_async("GET acme config %s", key);
+    }
+    /* Every fill has started (each begins with its L2 GET) before the
+     * FLUSH is sent: a fill that starts after it may cache what it brings. */
+    long long deadline = harness_now_ms() + WAIT_MS;
+    while (redis_get_calls() < FILLS && harness_now_ms() < deadline)
+        harness_sleep_ms(2);
+    if (redis_get_calls() < FILLS)
+        fail_with_log("only %lld of %d fills started", redis_get_calls(), FILLS);
+    ck_assert(origin_wait_total(8, WAIT_MS)); /* max_concurrent; the rest queue */
+    redisContext *admin = send_async("FLUSH acme");
+    harness_sleep_ms(2);
+    origin_release_all();
+    redisReply *reply = receive(admin);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STATUS);
+    freeReplyObject(reply);
+    redisFree(admin);
+    for (int i = 0; i < FILLS; i++) {
+        snprintf(body, sizeof(body), "%d", i);
+        reply = receive(waiters[i]);
+        check_bulk(reply, body, "a fill raced by FLUSH");
+        freeReplyObject(reply);
+        redisFree(waiters[i]);
+    }
+    long long entries = harness_info_int(client, "entries");
+    if (entries != 0)
+        fail_with_log("%lld entries after FLUSH acme: fills that started before it were cached",
+                      entries);
+}
+END_TEST
+
 /* ======================================================================
  * A raw origin: what real HTTP servers do that libevent's own does not
  * ====================================================================== */
@@ -2021,6 +2119,11 @@ int main(void)
     tcase_set_timeout(few, 30);
     tcase_add_test(few, test_made_up_tenants_evict_nobody);
     suite_add_tcase(suite, few);
+    TCase *flush = tcase_create("flush_race");
+    tcase_add_checked_fixture(flush, setup_big_memory, teardown);
+    tcase_set_timeout(flush, 120);
+    tcase_add_test(flush, test_admin_flush_races_completing_fills);
+    suite_add_tcase(suite, flush);
     TCase *real = tcase_create("real_origins");
     tcase_add_checked_fixture(real, setup_raw, teardown_raw);
     tcase_set_timeout(real, 60);

@@ -822,7 +822,7 @@ START_TEST(test_negative)
     struct cache *cache = cache_unlimited(4);
     cache_set_wall_clock(cache, 1711111111111ull);
     struct cache_key k = key_of("acme", KIND_USER, "ghost");
-    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 5000, NOW), CACHE_OK);
+    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 5000, NULL, 0, NOW), CACHE_OK);
     struct found *f = lookup(cache, "acme", KIND_USER, "ghost", NOW);
     ck_assert(f->present);
     ck_assert_int_eq(f->state, CACHE_ENTRY_NEGATIVE);
@@ -831,22 +831,22 @@ START_TEST(test_negative)
     ck_assert_uint_eq(f->updated_ms, 1711111111111ull);
     ck_assert(!present(cache, "acme", KIND_USER, "ghost", NOW + 5000));
     /* A negative over a negative refreshes it. */
-    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 6000, NOW), CACHE_OK);
+    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 6000, NULL, 0, NOW), CACHE_OK);
     ck_assert(present(cache, "acme", KIND_USER, "ghost", NOW + 5500));
     ck_assert_uint_eq(stats_of(cache).entries, 1);
 
     /* A set replaces a negative, with or without a version. */
     ck_assert_int_eq(put_version(cache, "acme", KIND_USER, "ghost", "\"active\"", 1), CACHE_OK);
     ck_assert(has_value(cache, "acme", KIND_USER, "ghost", "\"active\"", NOW));
-    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 5000, NOW), CACHE_EXISTS);
+    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 5000, NULL, 0, NOW), CACHE_EXISTS);
     ck_assert(has_value(cache, "acme", KIND_USER, "ghost", "\"active\"", NOW));
     struct cache_key k2 = key_of("acme", KIND_USER, "ghost2");
-    ck_assert_int_eq(cache_set_negative(cache, &k2, NOW + 5000, NOW), CACHE_OK);
+    ck_assert_int_eq(cache_set_negative(cache, &k2, NOW + 5000, NULL, 0, NOW), CACHE_OK);
     ck_assert_int_eq(put_crit(cache, "acme", KIND_USER, "ghost2", "\"x\""), CACHE_OK);
     ck_assert(has_value(cache, "acme", KIND_USER, "ghost2", "\"x\"", NOW));
     /* A fill replaces a negative. */
     struct cache_key k3 = key_of("acme", KIND_USER, "ghost3");
-    ck_assert_int_eq(cache_set_negative(cache, &k3, NOW + 5000, NOW), CACHE_OK);
+    ck_assert_int_eq(cache_set_negative(cache, &k3, NOW + 5000, NULL, 0, NOW), CACHE_OK);
     struct cache_write fill = critical_write();
     fill.if_absent = true;
     ck_assert_int_eq(put(cache, "acme", KIND_USER, "ghost3", "\"f\"", &fill, NOW), CACHE_OK);
@@ -855,9 +855,9 @@ START_TEST(test_negative)
     /* Not over a tombstone either; but over an expired value, yes. */
     ck_assert_int_eq(del(cache, "acme", KIND_USER, "dead", true, 4, NOW + 100, NOW), CACHE_OK);
     struct cache_key kd = key_of("acme", KIND_USER, "dead");
-    ck_assert_int_eq(cache_set_negative(cache, &kd, NOW + 5000, NOW), CACHE_EXISTS);
+    ck_assert_int_eq(cache_set_negative(cache, &kd, NOW + 5000, NULL, 0, NOW), CACHE_EXISTS);
     ck_assert_int_eq(lookup(cache, "acme", KIND_USER, "dead", NOW)->state, CACHE_ENTRY_TOMBSTONE);
-    ck_assert_int_eq(cache_set_negative(cache, &kd, NOW + 5000, NOW + 100), CACHE_OK);
+    ck_assert_int_eq(cache_set_negative(cache, &kd, NOW + 5000, NULL, 0, NOW + 100), CACHE_OK);
     ck_assert_int_eq(lookup(cache, "acme", KIND_USER, "dead", NOW + 100)->state,
                      CACHE_ENTRY_NEGATIVE);
     /* Negatives are not critical data. */
@@ -965,7 +965,7 @@ START_TEST(test_flush_scopes)
     load_flush_fixture(cache);
     ck_assert_int_eq(del(cache, "t1", 0, "k0", true, 9, NOW + 100, NOW), CACHE_OK);
     struct cache_key k = key_of("t4", 1, "neg");
-    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 100, NOW), CACHE_OK);
+    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 100, NULL, 0, NOW), CACHE_OK);
     ck_assert_uint_eq(cache_flush(cache, NULL, 0, -1), 91);
     assert_empty(cache, &baseline);
     /* A flush clears tombstones too: an older version applies afterwards. */
@@ -1143,7 +1143,7 @@ static uint64_t load_mix(struct cache *cache, int tenants, int per_tenant, uint6
                 snprintf(negative, sizeof(negative), "neg-%d", i);
                 struct cache_key nk = key_of(tenant, KIND_USER, negative);
                 ck_assert_int_eq(
-                    cache_set_negative(cache, &nk, expires_ms ? expires_ms : NOW + 1, NOW),
+                    cache_set_negative(cache, &nk, expires_ms ? expires_ms : NOW + 1, NULL, 0, NOW),
                     CACHE_OK);
                 n++;
             }
@@ -1384,7 +1384,7 @@ START_TEST(test_limits_never_exceeded)
             status = cache_delete(cache, &k, &w, now);
             break;
         case 1:
-            status = cache_set_negative(cache, &k, now + 20, now);
+            status = cache_set_negative(cache, &k, now + 20, NULL, 0, now);
             break;
         case 2:
             status = cache_invalidate(cache, &k, false, 0, now, NULL);
@@ -1825,7 +1825,7 @@ static enum cache_status put_negative(struct cache *cache, const char *tenant, u
                                       const char *key)
 {
     struct cache_key k = key_of(tenant, kind, key);
-    return cache_set_negative(cache, &k, NOW + 60000, NOW);
+    return cache_set_negative(cache, &k, NOW + 60000, NULL, 0, NOW);
 }
 
 static enum cache_status put_fill(struct cache *cache, const char *tenant, unsigned kind,
@@ -1835,6 +1835,29 @@ static enum cache_status put_fill(struct cache *cache, const char *tenant, unsig
     w.if_absent = true;
     return put(cache, tenant, kind, key, json, &w, NOW);
 }
+
+START_TEST(test_fill_epoch_guard)
+{
+    /* A fill carries the flush epoch it started with: once the epoch moved
+     * (a flush began), neither its value nor its negative entry is kept. */
+    struct cache *cache = cache_unlimited(4);
+    _Atomic uint64_t epoch = 7;
+    struct cache_write w = critical_write();
+    w.if_absent = true;
+    w.epoch = &epoch;
+    w.epoch_seen = 7;
+    ck_assert_int_eq(put(cache, "acme", KIND_CONFIG, "a", "1", &w, NOW), CACHE_OK);
+    atomic_store(&epoch, 8);
+    ck_assert_int_eq(put(cache, "acme", KIND_CONFIG, "b", "1", &w, NOW), CACHE_STALE);
+    struct cache_key k = key_of("acme", KIND_CONFIG, "c");
+    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 5000, &epoch, 7, NOW), CACHE_STALE);
+    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 5000, &epoch, 8, NOW), CACHE_OK);
+    ck_assert(present(cache, "acme", KIND_CONFIG, "a", NOW));
+    ck_assert(!present(cache, "acme", KIND_CONFIG, "b", NOW));
+    ck_assert_uint_eq(stats_of(cache).entries, 2);
+    cache_destroy(cache);
+}
+END_TEST
 
 START_TEST(test_query_never_evicts_a_tenant)
 {
@@ -2185,7 +2208,7 @@ START_TEST(test_readers_race_writer)
         } else if (op < 90) {
             cache_invalidate(race.cache, &k, w.has_version, w.version, now, NULL);
         } else if (op < 95) {
-            cache_set_negative(race.cache, &k, now + 10, now);
+            cache_set_negative(race.cache, &k, now + 10, NULL, 0, now);
         } else if (op < 96) {
             switch ((x >> 30) % 4) {
             case 0:
@@ -2277,6 +2300,7 @@ static Suite *cache_suite(void)
     tcase_add_test(limits, test_tenant_max_bytes_tables);
     tcase_add_test(limits, test_max_tenants);
     tcase_add_test(limits, test_query_never_evicts_a_tenant);
+    tcase_add_test(limits, test_fill_epoch_guard);
     tcase_add_test(limits, test_negatives_bounded_and_first_to_go);
     tcase_add_test(limits, test_shrink);
     tcase_add_test(limits, test_shrink_critical_only);
