@@ -1859,6 +1859,64 @@ START_TEST(test_fill_epoch_guard)
 }
 END_TEST
 
+START_TEST(test_remap_kinds)
+{
+    /* A reload swaps kinds 8 and 9, moves the hierarchy-like kind 5 to 10
+     * and removes kind 12: every entry keeps its kind by name, the index
+     * follows, the removed kind's entries (of every state) and the tenant
+     * left empty are gone, and the accounting stays exact. */
+    struct cache *cache = cache_unlimited(4);
+    struct cache_stats empty = stats_of(cache);
+    char key[16], json[16];
+    for (int i = 0; i < 40; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        snprintf(json, sizeof(json), "\"a%d\"", i);
+        ck_assert_int_eq(put_ref(cache, "acme", 8, key, json), CACHE_OK);
+        snprintf(json, sizeof(json), "\"b%d\"", i);
+        ck_assert_int_eq(put_crit(cache, "acme", 9, key, json), CACHE_OK);
+        ck_assert_int_eq(put_ref(cache, "acme", KIND_OPAQUE, key, "1"), CACHE_OK);
+    }
+    ck_assert_int_eq(put_negative(cache, "acme", KIND_OPAQUE, "neg"), CACHE_OK);
+    ck_assert_int_eq(put_ref(cache, "gone", KIND_OPAQUE, "only", "1"), CACHE_OK);
+    ck_assert_int_eq(put_child(cache, "acme", KIND_HIERARCHY, "c1", "p1", 0), CACHE_OK);
+    ck_assert_int_eq(put_child(cache, "acme", KIND_HIERARCHY, "c2", "p1", 0), CACHE_OK);
+    uint64_t bytes_before = stats_of(cache).bytes;
+
+    int map[13];
+    for (int k = 0; k < 13; k++)
+        map[k] = k;
+    map[8] = 9;
+    map[9] = 8;
+    map[KIND_HIERARCHY] = 10;
+    map[KIND_OPAQUE] = -1;
+    ck_assert_uint_eq(cache_remap_kinds(cache, map, 13), 40 + 1 + 1);
+
+    for (int i = 0; i < 40; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        snprintf(json, sizeof(json), "\"a%d\"", i);
+        ck_assert(has_value(cache, "acme", 9, key, json, NOW));
+        snprintf(json, sizeof(json), "\"b%d\"", i);
+        ck_assert(has_value(cache, "acme", 8, key, json, NOW));
+        ck_assert(!present(cache, "acme", KIND_OPAQUE, key, NOW));
+    }
+    ck_assert(!present(cache, "acme", KIND_OPAQUE, "neg", NOW));
+    ck_assert(!tenant_resident(cache, "gone"));
+    ck_assert_str_eq(children_of(cache, "acme", 10, "p1", NOW), "c1,c2");
+    ck_assert_str_eq(children_of(cache, "acme", KIND_HIERARCHY, "p1", NOW), "");
+    struct cache_stats after = stats_of(cache);
+    ck_assert_uint_eq(after.entries, 40 + 40 + 2);
+    ck_assert_uint_eq(after.negative_entries, 0);
+    ck_assert_uint_lt(after.bytes, bytes_before);
+    walk_tenants(cache);
+    /* Renumbered entries are still written and dropped as their new kind. */
+    ck_assert_int_eq(put_ref(cache, "acme", 9, "k0", "\"new\""), CACHE_OK);
+    ck_assert(has_value(cache, "acme", 9, "k0", "\"new\"", NOW));
+    ck_assert_uint_eq(cache_flush(cache, "acme", 4, -1), 40 + 40 + 2);
+    assert_empty(cache, &empty);
+    cache_destroy(cache);
+}
+END_TEST
+
 START_TEST(test_query_never_evicts_a_tenant)
 {
     /* max_tenants reached by real tenants: a fill or a negative entry for a
@@ -2301,6 +2359,7 @@ static Suite *cache_suite(void)
     tcase_add_test(limits, test_max_tenants);
     tcase_add_test(limits, test_query_never_evicts_a_tenant);
     tcase_add_test(limits, test_fill_epoch_guard);
+    tcase_add_test(limits, test_remap_kinds);
     tcase_add_test(limits, test_negatives_bounded_and_first_to_go);
     tcase_add_test(limits, test_shrink);
     tcase_add_test(limits, test_shrink_critical_only);
