@@ -46,6 +46,11 @@ void apply_batch(struct apply *apply, const struct message_batch *batch, uint64_
  * seq, or 0 when none did: for redis.heartbeat_timeout. */
 uint64_t apply_oldest_publisher_ms(const struct apply *apply);
 
+/* Forgets the publishers not heard from for more than silent_ms (each
+ * logged): a src that stopped for good must not keep data stale. Returns how
+ * many were forgotten. */
+size_t apply_forget_silent_publishers(struct apply *apply, uint64_t now_ms, uint64_t silent_ms);
+
 /* Forgets every publisher's sequence (after a resubscribe, nothing is known
  * about what was missed, and the caches were dealt with already). */
 void apply_forget_publishers(struct apply *apply);

@@ -11,9 +11,12 @@
  * Each entry is one allocation: header, key, compact JSON value and the
  * "derived" blob from value.c. Memory is accounted exactly from what the
  * allocator holds, per tenant and in all, and kept within the limits by
- * evicting, in this order: expired entries, least-recently-used reference
- * entries, whole least-recently-used tenants. Critical entries are never
- * evicted one by one.
+ * evicting, in this order: expired entries, negative entries (origin 404s,
+ * which together hold at most an eighth of max_bytes), least-recently-used
+ * reference entries, whole least-recently-used tenants. Critical entries are
+ * never evicted one by one. A fill's write (cache_write.if_absent) for a
+ * tenant with nothing cached never evicts another tenant's data: a query
+ * must not make another tenant lose its data.
  *
  * Thread rules: cache_read_* from any thread, never blocking each other.
  * The writing calls may come from any thread too: an internal mutex
@@ -22,6 +25,7 @@
 #ifndef TENANTCACHED_CACHE_H
 #define TENANTCACHED_CACHE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -66,6 +70,12 @@ struct cache_write {
     uint64_t expires_ms;    /* monotonic ms; 0: never */
     uint64_t updated_ms;    /* wall-clock ms of the change */
     bool if_absent;         /* a fill: never replace a live entry or tombstone */
+    /* A fill: not written (CACHE_STALE) if *epoch no longer equals
+     * epoch_seen once the writers' lock is held, so that a flush that bumps
+     * the epoch and then flushes can never miss what a fill writes. NULL:
+     * no such check. */
+    const _Atomic uint64_t *epoch;
+    uint64_t epoch_seen;
 };
 
 enum cache_status {
@@ -90,6 +100,8 @@ struct cache_stats {
     uint64_t evictions_expired;
     uint64_t evictions_reference;
     uint64_t evictions_tenant;
+    uint64_t evictions_negative; /* negative entries evicted (they go first) */
+    uint64_t negative_entries;   /* negative entries cached now */
     uint64_t not_cached;    /* writes answered but not kept for lack of room */
 };
 
@@ -159,9 +171,11 @@ enum cache_status cache_set(struct cache *cache, const struct cache_key *key,
  * write->expires_ms. */
 enum cache_status cache_delete(struct cache *cache, const struct cache_key *key,
                                const struct cache_write *write, uint64_t now_ms);
-/* Stores a negative entry (origin 404) unless something live is there. */
+/* Stores a negative entry (origin 404) unless something live is there, or
+ * epoch (when not NULL) no longer equals epoch_seen (see cache_write). */
 enum cache_status cache_set_negative(struct cache *cache, const struct cache_key *key,
-                                     uint64_t expires_ms, uint64_t now_ms);
+                                     uint64_t expires_ms, const _Atomic uint64_t *epoch,
+                                     uint64_t epoch_seen, uint64_t now_ms);
 /* Drops the entry (no tombstone; a live tombstone is kept). A version not
  * newer than the entry's makes it CACHE_STALE and nothing is dropped.
  * *recent_reads (may be NULL) receives how often the dropped entry was read
@@ -182,6 +196,13 @@ uint64_t cache_sweep(struct cache *cache, uint64_t now_ms, unsigned budget);
 bool cache_shrink(struct cache *cache, uint64_t now_ms, unsigned budget);
 /* Brings the cache within its limits now (after the limits were lowered). */
 void cache_enforce(struct cache *cache, uint64_t now_ms);
+
+/* After a reload renumbered the kinds: an entry of kind k (k < map_count)
+ * becomes kind map[k]; map[k] < 0 (the kind was removed, or is no longer
+ * cached here) drops it, and a kind >= map_count is dropped too. Entries
+ * keep their kind by name across a reload (docs/reference.md §8). Returns
+ * the number of entries dropped. */
+uint64_t cache_remap_kinds(struct cache *cache, const int *map, unsigned map_count);
 
 /* ---- Figures (any thread) ---- */
 

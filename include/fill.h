@@ -52,6 +52,12 @@ struct fill *fill_create(struct event_base *base, struct cache *cache, const str
 /* Applies a reloaded config; the old one may be freed on return. */
 void fill_reconfigure(struct fill *fill, const struct config *config);
 
+/* Main thread, on a reload that renumbered the kinds, before
+ * fill_reconfigure(): fills in flight and queued submissions of kind k take
+ * kind map[k]; those of a removed kind (map[k] < 0, or k >= map_count) are
+ * answered FILL_UNAVAILABLE. */
+void fill_remap_kinds(struct fill *fill, const int *map, unsigned map_count);
+
 /* True if config has a fill source for kind (L2 or L3, and a kind cached here). */
 bool fill_possible(const struct config *config, unsigned kind);
 

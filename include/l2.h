@@ -2,7 +2,7 @@
  *
  * A hiredis async connection on the main loop, separate from the pub/sub
  * one, used for `GET` of redis.key_format on a miss and `SET key value EX
- * l2_ttl` when the origin supplied a value. It connects (and AUTHs and
+ * l2_ttl NX` when the origin supplied a value. It connects (and AUTHs and
  * SELECTs redis.db) on its own and reconnects with backoff; while it is not
  * ready, fills skip L2. Every GET is bounded by a libevent timer, since
  * hiredis 0.14 has no command timeouts. */
@@ -42,10 +42,12 @@ bool l2_ready(const struct l2 *l2);
  * lost connection: L2_FAILED. */
 void l2_get(struct l2 *l2, const char *key, size_t key_len, uint64_t timeout_ms, l2_done_fn *done,
             void *arg);
-/* SET key value EX seconds, fire and forget (skipped when not ready; an
- * error reply is logged). ttl_seconds 0: plain SET, no expiry. */
+/* SET key value EX seconds [NX], fire and forget (skipped when not ready;
+ * an error reply is logged). if_absent (NX): the write-back of a fill never
+ * replaces what another writer stored at the key meanwhile, which is newer
+ * than what the origin answered. ttl_seconds 0: no expiry. */
 void l2_set(struct l2 *l2, const char *key, size_t key_len, const char *value, size_t value_len,
-            uint64_t ttl_seconds);
+            uint64_t ttl_seconds, bool if_absent);
 
 /* Disconnects; every pending GET is answered L2_FAILED before it returns,
  * and everything is freed. Safe inside a done callback. NULL is a no-op. */

@@ -51,6 +51,7 @@ struct message_operation {
     char *src;               /* NULL when absent */
     bool has_seq;
     uint64_t seq;
+    bool last;               /* a heartbeat with "last": true: the src retires */
 };
 
 /* A parsed payload; owns its operations and everything they point to. */

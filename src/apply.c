@@ -73,6 +73,29 @@ uint64_t apply_oldest_publisher_ms(const struct apply *apply)
     return oldest;
 }
 
+static void publisher_remove(struct apply *apply, size_t i)
+{
+    free(apply->publishers[i].src);
+    apply->publishers[i] = apply->publishers[--apply->publisher_count];
+}
+
+size_t apply_forget_silent_publishers(struct apply *apply, uint64_t now_ms, uint64_t silent_ms)
+{
+    size_t forgotten = 0;
+    for (size_t i = 0; i < apply->publisher_count;) {
+        struct publisher *publisher = &apply->publishers[i];
+        if (now_ms > publisher->heard_ms && now_ms - publisher->heard_ms > silent_ms) {
+            log_warn("publisher '%s' silent for over %llums: forgotten (it no longer makes "
+                     "data stale)", publisher->src, (unsigned long long)silent_ms);
+            publisher_remove(apply, i);
+            forgotten++;
+        } else {
+            i++;
+        }
+    }
+    return forgotten;
+}
+
 static struct publisher *publisher_find(struct apply *apply, const char *src, uint64_t now_ms)
 {
     for (size_t i = 0; i < apply->publisher_count; i++) {
@@ -86,8 +109,7 @@ static struct publisher *publisher_find(struct apply *apply, const char *src, ui
             if (apply->publishers[i].heard_ms < apply->publishers[oldest].heard_ms)
                 oldest = i;
         }
-        free(apply->publishers[oldest].src);
-        apply->publishers[oldest] = apply->publishers[--apply->publisher_count];
+        publisher_remove(apply, oldest);
     }
     struct publisher *publisher = &apply->publishers[apply->publisher_count++];
     publisher->src = xstrdup(src);
@@ -113,6 +135,13 @@ static void track_sequence(struct apply *apply, const struct message_operation *
     bool heartbeat = operation->op == MESSAGE_HEARTBEAT;
     bool gap = known && (heartbeat ? operation->seq > previous : operation->seq > expected);
     publisher->last_seq = operation->seq;
+    if (heartbeat && operation->last) {
+        /* Retired for good: no longer waited for (docs/reference.md §7).
+         * Its last messages may still have been lost: checked first. */
+        log_info("publisher '%s' retired at seq %llu", operation->src,
+                 (unsigned long long)operation->seq);
+        publisher_remove(apply, (size_t)(publisher - apply->publishers));
+    }
     if (!gap)
         return;
     stats_add(&stats.seq_gaps, 1);

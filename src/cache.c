@@ -30,6 +30,11 @@
 #define INDEX_MEMBERS_MIN 4
 #define KIND_LIMIT 64
 #define TENANT_NAME_MAX 64
+/* Negative entries together hold at most 1/NEGATIVE_SHARE of max_bytes. */
+#define NEGATIVE_SHARE 8
+/* Negative entries looked at for a tenant holding nothing else (all of them
+ * when there are no more). */
+#define NEGATIVE_TENANT_SAMPLES 256
 
 struct cache_entry {
     struct cache_entry *next;   /* chain in the tenant's table */
@@ -41,7 +46,8 @@ struct cache_entry {
     _Atomic uint32_t previous;  /* ... and of the read before it (0: none) */
     _Atomic uint32_t reads;     /* minute (high 16 bits), reads in it (low 16) */
     uint32_t hash;
-    uint32_t reference_slot;    /* index in cache->reference, or NO_SLOT */
+    uint32_t reference_slot;    /* index in cache->reference (a reference value) or
+                                 * cache->negative (a negative entry), or NO_SLOT */
     uint32_t value_len;
     uint32_t derived_len;
     uint16_t key_len;
@@ -76,6 +82,7 @@ struct cache_tenant {
     uint32_t bucket_count;
     uint32_t entry_count;
     uint32_t reference_count;
+    uint32_t negative_count;    /* its negative entries (origin 404s) */
     uint32_t tenant_slot;       /* index in cache->tenants */
     uint64_t bytes;
     uint64_t critical_bytes;
@@ -116,6 +123,12 @@ struct cache {
     struct cache_entry **reference;
     uint32_t reference_count;
     uint32_t reference_capacity;
+    /* Every negative entry: the first to go, and bounded as a whole (a peer
+     * asking for made-up names must not push real data out). */
+    struct cache_entry **negative;
+    uint32_t negative_count;
+    uint32_t negative_capacity;
+    uint64_t negative_bytes;
     struct cache_tenant **tenants;
     uint32_t tenant_count;
     uint32_t tenant_capacity;
@@ -132,6 +145,8 @@ struct cache {
     _Atomic uint64_t evictions_expired;
     _Atomic uint64_t evictions_reference;
     _Atomic uint64_t evictions_tenant;
+    _Atomic uint64_t evictions_negative;
+    _Atomic uint64_t negative_entries; /* negative_count, for the readers */
     _Atomic uint64_t not_cached;
 };
 
@@ -312,10 +327,49 @@ static void reference_add(struct cache *cache, struct cache_entry *entry)
     entry->tenant->reference_count++;
 }
 
+static void negative_add(struct cache *cache, struct cache_entry *entry)
+{
+    if (cache->negative_count == cache->negative_capacity) {
+        size_t before = util_alloc_size(cache->negative);
+        cache->negative_capacity =
+            cache->negative_capacity ? cache->negative_capacity * 2 : REFERENCE_MIN_CAPACITY;
+        cache->negative = xrealloc(cache->negative,
+                                   cache->negative_capacity * sizeof(*cache->negative));
+        account_overhead(cache, (int64_t)util_alloc_size(cache->negative) - (int64_t)before);
+    }
+    entry->reference_slot = cache->negative_count;
+    cache->negative[cache->negative_count++] = entry;
+    store(&cache->negative_entries, cache->negative_count);
+    entry->tenant->negative_count++;
+    cache->negative_bytes += (uint64_t)entry_bytes(entry);
+}
+
+static void negative_remove(struct cache *cache, struct cache_entry *entry)
+{
+    uint32_t slot = entry->reference_slot;
+    struct cache_entry *last = cache->negative[--cache->negative_count];
+    store(&cache->negative_entries, cache->negative_count);
+    cache->negative[slot] = last;
+    last->reference_slot = slot;
+    entry->reference_slot = NO_SLOT;
+    entry->tenant->negative_count--;
+    cache->negative_bytes -= (uint64_t)entry_bytes(entry);
+    if (cache->negative_count == 0) {
+        account_overhead(cache, -(int64_t)util_alloc_size(cache->negative));
+        free(cache->negative);
+        cache->negative = NULL;
+        cache->negative_capacity = 0;
+    }
+}
+
 static void reference_remove(struct cache *cache, struct cache_entry *entry)
 {
     if (entry->reference_slot == NO_SLOT)
         return;
+    if (entry->state == CACHE_ENTRY_NEGATIVE) {
+        negative_remove(cache, entry);
+        return;
+    }
     uint32_t slot = entry->reference_slot;
     struct cache_entry *last = cache->reference[--cache->reference_count];
     cache->reference[slot] = last;
@@ -624,14 +678,17 @@ static void entry_link(struct cache *cache, struct cache_tenant *tenant, struct 
         adjust(&cache->critical_bytes, bytes);
     } else if (entry->state == CACHE_ENTRY_VALUE) {
         reference_add(cache, entry);
+    } else if (entry->state == CACHE_ENTRY_NEGATIVE) {
+        negative_add(cache, entry);
     }
     if (entry->index_len > 0 && entry->state == CACHE_ENTRY_VALUE)
         index_add(cache, tenant, entry);
 }
 
-/* Unlinks and frees *slot. The shard is write-locked, and readers only hold
- * entries under the read lock, so nobody can still be looking at it. */
-static void entry_unlink(struct cache *cache, struct cache_tenant *tenant, struct cache_entry **slot)
+/* Takes *slot out of its tenant, with everything counted for it, and
+ * returns it; the shard is write-locked. */
+static struct cache_entry *entry_detach(struct cache *cache, struct cache_tenant *tenant,
+                                        struct cache_entry **slot)
 {
     struct cache_entry *entry = *slot;
     *slot = entry->next;
@@ -649,7 +706,15 @@ static void entry_unlink(struct cache *cache, struct cache_tenant *tenant, struc
     reference_remove(cache, entry);
     if (entry->index_len > 0 && entry->state == CACHE_ENTRY_VALUE)
         index_remove(cache, tenant, entry);
-    free(entry);
+    entry->next = NULL;
+    return entry;
+}
+
+/* Unlinks and frees *slot. The shard is write-locked, and readers only hold
+ * entries under the read lock, so nobody can still be looking at it. */
+static void entry_unlink(struct cache *cache, struct cache_tenant *tenant, struct cache_entry **slot)
+{
+    free(entry_detach(cache, tenant, slot));
 }
 
 /* Frees a tenant with all it holds; the shard is write-locked. */
@@ -767,7 +832,7 @@ static bool evict_reference(struct cache *cache, struct cache_tenant *tenant)
         for (uint32_t i = 0; i < tenant->bucket_count && seen < EVICTION_SAMPLES; i++) {
             struct cache_entry *entry = tenant->buckets[(start + i) & (tenant->bucket_count - 1)];
             for (; entry != NULL; entry = entry->next) {
-                if (entry->reference_slot == NO_SLOT)
+                if (entry->reference_slot == NO_SLOT || entry->state != CACHE_ENTRY_VALUE)
                     continue;
                 if (victim == NULL || colder(entry, victim))
                     victim = entry;
@@ -779,6 +844,47 @@ static bool evict_reference(struct cache *cache, struct cache_tenant *tenant)
     }
     evict_entry(cache, victim, &cache->evictions_reference);
     return true;
+}
+
+/* Evicts the least recently read of a sample of negative entries. Returns
+ * false if there was none. */
+static bool evict_negative(struct cache *cache)
+{
+    if (cache->negative_count == 0)
+        return false;
+    struct cache_entry *victim = NULL;
+    uint32_t count = cache->negative_count;
+    uint32_t samples = count < EVICTION_SAMPLES ? count : EVICTION_SAMPLES;
+    for (uint32_t i = 0; i < samples; i++) {
+        struct cache_entry *candidate = cache->negative[sample_slot(cache, i, count, EVICTION_SAMPLES)];
+        if (victim == NULL || older(atomic_load_explicit(&candidate->access, memory_order_relaxed),
+                                    atomic_load_explicit(&victim->access, memory_order_relaxed)))
+            victim = candidate;
+    }
+    evict_entry(cache, victim, &cache->evictions_negative);
+    return true;
+}
+
+/* Frees a tenant slot by dropping a tenant that holds nothing but negative
+ * entries, if one is found among (a sample of) the negative entries. Returns
+ * false if none. */
+static bool evict_negative_tenant(struct cache *cache)
+{
+    uint32_t count = cache->negative_count;
+    for (uint32_t i = 0; i < count && i < NEGATIVE_TENANT_SAMPLES; i++) {
+        struct cache_tenant *tenant =
+            cache->negative[sample_slot(cache, i, count, NEGATIVE_TENANT_SAMPLES)]->tenant;
+        if (tenant->negative_count != tenant->entry_count)
+            continue;
+        uint64_t dropped = tenant->negative_count;
+        struct cache_shard *shard = tenant_shard(cache, tenant);
+        pthread_rwlock_wrlock(&shard->lock);
+        tenant_destroy(cache, shard, tenant);
+        pthread_rwlock_unlock(&shard->lock);
+        adjust(&cache->evictions_negative, (int64_t)dropped);
+        return true;
+    }
+    return false;
 }
 
 /* Evicts the least recently read of a sample of tenants, never `keep`.
@@ -814,16 +920,22 @@ static bool evict_tenant(struct cache *cache, const struct cache_tenant *keep)
 
 static uint64_t do_sweep(struct cache *cache, uint64_t now_ms, unsigned budget);
 
-/* Makes room for `needed` more bytes in total, in the order of SPEC §6.
- * `keep` (the tenant being written) is never evicted whole. Returns false if
- * the room cannot be made. */
+/* Makes room for `needed` more bytes in total, in the order of SPEC §6,
+ * negative entries first. `keep` (the tenant being written) is never evicted
+ * whole. With only_negatives (a query's write for a tenant with nothing
+ * cached), no real data is evicted at all (docs/reference.md §8). Returns
+ * false if the room cannot be made. */
 static bool make_room(struct cache *cache, uint64_t needed, const struct cache_tenant *keep,
-                      uint64_t now_ms)
+                      bool only_negatives, uint64_t now_ms)
 {
     if (load(&cache->bytes) + needed <= cache->limits.max_bytes)
         return true;
     do_sweep(cache, now_ms, 1024);
     while (load(&cache->bytes) + needed > cache->limits.max_bytes) {
+        if (evict_negative(cache))
+            continue;
+        if (only_negatives)
+            return false;
         if (evict_reference(cache, NULL))
             continue;
         if (!evict_tenant(cache, keep))
@@ -933,25 +1045,38 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
      * each until the room is there for what is really left. */
     const struct cache_value *stored = mode == WRITE_SET ? value : NULL;
     bool reference = mode == WRITE_SET && !write->critical;
+    /* A fill is a query's write: for a tenant with nothing cached it never
+     * evicts another tenant's data, negative entries aside. */
+    bool query = write->if_absent;
     for (;;) {
         uint64_t cost = insert_cost(cache, tenant, key, stored);
         uint64_t freed = existing ? (uint64_t)entry_bytes(existing) : 0;
         uint64_t needed = cost > freed ? cost - freed : 0;
         if (cost > cache->limits.tenant_max_bytes)
             goto not_cached;
+        /* Negative entries together stay within their share of max_bytes;
+         * past it the oldest of them make way. */
+        if (mode == WRITE_NEGATIVE &&
+            cache->negative_bytes + cost > cache->limits.max_bytes / NEGATIVE_SHARE) {
+            if (!evict_negative(cache))
+                goto not_cached;
+            tenant = shard_find_tenant(shard, tenant_hash, key->tenant, key->tenant_len);
+            existing = live_entry(tenant, hash, key, now_ms);
+            continue;
+        }
         /* Per-tenant limit: reference entries of this tenant go first;
          * critical data over the limit is answered but not kept. */
         if (tenant != NULL && tenant->bytes + needed > cache->limits.tenant_max_bytes) {
             if (!evict_reference(cache, tenant))
                 goto not_cached;
         } else if (tenant == NULL && cache->tenant_count >= cache->limits.max_tenants) {
-            if (!evict_tenant(cache, NULL))
+            if (!evict_negative_tenant(cache) && (query || !evict_tenant(cache, NULL)))
                 goto not_cached;
         } else {
             needed += shared_cost(cache, shard, tenant, reference);
             if (load(&cache->bytes) + needed <= cache->limits.max_bytes)
                 break;
-            if (!make_room(cache, needed, tenant, now_ms))
+            if (!make_room(cache, needed, tenant, query && tenant == NULL, now_ms))
                 goto not_cached;
         }
         tenant = shard_find_tenant(shard, tenant_hash, key->tenant, key->tenant_len);
@@ -984,7 +1109,7 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
     /* The costs above are upper bounds; should one ever fall short, settle
      * the difference at once. */
     if (load(&cache->bytes) > cache->limits.max_bytes)
-        make_room(cache, 0, tenant, now_ms);
+        make_room(cache, 0, tenant, false, now_ms);
     return CACHE_OK;
 
 not_cached:
@@ -1009,7 +1134,10 @@ enum cache_status cache_set(struct cache *cache, const struct cache_key *key,
                             uint64_t now_ms)
 {
     pthread_mutex_lock(&cache->writer);
-    enum cache_status status = write_entry(cache, key, value, write, WRITE_SET, now_ms);
+    enum cache_status status =
+        write->epoch != NULL && atomic_load(write->epoch) != write->epoch_seen
+            ? CACHE_STALE
+            : write_entry(cache, key, value, write, WRITE_SET, now_ms);
     pthread_mutex_unlock(&cache->writer);
     return status;
 }
@@ -1024,12 +1152,16 @@ enum cache_status cache_delete(struct cache *cache, const struct cache_key *key,
 }
 
 enum cache_status cache_set_negative(struct cache *cache, const struct cache_key *key,
-                                     uint64_t expires_ms, uint64_t now_ms)
+                                     uint64_t expires_ms, const _Atomic uint64_t *epoch,
+                                     uint64_t epoch_seen, uint64_t now_ms)
 {
     struct cache_write write = {.expires_ms = expires_ms, .if_absent = true,
                                 .updated_ms = load(&cache->wall_ms)};
     pthread_mutex_lock(&cache->writer);
-    enum cache_status status = write_entry(cache, key, NULL, &write, WRITE_NEGATIVE, now_ms);
+    enum cache_status status =
+        epoch != NULL && atomic_load(epoch) != epoch_seen
+            ? CACHE_STALE
+            : write_entry(cache, key, NULL, &write, WRITE_NEGATIVE, now_ms);
     pthread_mutex_unlock(&cache->writer);
     return status;
 }
@@ -1238,8 +1370,69 @@ void cache_enforce(struct cache *cache, uint64_t now_ms)
                tenant->entry_count > 1)
             evict_reference(cache, tenant);
     }
-    make_room(cache, 0, NULL, now_ms);
+    while (cache->negative_bytes > cache->limits.max_bytes / NEGATIVE_SHARE && evict_negative(cache)) {
+    }
+    make_room(cache, 0, NULL, false, now_ms);
     pthread_mutex_unlock(&cache->writer);
+}
+
+/* ---- reloads ---- */
+
+/* Renumbers one tenant's entries; the shard is write-locked. Returns the
+ * number dropped. */
+static uint64_t remap_tenant(struct cache *cache, struct cache_tenant *tenant, const int *map,
+                             unsigned map_count)
+{
+    struct cache_entry *moved = NULL;
+    uint64_t dropped = 0;
+    for (uint32_t i = 0; i < tenant->bucket_count; i++) {
+        struct cache_entry **slot = &tenant->buckets[i];
+        while (*slot != NULL) {
+            unsigned kind = (*slot)->kind;
+            int to = kind < map_count ? map[kind] : -1;
+            if (to >= 0 && (unsigned)to == kind) {
+                slot = &(*slot)->next;
+                continue;
+            }
+            struct cache_entry *entry = entry_detach(cache, tenant, slot);
+            if (to < 0) {
+                free(entry);
+                dropped++;
+                continue;
+            }
+            entry->kind = (uint8_t)to;
+            entry->next = moved;
+            moved = entry;
+        }
+    }
+    while (moved != NULL) {
+        struct cache_entry *entry = moved;
+        moved = entry->next;
+        entry->hash = entry_hash(cache, entry->kind, entry->data, entry->key_len);
+        entry_link(cache, tenant,
+                   tenant_slot(tenant, entry->hash, entry->kind, entry->data, entry->key_len),
+                   entry);
+    }
+    return dropped;
+}
+
+uint64_t cache_remap_kinds(struct cache *cache, const int *map, unsigned map_count)
+{
+    uint64_t dropped = 0;
+    pthread_mutex_lock(&cache->writer);
+    /* Backwards: a tenant left empty is destroyed, which moves the last
+     * tenant of the array into its place. */
+    for (uint32_t i = cache->tenant_count; i-- > 0;) {
+        struct cache_tenant *tenant = cache->tenants[i];
+        struct cache_shard *shard = tenant_shard(cache, tenant);
+        pthread_rwlock_wrlock(&shard->lock);
+        dropped += remap_tenant(cache, tenant, map, map_count);
+        if (tenant->entry_count == 0)
+            tenant_destroy(cache, shard, tenant);
+        pthread_rwlock_unlock(&shard->lock);
+    }
+    pthread_mutex_unlock(&cache->writer);
+    return dropped;
 }
 
 /* ---- readers ---- */
@@ -1437,6 +1630,8 @@ void cache_get_stats(struct cache *cache, struct cache_stats *out)
     out->evictions_expired = load(&cache->evictions_expired);
     out->evictions_reference = load(&cache->evictions_reference);
     out->evictions_tenant = load(&cache->evictions_tenant);
+    out->evictions_negative = load(&cache->evictions_negative);
+    out->negative_entries = load(&cache->negative_entries);
     out->not_cached = load(&cache->not_cached);
 }
 
@@ -1504,6 +1699,7 @@ void cache_destroy(struct cache *cache)
         pthread_rwlock_destroy(&shard->lock);
     }
     free(cache->reference);
+    free(cache->negative);
     free(cache->tenants);
     free(cache->shards);
     pthread_mutex_destroy(&cache->writer);

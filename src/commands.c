@@ -1095,9 +1095,11 @@ static void command_flush(struct command_call *call)
     int kind = -1;
     if (kind_name != NULL && (kind = kind_argument(call, kind_name, kind_len)) < 0)
         return;
+    /* The epoch first: a fill that completes while the caches are being
+     * flushed must not cache what it brought from before the flush. */
+    fill_note_flush(call->env->fill);
     uint64_t dropped = cache_flush(call->env->cache, every_tenant ? NULL : tenant,
                                    every_tenant ? 0 : tenant_len, kind);
-    fill_note_flush(call->env->fill);
     log_notice("FLUSH %.*s%s%.*s by uid %u dropped %llu entries", (int)tenant_len, tenant,
                kind_name ? " " : "", (int)kind_len, kind_name ? kind_name : "",
                (unsigned)client->uid, (unsigned long long)dropped);

@@ -45,6 +45,7 @@ struct fill_job {
     bool dirty;                  /* a message wrote the entry meanwhile */
     uint64_t flush_epoch;        /* fill->flush_epoch when the job started */
     bool l2_missing;             /* L2 answered nil (not a failure) */
+    bool l2_invalid;             /* L2 held a value that does not fit the kind */
     unsigned callbacks_pending;  /* L2 or L3 answers still to come */
 };
 
@@ -101,26 +102,45 @@ static uint64_t job_hash(const struct fill *fill, const char *tenant, size_t ten
     return util_hash(key, key_len, hash);
 }
 
-static struct fill_job **job_slot(struct fill *fill, uint64_t hash, const char *tenant,
-                                  size_t tenant_len, unsigned kind, const char *key, size_t key_len)
+static bool job_matches(const struct fill_job *job, uint64_t hash, const char *tenant,
+                        size_t tenant_len, unsigned kind, const char *key, size_t key_len)
 {
-    struct fill_job **slot = &fill->table[hash % TABLE_BUCKETS];
-    for (; *slot != NULL; slot = &(*slot)->next) {
-        struct fill_job *job = *slot;
-        if (job->hash == hash && job->kind == kind && job->tenant_len == tenant_len &&
-            job->key_len == key_len && memcmp(job->tenant, tenant, tenant_len) == 0 &&
-            memcmp(job->key, key, key_len) == 0)
-            return slot;
+    return job->hash == hash && job->kind == kind && job->tenant_len == tenant_len &&
+           job->key_len == key_len && memcmp(job->tenant, tenant, tenant_len) == 0 &&
+           memcmp(job->key, key, key_len) == 0;
+}
+
+/* A job that raced with a message or a flush brings a value from before
+ * it: a miss that comes after the message must not be answered with that,
+ * so it never joins such a job (it starts a new one). */
+static bool job_joinable(const struct fill *fill, const struct fill_job *job)
+{
+    return !job->dirty && job->flush_epoch == atomic_load(&fill->flush_epoch);
+}
+
+/* The job a new miss of the entry may join, or NULL. Several jobs of one
+ * entry can be in the table at once; at most one of them is joinable. */
+static struct fill_job *job_find_joinable(struct fill *fill, uint64_t hash, const char *tenant,
+                                          size_t tenant_len, unsigned kind, const char *key,
+                                          size_t key_len)
+{
+    for (struct fill_job *job = fill->table[hash % TABLE_BUCKETS]; job != NULL; job = job->next) {
+        if (job_matches(job, hash, tenant, tenant_len, kind, key, key_len) &&
+            job_joinable(fill, job))
+            return job;
     }
-    return slot;
+    return NULL;
 }
 
 static void job_unlink(struct fill *fill, struct fill_job *job)
 {
-    struct fill_job **slot = job_slot(fill, job->hash, job->tenant, job->tenant_len, job->kind,
-                                      job->key, job->key_len);
-    if (*slot == job)
-        *slot = job->next;
+    for (struct fill_job **slot = &fill->table[job->hash % TABLE_BUCKETS]; *slot != NULL;
+         slot = &(*slot)->next) {
+        if (*slot == job) {
+            *slot = job->next;
+            return;
+        }
+    }
 }
 
 static void job_free(struct fill_job *job)
@@ -171,10 +191,13 @@ static void cache_outcome(struct fill *fill, struct fill_job *job, enum fill_sta
             .expires_ms = kind->ttl_ms ? now + kind->ttl_ms : 0,
             .updated_ms = util_realtime_ms(),
             .if_absent = true,
+            .epoch = &fill->flush_epoch,
+            .epoch_seen = job->flush_epoch,
         };
         cache_set(fill->cache, &key, &stored, &write, now);
     } else if (status == FILL_NOT_FOUND && from_origin) {
-        cache_set_negative(fill->cache, &key, now + config->origin.negative_ttl_ms, now);
+        cache_set_negative(fill->cache, &key, now + config->origin.negative_ttl_ms,
+                           &fill->flush_epoch, job->flush_epoch, now);
     }
 }
 
@@ -274,7 +297,10 @@ static void origin_answered(void *arg, enum origin_status status, const char *bo
         /* Whole seconds, rounded up; l2_ttl 0 means no expiry (l2_set
          * sends a plain SET for 0). */
         uint64_t ttl_ms = fill->config->kinds[job->kind].l2_ttl_ms;
-        l2_set(fill->l2, key, key_len, value.json, value.json_len, (ttl_ms + 999) / 1000);
+        /* NX, unless what is there is known to be unusable: a value stored
+         * meanwhile (another daemon's fill, the publisher) is newer. */
+        l2_set(fill->l2, key, key_len, value.json, value.json_len, (ttl_ms + 999) / 1000,
+               !job->l2_invalid);
         free(key);
     }
     job_complete(job, FILL_VALUE, &value, true);
@@ -337,6 +363,7 @@ static void l2_answered(void *arg, enum l2_status status, const char *value, siz
             job_complete(job, FILL_VALUE, &prepared, false);
             return;
         }
+        job->l2_invalid = true;
     } else if (status == L2_MISSING) {
         job->l2_missing = true;
     }
@@ -363,11 +390,11 @@ static void request_fill(struct fill *fill, const char *tenant, size_t tenant_le
                          const char *key, size_t key_len, void *waiter)
 {
     uint64_t hash = job_hash(fill, tenant, tenant_len, kind, key, key_len);
-    struct fill_job **slot = job_slot(fill, hash, tenant, tenant_len, kind, key, key_len);
-    if (*slot != NULL) {
+    struct fill_job *joined = job_find_joinable(fill, hash, tenant, tenant_len, kind, key, key_len);
+    if (joined != NULL) {
         if (waiter != NULL)
             stats_add(&stats.fills_shared, 1);
-        job_add_waiter(*slot, waiter);
+        job_add_waiter(joined, waiter);
         return;
     }
     struct fill_job *job = xcalloc(1, sizeof(*job));
@@ -380,11 +407,32 @@ static void request_fill(struct fill *fill, const char *tenant, size_t tenant_le
     job->key_len = key_len;
     job->flush_epoch = atomic_load(&fill->flush_epoch);
     job_add_waiter(job, waiter);
-    *slot = job;
+    job->next = fill->table[hash % TABLE_BUCKETS];
+    fill->table[hash % TABLE_BUCKETS] = job;
     job_start(job);
 }
 
 /* ---- submissions from the query threads ---- */
+
+/* A submission whose kind a reload removed. */
+#define KIND_GONE UINT32_MAX
+
+/* Answers a waiter FILL_UNAVAILABLE without a job (its kind is gone). */
+static void deliver_unavailable(struct fill *fill, const struct submission *submission)
+{
+    if (submission->waiter == NULL)
+        return;
+    struct fill_result *result = xcalloc(1, sizeof(*result));
+    atomic_init(&result->references, 1u);
+    result->status = FILL_UNAVAILABLE;
+    result->tenant = xstrndup(submission->tenant, submission->tenant_len);
+    result->tenant_len = submission->tenant_len;
+    result->kind = submission->kind;
+    result->key = xstrndup(submission->key, submission->key_len);
+    result->key_len = submission->key_len;
+    stats_add(&stats.fill_errors, 1);
+    fill->deliver(submission->waiter, result);
+}
 
 static void drain_queue(evutil_socket_t fd, short events, void *arg)
 {
@@ -399,8 +447,11 @@ static void drain_queue(evutil_socket_t fd, short events, void *arg)
     pthread_mutex_unlock(&fill->lock);
     for (size_t i = 0; i < count; i++) {
         struct submission *submission = &queue[i];
-        request_fill(fill, submission->tenant, submission->tenant_len, submission->kind,
-                     submission->key, submission->key_len, submission->waiter);
+        if (submission->kind == KIND_GONE)
+            deliver_unavailable(fill, submission);
+        else
+            request_fill(fill, submission->tenant, submission->tenant_len, submission->kind,
+                         submission->key, submission->key_len, submission->waiter);
         free(submission->tenant);
         free(submission->key);
     }
@@ -486,9 +537,10 @@ void fill_note_write(struct fill *fill, const char *tenant, size_t tenant_len, i
         return;
     if (tenant != NULL && kind >= 0 && key != NULL) {
         uint64_t hash = job_hash(fill, tenant, tenant_len, (unsigned)kind, key, key_len);
-        struct fill_job *job = *job_slot(fill, hash, tenant, tenant_len, (unsigned)kind, key, key_len);
-        if (job != NULL)
-            job->dirty = true;
+        for (struct fill_job *job = fill->table[hash % TABLE_BUCKETS]; job != NULL; job = job->next) {
+            if (job_matches(job, hash, tenant, tenant_len, (unsigned)kind, key, key_len))
+                job->dirty = true;
+        }
         return;
     }
     for (size_t b = 0; b < TABLE_BUCKETS; b++) {
@@ -499,6 +551,45 @@ void fill_note_write(struct fill *fill, const char *tenant, size_t tenant_len, i
             if (tenant_matches && kind_matches)
                 job->dirty = true;
         }
+    }
+}
+
+void fill_remap_kinds(struct fill *fill, const int *map, unsigned map_count)
+{
+    if (fill == NULL)
+        return;
+    pthread_mutex_lock(&fill->lock);
+    for (size_t i = 0; i < fill->queue_count; i++) {
+        struct submission *submission = &fill->queue[i];
+        unsigned kind = submission->kind;
+        int to = kind < map_count ? map[kind] : -1;
+        submission->kind = to < 0 ? KIND_GONE : (unsigned)to;
+    }
+    pthread_mutex_unlock(&fill->lock);
+    /* Every job out of the table, then back under its new number (its hash
+     * covers the kind); a job of a removed kind is answered unavailable. */
+    struct fill_job *jobs = NULL;
+    for (size_t b = 0; b < TABLE_BUCKETS; b++) {
+        while (fill->table[b] != NULL) {
+            struct fill_job *job = fill->table[b];
+            fill->table[b] = job->next;
+            job->next = jobs;
+            jobs = job;
+        }
+    }
+    while (jobs != NULL) {
+        struct fill_job *job = jobs;
+        jobs = job->next;
+        job->next = NULL;
+        int to = job->kind < map_count ? map[job->kind] : -1;
+        if (to < 0) {
+            job_complete(job, FILL_UNAVAILABLE, NULL, false);
+            continue;
+        }
+        job->kind = (unsigned)to;
+        job->hash = job_hash(fill, job->tenant, job->tenant_len, job->kind, job->key, job->key_len);
+        job->next = fill->table[job->hash % TABLE_BUCKETS];
+        fill->table[job->hash % TABLE_BUCKETS] = job;
     }
 }
 

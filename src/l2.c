@@ -283,18 +283,19 @@ void l2_get(struct l2 *l2, const char *key, size_t key_len, uint64_t timeout_ms,
 }
 
 void l2_set(struct l2 *l2, const char *key, size_t key_len, const char *value, size_t value_len,
-            uint64_t ttl_seconds)
+            uint64_t ttl_seconds, bool if_absent)
 {
     if (!l2_ready(l2))
         return;
     redisAsyncContext *ac = redis_link_context(l2->link);
     int sent;
     if (ttl_seconds > 0)
-        sent = redisAsyncCommand(ac, l2_on_set, NULL, "SET %b %b EX %llu", key, key_len, value,
-                                 value_len, (unsigned long long)ttl_seconds);
+        sent = redisAsyncCommand(ac, l2_on_set, NULL,
+                                 if_absent ? "SET %b %b EX %llu NX" : "SET %b %b EX %llu", key,
+                                 key_len, value, value_len, (unsigned long long)ttl_seconds);
     else
-        sent = redisAsyncCommand(ac, l2_on_set, NULL, "SET %b %b", key, key_len, value,
-                                 value_len);
+        sent = redisAsyncCommand(ac, l2_on_set, NULL, if_absent ? "SET %b %b NX" : "SET %b %b",
+                                 key, key_len, value, value_len);
     if (sent != REDIS_OK)
         log_debug("redis L2: SET not sent: the connection is going away");
 }

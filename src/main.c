@@ -35,6 +35,10 @@
 #define HOUSEKEEPING_INTERVAL_MS 100
 #define SWEEP_BUDGET 512
 #define SHRINK_BUDGET 256
+/* A src silent for this many times redis.heartbeat_timeout is forgotten
+ * (docs/reference.md §7): a publisher shut down for good without a "last"
+ * heartbeat stops making critical data stale. */
+#define PUBLISHER_FORGET_FACTOR 10
 
 struct daemon {
     char *config_path;
@@ -296,6 +300,8 @@ static void housekeeping(evutil_socket_t fd, short events, void *arg)
     cache_sweep(daemon->cache, now, SWEEP_BUDGET);
     cache_shrink(daemon->cache, now, SHRINK_BUDGET);
     uint64_t timeout = daemon->config->redis.heartbeat_timeout_ms;
+    if (timeout != 0)
+        apply_forget_silent_publishers(daemon->apply, now, PUBLISHER_FORGET_FACTOR * timeout);
     uint64_t heard = timeout ? apply_oldest_publisher_ms(daemon->apply) : 0;
     bool silent = heard != 0 && now - heard > timeout;
     uint64_t silent_since = stats_get(&stats.publisher_silent_since_ms);
@@ -328,6 +334,38 @@ static struct event *start_timer(struct event_base *base, uint64_t interval_ms,
 
 /* ---- signals ---- */
 
+/* Kinds are numbered in the order of the config: a reload that reorders,
+ * adds or removes them renumbers the cached entries and the fills in flight
+ * by name, and drops the entries of a kind that is gone or no longer cached
+ * here (docs/reference.md §8). */
+static void remap_kinds(struct daemon *daemon, const struct config *old,
+                        const struct config *config)
+{
+    int map[CONFIG_MAX_KINDS];
+    bool changed = false;
+    for (size_t i = 0; i < old->kind_count; i++) {
+        map[i] = -1;
+        for (size_t j = 0; j < config->kind_count; j++) {
+            if (strcmp(old->kinds[i].name, config->kinds[j].name) == 0) {
+                if (config->kinds[j].cached)
+                    map[i] = (int)j;
+                break;
+            }
+        }
+        changed = changed || map[i] != (int)i;
+    }
+    if (!changed)
+        return;
+    fill_remap_kinds(daemon->fill, map, (unsigned)old->kind_count);
+    uint64_t dropped = cache_remap_kinds(daemon->cache, map, (unsigned)old->kind_count);
+    for (size_t i = 0; i < old->kind_count; i++) {
+        if (map[i] < 0)
+            log_notice("kind '%s' is no longer cached", old->kinds[i].name);
+    }
+    log_notice("kinds renumbered by the reload; %llu entries of removed kinds dropped",
+               (unsigned long long)dropped);
+}
+
 static void reload(struct daemon *daemon)
 {
     notify_send("RELOADING=1");
@@ -347,6 +385,7 @@ static void reload(struct daemon *daemon)
     }
     struct config *old = daemon->config;
     daemon->config = config;
+    remap_kinds(daemon, old, config);
     log_set_level(config->log_level);
     struct cache_limits limits = limits_from(config);
     cache_set_limits(daemon->cache, &limits);

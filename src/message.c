@@ -357,6 +357,13 @@ static int parse_operation(struct parse_ctx *ctx, json_t *obj, struct message_op
         fail_at(ctx, "field 'seq' requires field 'src'");
         goto fail;
     }
+    if (heartbeat && (v = json_object_get(obj, "last")) != NULL) {
+        if (!json_is_boolean(v)) {
+            fail_at(ctx, "field 'last' must be a boolean");
+            goto fail;
+        }
+        op->last = json_is_true(v);
+    }
     return 0;
 
 fail:

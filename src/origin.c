@@ -1,12 +1,28 @@
 /* origin.c - L3 fills over HTTP with libevent's client (see origin.h).
  *
  * A fixed pool of origin.max_concurrent keep-alive connections; a request
- * takes a free one or waits in a FIFO queue. libevent reports a refused
- * connection as a response with code 0 and a timeout as a NULL request, both
- * of which are ORIGIN_FAILED here. */
+ * takes a free one or waits in a FIFO queue. Host names are resolved by
+ * evdns on the loop (never a blocking getaddrinfo). Each request is bounded
+ * as a whole by origin.timeout, from origin_get() to its answer (queueing
+ * and a retry included), by a timer of its own; the body is capped while it
+ * is read (evhttp_connection_set_max_body_size).
+ *
+ * Real origins close connections: HTTP/1.0 servers after each response
+ * (libevent's client keeps those "alive"), keep-alive timeouts and
+ * per-connection request limits as the next request is sent. As every HTTP
+ * client does, a GET that fails for want of a response on a connection that
+ * already served one is retried once, on a fresh connection.
+ *
+ * libevent reports a refused connection as a response with code 0 and other
+ * failures (timeout, EOF, oversized body) through the error callback and a
+ * NULL request; what really failed is logged (rate-limited). */
 #include "origin.h"
 
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <event2/buffer.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <stdlib.h>
@@ -20,21 +36,26 @@
 
 struct origin_request {
     struct origin *origin;
-    struct origin_slot *slot;
+    struct origin_slot *slot;     /* NULL while queued */
     struct origin_request *next;  /* in the wait queue */
     char *path;
     origin_done_fn *done;
     void *arg;
-    uint64_t queued_ms;           /* monotonic: when origin_get() was called */
+    struct event *deadline;       /* origin.timeout after origin_get() */
+    bool retried;                 /* already sent again on a fresh connection */
+    int error;                    /* enum evhttp_request_error + 1; 0: none reported */
+    int error_errno;              /* errno when the error was reported */
 };
 
 struct origin_slot {
     struct evhttp_connection *connection;
     struct origin_request *active;
+    unsigned served;              /* responses on the connection since it was last reset */
 };
 
 struct origin {
     struct event_base *base;
+    struct evdns_base *dns;
     char *host;
     unsigned short port;
     char *path_template;           /* path and query, with placeholders */
@@ -84,6 +105,18 @@ struct origin *origin_create(struct event_base *base, const struct config *confi
         free(origin);
         return NULL;
     }
+    /* Name servers from resolv.conf, names from /etc/hosts; without a usable
+     * resolv.conf, /etc/hosts and numeric addresses still work. */
+    origin->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                           EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (origin->dns == NULL) {
+        origin->dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        if (origin->dns == NULL)
+            log_fatal("cannot create the origin's DNS resolver");
+        evdns_base_load_hosts(origin->dns, NULL);
+        log_warn("origin: no name servers from resolv.conf; only /etc/hosts resolves %s",
+                    origin->host);
+    }
     origin->timeout_ms = config->origin.timeout_ms;
     origin->slot_count = config->origin.max_concurrent ? config->origin.max_concurrent : 1;
     origin->slots = xcalloc(origin->slot_count, sizeof(*origin->slots));
@@ -125,13 +158,78 @@ static char *expand_path(const struct origin *origin, const char *tenant, size_t
 
 static void start_next(struct origin *origin);
 
+/* Answers the request and frees it; it must be in no queue and no slot. */
 static void finish(struct origin_request *request, enum origin_status status, const char *body,
                    size_t len)
 {
+    event_free(request->deadline);
     request->done(request->arg, status, body, len);
     free(request->path);
     free(request);
 }
+
+static void fail(struct origin_request *request, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Logs why the request failed (rate-limited) and answers ORIGIN_FAILED. */
+static void fail(struct origin_request *request, const char *fmt, ...)
+{
+    struct origin *origin = request->origin;
+    char reason[160];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, args);
+    va_end(args);
+    log_limited(&origin->failure_log, 10000, LOG_LEVEL_WARNING, "origin %s:%u: GET %s: %s",
+                origin->host, origin->port, request->path, reason);
+    finish(request, ORIGIN_FAILED, NULL, 0);
+}
+
+/* What libevent reported, in words. */
+static void describe_failure(const struct origin_request *request, char *out, size_t size)
+{
+    int saved = request->error_errno;
+    switch (request->error - 1) {
+    case EVREQ_HTTP_TIMEOUT:
+        snprintf(out, size, "timed out (no data within origin.timeout)");
+        return;
+    case EVREQ_HTTP_EOF:
+        if (saved == ECONNRESET)
+            snprintf(out, size, "connection reset");
+        else if (saved == ECONNREFUSED)
+            snprintf(out, size, "connection refused");
+        else
+            snprintf(out, size, "connection closed before a complete response");
+        return;
+    case EVREQ_HTTP_INVALID_HEADER:
+        snprintf(out, size, "invalid response header");
+        return;
+    case EVREQ_HTTP_BUFFER_ERROR:
+        snprintf(out, size, "read or write error: %s", saved ? strerror(saved) : "unknown");
+        return;
+    case EVREQ_HTTP_DATA_TOO_LONG:
+        snprintf(out, size, "body larger than %u bytes", MAX_BODY_BYTES);
+        return;
+    default:
+        /* No error callback: libevent's connect failure path, which has
+         * reset the connection (and errno) before telling us. */
+        if (saved == ECONNREFUSED)
+            snprintf(out, size, "connection refused");
+        else
+            snprintf(out, size, "cannot connect (refused, unreachable or name not resolved)");
+        return;
+    }
+}
+
+static void request_error(enum evhttp_request_error error, void *arg)
+{
+    struct origin_request *request = arg;
+    request->error = (int)error + 1;
+    request->error_errno = EVUTIL_SOCKET_ERROR();
+}
+
+static bool send_on(struct origin *origin, struct origin_slot *slot,
+                    struct origin_request *request);
 
 static void request_done(struct evhttp_request *http, void *arg)
 {
@@ -139,9 +237,38 @@ static void request_done(struct evhttp_request *http, void *arg)
     struct origin *origin = request->origin;
     if (origin->destroying)
         return; /* origin_destroy() answers it */
-    request->slot->active = NULL;
-    request->slot = NULL;
+    if (request->error == 0)
+        request->error_errno = EVUTIL_SOCKET_ERROR();
+    struct origin_slot *slot = request->slot;
     int code = http ? evhttp_request_get_response_code(http) : 0;
+    if (code == 0) {
+        /* No response: libevent has reset the connection. A connection that
+         * served before was most likely closed by the origin while idle (or
+         * as this request was sent): once, try again on a fresh one. */
+        bool reused = slot->served > 0;
+        slot->served = 0;
+        bool retryable = request->error == 0 || request->error - 1 == EVREQ_HTTP_EOF ||
+                         request->error - 1 == EVREQ_HTTP_BUFFER_ERROR;
+        if (reused && retryable && !request->retried) {
+            log_debug("origin %s:%u: GET %s: no response on a reused connection, sent again "
+                      "on a fresh one", origin->host, origin->port, request->path);
+            request->retried = true;
+            request->error = 0;
+            request->error_errno = 0;
+            if (send_on(origin, slot, request))
+                return;
+        }
+        slot->active = NULL;
+        request->slot = NULL;
+        char reason[128];
+        describe_failure(request, reason, sizeof(reason));
+        fail(request, "%s", reason);
+        start_next(origin);
+        return;
+    }
+    slot->served++;
+    slot->active = NULL;
+    request->slot = NULL;
     if (code == 200) {
         struct evbuffer *input = evhttp_request_get_input_buffer(http);
         size_t len = evbuffer_get_length(input);
@@ -149,32 +276,35 @@ static void request_done(struct evhttp_request *http, void *arg)
             const char *body = (const char *)evbuffer_pullup(input, -1);
             finish(request, ORIGIN_FOUND, body ? body : "", len);
         } else {
-            finish(request, ORIGIN_FAILED, NULL, 0);
+            fail(request, "body larger than %u bytes", MAX_BODY_BYTES);
         }
     } else if (code == 404) {
         finish(request, ORIGIN_NOT_FOUND, NULL, 0);
     } else {
-        log_limited(&origin->failure_log, 10000, LOG_LEVEL_WARNING,
-                    "origin %s:%u: %s", origin->host, origin->port,
-                    http == NULL ? "timed out" : code == 0 ? "connection failed" : "unexpected status");
-        finish(request, ORIGIN_FAILED, NULL, 0);
+        fail(request, "HTTP status %d", code);
     }
     start_next(origin);
 }
 
-static bool start_on(struct origin *origin, struct origin_slot *slot, struct origin_request *request)
+/* Sends the request on the slot's connection (made when there is none).
+ * Returns false if libevent refused (the request is then in no slot). */
+static bool send_on(struct origin *origin, struct origin_slot *slot, struct origin_request *request)
 {
     if (slot->connection == NULL) {
-        slot->connection = evhttp_connection_base_new(origin->base, NULL, origin->host, origin->port);
+        slot->connection = evhttp_connection_base_new(origin->base, origin->dns, origin->host,
+                                                      origin->port);
         if (slot->connection == NULL)
             return false;
+        slot->served = 0;
         struct timeval timeout = util_timeval_from_ms(origin->timeout_ms);
         evhttp_connection_set_timeout_tv(slot->connection, &timeout);
         evhttp_connection_set_retries(slot->connection, 0);
+        evhttp_connection_set_max_body_size(slot->connection, (ev_ssize_t)MAX_BODY_BYTES);
     }
     struct evhttp_request *http = evhttp_request_new(request_done, request);
     if (http == NULL)
         return false;
+    evhttp_request_set_error_cb(http, request_error);
     struct evkeyvalq *headers = evhttp_request_get_output_headers(http);
     evhttp_add_header(headers, "Host", origin->host);
     evhttp_add_header(headers, "Accept", "application/json");
@@ -188,6 +318,40 @@ static bool start_on(struct origin *origin, struct origin_slot *slot, struct ori
         return false;
     }
     return true;
+}
+
+/* The request's origin.timeout is over, wherever it is: answered as a
+ * failure. An active one takes its connection with it (freeing an
+ * evhttp_connection drops its requests without calling them back). */
+static void request_expired(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    struct origin_request *request = arg;
+    struct origin *origin = request->origin;
+    if (request->slot != NULL) {
+        struct origin_slot *slot = request->slot;
+        evhttp_connection_free(slot->connection);
+        slot->connection = NULL;
+        slot->active = NULL;
+        slot->served = 0;
+        request->slot = NULL;
+    } else {
+        struct origin_request **link = &origin->queue_head;
+        struct origin_request *previous = NULL;
+        while (*link != NULL && *link != request) {
+            previous = *link;
+            link = &(*link)->next;
+        }
+        if (*link == request) {
+            *link = request->next;
+            if (origin->queue_tail == request)
+                origin->queue_tail = previous;
+        }
+    }
+    fail(request, "timed out after %llu ms%s", (unsigned long long)origin->timeout_ms,
+         request->retried ? " (retried on a fresh connection)" : "");
+    start_next(origin);
 }
 
 static void start_next(struct origin *origin)
@@ -205,11 +369,8 @@ static void start_next(struct origin *origin)
         if (origin->queue_head == NULL)
             origin->queue_tail = NULL;
         request->next = NULL;
-        /* A request that waited for a slot as long as it may take in all
-         * fails now rather than wait out a whole timeout more. */
-        if (util_monotonic_ms() - request->queued_ms >= origin->timeout_ms ||
-            !start_on(origin, slot, request))
-            finish(request, ORIGIN_FAILED, NULL, 0);
+        if (!send_on(origin, slot, request))
+            fail(request, "cannot start a request");
     }
 }
 
@@ -221,7 +382,11 @@ void origin_get(struct origin *origin, const char *tenant, size_t tenant_len, co
     request->path = expand_path(origin, tenant, tenant_len, kind, key, key_len);
     request->done = done;
     request->arg = arg;
-    request->queued_ms = util_monotonic_ms();
+    request->deadline = evtimer_new(origin->base, request_expired, request);
+    if (request->deadline == NULL)
+        log_fatal("cannot create an origin request timer");
+    struct timeval timeout = util_timeval_from_ms(origin->timeout_ms);
+    evtimer_add(request->deadline, &timeout);
     if (origin->queue_tail != NULL)
         origin->queue_tail->next = request;
     else
@@ -247,6 +412,8 @@ void origin_destroy(struct origin *origin)
         origin->queue_head = request->next;
         finish(request, ORIGIN_FAILED, NULL, 0);
     }
+    /* After the connections: they may hold name lookups of their own. */
+    evdns_base_free(origin->dns, 0);
     free(origin->slots);
     free(origin->host);
     free(origin->path_template);

@@ -885,6 +885,55 @@ START_TEST(test_heartbeat_timeout)
 }
 END_TEST
 
+START_TEST(test_heartbeat_last_retires_src)
+{
+    /* A publisher that shuts down for good says so: its silence afterwards
+     * never makes critical data stale. */
+    start_all("  max_stale: 300ms\n  heartbeat_timeout: 300ms\n");
+    publish_fixture();
+    set_seq("retiring", 1, "cfg", 1);
+    ck_assert(wait_for(WAIT_MS, "1", "GET acme config cfg"));
+    publishf("{\"op\":\"heartbeat\",\"src\":\"retiring\",\"seq\":1,\"last\":true}");
+    sync_stream();
+    /* Well past heartbeat_timeout + max_stale (and short of 10 times the
+     * timeout, when a silent src is forgotten anyway). */
+    harness_sleep_ms(1500);
+    expect_fixture_fresh();
+    expect("1", "GET acme config cfg");
+    ck_assert(log_contains("publisher 'retiring' retired at seq 1"));
+    ck_assert_int_eq(info("seq_gaps"), 0);
+    /* It may come back: numbered again from wherever it starts. */
+    set_seq("retiring", 1, "cfg", 2);
+    ck_assert(wait_for(WAIT_MS, "2", "GET acme config cfg"));
+    ck_assert_int_eq(info("seq_gaps"), 0);
+    /* A "last" that is not a boolean is an invalid message. */
+    long long invalid = info("messages_invalid");
+    publishf("{\"op\":\"heartbeat\",\"src\":\"retiring\",\"seq\":1,\"last\":1}");
+    sync_stream();
+    ck_assert_int_eq(info("messages_invalid"), invalid + 1);
+}
+END_TEST
+
+START_TEST(test_silent_src_forgotten)
+{
+    /* A src that stops without a "last" heartbeat makes critical data stale
+     * after heartbeat_timeout + max_stale, and is forgotten after ten times
+     * heartbeat_timeout: critical data answers again, nothing was dropped. */
+    start_all("  max_stale: 200ms\n  heartbeat_timeout: 200ms\n");
+    publish_fixture();
+    set_seq("gone", 1, "cfg", 1);
+    ck_assert(wait_for(WAIT_MS, "1", "GET acme config cfg"));
+    ck_assert(wait_for(3000, "-STALE *", "GET acme credit op"));
+    expect_fixture_stale();
+    ck_assert(wait_for(5000, "3", "GET acme credit op"));
+    expect_fixture_fresh();
+    expect("1", "GET acme config cfg");
+    ck_assert(log_contains("publisher 'gone' silent for over 2000ms: forgotten"));
+    ck_assert_int_eq(info("seq_gaps"), 0);
+    ck_assert_int_eq(info("redis_reconnects"), 0);
+}
+END_TEST
+
 /* ---- a fill in flight across a flush ---- */
 
 /* A small HTTP origin: a thread accepting connections, a thread per
@@ -1456,6 +1505,8 @@ int main(void)
     tcase_add_test(stale, test_paused_redis_stale);
     tcase_add_test(stale, test_paused_redis_heartbeat);
     tcase_add_test(stale, test_heartbeat_timeout);
+    tcase_add_test(stale, test_heartbeat_last_retires_src);
+    tcase_add_test(stale, test_silent_src_forgotten);
     suite_add_tcase(suite, stale);
 
     TCase *gaps = tcase_create("gaps");

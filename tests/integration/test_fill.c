@@ -23,6 +23,8 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -560,7 +562,21 @@ static void wait_l2_connected(void)
     fail_with_log("the daemon's L2 connection never showed in CLIENT LIST");
 }
 
-static void start(int hot_reads)
+/* Replaces the first `from` in config (of size `size`) by `to`. */
+static void config_replace(char *config, size_t size, const char *from, const char *to)
+{
+    char *at = strstr(config, from);
+    ck_assert_ptr_nonnull(at);
+    char rest[4096];
+    snprintf(rest, sizeof(rest), "%s", at + strlen(from));
+    snprintf(at, size - (size_t)(at - config), "%s%s", to, rest);
+}
+
+/* Set by a fixture before start_with(): memory for a large tenant. */
+static bool big_memory;
+
+/* max_tenants: 0 keeps the template's 1000. */
+static void start_with(int hot_reads, unsigned max_tenants)
 {
     harness_init(&h);
     memset(&origin, 0, sizeof(origin));
@@ -570,12 +586,26 @@ static void start(int hot_reads)
     ck_assert_ptr_nonnull(store);
     char config[4096];
     snprintf(config, sizeof(config), FILL_CONFIG, origin.port, hot_reads);
+    if (max_tenants != 0) {
+        char limit[64];
+        snprintf(limit, sizeof(limit), "max_tenants: %u\n", max_tenants);
+        config_replace(config, sizeof(config), "max_tenants: 1000\n", limit);
+    }
+    if (big_memory) {
+        config_replace(config, sizeof(config), "max_bytes: 16mb", "max_bytes: 1gb");
+        config_replace(config, sizeof(config), "tenant_max_bytes: 1mb", "tenant_max_bytes: 1gb");
+    }
     ck_assert_int_eq(harness_daemon_start(&h, config), 0);
     ck_assert(harness_wait_subscribed(&h, WAIT_MS));
     wait_l2_connected();
     client = harness_connect(&h);
     ck_assert_ptr_nonnull(client);
     origin_start_thread();
+}
+
+static void start(int hot_reads)
+{
+    start_with(hot_reads, 0);
 }
 
 static void setup(void)
@@ -586,6 +616,17 @@ static void setup(void)
 static void setup_hot(void)
 {
     start(3);
+}
+
+static void setup_few_tenants(void)
+{
+    start_with(0, 4);
+}
+
+static void setup_big_memory(void)
+{
+    big_memory = true;
+    start_with(0, 0);
 }
 
 static void teardown(void)
@@ -1548,6 +1589,512 @@ START_TEST(test_hot_refresh)
 }
 END_TEST
 
+
+START_TEST(test_miss_after_invalidate_does_not_join_the_raced_fill)
+{
+    /* A fill is in flight with v1 when the publisher changes the entry and
+     * invalidates it. A miss that arrives after the invalidation must not be
+     * answered with what the raced fill brings: it starts a fill of its own. */
+    origin_put("acme", "config", "race", "\"v1\"", ORIGIN_HOLD);
+    redisContext *before = send_async("GET acme config race");
+    ck_assert(origin_wait_count("acme", "config", "race", 1, WAIT_MS));
+    publish("{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"race\"}");
+    sync_stream();
+    origin_put("acme", "config", "race", "\"v2\"", ORIGIN_HOLD);
+    redisContext *after = send_async("GET acme config race");
+    if (!origin_wait_count("acme", "config", "race", 2, WAIT_MS))
+        fail_with_log("the miss after the invalidation joined the raced fill (origin asked %u "
+                      "times, fills_shared %lld)", origin_count("acme", "config", "race"),
+                      harness_info_int(client, "fills_shared"));
+    origin_release("acme", "config", "race");
+    redisReply *reply = receive(before);
+    check_bulk(reply, "\"v1\"", "the miss before the invalidation");
+    freeReplyObject(reply);
+    reply = receive(after);
+    check_bulk(reply, "\"v2\"", "the miss after the invalidation");
+    freeReplyObject(reply);
+    redisFree(before);
+    redisFree(after);
+    expect_info("fills_shared", 0);
+    expect_info("fills_discarded", 1);
+    /* The second fill was not raced: cached. */
+    expect_bulk("\"v2\"", "GET acme config race");
+    expect_origin(2, "acme", "config", "race");
+}
+END_TEST
+
+START_TEST(test_write_back_keeps_newer_l2_data)
+{
+    /* While the origin answers with v1, another writer (the publisher, or
+     * another daemon's fill) stores v2 in L2. The write-back of v1 must not
+     * replace it. */
+    origin_put("acme", "config", "wb", "\"v1\"", ORIGIN_HOLD);
+    redisContext *waiter = send_async("GET acme config wb");
+    ck_assert(origin_wait_count("acme", "config", "wb", 1, WAIT_MS));
+    l2_set("cache:acme:config:wb", "\"v2\"");
+    origin_release("acme", "config", "wb");
+    redisReply *reply = receive(waiter);
+    check_bulk(reply, "\"v1\"", "the fill's waiter");
+    freeReplyObject(reply);
+    redisFree(waiter);
+    /* A fill from L2 on the same (ordered) connection: once it is answered,
+     * the write-back has been processed by redis. */
+    l2_set("cache:acme:config:marker", "1");
+    expect_bulk("1", "GET acme config marker");
+    expect_info("fills_l2", 1);
+    redisReply *stored = redisCommand(store, "GET cache:acme:config:wb");
+    ck_assert_ptr_nonnull(stored);
+    if (stored->type != REDIS_REPLY_STRING || strcmp(stored->str, "\"v2\"") != 0)
+        fail_with_log("L2 holds '%s' after the write-back: the newer \"v2\" was overwritten",
+                      reply_text(stored));
+    freeReplyObject(stored);
+    /* With nothing there, the write-back still happens, with the kind's TTL. */
+    origin_put("acme", "config", "fresh", "\"f\"", 0);
+    expect_bulk("\"f\"", "GET acme config fresh");
+    char *value = l2_wait_value("cache:acme:config:fresh", WAIT_MS);
+    ck_assert_ptr_nonnull(value);
+    ck_assert_str_eq(value, "\"f\"");
+    free(value);
+}
+END_TEST
+
+
+START_TEST(test_made_up_tenants_evict_nobody)
+{
+    /* max_tenants 4, three real tenants with critical data. A peer reads
+     * entries of 100 made-up tenants, which the origin does not know (404,
+     * negative entries): no real tenant loses anything. */
+    const char *const real[] = {"alpha", "beta", "gamma"};
+    char message[256];
+    for (int i = 0; i < 3; i++) {
+        snprintf(message, sizeof(message),
+                 "{\"op\":\"set\",\"tenant\":\"%s\",\"kind\":\"credit\",\"key\":\"op\",\"value\":%d}",
+                 real[i], i + 1);
+        publish(message);
+    }
+    sync_stream();
+    for (int i = 0; i < 100; i++)
+        expect_bulk(NULL, "GET fake%d config k", i);
+    expect_info("fills_negative", 100);
+    for (int i = 0; i < 3; i++) {
+        snprintf(message, sizeof(message), "%d", i + 1);
+        expect_bulk(message, "CREDIT %s op", real[i]);
+        expect_origin(0, real[i], "credit", "op");
+    }
+    expect_info("evictions_tenant", 0);
+    ck_assert_int_le(harness_info_int(client, "tenants"), 4);
+    /* A new real tenant takes the made-up tenant's slot (negative entries go
+     * first), not a real tenant's. */
+    publish("{\"op\":\"set\",\"tenant\":\"delta\",\"kind\":\"credit\",\"key\":\"op\",\"value\":4}");
+    sync_stream();
+    expect_bulk("4", "CREDIT delta op");
+    for (int i = 0; i < 3; i++) {
+        snprintf(message, sizeof(message), "%d", i + 1);
+        expect_bulk(message, "CREDIT %s op", real[i]);
+    }
+    expect_info("evictions_tenant", 0);
+    expect_info("tenants", 4);
+    expect_origin(0, "delta", "credit", "op");
+}
+END_TEST
+
+
+/* GETs redis has run (the daemon's L2 lookups, when the test sends none). */
+static long long redis_get_calls(void)
+{
+    redisReply *reply = redisCommand(store, "INFO commandstats");
+    ck_assert_ptr_nonnull(reply);
+    long long calls = 0;
+    const char *line = reply->type == REDIS_REPLY_STRING ? strstr(reply->str, "cmdstat_get:calls=") : NULL;
+    if (line != NULL)
+        calls = strtoll(line + strlen("cmdstat_get:calls="), NULL, 10);
+    freeReplyObject(reply);
+    return calls;
+}
+
+START_TEST(test_admin_flush_races_completing_fills)
+{
+    /* An admin FLUSH runs on a query thread while the main loop completes
+     * fills. None of the fills that started before the FLUSH may be cached
+     * afterwards: those completing before it are flushed, those completing
+     * during or after it are discarded. The tenant is made large so that
+     * the flush lasts while the held fills are released and complete. */
+    enum { BATCHES = 300, PER_BATCH = 1000, FILLS = 24 };
+    size_t size = PER_BATCH * 96 + 16;
+    char *batch = malloc(size);
+    ck_assert_ptr_nonnull(batch);
+    for (int b = 0; b < BATCHES; b++) {
+        size_t used = 0;
+        batch[used++] = '[';
+        for (int i = 0; i < PER_BATCH; i++)
+            used += (size_t)snprintf(batch + used, size - used,
+                                     "%s{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"profile\","
+                                     "\"key\":\"p%d_%d\",\"value\":{}}", i ? "," : "", b, i);
+        snprintf(batch + used, size - used, "]");
+        publish(batch);
+        published += PER_BATCH - 1; /* messages_applied counts operations */
+    }
+    free(batch);
+    if (!harness_wait_info(client, 40000, "messages_applied", published))
+        fail_with_log("messages_applied: expected %lld, got %lld", published,
+                      harness_info_int(client, "messages_applied"));
+    long long loaded = harness_info_int(client, "entries");
+    ck_assert_int_eq(loaded, BATCHES * PER_BATCH);
+    char key[32], body[32];
+    redisContext *waiters[FILLS];
+    for (int i = 0; i < FILLS; i++) {
+        snprintf(key, sizeof(key), "f%d", i);
+        snprintf(body, sizeof(body), "%d", i);
+        origin_put("acme", "config", key, body, ORIGIN_HOLD);
+        waiters[i] = send_async("GET acme config %s", key);
+    }
+    /* Every fill has started (each begins with its L2 GET) before the
+     * FLUSH is sent: a fill that starts after it may cache what it brings. */
+    long long deadline = harness_now_ms() + WAIT_MS;
+    while (redis_get_calls() < FILLS && harness_now_ms() < deadline)
+        harness_sleep_ms(2);
+    if (redis_get_calls() < FILLS)
+        fail_with_log("only %lld of %d fills started", redis_get_calls(), FILLS);
+    ck_assert(origin_wait_total(8, WAIT_MS)); /* max_concurrent; the rest queue */
+    redisContext *admin = send_async("FLUSH acme");
+    harness_sleep_ms(2);
+    origin_release_all();
+    redisReply *reply = receive(admin);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STATUS);
+    freeReplyObject(reply);
+    redisFree(admin);
+    for (int i = 0; i < FILLS; i++) {
+        snprintf(body, sizeof(body), "%d", i);
+        reply = receive(waiters[i]);
+        check_bulk(reply, body, "a fill raced by FLUSH");
+        freeReplyObject(reply);
+        redisFree(waiters[i]);
+    }
+    long long entries = harness_info_int(client, "entries");
+    if (entries != 0)
+        fail_with_log("%lld entries after FLUSH acme: fills that started before it were cached",
+                      entries);
+}
+END_TEST
+
+/* ======================================================================
+ * A raw origin: what real HTTP servers do that libevent's own does not
+ * ====================================================================== */
+
+/* A plain-socket HTTP server, a thread per connection, for the ways real
+ * origins end connections: HTTP/1.0 (closed after each response),
+ * "Connection: close", and a keep-alive server that closes a connection
+ * after one response without saying so (a keep-alive timeout or a
+ * per-connection request limit firing as the next request is sent). It
+ * answers /v1/tenants/T/K/KEY with "KEY" as a JSON string, except for the
+ * tenants `big` (a 64 MiB body) and `drip` (a valid body sent a byte every
+ * 300 ms). Listens on 127.0.0.1 and, when it can, on ::1 (the same port),
+ * so that "localhost" works whichever address the resolver gives first. */
+enum raw_mode {
+    RAW_CLOSE,        /* HTTP/1.1 with Connection: close */
+    RAW_HTTP10,       /* HTTP/1.0, no Connection header */
+    RAW_SILENT_CLOSE, /* HTTP/1.1 keep-alive advertised, closed after one response */
+};
+
+#define RAW_BIG_BYTES (64u * 1024 * 1024)
+
+static struct {
+    int fds[2];
+    int port;
+    pthread_t thread;
+    _Atomic int mode;
+    _Atomic unsigned requests;
+    _Atomic unsigned big_complete; /* big bodies written whole */
+    _Atomic unsigned big_cut;      /* big bodies the client stopped reading */
+    _Atomic bool stop;
+    bool running;
+} raw;
+
+static bool raw_write_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return false;
+        data += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+static void raw_answer(int fd, const char *path, int mode)
+{
+    const char *status = mode == RAW_HTTP10 ? "HTTP/1.0 200 OK" : "HTTP/1.1 200 OK";
+    const char *connection = mode == RAW_CLOSE ? "Connection: close\r\n" : "";
+    char head[512];
+    char tenant[128] = "", key[256] = "";
+    sscanf(path, "/v1/tenants/%127[^/]/%*[^/]/%255s", tenant, key);
+    if (strcmp(tenant, "big") == 0) {
+        snprintf(head, sizeof(head), "%s\r\nContent-Type: application/json\r\n%sContent-Length: %u\r\n\r\n\"",
+                 status, connection, RAW_BIG_BYTES);
+        bool whole = raw_write_all(fd, head, strlen(head));
+        static char chunk[65536];
+        memset(chunk, 'x', sizeof(chunk));
+        for (size_t sent = 1; whole && sent < RAW_BIG_BYTES - 1; sent += sizeof(chunk)) {
+            size_t n = RAW_BIG_BYTES - 1 - sent < sizeof(chunk) ? RAW_BIG_BYTES - 1 - sent : sizeof(chunk);
+            whole = raw_write_all(fd, chunk, n);
+        }
+        whole = whole && raw_write_all(fd, "\"", 1);
+        atomic_fetch_add(whole ? &raw.big_complete : &raw.big_cut, 1);
+        return;
+    }
+    if (strcmp(tenant, "drip") == 0) {
+        static const char body[] = "\"dripping\"";
+        snprintf(head, sizeof(head), "%s\r\nContent-Type: application/json\r\n%sContent-Length: %zu\r\n\r\n",
+                 status, connection, sizeof(body) - 1);
+        bool ok = raw_write_all(fd, head, strlen(head));
+        for (size_t i = 0; ok && i < sizeof(body) - 1; i++) {
+            harness_sleep_ms(300);
+            ok = raw_write_all(fd, body + i, 1);
+        }
+        return;
+    }
+    char body[300];
+    snprintf(body, sizeof(body), "\"%s\"", key);
+    char reply[1024];
+    snprintf(reply, sizeof(reply), "%s\r\nContent-Type: application/json\r\n%sContent-Length: %zu\r\n\r\n%s",
+             status, connection, strlen(body), body);
+    raw_write_all(fd, reply, strlen(reply));
+}
+
+static void *raw_connection(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char request[8192];
+    size_t used = 0;
+    for (;;) {
+        ssize_t n = recv(fd, request + used, sizeof(request) - 1 - used, 0);
+        if (n <= 0)
+            break;
+        used += (size_t)n;
+        request[used] = '\0';
+        if (strstr(request, "\r\n\r\n") == NULL) {
+            if (used == sizeof(request) - 1)
+                break;
+            continue;
+        }
+        char path[1024] = "";
+        sscanf(request, "GET %1023s", path);
+        atomic_fetch_add(&raw.requests, 1);
+        raw_answer(fd, path, atomic_load(&raw.mode));
+        break; /* every mode ends the connection after one response */
+    }
+    close(fd);
+    return NULL;
+}
+
+static void *raw_accept_loop(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&raw.stop)) {
+        struct pollfd polls[2] = {{.fd = raw.fds[0], .events = POLLIN}, {.fd = raw.fds[1], .events = POLLIN}};
+        if (poll(polls, raw.fds[1] >= 0 ? 2 : 1, 100) <= 0)
+            continue;
+        for (int i = 0; i < 2; i++) {
+            if (raw.fds[i] < 0 || !(polls[i].revents & POLLIN))
+                continue;
+            int fd = accept(raw.fds[i], NULL, NULL);
+            if (fd < 0)
+                continue;
+            pthread_t thread;
+            if (pthread_create(&thread, NULL, raw_connection, (void *)(intptr_t)fd) == 0)
+                pthread_detach(thread);
+            else
+                close(fd);
+        }
+    }
+    return NULL;
+}
+
+static void raw_start(void)
+{
+    raw.fds[0] = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(raw.fds[0], 0);
+    int one = 1;
+    setsockopt(raw.fds[0], SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(raw.fds[0], (struct sockaddr *)&address, sizeof(address)), 0);
+    ck_assert_int_eq(listen(raw.fds[0], 512), 0);
+    socklen_t len = sizeof(address);
+    ck_assert_int_eq(getsockname(raw.fds[0], (struct sockaddr *)&address, &len), 0);
+    raw.port = ntohs(address.sin_port);
+    raw.fds[1] = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 address6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT,
+                                    .sin6_port = htons((uint16_t)raw.port)};
+    if (raw.fds[1] >= 0 && (bind(raw.fds[1], (struct sockaddr *)&address6, sizeof(address6)) != 0 ||
+                            listen(raw.fds[1], 512) != 0)) {
+        close(raw.fds[1]);
+        raw.fds[1] = -1;
+    }
+    ck_assert_int_eq(pthread_create(&raw.thread, NULL, raw_accept_loop, NULL), 0);
+    raw.running = true;
+}
+
+static void raw_stop(void)
+{
+    if (!raw.running)
+        return;
+    atomic_store(&raw.stop, true);
+    pthread_join(raw.thread, NULL);
+    for (int i = 0; i < 2; i++) {
+        if (raw.fds[i] >= 0)
+            close(raw.fds[i]);
+    }
+    raw.running = false;
+}
+
+#define RAW_CONFIG                                                       \
+    "log_level: debug\n"                                                 \
+    "threads: 2\n"                                                       \
+    "shards: 4\n"                                                        \
+    "listen:\n"                                                          \
+    "  socket: \"@DAEMON_SOCKET@\"\n"                                    \
+    "redis:\n"                                                           \
+    "  unix: \"@REDIS_SOCKET@\"\n"                                       \
+    "  channels: [tenantcached:invalidate]\n"                            \
+    "origin:\n"                                                          \
+    "  url: \"http://%s:%d/v1/tenants/{tenant}/{kind}/{key}\"\n"         \
+    "  timeout: 2s\n"                                                    \
+    "  max_concurrent: 8\n"                                              \
+    "memory:\n"                                                          \
+    "  max_bytes: 64mb\n"                                                \
+    "  tenant_max_bytes: 8mb\n"
+
+static void start_raw(const char *host)
+{
+    harness_init(&h);
+    memset(&raw, 0, sizeof(raw));
+    raw_start();
+    ck_assert_int_eq(harness_redis_start(&h), 0);
+    char config[4096];
+    snprintf(config, sizeof(config), RAW_CONFIG, host, raw.port);
+    ck_assert_int_eq(harness_daemon_start(&h, config), 0);
+    client = harness_connect(&h);
+    ck_assert_ptr_nonnull(client);
+}
+
+static void setup_raw(void)
+{
+    start_raw("127.0.0.1");
+}
+
+static void teardown_raw(void)
+{
+    int code = harness_daemon_stop(&h, SIGTERM);
+    if (code != 0 && code != -1)
+        fail_with_log("the daemon exited %d on SIGTERM", code);
+    if (client != NULL)
+        redisFree(client);
+    client = NULL;
+    harness_cleanup(&h);
+    raw_stop();
+}
+
+/* MGET of 300 different misses of tenant acme: every one answered with its
+ * key, by the origin in the current mode. */
+static void expect_mget_300(const char *what)
+{
+    enum { KEYS = 300 };
+    const char *argv[KEYS + 3];
+    size_t lens[KEYS + 3];
+    char names[KEYS][16];
+    argv[0] = "MGET", argv[1] = "acme", argv[2] = "config";
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(names[i], sizeof(names[i]), "%s%d", what, i);
+        argv[i + 3] = names[i];
+    }
+    for (int i = 0; i < KEYS + 3; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *reply = redisCommandArgv(client, KEYS + 3, argv, lens);
+    if (reply == NULL)
+        fail_with_log("%s: no reply to MGET: %s", what, client->errstr);
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != KEYS)
+        fail_with_log("%s: MGET of 300 misses answered type %d '%s'", what, reply->type,
+                      reply_text(reply));
+    for (int i = 0; i < KEYS; i++) {
+        char expected[32];
+        snprintf(expected, sizeof(expected), "\"%s\"", names[i]);
+        check_bulk(reply->element[i], expected, what);
+    }
+    freeReplyObject(reply);
+}
+
+START_TEST(test_origin_connection_close)
+{
+    atomic_store(&raw.mode, RAW_CLOSE);
+    expect_mget_300("close");
+    expect_info("fill_errors", 0);
+}
+END_TEST
+
+START_TEST(test_origin_http10)
+{
+    atomic_store(&raw.mode, RAW_HTTP10);
+    expect_mget_300("http10");
+    expect_info("fill_errors", 0);
+}
+END_TEST
+
+START_TEST(test_origin_closes_reused_connections)
+{
+    atomic_store(&raw.mode, RAW_SILENT_CLOSE);
+    expect_mget_300("silent");
+    expect_info("fill_errors", 0);
+    expect_mget_300("again");
+    expect_info("fill_errors", 0);
+}
+END_TEST
+
+START_TEST(test_origin_body_too_large)
+{
+    /* A 64 MiB body is refused while it is read: the daemon stops reading
+     * (the origin cannot write it whole), answers -UNAVAILABLE, and goes on. */
+    atomic_store(&raw.mode, RAW_CLOSE);
+    expect_unavailable("GET big config k");
+    expect_info("fill_errors", 1);
+    long long deadline = harness_now_ms() + WAIT_MS;
+    while (atomic_load(&raw.big_cut) + atomic_load(&raw.big_complete) == 0 && harness_now_ms() < deadline)
+        harness_sleep_ms(10);
+    if (atomic_load(&raw.big_cut) != 1 || atomic_load(&raw.big_complete) != 0)
+        fail_with_log("the 64 MiB body was read whole (%u) instead of cut (%u)",
+                      atomic_load(&raw.big_complete), atomic_load(&raw.big_cut));
+    expect_pong();
+    expect_bulk("\"fine\"", "GET acme config fine");
+    ck_assert(wait_log_line("body larger than", 1000));
+}
+END_TEST
+
+START_TEST(test_origin_whole_request_timeout)
+{
+    /* Each byte of the body comes within the read timeout, the whole body
+     * does not come within origin.timeout (2 s): unavailable. */
+    atomic_store(&raw.mode, RAW_CLOSE);
+    expect_unavailable("GET drip config k");
+    expect_info("fill_errors", 1);
+    ck_assert(wait_log_line("timed out", 1000));
+    expect_bulk("\"ok\"", "GET acme config ok");
+}
+END_TEST
+
+static void setup_raw_localhost(void)
+{
+    start_raw("localhost");
+}
+
+START_TEST(test_origin_host_name)
+{
+    atomic_store(&raw.mode, RAW_CLOSE);
+    expect_bulk("\"named\"", "GET acme config named");
+    expect_mget_300("name");
+    expect_info("fill_errors", 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("fill");
@@ -1581,12 +2128,38 @@ int main(void)
     tcase_add_test(fill, test_mget_same_key_twice);
     tcase_add_test(fill, test_can_with_missing_or_failing_role);
     tcase_add_test(fill, test_set_wins_over_an_unwaited_fill);
+    tcase_add_test(fill, test_miss_after_invalidate_does_not_join_the_raced_fill);
+    tcase_add_test(fill, test_write_back_keeps_newer_l2_data);
     suite_add_tcase(suite, fill);
     TCase *hot = tcase_create("hot");
     tcase_add_checked_fixture(hot, setup_hot, teardown);
     tcase_set_timeout(hot, 30);
     tcase_add_test(hot, test_hot_refresh);
     suite_add_tcase(suite, hot);
+    TCase *few = tcase_create("few_tenants");
+    tcase_add_checked_fixture(few, setup_few_tenants, teardown);
+    tcase_set_timeout(few, 30);
+    tcase_add_test(few, test_made_up_tenants_evict_nobody);
+    suite_add_tcase(suite, few);
+    TCase *flush = tcase_create("flush_race");
+    tcase_add_checked_fixture(flush, setup_big_memory, teardown);
+    tcase_set_timeout(flush, 120);
+    tcase_add_test(flush, test_admin_flush_races_completing_fills);
+    suite_add_tcase(suite, flush);
+    TCase *real = tcase_create("real_origins");
+    tcase_add_checked_fixture(real, setup_raw, teardown_raw);
+    tcase_set_timeout(real, 60);
+    tcase_add_test(real, test_origin_connection_close);
+    tcase_add_test(real, test_origin_http10);
+    tcase_add_test(real, test_origin_closes_reused_connections);
+    tcase_add_test(real, test_origin_body_too_large);
+    tcase_add_test(real, test_origin_whole_request_timeout);
+    suite_add_tcase(suite, real);
+    TCase *named = tcase_create("named_origin");
+    tcase_add_checked_fixture(named, setup_raw_localhost, teardown_raw);
+    tcase_set_timeout(named, 60);
+    tcase_add_test(named, test_origin_host_name);
+    suite_add_tcase(suite, named);
     SRunner *runner = srunner_create(suite);
     srunner_run_all(runner, CK_NORMAL);
     int failed = srunner_ntests_failed(runner);

@@ -297,12 +297,12 @@ START_TEST(test_set)
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
     redisContext *c = redis();
     start();
-    l2_set(t.l2, "early", 5, "x", 1, 60); /* not ready yet: skipped */
+    l2_set(t.l2, "early", 5, "x", 1, 60, false); /* not ready yet: skipped */
     ck_assert(pump_until(5000, is_ready, 0));
 
     static const char value[] = "{\"v\":1}\0tail";
-    l2_set(t.l2, "k\0ey", 4, value, sizeof(value) - 1, 100);
-    l2_set(t.l2, "forever", 7, "f", 1, 0);
+    l2_set(t.l2, "k\0ey", 4, value, sizeof(value) - 1, 100, false);
+    l2_set(t.l2, "forever", 7, "f", 1, 0, false);
     /* SET is fire and forget: the GET after it on the same connection sees it */
     expect_found(get_wait(0, "k\0ey", 4, 2000), value, sizeof(value) - 1);
 
@@ -326,8 +326,13 @@ START_TEST(test_set)
 
     /* a refused SET (wrong type is not an error for SET; a huge EX is) is
      * logged and changes nothing */
-    l2_set(t.l2, "k\0ey", 4, "other", 5, UINT64_MAX / 2);
+    l2_set(t.l2, "k\0ey", 4, "other", 5, UINT64_MAX / 2, false);
     expect_found(get_wait(1, "k\0ey", 4, 2000), value, sizeof(value) - 1);
+    /* if_absent (NX): what is there stays; an absent key is written */
+    l2_set(t.l2, "k\0ey", 4, "newer?", 6, 60, true);
+    l2_set(t.l2, "absent", 6, "a", 1, 60, true);
+    expect_found(get_wait(2, "k\0ey", 4, 2000), value, sizeof(value) - 1);
+    expect_found(get_wait(3, "absent", 6, 2000), "a", 1);
     ck_assert(l2_ready(t.l2));
     redisFree(c);
 }
@@ -348,7 +353,7 @@ START_TEST(test_db)
     ck_assert(pump_until(5000, is_ready, 0));
     expect_found(get_wait(0, "k", 1, 2000), "in db 3", 7);
     expect_found(get_wait(1, "only3", 5, 2000), "three", 5);
-    l2_set(t.l2, "written", 7, "w", 1, 60);
+    l2_set(t.l2, "written", 7, "w", 1, 60, false);
     ck_assert_int_eq(get_wait(2, "written", 7, 2000)->status, L2_FOUND);
     redisReply *r = command(c, "EXISTS %s", "written");
     ck_assert_int_eq(r->integer, 0); /* not in db 0 */
@@ -447,12 +452,12 @@ START_TEST(test_redis_down_at_start)
     before = harness_now_ms();
     ck_assert_int_eq(get_wait(1, "k", 1, 10000)->status, L2_FAILED);
     ck_assert_int_lt(t.answers[1].at_ms - before, FAST_MS);
-    l2_set(t.l2, "k", 1, "v", 1, 10); /* skipped */
+    l2_set(t.l2, "k", 1, "v", 1, 10, false); /* skipped */
 
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
     ck_assert(pump_until(5000, is_ready, 0));
     ck_assert_int_eq(get_wait(2, "k", 1, 2000)->status, L2_MISSING);
-    l2_set(t.l2, "k", 1, "v", 1, 10);
+    l2_set(t.l2, "k", 1, "v", 1, 10, false);
     expect_found(get_wait(3, "k", 1, 2000), "v", 1);
     ck_assert_int_eq(t.answered, 4);
 }
@@ -571,7 +576,7 @@ START_TEST(test_kill_mid_flight)
 
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
     ck_assert(pump_until(5000, is_ready, 0));
-    l2_set(t.l2, "k", 1, "back", 4, 60);
+    l2_set(t.l2, "k", 1, "back", 4, 60, false);
     expect_found(get_wait(6, "k", 1, 2000), "back", 4);
 
     /* and once more, killed while idle */

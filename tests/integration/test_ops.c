@@ -557,6 +557,100 @@ START_TEST(test_reload)
 }
 END_TEST
 
+/* Waits until the daemon has logged n good reloads. */
+static bool wait_reloads(int n)
+{
+    long long deadline = harness_now_ms() + WAIT_MS;
+    do {
+        char *log = read_file(h.daemon_log);
+        int count = log ? count_occurrences(log, "configuration reloaded") : 0;
+        free(log);
+        if (count >= n)
+            return true;
+        harness_sleep_ms(10);
+    } while (harness_now_ms() < deadline);
+    return false;
+}
+
+/* Custom kinds are numbered in the order of the file: a reload that
+ * reorders them keeps every entry with its kind; one that removes a kind
+ * drops its entries (and the memory they held). */
+START_TEST(test_reload_keeps_kinds)
+{
+    char *text = config_text("info", "16mb",
+                             "kinds:\n  alpha: {tier: reference}\n  beta: {tier: reference}\n");
+    ck_assert_int_eq(harness_daemon_start(&h, text), 0);
+    free(text);
+    ck_assert(harness_wait_subscribed(&h, WAIT_MS));
+    redisContext *c = harness_connect(&h);
+    ck_assert_ptr_nonnull(c);
+    const char *const kinds[] = {"alpha", "beta"};
+    char payload[512], expected[300];
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 50; i++) {
+            snprintf(payload, sizeof(payload),
+                     "{\"op\":\"set\",\"tenant\":\"ops\",\"kind\":\"%s\",\"key\":\"k%d\","
+                     "\"value\":\"%s-%d-%0200d\"}", kinds[k], i, kinds[k], i, 0);
+            ck_assert_int_ge(harness_publish(&h, CHANNEL, payload), 1);
+        }
+    }
+    snprintf(expected, sizeof(expected), "\"beta-49-%0200d\"", 0);
+    ck_assert(harness_wait_reply(c, WAIT_MS, expected, "GET ops beta k49"));
+    long long entries = harness_info_int(c, "entries");
+    ck_assert_int_eq(entries, 100);
+
+    /* Reordered. */
+    text = config_text("info", "16mb",
+                       "kinds:\n  beta: {tier: reference}\n  alpha: {tier: reference}\n");
+    ck_assert_int_eq(harness_daemon_write_config(&h, text), 0);
+    free(text);
+    ck_assert_int_eq(harness_daemon_signal(&h, SIGHUP), 0);
+    ck_assert(wait_reloads(1));
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 50; i += 7) {
+            char value[300];
+            snprintf(value, sizeof(value), "\"%s-%d-%0200d\"", kinds[k], i, 0);
+            redisReply *r = redisCommand(c, "GET ops %s k%d", kinds[k], i);
+            ck_assert_ptr_nonnull(r);
+            ck_assert_msg(r->type == REDIS_REPLY_STRING && strcmp(r->str, value) == 0,
+                          "GET ops %s k%d after the reorder: got type %d '%s'", kinds[k], i,
+                          r->type, r->str ? r->str : "");
+            freeReplyObject(r);
+        }
+    }
+    ck_assert_int_eq(harness_info_int(c, "entries"), 100);
+
+    /* beta removed: its entries are gone, and the memory they held. */
+    long long used = harness_info_int(c, "used_memory");
+    text = config_text("info", "16mb", "kinds:\n  alpha: {tier: reference}\n");
+    ck_assert_int_eq(harness_daemon_write_config(&h, text), 0);
+    free(text);
+    ck_assert_int_eq(harness_daemon_signal(&h, SIGHUP), 0);
+    ck_assert(harness_wait_info(c, WAIT_MS, "entries", 50));
+    long long after = harness_info_int(c, "used_memory");
+    ck_assert_msg(after < used - 50 * 200, "used_memory %lld -> %lld after dropping 50 entries",
+                  used, after);
+    snprintf(expected, sizeof(expected), "\"alpha-7-%0200d\"", 0);
+    redisReply *r = redisCommand(c, "GET ops alpha k7");
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+    ck_assert_str_eq(r->str, expected);
+    freeReplyObject(r);
+    /* Added back: nothing of the old entries comes back with it. */
+    text = config_text("info", "16mb",
+                       "kinds:\n  alpha: {tier: reference}\n  beta: {tier: reference}\n");
+    ck_assert_int_eq(harness_daemon_write_config(&h, text), 0);
+    free(text);
+    ck_assert_int_eq(harness_daemon_signal(&h, SIGHUP), 0);
+    ck_assert(wait_reloads(3));
+    ck_assert(wait_log("kind 'beta' is no longer cached", WAIT_MS));
+    ck_assert(harness_wait_reply(c, WAIT_MS, NULL, "GET ops beta k7"));
+    ck_assert_int_eq(harness_info_int(c, "entries"), 50);
+    redisFree(c);
+    ck_assert_int_eq(harness_daemon_stop(&h, SIGTERM), 0);
+}
+END_TEST
+
 /* ---- graceful stop ------------------------------------------------------ */
 
 #define STOP_CLIENTS 4
@@ -1374,6 +1468,7 @@ int main(void)
     tcase_add_test(lifecycle, test_systemd_notify);
     tcase_add_test(lifecycle, test_plain_logs);
     tcase_add_test(lifecycle, test_reload);
+    tcase_add_test(lifecycle, test_reload_keeps_kinds);
     tcase_add_test(lifecycle, test_graceful_stop_pending_replies);
     tcase_add_test(lifecycle, test_graceful_stop_in_flight);
     tcase_add_test(lifecycle, test_single_instance);

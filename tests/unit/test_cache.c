@@ -822,7 +822,7 @@ START_TEST(test_negative)
     struct cache *cache = cache_unlimited(4);
     cache_set_wall_clock(cache, 1711111111111ull);
     struct cache_key k = key_of("acme", KIND_USER, "ghost");
-    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 5000, NOW), CACHE_OK);
+    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 5000, NULL, 0, NOW), CACHE_OK);
     struct found *f = lookup(cache, "acme", KIND_USER, "ghost", NOW);
     ck_assert(f->present);
     ck_assert_int_eq(f->state, CACHE_ENTRY_NEGATIVE);
@@ -831,22 +831,22 @@ START_TEST(test_negative)
     ck_assert_uint_eq(f->updated_ms, 1711111111111ull);
     ck_assert(!present(cache, "acme", KIND_USER, "ghost", NOW + 5000));
     /* A negative over a negative refreshes it. */
-    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 6000, NOW), CACHE_OK);
+    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 6000, NULL, 0, NOW), CACHE_OK);
     ck_assert(present(cache, "acme", KIND_USER, "ghost", NOW + 5500));
     ck_assert_uint_eq(stats_of(cache).entries, 1);
 
     /* A set replaces a negative, with or without a version. */
     ck_assert_int_eq(put_version(cache, "acme", KIND_USER, "ghost", "\"active\"", 1), CACHE_OK);
     ck_assert(has_value(cache, "acme", KIND_USER, "ghost", "\"active\"", NOW));
-    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 5000, NOW), CACHE_EXISTS);
+    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 5000, NULL, 0, NOW), CACHE_EXISTS);
     ck_assert(has_value(cache, "acme", KIND_USER, "ghost", "\"active\"", NOW));
     struct cache_key k2 = key_of("acme", KIND_USER, "ghost2");
-    ck_assert_int_eq(cache_set_negative(cache, &k2, NOW + 5000, NOW), CACHE_OK);
+    ck_assert_int_eq(cache_set_negative(cache, &k2, NOW + 5000, NULL, 0, NOW), CACHE_OK);
     ck_assert_int_eq(put_crit(cache, "acme", KIND_USER, "ghost2", "\"x\""), CACHE_OK);
     ck_assert(has_value(cache, "acme", KIND_USER, "ghost2", "\"x\"", NOW));
     /* A fill replaces a negative. */
     struct cache_key k3 = key_of("acme", KIND_USER, "ghost3");
-    ck_assert_int_eq(cache_set_negative(cache, &k3, NOW + 5000, NOW), CACHE_OK);
+    ck_assert_int_eq(cache_set_negative(cache, &k3, NOW + 5000, NULL, 0, NOW), CACHE_OK);
     struct cache_write fill = critical_write();
     fill.if_absent = true;
     ck_assert_int_eq(put(cache, "acme", KIND_USER, "ghost3", "\"f\"", &fill, NOW), CACHE_OK);
@@ -855,9 +855,9 @@ START_TEST(test_negative)
     /* Not over a tombstone either; but over an expired value, yes. */
     ck_assert_int_eq(del(cache, "acme", KIND_USER, "dead", true, 4, NOW + 100, NOW), CACHE_OK);
     struct cache_key kd = key_of("acme", KIND_USER, "dead");
-    ck_assert_int_eq(cache_set_negative(cache, &kd, NOW + 5000, NOW), CACHE_EXISTS);
+    ck_assert_int_eq(cache_set_negative(cache, &kd, NOW + 5000, NULL, 0, NOW), CACHE_EXISTS);
     ck_assert_int_eq(lookup(cache, "acme", KIND_USER, "dead", NOW)->state, CACHE_ENTRY_TOMBSTONE);
-    ck_assert_int_eq(cache_set_negative(cache, &kd, NOW + 5000, NOW + 100), CACHE_OK);
+    ck_assert_int_eq(cache_set_negative(cache, &kd, NOW + 5000, NULL, 0, NOW + 100), CACHE_OK);
     ck_assert_int_eq(lookup(cache, "acme", KIND_USER, "dead", NOW + 100)->state,
                      CACHE_ENTRY_NEGATIVE);
     /* Negatives are not critical data. */
@@ -965,7 +965,7 @@ START_TEST(test_flush_scopes)
     load_flush_fixture(cache);
     ck_assert_int_eq(del(cache, "t1", 0, "k0", true, 9, NOW + 100, NOW), CACHE_OK);
     struct cache_key k = key_of("t4", 1, "neg");
-    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 100, NOW), CACHE_OK);
+    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 100, NULL, 0, NOW), CACHE_OK);
     ck_assert_uint_eq(cache_flush(cache, NULL, 0, -1), 91);
     assert_empty(cache, &baseline);
     /* A flush clears tombstones too: an older version applies afterwards. */
@@ -1143,7 +1143,7 @@ static uint64_t load_mix(struct cache *cache, int tenants, int per_tenant, uint6
                 snprintf(negative, sizeof(negative), "neg-%d", i);
                 struct cache_key nk = key_of(tenant, KIND_USER, negative);
                 ck_assert_int_eq(
-                    cache_set_negative(cache, &nk, expires_ms ? expires_ms : NOW + 1, NOW),
+                    cache_set_negative(cache, &nk, expires_ms ? expires_ms : NOW + 1, NULL, 0, NOW),
                     CACHE_OK);
                 n++;
             }
@@ -1384,7 +1384,7 @@ START_TEST(test_limits_never_exceeded)
             status = cache_delete(cache, &k, &w, now);
             break;
         case 1:
-            status = cache_set_negative(cache, &k, now + 20, now);
+            status = cache_set_negative(cache, &k, now + 20, NULL, 0, now);
             break;
         case 2:
             status = cache_invalidate(cache, &k, false, 0, now, NULL);
@@ -1821,6 +1821,191 @@ START_TEST(test_max_tenants)
 }
 END_TEST
 
+static enum cache_status put_negative(struct cache *cache, const char *tenant, unsigned kind,
+                                      const char *key)
+{
+    struct cache_key k = key_of(tenant, kind, key);
+    return cache_set_negative(cache, &k, NOW + 60000, NULL, 0, NOW);
+}
+
+static enum cache_status put_fill(struct cache *cache, const char *tenant, unsigned kind,
+                                  const char *key, const char *json)
+{
+    struct cache_write w = critical_write();
+    w.if_absent = true;
+    return put(cache, tenant, kind, key, json, &w, NOW);
+}
+
+START_TEST(test_fill_epoch_guard)
+{
+    /* A fill carries the flush epoch it started with: once the epoch moved
+     * (a flush began), neither its value nor its negative entry is kept. */
+    struct cache *cache = cache_unlimited(4);
+    _Atomic uint64_t epoch = 7;
+    struct cache_write w = critical_write();
+    w.if_absent = true;
+    w.epoch = &epoch;
+    w.epoch_seen = 7;
+    ck_assert_int_eq(put(cache, "acme", KIND_CONFIG, "a", "1", &w, NOW), CACHE_OK);
+    atomic_store(&epoch, 8);
+    ck_assert_int_eq(put(cache, "acme", KIND_CONFIG, "b", "1", &w, NOW), CACHE_STALE);
+    struct cache_key k = key_of("acme", KIND_CONFIG, "c");
+    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 5000, &epoch, 7, NOW), CACHE_STALE);
+    ck_assert_int_eq(cache_set_negative(cache, &k, NOW + 5000, &epoch, 8, NOW), CACHE_OK);
+    ck_assert(present(cache, "acme", KIND_CONFIG, "a", NOW));
+    ck_assert(!present(cache, "acme", KIND_CONFIG, "b", NOW));
+    ck_assert_uint_eq(stats_of(cache).entries, 2);
+    cache_destroy(cache);
+}
+END_TEST
+
+START_TEST(test_remap_kinds)
+{
+    /* A reload swaps kinds 8 and 9, moves the hierarchy-like kind 5 to 10
+     * and removes kind 12: every entry keeps its kind by name, the index
+     * follows, the removed kind's entries (of every state) and the tenant
+     * left empty are gone, and the accounting stays exact. */
+    struct cache *cache = cache_unlimited(4);
+    struct cache_stats empty = stats_of(cache);
+    char key[16], json[16];
+    for (int i = 0; i < 40; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        snprintf(json, sizeof(json), "\"a%d\"", i);
+        ck_assert_int_eq(put_ref(cache, "acme", 8, key, json), CACHE_OK);
+        snprintf(json, sizeof(json), "\"b%d\"", i);
+        ck_assert_int_eq(put_crit(cache, "acme", 9, key, json), CACHE_OK);
+        ck_assert_int_eq(put_ref(cache, "acme", KIND_OPAQUE, key, "1"), CACHE_OK);
+    }
+    ck_assert_int_eq(put_negative(cache, "acme", KIND_OPAQUE, "neg"), CACHE_OK);
+    ck_assert_int_eq(put_ref(cache, "gone", KIND_OPAQUE, "only", "1"), CACHE_OK);
+    ck_assert_int_eq(put_child(cache, "acme", KIND_HIERARCHY, "c1", "p1", 0), CACHE_OK);
+    ck_assert_int_eq(put_child(cache, "acme", KIND_HIERARCHY, "c2", "p1", 0), CACHE_OK);
+    uint64_t bytes_before = stats_of(cache).bytes;
+
+    int map[13];
+    for (int k = 0; k < 13; k++)
+        map[k] = k;
+    map[8] = 9;
+    map[9] = 8;
+    map[KIND_HIERARCHY] = 10;
+    map[KIND_OPAQUE] = -1;
+    ck_assert_uint_eq(cache_remap_kinds(cache, map, 13), 40 + 1 + 1);
+
+    for (int i = 0; i < 40; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        snprintf(json, sizeof(json), "\"a%d\"", i);
+        ck_assert(has_value(cache, "acme", 9, key, json, NOW));
+        snprintf(json, sizeof(json), "\"b%d\"", i);
+        ck_assert(has_value(cache, "acme", 8, key, json, NOW));
+        ck_assert(!present(cache, "acme", KIND_OPAQUE, key, NOW));
+    }
+    ck_assert(!present(cache, "acme", KIND_OPAQUE, "neg", NOW));
+    ck_assert(!tenant_resident(cache, "gone"));
+    ck_assert_str_eq(children_of(cache, "acme", 10, "p1", NOW), "c1,c2");
+    ck_assert_str_eq(children_of(cache, "acme", KIND_HIERARCHY, "p1", NOW), "");
+    struct cache_stats after = stats_of(cache);
+    ck_assert_uint_eq(after.entries, 40 + 40 + 2);
+    ck_assert_uint_eq(after.negative_entries, 0);
+    ck_assert_uint_lt(after.bytes, bytes_before);
+    walk_tenants(cache);
+    /* Renumbered entries are still written and dropped as their new kind. */
+    ck_assert_int_eq(put_ref(cache, "acme", 9, "k0", "\"new\""), CACHE_OK);
+    ck_assert(has_value(cache, "acme", 9, "k0", "\"new\"", NOW));
+    ck_assert_uint_eq(cache_flush(cache, "acme", 4, -1), 40 + 40 + 2);
+    assert_empty(cache, &empty);
+    cache_destroy(cache);
+}
+END_TEST
+
+START_TEST(test_query_never_evicts_a_tenant)
+{
+    /* max_tenants reached by real tenants: a fill or a negative entry for a
+     * tenant with nothing cached is answered but not kept; nobody goes. */
+    struct cache_limits limits = limits_of(UNLIMITED, UNLIMITED, 3);
+    struct cache *cache = cache_create(4, &limits);
+    ck_assert_int_eq(put_crit(cache, "real0", KIND_CREDIT, "op", "1"), CACHE_OK);
+    ck_assert_int_eq(put_crit(cache, "real1", KIND_CREDIT, "op", "1"), CACHE_OK);
+    ck_assert_int_eq(put_crit(cache, "real2", KIND_CREDIT, "op", "1"), CACHE_OK);
+    char tenant[16];
+    for (int i = 0; i < 50; i++) {
+        snprintf(tenant, sizeof(tenant), "fake%d", i);
+        ck_assert_int_eq(put_negative(cache, tenant, KIND_CONFIG, "k"), CACHE_NOT_CACHED);
+        ck_assert_int_eq(put_fill(cache, tenant, KIND_CONFIG, "k", "1"), CACHE_NOT_CACHED);
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(tenant, sizeof(tenant), "real%d", i);
+        ck_assert(tenant_resident(cache, tenant));
+    }
+    ck_assert_uint_eq(stats_of(cache).evictions_tenant, 0);
+
+    /* With a slot held by a tenant that has only negative entries, made-up
+     * tenants take it from each other, never from a real one. */
+    limits.max_tenants = 4;
+    cache_set_limits(cache, &limits);
+    for (int i = 0; i < 50; i++) {
+        snprintf(tenant, sizeof(tenant), "fake%d", i);
+        ck_assert_int_eq(put_negative(cache, tenant, KIND_CONFIG, "k"), CACHE_OK);
+        ck_assert_uint_eq(stats_of(cache).tenants, 4);
+    }
+    ck_assert_uint_eq(stats_of(cache).evictions_negative, 49);
+    /* A message for a new tenant takes the slot of the tenant that holds
+     * only a negative entry, not a real tenant's, however recently read. */
+    for (int i = 0; i < 3; i++) {
+        snprintf(tenant, sizeof(tenant), "real%d", i);
+        touch_tenant(cache, tenant, NOW);
+    }
+    touch_tenant(cache, "fake49", NOW);
+    ck_assert_int_eq(put_crit(cache, "real3", KIND_CREDIT, "op", "1"), CACHE_OK);
+    for (int i = 0; i < 4; i++) {
+        snprintf(tenant, sizeof(tenant), "real%d", i);
+        ck_assert(tenant_resident(cache, tenant));
+    }
+    ck_assert(!tenant_resident(cache, "fake49"));
+    ck_assert_uint_eq(stats_of(cache).evictions_tenant, 0);
+    ck_assert_uint_eq(stats_of(cache).evictions_negative, 50);
+    walk_tenants(cache);
+    cache_destroy(cache);
+}
+END_TEST
+
+START_TEST(test_negatives_bounded_and_first_to_go)
+{
+    /* Negative entries hold at most an eighth of max_bytes; under pressure
+     * they go before any reference entry. */
+    struct cache_limits limits = limits_of(256 * 1024, UNLIMITED, 100000);
+    struct cache *cache = cache_create(4, &limits);
+    char key[32];
+    for (int i = 0; i < 4000; i++) {
+        snprintf(key, sizeof(key), "missing%d", i);
+        enum cache_status status = put_negative(cache, "acme", KIND_CONFIG, key);
+        ck_assert(status == CACHE_OK || status == CACHE_NOT_CACHED);
+    }
+    struct cache_stats st = stats_of(cache);
+    ck_assert_uint_gt(st.negative_entries, 100);
+    ck_assert_uint_lt(st.negative_entries, 4000);
+    ck_assert_uint_le(st.bytes, 256 * 1024 / 8 + 16 * 1024);
+    ck_assert_uint_gt(st.evictions_negative, 0);
+    /* Fill the rest with reference data: the negatives make way first. */
+    char json[512];
+    json_of_len(json, 400, 'x');
+    uint64_t negatives_before = st.negative_entries;
+    int stored = 0;
+    for (int i = 0; stats_of(cache).negative_entries > 0 && i < 2000; i++) {
+        snprintf(key, sizeof(key), "p%d", i);
+        ck_assert_int_eq(put_ref(cache, "acme", KIND_PROFILE, key, json), CACHE_OK);
+        stored++;
+        if (stats_of(cache).negative_entries > 0)
+            ck_assert_uint_eq(stats_of(cache).evictions_reference, 0);
+    }
+    ck_assert_uint_eq(stats_of(cache).negative_entries, 0);
+    ck_assert_uint_gt(stored, 0);
+    ck_assert_uint_gt(negatives_before, 0);
+    ck_assert_uint_le(stats_of(cache).bytes, 256 * 1024);
+    walk_tenants(cache);
+    cache_destroy(cache);
+}
+END_TEST
+
 START_TEST(test_shrink)
 {
     struct cache *cache = cache_unlimited(4);
@@ -2081,7 +2266,7 @@ START_TEST(test_readers_race_writer)
         } else if (op < 90) {
             cache_invalidate(race.cache, &k, w.has_version, w.version, now, NULL);
         } else if (op < 95) {
-            cache_set_negative(race.cache, &k, now + 10, now);
+            cache_set_negative(race.cache, &k, now + 10, NULL, 0, now);
         } else if (op < 96) {
             switch ((x >> 30) % 4) {
             case 0:
@@ -2172,6 +2357,10 @@ static Suite *cache_suite(void)
     tcase_add_test(limits, test_enforce_tenant_limit);
     tcase_add_test(limits, test_tenant_max_bytes_tables);
     tcase_add_test(limits, test_max_tenants);
+    tcase_add_test(limits, test_query_never_evicts_a_tenant);
+    tcase_add_test(limits, test_fill_epoch_guard);
+    tcase_add_test(limits, test_remap_kinds);
+    tcase_add_test(limits, test_negatives_bounded_and_first_to_go);
     tcase_add_test(limits, test_shrink);
     tcase_add_test(limits, test_shrink_critical_only);
     tcase_set_timeout(limits, 300);
