@@ -35,6 +35,9 @@ static inline size_t reply_buffer_length(const struct reply_buffer *out)
  * buffer that grew large for a big reply gives its memory back. */
 void reply_buffer_drain(struct reply_buffer *out, size_t len);
 void reply_buffer_add(struct reply_buffer *out, const void *data, size_t len); /* raw bytes */
+/* Drops what was added after the pending bytes were `length` long (length
+ * <= the pending length, and nothing drained since): a reply taken back. */
+void reply_buffer_truncate(struct reply_buffer *out, size_t length);
 
 void reply_status(struct reply_buffer *out, const char *status);        /* +OK */
 void reply_error(struct reply_buffer *out, const char *fmt, ...)          /* -ERR ... */

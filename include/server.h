@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+struct blocked;
 struct cache;
 struct config;
 struct event_base;
@@ -28,7 +29,7 @@ struct server *server_start(struct event_base *main_base, struct cache *cache, s
 
 /* The fill engine's deliver callback (fill.h): hands a fill's answer to the
  * query thread of the connection that waits for it. Main thread. */
-void server_deliver_fill(void *waiter, struct fill_result *result);
+void server_deliver_fill(struct blocked *waiter, struct fill_result *result);
 
 /* Hands a reloaded config to every query thread and waits until each uses
  * it, so the caller may free the old one on return. A changed socket path,

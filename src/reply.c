@@ -29,6 +29,12 @@ void reply_buffer_drain(struct reply_buffer *out, size_t len)
         reply_buffer_free(out);
 }
 
+void reply_buffer_truncate(struct reply_buffer *out, size_t length)
+{
+    if (length < out->end - out->start)
+        out->end = out->start + length;
+}
+
 /* Makes room for need more bytes after end: moves the pending bytes to the
  * front when at least as many have been sent (so a move never costs more
  * than the sending did), else grows by doubling. Cannot fail. */

@@ -26,6 +26,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "blocked.h"
 #include "commands.h"
 #include "config.h"
 #include "fill.h"
@@ -46,16 +47,9 @@
 
 struct worker;
 
-/* A request parked while its misses are filled: a private copy of its
- * arguments, since the input buffer moves on. */
-struct parked_request {
-    struct protocol_request request;
-    char *data;
-};
-
 struct connection {
     struct worker *worker;
-    int fd;                    /* -1 once closed while fills were pending */
+    int fd;
     struct event *read_event;  /* persistent; added while requests are read */
     struct event *write_event; /* persistent; added only while the socket is full */
     struct event *idle_event;  /* idle_timeout, while requests are read */
@@ -70,19 +64,14 @@ struct connection {
     size_t in_capacity;
     struct reply_buffer out;
     struct protocol_parser parser;
-    struct commands_client client;
-    struct parked_request *parked;
+    struct commands_client client; /* client.blocked: a request waiting for fills */
     struct connection *prev;
     struct connection *next;
     bool closing;              /* replying a last time, then closed */
-    /* Answered, but fills the request submitted have not answered yet (CAN
-     * found a grant before its other roles came in): the next request waits
-     * for them, so that their answers are never taken for its own. */
-    bool draining;
 };
 
 struct delivered_fill {
-    struct connection *connection;
+    struct blocked *waiter;
     struct fill_result *result;
 };
 
@@ -137,36 +126,6 @@ static struct log_ratelimit accept_log;
 
 /* ---- connections (on their query thread) ---- */
 
-static void parked_free(struct parked_request *parked)
-{
-    if (parked == NULL)
-        return;
-    free(parked->request.argv);
-    free(parked->request.argv_len);
-    free(parked->data);
-    free(parked);
-}
-
-static struct parked_request *park(const struct protocol_request *request)
-{
-    struct parked_request *parked = xcalloc(1, sizeof(*parked));
-    size_t total = 0;
-    for (size_t i = 0; i < request->argc; i++)
-        total += request->argv_len[i];
-    parked->data = xmalloc(total ? total : 1);
-    parked->request.argc = request->argc;
-    parked->request.argv = xmalloc(request->argc * sizeof(*parked->request.argv));
-    parked->request.argv_len = xmalloc(request->argc * sizeof(*parked->request.argv_len));
-    char *cursor = parked->data;
-    for (size_t i = 0; i < request->argc; i++) {
-        memcpy(cursor, request->argv[i], request->argv_len[i]);
-        parked->request.argv[i] = cursor;
-        parked->request.argv_len[i] = request->argv_len[i];
-        cursor += request->argv_len[i];
-    }
-    return parked;
-}
-
 static void connection_free_events(struct connection *connection)
 {
     /* A plain event may be freed from its own callback: libevent touches
@@ -181,23 +140,16 @@ static void connection_free_events(struct connection *connection)
     connection->reading = connection->writing = false;
 }
 
-/* Closes the socket; the connection itself lives on while fills it
- * submitted have not answered (see worker_take_fill). */
+/* Closes the socket and frees the connection. A request it had parked is
+ * left to blocked.c, which frees it once its fills answered. */
 static void connection_free(struct connection *connection)
 {
     struct worker *worker = connection->worker;
-    if (connection->fd >= 0) {
-        connection_free_events(connection);
-        close(connection->fd);
-        connection->fd = -1;
-        free(connection->in);
-        connection->in = NULL;
-        connection->in_start = connection->in_end = connection->in_capacity = 0;
-        reply_buffer_free(&connection->out);
-        stats_sub(&stats.connected_clients, 1);
-    }
-    if (connection->client.fills_pending > 0)
-        return; /* freed when the last fill answers (see worker_take_fill) */
+    connection_free_events(connection);
+    close(connection->fd);
+    free(connection->in);
+    reply_buffer_free(&connection->out);
+    stats_sub(&stats.connected_clients, 1);
     if (connection->prev != NULL)
         connection->prev->next = connection->next;
     else
@@ -206,20 +158,18 @@ static void connection_free(struct connection *connection)
         connection->next->prev = connection->prev;
     protocol_parser_free(&connection->parser);
     acl_grant_clear(&connection->client.grant);
-    commands_client_clear_fills(&connection->client);
-    parked_free(connection->parked);
+    blocked_detach(connection->client.blocked);
     free(connection);
     if (worker->stopping && worker->connections == NULL)
         event_base_loopbreak(worker->base);
 }
 
-/* True while requests may be run: open, not closing, nothing parked and no
- * fills draining. Replies go out in request order, so nothing more is read
- * or run while an earlier request waits. */
+/* True while requests may be run: not closing and nothing parked. Replies
+ * go out in request order, so nothing more is read or run while an earlier
+ * request waits. */
 static bool connection_running(const struct connection *connection)
 {
-    return connection->fd >= 0 && !connection->closing && connection->parked == NULL &&
-           !connection->draining;
+    return !connection->closing && !blocked_waiting(connection->client.blocked);
 }
 
 /* (Re)arms the idle timer for what is left of idle_timeout since
@@ -371,16 +321,11 @@ static bool connection_process(struct connection *connection)
         }
         if (status == PROTOCOL_REQUEST) {
             uint64_t started_us = util_monotonic_us();
+            /* A request that waits for fills is parked by blocked.c:
+             * nothing more is read or run until it is answered. */
             if (commands_execute(&worker->env, &connection->client, &request, started_us / 1000) ==
-                COMMANDS_BLOCKED) {
-                /* Replies go out in request order: nothing more is read or
-                 * run until this one is answered. */
-                connection->parked = park(&request);
-            } else {
+                COMMANDS_DONE)
                 metrics_observe_latency((double)(util_monotonic_us() - started_us) / 1e6);
-                if (connection->client.fills_pending > 0)
-                    connection->draining = true;
-            }
         }
         connection->in_start += consumed;
         if (reply_buffer_length(&connection->out) > backlog_limit &&
@@ -530,7 +475,7 @@ static void connection_create(struct worker *worker, const struct pending_fd *pe
     connection->client.gid = pending->peer.gid;
     connection->client.pid = pending->peer.pid;
     connection->client.grant_generation = UINT64_MAX;
-    connection->client.fill_waiter = connection;
+    connection->client.blocked = blocked_create(worker, connection);
     connection->next = worker->connections;
     if (worker->connections != NULL)
         worker->connections->prev = connection;
@@ -538,7 +483,7 @@ static void connection_create(struct worker *worker, const struct pending_fd *pe
     connection_update_read(connection);
 }
 
-/* Once a parked or draining request is answered: runs what was read after it
+/* Once a parked request is answered: runs what was read after it
  * and sends the replies; when stopping, closes once nothing is left to run. */
 static void connection_continue(struct connection *connection)
 {
@@ -556,60 +501,34 @@ static void worker_notify(struct worker *worker);
 static void connection_resume(struct connection *connection)
 {
     struct worker *worker = connection->worker;
-    if (commands_execute(&worker->env, &connection->client, &connection->parked->request,
+    struct blocked *blocked = connection->client.blocked;
+    if (commands_execute(&worker->env, &connection->client, blocked_request(blocked),
                          util_monotonic_ms()) == COMMANDS_BLOCKED)
         return; /* more misses (a user's roles, an entity's parents) */
-    parked_free(connection->parked);
-    connection->parked = NULL;
     if (connection->client.close_after_reply) {
         connection_close_after_write(connection);
-        return;
-    }
-    if (connection->client.fills_pending > 0) {
-        connection->draining = true; /* read stays disabled */
-        connection_flush(connection);
         return;
     }
     connection_continue(connection);
 }
 
-static void worker_take_fill(struct connection *connection, struct fill_result *result)
+/* A fill's answer on the waiter's query thread (takes the reference). */
+static void worker_take_fill(struct blocked *waiter, struct fill_result *result)
 {
-    connection->client.fills_pending--;
-    if (connection->fd < 0) {
-        fill_result_release(result);
-        if (connection->client.fills_pending == 0)
-            connection_free(connection);
-        return;
-    }
-    if (connection->parked == NULL) {
-        /* The request was answered without it (CAN found a grant). */
-        fill_result_release(result);
-        if (connection->client.fills_pending == 0 && connection->draining) {
-            connection->draining = false;
-            if (connection->client.close_after_reply) {
-                connection_close_after_write(connection);
-                return;
-            }
-            connection_continue(connection);
-        }
-        return;
-    }
-    commands_client_add_fill(&connection->client, result);
-    if (connection->client.fills_pending == 0)
+    struct connection *connection = blocked_owner(waiter);
+    if (blocked_answer(waiter, result) == BLOCKED_READY)
         connection_resume(connection);
 }
 
-void server_deliver_fill(void *waiter, struct fill_result *result)
+void server_deliver_fill(struct blocked *waiter, struct fill_result *result)
 {
-    struct connection *connection = waiter;
-    struct worker *worker = connection->worker;
+    struct worker *worker = blocked_home(waiter);
     pthread_mutex_lock(&worker->lock);
     if (worker->fill_count == worker->fill_capacity) {
         worker->fill_capacity = worker->fill_capacity ? worker->fill_capacity * 2 : 16;
         worker->fills = xrealloc(worker->fills, worker->fill_capacity * sizeof(*worker->fills));
     }
-    worker->fills[worker->fill_count].connection = connection;
+    worker->fills[worker->fill_count].waiter = waiter;
     worker->fills[worker->fill_count].result = result;
     worker->fill_count++;
     pthread_mutex_unlock(&worker->lock);
@@ -695,11 +614,9 @@ static void worker_wakeup(evutil_socket_t fd, short events, void *arg)
                 .max_args = next_config->listen.max_args,
             };
             c->parser.limits = limits;
-            if (c->fd >= 0) {
-                /* The new idle_timeout counts from now, as a bufferevent's did. */
-                c->idle_since_us = util_monotonic_us();
-                connection_arm_idle(c);
-            }
+            /* The new idle_timeout counts from now, as a bufferevent's did. */
+            c->idle_since_us = util_monotonic_us();
+            connection_arm_idle(c);
         }
         struct server *server = worker->server;
         pthread_mutex_lock(&server->reconfigure_lock);
@@ -715,7 +632,7 @@ static void worker_wakeup(evutil_socket_t fd, short events, void *arg)
     }
     free(queue);
     for (size_t i = 0; i < fill_count; i++)
-        worker_take_fill(fills[i].connection, fills[i].result);
+        worker_take_fill(fills[i].waiter, fills[i].result);
     free(fills);
     if (stop && !worker->stopping)
         worker_begin_stop(worker);
@@ -756,11 +673,8 @@ static int worker_init(struct server *server, struct worker *worker, unsigned in
 
 static void worker_free(struct worker *worker)
 {
-    while (worker->connections != NULL) {
-        /* At exit nothing answers any more: forget what was pending. */
-        worker->connections->client.fills_pending = 0;
+    while (worker->connections != NULL)
         connection_free(worker->connections);
-    }
     if (worker->stop_timer != NULL)
         event_free(worker->stop_timer);
     if (worker->notify_event != NULL)
@@ -774,10 +688,8 @@ static void worker_free(struct worker *worker)
     for (size_t i = 0; i < worker->queue_count; i++)
         close(worker->queue[i].fd);
     free(worker->queue);
-    for (size_t i = 0; i < worker->fill_count; i++) {
-        worker->fills[i].connection->client.fills_pending--;
-        fill_result_release(worker->fills[i].result);
-    }
+    for (size_t i = 0; i < worker->fill_count; i++)
+        blocked_answer(worker->fills[i].waiter, worker->fills[i].result); /* owners are gone */
     free(worker->fills);
     pthread_mutex_destroy(&worker->lock);
 }

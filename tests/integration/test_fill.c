@@ -22,6 +22,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -559,6 +560,9 @@ static void wait_l2_connected(void)
     fail_with_log("the daemon's L2 connection never showed in CLIENT LIST");
 }
 
+/* Appended to FILL_CONFIG by the next start() (access rules). */
+static const char *extra_config = "";
+
 static void start(int hot_reads)
 {
     harness_init(&h);
@@ -567,8 +571,9 @@ static void start(int hot_reads)
     ck_assert_int_eq(harness_redis_start(&h), 0);
     store = harness_redis_connect(&h);
     ck_assert_ptr_nonnull(store);
-    char config[4096];
-    snprintf(config, sizeof(config), FILL_CONFIG, origin.port, hot_reads);
+    char config[8192];
+    int used = snprintf(config, sizeof(config), FILL_CONFIG, origin.port, hot_reads);
+    snprintf(config + used, sizeof(config) - (size_t)used, "%s", extra_config);
     ck_assert_int_eq(harness_daemon_start(&h, config), 0);
     ck_assert(harness_wait_subscribed(&h, WAIT_MS));
     wait_l2_connected();
@@ -585,6 +590,16 @@ static void setup(void)
 static void setup_hot(void)
 {
     start(3);
+}
+
+/* The test process (root) may read tenant acme only. */
+static void setup_acl(void)
+{
+    static char rules[128];
+    snprintf(rules, sizeof(rules), "access:\n  - {uid: %u, tenants: [acme]}\n", (unsigned)getuid());
+    extra_config = rules;
+    start(0);
+    extra_config = "";
 }
 
 static void teardown(void)
@@ -1527,6 +1542,186 @@ START_TEST(test_hot_refresh)
 }
 END_TEST
 
+
+/* ---- one request, one reply ---- */
+
+/* Reads the reply to a PING sent after the request under test: it must be
+ * the very next reply. */
+static void expect_pong_on(redisContext *c, const char *after)
+{
+    redisReply *reply = receive(c);
+    if (reply->type != REDIS_REPLY_STATUS || strcmp(reply->str, "PONG") != 0)
+        fail_with_log("the reply after %s: expected PONG, got type %d '%s'", after, reply->type,
+                      reply_text(reply));
+    freeReplyObject(reply);
+}
+
+START_TEST(test_mget_refused_name_after_a_miss)
+{
+    /* The first name misses (its fill is held), a later one is refused:
+     * the request answers one error, and the fill cannot make it answer
+     * again. */
+    origin_put("acme", "config", "slow", "\"s\"", ORIGIN_HOLD);
+    redisContext *c = harness_connect(&h);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(redisAppendCommand(c, "MGET cache:acme:config:slow cache:globex:config:x"),
+                     REDIS_OK);
+    send_on(c, "PING");
+    origin_wait_count("acme", "config", "slow", 1, 300); /* need not be asked at all */
+    origin_release("acme", "config", "slow");
+    redisReply *reply = receive(c);
+    if (reply->type != REDIS_REPLY_ERROR || strncmp(reply->str, "NOPERM ", 7) != 0)
+        fail_with_log("MGET with a refused name: expected -NOPERM, got type %d '%s'", reply->type,
+                      reply_text(reply));
+    freeReplyObject(reply);
+    expect_pong_on(c, "MGET with a refused name");
+    /* The same with the key/kind form and GET: one error each. */
+    ck_assert_int_eq(redisAppendCommand(c, "MGET cache:acme:config:slow2 cache:acme:nokind:x"),
+                     REDIS_OK);
+    send_on(c, "PING");
+    reply = receive(c);
+    ck_assert_msg(reply->type == REDIS_REPLY_ARRAY && reply->elements == 2,
+                  "MGET with an unparsable name: type %d", reply->type);
+    freeReplyObject(reply);
+    expect_pong_on(c, "MGET with an unparsable name");
+    redisFree(c);
+}
+END_TEST
+
+#define STRESS_KEYS 300
+#define STRESS_ROUNDS 40
+
+struct stress_publisher {
+    redisContext *redis;
+    _Atomic bool stop;
+    unsigned sent;
+};
+
+/* Sets, invalidates and deletes the keys the MGETs read, round-robin. */
+static void *stress_publish(void *arg)
+{
+    struct stress_publisher *p = arg;
+    static const char *const ops[] = {"set", "invalidate", "set", "invalidate", "del"};
+    for (unsigned i = 0; !atomic_load(&p->stop); i++) {
+        unsigned key = (i * 7919u) % STRESS_KEYS;
+        const char *op = ops[i % 5];
+        redisReply *reply;
+        if (strcmp(op, "set") == 0)
+            reply = redisCommand(p->redis,
+                                 "PUBLISH " CHANNEL " {\"op\":\"set\",\"tenant\":\"acme\",\"kind\":"
+                                 "\"config\",\"key\":\"k%u\",\"value\":\"s%u\"}",
+                                 key, i);
+        else
+            reply = redisCommand(p->redis,
+                                 "PUBLISH " CHANNEL " {\"op\":\"%s\",\"tenant\":\"acme\",\"kind\":"
+                                 "\"config\",\"key\":\"k%u\"}",
+                                 op, key);
+        if (reply == NULL)
+            break;
+        freeReplyObject(reply);
+        p->sent++;
+        if (i % 16 == 0)
+            usleep(1000);
+    }
+    return NULL;
+}
+
+START_TEST(test_mget_stress_one_reply_each)
+{
+    /* Pipelined MGETs of hundreds of names, by full name and by kind, each
+     * followed by a PING, while a publisher sets, invalidates and deletes
+     * the same entries and the origin answers slowly. Every reply is one
+     * array of the right size whose elements are nil or a value of the
+     * entry, and every PONG is where it belongs. */
+    char name[64], body[64];
+    for (unsigned k = 0; k < STRESS_KEYS; k++) {
+        snprintf(name, sizeof(name), "k%u", k);
+        snprintf(body, sizeof(body), "\"o%u\"", k);
+        origin_put("acme", "config", name, body, 3);
+    }
+    /* Two commands: argv is names; one by kind: argv is "acme config keys". */
+    size_t argc_names = STRESS_KEYS + 1, argc_keys = STRESS_KEYS + 3;
+    const char **argv = calloc(argc_keys, sizeof(*argv));
+    char **owned = calloc(argc_keys, sizeof(*owned));
+    ck_assert_ptr_nonnull(argv);
+    ck_assert_ptr_nonnull(owned);
+    struct stress_publisher publisher = {.redis = harness_redis_connect(&h)};
+    ck_assert_ptr_nonnull(publisher.redis);
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, stress_publish, &publisher), 0);
+    redisContext *c = harness_connect(&h);
+    ck_assert_ptr_nonnull(c);
+    struct timeval tv = {.tv_sec = 20};
+    redisSetTimeout(c, tv);
+    for (unsigned round = 0; round < STRESS_ROUNDS; round++) {
+        bool by_name = round % 2 == 0;
+        size_t argc = by_name ? argc_names : argc_keys;
+        argv[0] = "MGET";
+        size_t first = 1;
+        if (!by_name) {
+            argv[1] = "acme";
+            argv[2] = "config";
+            first = 3;
+        }
+        for (size_t i = first; i < argc; i++) {
+            unsigned k = (unsigned)((i - first + round * 13) % STRESS_KEYS);
+            char text[64];
+            if (by_name)
+                snprintf(text, sizeof(text), "cache:acme:config:k%u", k);
+            else
+                snprintf(text, sizeof(text), "k%u", k);
+            owned[i] = strdup(text);
+            argv[i] = owned[i];
+        }
+        ck_assert_int_eq(redisAppendCommandArgv(c, (int)argc, argv, NULL), REDIS_OK);
+        for (size_t i = first; i < argc; i++) {
+            free(owned[i]);
+            owned[i] = NULL;
+        }
+        ck_assert_int_eq(redisAppendCommand(c, "PING"), REDIS_OK);
+    }
+    for (unsigned round = 0; round < STRESS_ROUNDS; round++) {
+        void *got = NULL;
+        if (redisGetReply(c, &got) != REDIS_OK || got == NULL)
+            fail_with_log("round %u: no reply to MGET: %s", round, c->errstr);
+        redisReply *reply = got;
+        if (reply->type == REDIS_REPLY_ERROR) {
+            /* A fill that failed: one error for the whole request. */
+            check_unavailable(reply, "stress MGET");
+        } else {
+            if (reply->type != REDIS_REPLY_ARRAY || reply->elements != STRESS_KEYS)
+                fail_with_log("round %u: MGET: type %d with %zu elements '%s'", round,
+                              reply->type, reply->elements, reply_text(reply));
+            for (size_t i = 0; i < reply->elements; i++) {
+                const redisReply *e = reply->element[i];
+                if (e->type == REDIS_REPLY_NIL)
+                    continue;
+                unsigned k = (unsigned)((i + round * 13) % STRESS_KEYS);
+                char origin_value[32];
+                snprintf(origin_value, sizeof(origin_value), "\"o%u\"", k);
+                if (e->type != REDIS_REPLY_STRING)
+                    fail_with_log("round %u: MGET[%zu] (k%u): type %d '%s'", round, i, k,
+                                  e->type, reply_text(e));
+                if (strcmp(e->str, origin_value) != 0 && strncmp(e->str, "\"s", 2) != 0)
+                    fail_with_log("round %u: MGET[%zu] (k%u): '%s' is no value of the entry",
+                                  round, i, k, e->str);
+            }
+        }
+        freeReplyObject(reply);
+        expect_pong_on(c, "a stress MGET");
+    }
+    atomic_store(&publisher.stop, true);
+    pthread_join(thread, NULL);
+    ck_assert_uint_gt(publisher.sent, 0);
+    redisFree(publisher.redis);
+    redisFree(c);
+    free(argv);
+    free(owned);
+    /* The daemon still answers on a new connection. */
+    expect_pong();
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("fill");
@@ -1559,7 +1754,13 @@ int main(void)
     tcase_add_test(fill, test_mget_same_key_twice);
     tcase_add_test(fill, test_can_with_missing_or_failing_role);
     tcase_add_test(fill, test_set_wins_over_an_unwaited_fill);
+    tcase_add_test(fill, test_mget_stress_one_reply_each);
     suite_add_tcase(suite, fill);
+    TCase *acl = tcase_create("acl");
+    tcase_add_checked_fixture(acl, setup_acl, teardown);
+    tcase_set_timeout(acl, 30);
+    tcase_add_test(acl, test_mget_refused_name_after_a_miss);
+    suite_add_tcase(suite, acl);
     TCase *hot = tcase_create("hot");
     tcase_add_checked_fixture(hot, setup_hot, teardown);
     tcase_set_timeout(hot, 30);
