@@ -226,7 +226,9 @@ static bool match_name(const struct config *config, const char *format, const ch
                                                            : 'y';
     const char *rest = close + 1;
     for (size_t take = 1; take <= len; take++) {
-        if (*rest != '\0' && *rest != '{' && name[take] != *rest && take < len)
+        /* Bounds first: name[take] exists only while take < len, and a
+         * literal after the placeholder needs at least one byte there. */
+        if (*rest != '\0' && *rest != '{' && (take == len || name[take] != *rest))
             continue;
         if (*rest == '\0' && take != len)
             continue;
