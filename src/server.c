@@ -364,9 +364,10 @@ static size_t connection_input_space(struct connection *connection)
         if (connection->in_capacity - connection->in_end >= READ_MIN_SPACE)
             return connection->in_capacity - connection->in_end;
     }
-    const struct config *config = connection->worker->env.config;
-    uint64_t limit = config->listen.max_request_bytes + PROTOCOL_INLINE_MAX + 64 +
-                     (uint64_t)config->listen.max_args * BULK_FRAMING_MAX;
+    /* The limits of the request being received (a reload does not shrink them). */
+    const struct protocol_limits *limits = &connection->parser.limits;
+    uint64_t limit = limits->max_request_bytes + PROTOCOL_INLINE_MAX + 64 +
+                     (uint64_t)limits->max_args * BULK_FRAMING_MAX;
     if (connection->in_capacity < limit) {
         size_t capacity = connection->in_capacity ? connection->in_capacity * 2 : INPUT_INITIAL;
         if (capacity > limit)
@@ -613,7 +614,7 @@ static void worker_wakeup(evutil_socket_t fd, short events, void *arg)
                 .max_request_bytes = next_config->listen.max_request_bytes,
                 .max_args = next_config->listen.max_args,
             };
-            c->parser.limits = limits;
+            protocol_parser_set_limits(&c->parser, &limits);
             /* The new idle_timeout counts from now, as a bufferevent's did. */
             c->idle_since_us = util_monotonic_us();
             connection_arm_idle(c);

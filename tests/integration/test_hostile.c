@@ -895,6 +895,60 @@ START_TEST(test_half_request)
 }
 END_TEST
 
+
+/* A reload that lowers max_args and max_request_bytes while a request is
+ * half received: the request keeps the limits it began with (and the daemon
+ * keeps its heap: the parser's vectors once shrank under it); the next
+ * request gets the new ones. */
+START_TEST(test_reload_mid_request)
+{
+    start_daemon("  max_args: 1000\n  max_request_bytes: 1mb\n");
+    enum { KEYS = 197, SENT_FIRST = 20 };
+    char first[4096], rest[4096];
+    size_t first_len = (size_t)snprintf(first, sizeof(first),
+                                        "*%d\r\n$4\r\nMGET\r\n$4\r\nacme\r\n$6\r\nconfig\r\n",
+                                        KEYS + 3);
+    for (int i = 0; i < SENT_FIRST; i++)
+        first_len += (size_t)snprintf(first + first_len, sizeof(first) - first_len,
+                                      "$6\r\nkey%03d\r\n", i);
+    size_t rest_len = 0;
+    for (int i = SENT_FIRST; i < KEYS; i++)
+        rest_len += (size_t)snprintf(rest + rest_len, sizeof(rest) - rest_len, "$6\r\nkey%03d\r\n",
+                                     i);
+    int fd = raw_connect();
+    raw_send(fd, first, first_len);
+    witness_ok();
+    ck_assert_int_eq(harness_daemon_write_config(
+                         &h, config_text(10000, "  max_args: 4\n  max_request_bytes: 64\n")),
+                     0);
+    ck_assert_int_eq(harness_daemon_signal(&h, SIGHUP), 0);
+    long long deadline = harness_now_ms() + WAIT_MS;
+    while (!log_contains("configuration reloaded") && harness_now_ms() < deadline)
+        harness_sleep_ms(20);
+    ck_assert(log_contains("configuration reloaded"));
+    raw_send(fd, rest, rest_len);
+    /* one array of KEYS nils */
+    char expected[2048];
+    size_t expected_len = (size_t)snprintf(expected, sizeof(expected), "*%d\r\n", KEYS);
+    for (int i = 0; i < KEYS; i++)
+        expected_len += (size_t)snprintf(expected + expected_len, sizeof(expected) - expected_len,
+                                         "$-1\r\n");
+    char buffer[2048];
+    bool closed;
+    harness_raw_read(fd, buffer, expected_len, WAIT_MS, &closed);
+    ck_assert_msg(strcmp(buffer, expected) == 0, "the half-received MGET: got '%.80s'%s", buffer,
+                  closed ? " and EOF" : "");
+    ck_assert_msg(harness_daemon_alive(&h), "the daemon died (status %d)", h.daemon_status);
+    /* the next request on the same connection is held to the new limits */
+    raw_send_text(fd, "*5\r\n$4\r\nMGET\r\n$4\r\nacme\r\n$6\r\nconfig\r\n$1\r\na\r\n$1\r\nb\r\n");
+    const char *refused = "-ERR Protocol error: invalid multibulk length\r\n";
+    harness_raw_read(fd, buffer, strlen(refused), WAIT_MS, &closed);
+    ck_assert_str_eq(buffer, refused);
+    close(fd);
+    still_serving();
+}
+END_TEST
+
 START_TEST(test_half_request_idle_timeout)
 {
     start_daemon("  idle_timeout: 500ms\n");
@@ -1196,6 +1250,7 @@ int main(void)
     tcase_add_test(socket_input, test_many_args);
     tcase_add_test(socket_input, test_half_request);
     tcase_add_test(socket_input, test_half_request_idle_timeout);
+    tcase_add_test(socket_input, test_reload_mid_request);
     tcase_add_test(socket_input, test_5000_connections);
     tcase_add_test(socket_input, test_out_of_fds);
     tcase_add_test(socket_input, test_disconnect_mid_reply);
