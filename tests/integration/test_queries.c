@@ -391,6 +391,38 @@ START_TEST(test_credit)
 }
 END_TEST
 
+
+/* '.' and '..' are neither tenants nor keys: they would be path segments in
+ * an origin URL. Refused in messages and in every query. */
+START_TEST(test_dot_segments)
+{
+    start_default();
+    long long invalid = harness_info_int(client, "messages_invalid");
+    set_value(".", "config", "k", "1");
+    set_value("..", "config", "k", "1");
+    set_value("acme", "config", ".", "1");
+    set_value("acme", "config", "..", "1");
+    set_value("acme", "config", "...", "3");
+    sync_stream();
+    ck_assert_int_eq(harness_info_int(client, "messages_invalid"), invalid + 4);
+    expect("3", "GET acme config ...");
+    expect("-ERR invalid tenant", "GET . config k");
+    expect("-ERR invalid tenant", "GET .. config k");
+    expect("-ERR invalid key", "GET acme config .");
+    expect("-ERR invalid key", "GET acme config ..");
+    expect("(nil)", "GET cache:..:config:k");
+    expect("(nil)", "GET cache:acme:config:..");
+    expect("-ERR invalid key", "MGET acme config ... ..");
+    expect("-ERR invalid tenant", "MGET .. config k");
+    expect("-ERR invalid tenant", "CREDIT .. k");
+    expect("-ERR invalid key", "CREDIT acme ..");
+    expect("-ERR invalid key", "CAN acme . crm.read");
+    expect("-ERR invalid key", "ANCESTORS acme ..");
+    expect("-ERR invalid tenant", "TENANT .");
+    expect("-ERR invalid tenant", "FLUSH ..");
+}
+END_TEST
+
 START_TEST(test_status)
 {
     start_default();
@@ -1568,6 +1600,7 @@ int main(void)
     tcase_add_checked_fixture(queries, setup, teardown);
     tcase_set_timeout(queries, 60);
     tcase_add_test(queries, test_credit);
+    tcase_add_test(queries, test_dot_segments);
     tcase_add_test(queries, test_status);
     tcase_add_test(queries, test_can);
     tcase_add_test(queries, test_can_default_active_statuses);
