@@ -841,9 +841,23 @@ static void info_redis(struct command_call *call, struct evbuffer *text)
                         (unsigned long long)stream_down_seconds(call->now_ms));
 }
 
+/* A peer sees only the tenants it may read (docs/reference.md §8). */
+static bool tenant_visible(const struct acl_grant *grant, const char *name)
+{
+    return acl_allows_tenant(grant, name, strlen(name));
+}
+
+struct tenant_lines {
+    const struct acl_grant *grant;
+    struct evbuffer *text;
+};
+
 static void info_tenant_line(void *arg, const struct cache_tenant_stats *tenant)
 {
-    evbuffer_add_printf(arg, "tenant_%s:entries=%llu,bytes=%llu,hits=%llu,misses=%llu\r\n",
+    struct tenant_lines *lines = arg;
+    if (!tenant_visible(lines->grant, tenant->name))
+        return;
+    evbuffer_add_printf(lines->text, "tenant_%s:entries=%llu,bytes=%llu,hits=%llu,misses=%llu\r\n",
                         tenant->name, (unsigned long long)tenant->entries,
                         (unsigned long long)tenant->bytes, (unsigned long long)tenant->hits,
                         (unsigned long long)tenant->misses);
@@ -852,7 +866,8 @@ static void info_tenant_line(void *arg, const struct cache_tenant_stats *tenant)
 static void info_tenants(struct command_call *call, struct evbuffer *text)
 {
     evbuffer_add_printf(text, "# Tenants\r\n");
-    cache_foreach_tenant(call->env->cache, info_tenant_line, text);
+    struct tenant_lines lines = {.grant = client_grant(call), .text = text};
+    cache_foreach_tenant(call->env->cache, info_tenant_line, &lines);
 }
 
 static void command_info(struct command_call *call)
@@ -887,6 +902,7 @@ static void command_info(struct command_call *call)
 }
 
 struct top_tenants {
+    const struct acl_grant *grant;
     struct {
         char name[65];
         uint64_t bytes;
@@ -897,6 +913,8 @@ struct top_tenants {
 static void track_top_tenant(void *arg, const struct cache_tenant_stats *tenant)
 {
     struct top_tenants *top = arg;
+    if (!tenant_visible(top->grant, tenant->name))
+        return;
     size_t capacity = UTIL_ARRAY_LEN(top->top);
     size_t position = top->count;
     while (position > 0 && top->top[position - 1].bytes < tenant->bytes)
@@ -947,7 +965,7 @@ static void command_health(struct command_call *call)
     json_object_set_new(evictions, "tenant", json_integer((json_int_t)figures.evictions_tenant));
     json_object_set_new(evictions, "not_cached", json_integer((json_int_t)figures.not_cached));
     json_object_set_new(health, "evictions", evictions);
-    struct top_tenants top = {0};
+    struct top_tenants top = {.grant = client_grant(call)};
     cache_foreach_tenant(call->env->cache, track_top_tenant, &top);
     json_t *biggest = json_array();
     for (size_t i = 0; i < top.count; i++) {

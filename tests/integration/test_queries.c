@@ -1057,6 +1057,43 @@ START_TEST(test_acl_tenant_rules)
 }
 END_TEST
 
+
+/* INFO tenants, INFO all and HEALTH's top_tenants leave out the tenants
+ * outside the peer's grant; a peer that may read every tenant sees all. */
+START_TEST(test_acl_reports_show_granted_tenants)
+{
+    start_daemon(config_text(2,
+                             "access:\n"
+                             "  - {uid: 65534, tenants: [acme]}\n"
+                             "  - {uid: 0, tenants: \"*\", admin: true}\n",
+                             ""));
+    publish_two_tenants();
+    const char *const commands[] = {"INFO tenants", "INFO all", "HEALTH", "TENANT globex", NULL};
+    char out[16384];
+    run_as(NOBODY_UID, NOBODY_GID, commands, out, sizeof(out));
+    char *save = NULL;
+    for (char *line = strtok_r(out, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        ck_assert_msg(strstr(line, "globex") == NULL || strncmp(line, "-NOPERM", 7) == 0,
+                      "nobody sees globex: '%.300s'", line);
+        ck_assert_msg(strstr(line, "initech") == NULL, "nobody sees initech: '%.300s'", line);
+    }
+    run_as(NOBODY_UID, NOBODY_GID, commands, out, sizeof(out));
+    ck_assert_msg(strstr(out, "tenant_acme:") != NULL, "INFO tenants as nobody: %.300s", out);
+    ck_assert_msg(strstr(out, "\"tenant\":\"acme\"") != NULL, "HEALTH as nobody: %.600s", out);
+    /* root may read every tenant */
+    redisReply *reply = command_on(client, "INFO tenants");
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STRING);
+    ck_assert_msg(strstr(reply->str, "tenant_globex:") != NULL && strstr(reply->str, "tenant_initech:"),
+                  "%s", reply->str);
+    freeReplyObject(reply);
+    reply = command_on(client, "HEALTH");
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STRING);
+    ck_assert_msg(strstr(reply->str, "\"tenant\":\"globex\"") != NULL, "%s", reply->str);
+    freeReplyObject(reply);
+}
+END_TEST
+
 START_TEST(test_acl_admin_rule)
 {
     start_daemon(config_text(2,
@@ -1619,6 +1656,7 @@ int main(void)
     tcase_set_timeout(acl, 60);
     tcase_add_test(acl, test_acl_no_rules);
     tcase_add_test(acl, test_acl_tenant_rules);
+    tcase_add_test(acl, test_acl_reports_show_granted_tenants);
     tcase_add_test(acl, test_acl_admin_rule);
     tcase_add_test(acl, test_acl_flush_every_tenant);
     tcase_add_test(acl, test_acl_reload);
