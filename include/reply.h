@@ -9,6 +9,7 @@
 #ifndef TENANTCACHED_REPLY_H
 #define TENANTCACHED_REPLY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,8 @@ struct reply_buffer {
     size_t start;
     size_t end;
     size_t capacity;
+    size_t limit;   /* 0: none; else the pending length no append may pass */
+    bool over;      /* an append was dropped for the limit */
 };
 
 void reply_buffer_free(struct reply_buffer *out);                       /* back to empty */
@@ -35,6 +38,14 @@ static inline size_t reply_buffer_length(const struct reply_buffer *out)
  * buffer that grew large for a big reply gives its memory back. */
 void reply_buffer_drain(struct reply_buffer *out, size_t len);
 void reply_buffer_add(struct reply_buffer *out, const void *data, size_t len); /* raw bytes */
+/* Caps the pending length at limit (0: no cap) and clears the over flag:
+ * an encoder that would pass it appends nothing and sets the flag, so an
+ * oversized reply is never built (its caller replaces it). */
+void reply_buffer_limit(struct reply_buffer *out, size_t limit);
+static inline bool reply_buffer_over(const struct reply_buffer *out)
+{
+    return out->over;
+}
 /* Drops what was added after the pending bytes were `length` long (length
  * <= the pending length, and nothing drained since): a reply taken back. */
 void reply_buffer_truncate(struct reply_buffer *out, size_t length);

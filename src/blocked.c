@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "config.h"
 #include "fill.h"
 #include "protocol.h"
 #include "reply.h"
@@ -140,14 +141,25 @@ void blocked_step_begin(struct blocked *blocked)
 {
     blocked->step_mark = reply_buffer_length(blocked->out);
     blocked->step_unavailable = false;
+    /* A reply larger than max_reply_backlog is not built. */
+    reply_buffer_limit(blocked->out,
+                       blocked->step_mark + (size_t)blocked->config->listen.max_reply_backlog);
 }
 
 void blocked_step_end(struct blocked *blocked)
 {
-    if (!blocked->step_unavailable || blocked->run_pending)
+    struct reply_buffer *out = blocked->out;
+    bool too_large = reply_buffer_over(out);
+    reply_buffer_limit(out, 0);
+    if (blocked->run_pending)
         return; /* a parked run's output is discarded whole */
-    reply_buffer_truncate(blocked->out, blocked->step_mark);
-    reply_error(blocked->out, "UNAVAILABLE a fill failed: Redis and the origin are unreachable");
+    if (too_large) {
+        reply_buffer_truncate(out, blocked->step_mark);
+        reply_error(out, "ERR reply too large");
+    } else if (blocked->step_unavailable) {
+        reply_buffer_truncate(out, blocked->step_mark);
+        reply_error(out, "UNAVAILABLE a fill failed: Redis and the origin are unreachable");
+    }
     blocked->step_unavailable = false;
 }
 

@@ -1318,6 +1318,38 @@ START_TEST(test_idle_timeout)
 }
 END_TEST
 
+
+/* A reply larger than max_reply_backlog is not built: the command answers
+ * -ERR reply too large, and the connection goes on. */
+START_TEST(test_reply_too_large)
+{
+    start_daemon(config_text(2, "", "  max_reply_backlog: 64kb\n"));
+    char value[1100];
+    int len = snprintf(value, sizeof(value), "{\"pad\":\"");
+    memset(value + len, 'p', 1000);
+    snprintf(value + len + 1000, sizeof(value) - (size_t)len - 1000, "\"}");
+    set_value("acme", "config", "big", value);
+    sync_stream();
+    enum { MANY = 100 }; /* 100 x ~1 KB: over 64 KB */
+    const char *argv[MANY + 3] = {"MGET", "acme", "config"};
+    for (int i = 3; i < MANY + 3; i++)
+        argv[i] = "big";
+    redisReply *reply = redisCommandArgv(client, MANY + 3, argv, NULL);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_ERROR);
+    ck_assert_str_eq(reply->str, "ERR reply too large");
+    freeReplyObject(reply);
+    expect("+PONG", "PING");
+    /* half as many fit */
+    reply = redisCommandArgv(client, MANY / 2 + 3, argv, NULL);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_ARRAY);
+    ck_assert_uint_eq(reply->elements, MANY / 2);
+    freeReplyObject(reply);
+    ck_assert_int_eq(harness_info_int(client, "clients_dropped_backlog"), 0);
+}
+END_TEST
+
 START_TEST(test_max_reply_backlog)
 {
     start_daemon(config_text(2, "", "  max_reply_backlog: 64kb\n"));
@@ -1670,6 +1702,7 @@ int main(void)
     tcase_add_test(limits, test_max_request_bytes);
     tcase_add_test(limits, test_idle_timeout);
     tcase_add_test(limits, test_max_reply_backlog);
+    tcase_add_test(limits, test_reply_too_large);
     suite_add_tcase(suite, limits);
 
     TCase *threads = tcase_create("threads");
