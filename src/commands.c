@@ -760,12 +760,17 @@ static void info_clients(struct command_call *call, struct evbuffer *text)
     evbuffer_add_printf(text,
                         "# Clients\r\nconnected_clients:%llu\r\nmax_clients:%u\r\n"
                         "rejected_connections:%llu\r\nclients_dropped_backlog:%llu\r\n"
-                        "clients_dropped_idle:%llu\r\nprotocol_errors:%llu\r\n",
+                        "clients_dropped_idle:%llu\r\nclients_dropped_memory:%llu\r\n"
+                        "client_buffer_bytes:%llu\r\nmax_buffer_memory:%llu\r\n"
+                        "protocol_errors:%llu\r\n",
                         (unsigned long long)stats_get(&stats.connected_clients),
                         config->listen.max_clients,
                         (unsigned long long)stats_get(&stats.connections_rejected),
                         (unsigned long long)stats_get(&stats.clients_dropped_backlog),
                         (unsigned long long)stats_get(&stats.clients_dropped_idle),
+                        (unsigned long long)stats_get(&stats.clients_dropped_memory),
+                        (unsigned long long)stats_get(&stats.client_buffer_bytes),
+                        (unsigned long long)config->listen.max_buffer_memory,
                         (unsigned long long)stats_get(&stats.protocol_errors));
 }
 
@@ -822,6 +827,7 @@ static void info_stats(struct command_call *call, struct evbuffer *text)
         {"not_cached", figures.not_cached},
         {"stale_served", stats_get(&stats.stale_served)},
         {"stale_refused", stats_get(&stats.stale_refused)},
+        {"clients_dropped_memory", stats_get(&stats.clients_dropped_memory)},
         {"total_commands_processed", stats_get(&stats.commands_processed)},
         {"total_connections_received", stats_get(&stats.connections_received)},
     };

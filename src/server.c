@@ -68,6 +68,8 @@ struct connection {
     struct connection *prev;
     struct connection *next;
     bool closing;              /* replying a last time, then closed */
+    size_t held;               /* unparsed input + unsent replies, as counted in
+                                  stats.client_buffer_bytes */
 };
 
 struct delivered_fill {
@@ -126,6 +128,20 @@ static struct log_ratelimit accept_log;
 
 /* ---- connections (on their query thread) ---- */
 
+/* Brings the clients' total (stats.client_buffer_bytes, bounded by
+ * listen.max_buffer_memory) up to date with what this connection holds:
+ * its unparsed input and its unsent replies. Cannot fail. */
+static void connection_account(struct connection *connection)
+{
+    size_t held = (connection->in_end - connection->in_start) +
+                  reply_buffer_length(&connection->out);
+    if (held > connection->held)
+        stats_add(&stats.client_buffer_bytes, held - connection->held);
+    else if (held < connection->held)
+        stats_sub(&stats.client_buffer_bytes, connection->held - held);
+    connection->held = held;
+}
+
 static void connection_free_events(struct connection *connection)
 {
     /* A plain event may be freed from its own callback: libevent touches
@@ -145,6 +161,7 @@ static void connection_free_events(struct connection *connection)
 static void connection_free(struct connection *connection)
 {
     struct worker *worker = connection->worker;
+    stats_sub(&stats.client_buffer_bytes, connection->held);
     connection_free_events(connection);
     close(connection->fd);
     free(connection->in);
@@ -239,6 +256,7 @@ static bool connection_send(struct connection *connection)
         if (sent > 0)
             reply_buffer_drain(out, (size_t)sent);
         pending = reply_buffer_length(out);
+        connection_account(connection);
     }
     connection_update_write(connection, pending > 0);
     if (pending == 0 && connection->closing) {
@@ -343,6 +361,7 @@ static bool connection_process(struct connection *connection)
             connection->in_capacity = 0;
         }
     }
+    connection_account(connection);
     connection_update_read(connection);
     return true;
 }
@@ -404,6 +423,7 @@ static bool connection_read(struct connection *connection, size_t limit, bool un
             return false;
         }
         connection->in_end += (size_t)got;
+        connection_account(connection);
         total += (size_t)got;
         connection->idle_since_us = util_monotonic_us();
         if (!connection_process(connection))
@@ -414,13 +434,39 @@ static bool connection_read(struct connection *connection, size_t limit, bool un
     return true;
 }
 
+/* listen.max_buffer_memory: while the clients' buffers together hold more,
+ * drops the connection of this thread that holds the most (docs/reference.md
+ * §8). Called where this thread's connections may have grown (a read, fills
+ * answered), so the thread that pushed the total over sheds first. */
+static void worker_shed(struct worker *worker)
+{
+    uint64_t limit = worker->env.config->listen.max_buffer_memory;
+    while (stats_get(&stats.client_buffer_bytes) > limit) {
+        struct connection *largest = NULL;
+        for (struct connection *c = worker->connections; c != NULL; c = c->next) {
+            if (largest == NULL || c->held > largest->held)
+                largest = c;
+        }
+        if (largest == NULL || largest->held == 0)
+            return; /* what is held is on other threads */
+        stats_add(&stats.clients_dropped_memory, 1);
+        log_limited(&accept_log, 10000, LOG_LEVEL_WARNING,
+                    "dropping client pid %ld: it holds %zu bytes of input and replies, the most "
+                    "while all clients hold more than max_buffer_memory",
+                    (long)largest->client.pid, largest->held);
+        connection_free(largest);
+    }
+}
+
 static void connection_readable(evutil_socket_t fd, short events, void *arg)
 {
     (void)fd;
     (void)events;
     struct connection *connection = arg;
+    struct worker *worker = connection->worker;
     if (connection_read(connection, READ_CHUNK_LIMIT, false))
         connection_flush(connection);
+    worker_shed(worker);
 }
 
 static void connection_writable(evutil_socket_t fd, short events, void *arg)
@@ -635,6 +681,8 @@ static void worker_wakeup(evutil_socket_t fd, short events, void *arg)
     for (size_t i = 0; i < fill_count; i++)
         worker_take_fill(fills[i].waiter, fills[i].result);
     free(fills);
+    if (fill_count > 0)
+        worker_shed(worker);
     if (stop && !worker->stopping)
         worker_begin_stop(worker);
     worker_check_stopped(worker);

@@ -949,6 +949,48 @@ START_TEST(test_reload_mid_request)
 }
 END_TEST
 
+
+/* listen.max_buffer_memory bounds what all clients together make the daemon
+ * hold: clients that each stall halfway through a large request are
+ * dropped, the one holding the most first, and counted; everyone else is
+ * served. */
+START_TEST(test_buffer_memory_bound)
+{
+    start_daemon("  max_buffer_memory: 4mb\n");
+    enum { HOLDERS = 20, PART = 800 * 1024 };
+    char *part = malloc(PART);
+    ck_assert_ptr_nonnull(part);
+    memset(part, 'x', PART);
+    int fds[HOLDERS];
+    for (int i = 0; i < HOLDERS; i++) {
+        fds[i] = raw_connect();
+        raw_send_text(fds[i], "*2\r\n$4\r\nPING\r\n$900000\r\n");
+        if (!raw_send_lenient(fds[i], part, PART))
+            continue; /* dropped already */
+        witness_ok();
+    }
+    free(part);
+    /* at most 4 MB are held: of 20 clients holding 800 KB each, at most 5
+     * stay */
+    enum { FIT = 4 * 1024 * 1024 / PART };
+    long long deadline = harness_now_ms() + WAIT_MS;
+    while (info("clients_dropped_memory") < HOLDERS - FIT && harness_now_ms() < deadline)
+        harness_sleep_ms(20);
+    ck_assert_int_ge(info("clients_dropped_memory"), HOLDERS - FIT);
+    long long held = info("client_buffer_bytes");
+    ck_assert_msg(held <= 4 * 1024 * 1024, "client_buffer_bytes %lld", held);
+    int closed = 0;
+    for (int i = 0; i < HOLDERS; i++) {
+        if (raw_closed_within(fds[i], 50))
+            closed++;
+        close(fds[i]);
+    }
+    ck_assert_int_ge(closed, HOLDERS - FIT);
+    ck_assert_int_eq(info("clients_dropped_memory"), closed);
+    still_serving();
+}
+END_TEST
+
 START_TEST(test_half_request_idle_timeout)
 {
     start_daemon("  idle_timeout: 500ms\n");
@@ -1251,6 +1293,7 @@ int main(void)
     tcase_add_test(socket_input, test_half_request);
     tcase_add_test(socket_input, test_half_request_idle_timeout);
     tcase_add_test(socket_input, test_reload_mid_request);
+    tcase_add_test(socket_input, test_buffer_memory_bound);
     tcase_add_test(socket_input, test_5000_connections);
     tcase_add_test(socket_input, test_out_of_fds);
     tcase_add_test(socket_input, test_disconnect_mid_reply);
