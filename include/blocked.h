@@ -4,7 +4,7 @@
  * runs inside a *run*: blocked_run_begin() marks the output, the command
  * looks entries up with blocked_lookup(), which answers FOUND, ABSENT or
  * PENDING (a fill was submitted for this run), and writes its reply as if
- * every lookup had answered (a PENDING entry reads as absent). 
+ * every lookup had answered (a PENDING entry reads as absent).
  * blocked_run_end() then decides, for the command: if any lookup of the run
  * is pending, everything the run wrote is discarded and the request is
  * parked (a private copy of its arguments); if a fill failed, what the
