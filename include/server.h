@@ -5,7 +5,9 @@
  * own libevent loop, which reads RESP requests (protocol.c), runs them
  * (commands.c) and writes the replies in order. Limits of SPEC §8 are
  * enforced here: max_clients, max_request_bytes and max_args (through the
- * parser), idle_timeout and max_reply_backlog. */
+ * parser), idle_timeout, max_reply_backlog and max_buffer_memory (all
+ * clients' buffers together). A request waiting for fills is parked in the
+ * connection's blocked state (blocked.h). */
 #ifndef TENANTCACHED_SERVER_H
 #define TENANTCACHED_SERVER_H
 
