@@ -472,6 +472,7 @@ static bool origin_wait_total(unsigned n, int timeout_ms)
     "  reconnect_max: 500ms\n"                                           \
     "  l2: true\n"                                                       \
     "  key_format: \"cache:{tenant}:{kind}:{key}\"\n"                    \
+    "%s"                                                                 \
     "origin:\n"                                                          \
     "  url: \"http://127.0.0.1:%d/v1/tenants/{tenant}/{kind}/{key}\"\n"  \
     "  timeout: 2s\n"                                                    \
@@ -560,8 +561,10 @@ static void wait_l2_connected(void)
     fail_with_log("the daemon's L2 connection never showed in CLIENT LIST");
 }
 
-/* Appended to FILL_CONFIG by the next start() (access rules). */
+/* Appended to FILL_CONFIG by the next start() (access rules), and added
+ * to its redis: section. */
 static const char *extra_config = "";
+static const char *redis_extra = "";
 
 static void start(int hot_reads)
 {
@@ -572,7 +575,7 @@ static void start(int hot_reads)
     store = harness_redis_connect(&h);
     ck_assert_ptr_nonnull(store);
     char config[8192];
-    int used = snprintf(config, sizeof(config), FILL_CONFIG, origin.port, hot_reads);
+    int used = snprintf(config, sizeof(config), FILL_CONFIG, redis_extra, origin.port, hot_reads);
     snprintf(config + used, sizeof(config) - (size_t)used, "%s", extra_config);
     ck_assert_int_eq(harness_daemon_start(&h, config), 0);
     ck_assert(harness_wait_subscribed(&h, WAIT_MS));
@@ -590,6 +593,14 @@ static void setup(void)
 static void setup_hot(void)
 {
     start(3);
+}
+
+/* Critical data goes stale 1 s after the stream is lost. */
+static void setup_stale(void)
+{
+    redis_extra = "  max_stale: 1s\n";
+    start(0);
+    redis_extra = "";
 }
 
 /* The test process (root) may read tenant acme only. */
@@ -1588,6 +1599,39 @@ START_TEST(test_mget_refused_name_after_a_miss)
 }
 END_TEST
 
+
+START_TEST(test_mget_stale_name_after_a_miss)
+{
+    /* Reference data is served while the stream is stale, critical data
+     * refused: an MGET whose first name misses (reference) and whose second
+     * is critical answers one -STALE, and the PING after it its PONG. */
+    origin_put("acme", "profile", "p", "{\"a\":1}", 0);
+    ck_assert_int_eq(harness_redis_stop(&h, SIGKILL), 0);
+    ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 0));
+    long long deadline = harness_now_ms() + 10000;
+    bool stale = false;
+    while (!stale && harness_now_ms() < deadline) {
+        redisReply *reply = command("CREDIT acme probe");
+        stale = reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "STALE ", 6) == 0;
+        freeReplyObject(reply);
+        if (!stale)
+            harness_sleep_ms(100);
+    }
+    ck_assert_msg(stale, "critical data never went stale");
+    ck_assert_int_eq(redisAppendCommand(client, "MGET cache:acme:profile:p cache:acme:credit:c"),
+                     REDIS_OK);
+    send_on(client, "PING");
+    redisReply *reply = receive(client);
+    if (reply->type != REDIS_REPLY_ERROR || strncmp(reply->str, "STALE ", 6) != 0)
+        fail_with_log("MGET with a stale name: expected -STALE, got type %d '%s'", reply->type,
+                      reply_text(reply));
+    freeReplyObject(reply);
+    expect_pong_on(client, "MGET with a stale name");
+    /* The reference name alone is filled and served. */
+    expect_bulk("{\"a\":1}", "GET cache:acme:profile:p");
+}
+END_TEST
+
 #define STRESS_KEYS 300
 #define STRESS_ROUNDS 40
 
@@ -1761,6 +1805,11 @@ int main(void)
     tcase_set_timeout(acl, 30);
     tcase_add_test(acl, test_mget_refused_name_after_a_miss);
     suite_add_tcase(suite, acl);
+    TCase *stale = tcase_create("stale");
+    tcase_add_checked_fixture(stale, setup_stale, teardown);
+    tcase_set_timeout(stale, 30);
+    tcase_add_test(stale, test_mget_stale_name_after_a_miss);
+    suite_add_tcase(suite, stale);
     TCase *hot = tcase_create("hot");
     tcase_add_checked_fixture(hot, setup_hot, teardown);
     tcase_set_timeout(hot, 30);
