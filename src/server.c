@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,11 @@ struct worker {
     struct commands_env env;
     struct connection *connections;
     bool stopping;
+    /* max_buffer_memory: at least what this thread's largest connection
+     * holds (written by this thread only; stale-high until its next scan),
+     * and a request from another thread to drop its largest. */
+    _Atomic size_t largest_held;
+    _Atomic bool shed_requested;
 
     pthread_mutex_t lock;      /* guards the fields below */
     struct pending_fd *queue;
@@ -140,6 +146,9 @@ static void connection_account(struct connection *connection)
     else if (held < connection->held)
         stats_sub(&stats.client_buffer_bytes, connection->held - held);
     connection->held = held;
+    struct worker *worker = connection->worker;
+    if (held > atomic_load_explicit(&worker->largest_held, memory_order_relaxed))
+        atomic_store_explicit(&worker->largest_held, held, memory_order_relaxed);
 }
 
 static void connection_free_events(struct connection *connection)
@@ -434,21 +443,44 @@ static bool connection_read(struct connection *connection, size_t limit, bool un
     return true;
 }
 
+static void worker_notify(struct worker *worker);
+
 /* listen.max_buffer_memory: while the clients' buffers together hold more,
- * drops the connection of this thread that holds the most (docs/reference.md
- * §8). Called where this thread's connections may have grown (a read, fills
- * answered), so the thread that pushed the total over sheds first. */
+ * drops the connection that holds the most (docs/reference.md §8). Called
+ * where this thread's connections may have grown (a read, fills answered),
+ * and when another thread asks. Each thread publishes what its largest
+ * connection holds; when another thread's is larger, that thread is asked
+ * to shed instead (it corrects a stale figure first, so asking goes back
+ * and forth at most until the figures are current). */
 static void worker_shed(struct worker *worker)
 {
     uint64_t limit = worker->env.config->listen.max_buffer_memory;
+    struct server *server = worker->server;
     while (stats_get(&stats.client_buffer_bytes) > limit) {
         struct connection *largest = NULL;
         for (struct connection *c = worker->connections; c != NULL; c = c->next) {
             if (largest == NULL || c->held > largest->held)
                 largest = c;
         }
-        if (largest == NULL || largest->held == 0)
-            return; /* what is held is on other threads */
+        size_t mine = largest != NULL ? largest->held : 0;
+        atomic_store_explicit(&worker->largest_held, mine, memory_order_relaxed);
+        struct worker *bigger = NULL;
+        size_t most = mine;
+        for (unsigned i = 0; i < server->worker_count; i++) {
+            struct worker *other = &server->workers[i];
+            size_t held = atomic_load_explicit(&other->largest_held, memory_order_relaxed);
+            if (other != worker && held > most) {
+                most = held;
+                bigger = other;
+            }
+        }
+        if (bigger != NULL) {
+            atomic_store(&bigger->shed_requested, true);
+            worker_notify(bigger);
+            return;
+        }
+        if (mine == 0)
+            return;
         stats_add(&stats.clients_dropped_memory, 1);
         log_limited(&accept_log, 10000, LOG_LEVEL_WARNING,
                     "dropping client pid %ld: it holds %zu bytes of input and replies, the most "
@@ -542,7 +574,6 @@ static void connection_continue(struct connection *connection)
         connection_flush(connection);
 }
 
-static void worker_notify(struct worker *worker);
 
 /* Runs a parked request again once every fill it waited for has answered. */
 static void connection_resume(struct connection *connection)
@@ -681,7 +712,7 @@ static void worker_wakeup(evutil_socket_t fd, short events, void *arg)
     for (size_t i = 0; i < fill_count; i++)
         worker_take_fill(fills[i].waiter, fills[i].result);
     free(fills);
-    if (fill_count > 0)
+    if (atomic_exchange(&worker->shed_requested, false) || fill_count > 0)
         worker_shed(worker);
     if (stop && !worker->stopping)
         worker_begin_stop(worker);

@@ -991,6 +991,43 @@ START_TEST(test_buffer_memory_bound)
 }
 END_TEST
 
+
+/* Past max_buffer_memory, the connection holding the most goes, whichever
+ * query thread holds it; the smaller ones stay. */
+START_TEST(test_buffer_memory_drops_the_largest)
+{
+    start_daemon("  max_buffer_memory: 4mb\n");
+    enum { BIG = 950 * 1000, SMALL = 300 * 1000, SMALLS = 11 };
+    char *data = malloc(BIG);
+    ck_assert_ptr_nonnull(data);
+    memset(data, 'x', BIG);
+    int big = raw_connect();
+    raw_send_text(big, "*2\r\n$4\r\nPING\r\n$1000000\r\n");
+    raw_send(big, data, BIG);
+    long long deadline = harness_now_ms() + WAIT_MS;
+    while (info("client_buffer_bytes") < BIG && harness_now_ms() < deadline)
+        harness_sleep_ms(10);
+    ck_assert_int_ge(info("client_buffer_bytes"), BIG);
+    int smalls[SMALLS];
+    for (int i = 0; i < SMALLS; i++) {
+        smalls[i] = raw_connect();
+        raw_send_text(smalls[i], "*2\r\n$4\r\nPING\r\n$1000000\r\n");
+        raw_send(smalls[i], data, SMALL);
+    }
+    free(data);
+    /* 0.95 + 11 x 0.3 MB is over 4 MB; without the big one it is not */
+    ck_assert(harness_wait_info(client, WAIT_MS, "clients_dropped_memory", 1));
+    ck_assert_msg(raw_closed_within(big, WAIT_MS), "the largest client was not dropped");
+    for (int i = 0; i < SMALLS; i++) {
+        ck_assert_msg(!raw_closed_within(smalls[i], 20), "small client %d was dropped", i);
+        close(smalls[i]);
+    }
+    close(big);
+    ck_assert_int_eq(info("clients_dropped_memory"), 1);
+    still_serving();
+}
+END_TEST
+
 START_TEST(test_half_request_idle_timeout)
 {
     start_daemon("  idle_timeout: 500ms\n");
@@ -1294,6 +1331,7 @@ int main(void)
     tcase_add_test(socket_input, test_half_request_idle_timeout);
     tcase_add_test(socket_input, test_reload_mid_request);
     tcase_add_test(socket_input, test_buffer_memory_bound);
+    tcase_add_test(socket_input, test_buffer_memory_drops_the_largest);
     tcase_add_test(socket_input, test_5000_connections);
     tcase_add_test(socket_input, test_out_of_fds);
     tcase_add_test(socket_input, test_disconnect_mid_reply);
