@@ -103,6 +103,9 @@ void blocked_run_begin(struct blocked *blocked, struct fill *fill, const struct 
 void blocked_step_begin(struct blocked *blocked);
 /* Ends the step: a failed fill replaces what it wrote with -UNAVAILABLE. */
 void blocked_step_end(struct blocked *blocked);
+/* True when a lookup of the run in progress submitted a fill: the run will
+ * be parked and run again (a transaction keeps its queued commands then). */
+bool blocked_run_waits(const struct blocked *blocked);
 /* Ends the run (see the top of this file). request is parked (copied)
  * unless it is the parked request already. */
 enum blocked_outcome blocked_run_end(struct blocked *blocked,

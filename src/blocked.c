@@ -163,6 +163,11 @@ void blocked_step_end(struct blocked *blocked)
     blocked->step_unavailable = false;
 }
 
+bool blocked_run_waits(const struct blocked *blocked)
+{
+    return blocked->run_pending;
+}
+
 enum blocked_outcome blocked_run_end(struct blocked *blocked,
                                      const struct protocol_request *request)
 {

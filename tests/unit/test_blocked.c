@@ -138,7 +138,9 @@ START_TEST(test_steps_answer_apart)
     reply_status(&out, "PONG");
     blocked_step_end(blocked);
     blocked_step_begin(blocked);
+    ck_assert(!blocked_run_waits(blocked));
     ck_assert_int_eq(look(blocked, "b"), BLOCKED_PENDING);
+    ck_assert(blocked_run_waits(blocked));
     reply_nil(&out);
     blocked_step_end(blocked);
     ck_assert_int_eq(blocked_run_end(blocked, &request), BLOCKED_PARKED);
