@@ -2332,6 +2332,52 @@ START_TEST(test_mget_stress_one_reply_each)
 }
 END_TEST
 
+/* ---- a transaction's fills (docs/reference.md §4) ---- */
+
+static void expect_status(const char *expected, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void expect_status(const char *expected, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    redisReply *reply = vcommand_on(client, fmt, args);
+    va_end(args);
+    if (reply->type != REDIS_REPLY_STATUS || strcmp(reply->str, expected) != 0)
+        fail_with_log("%s: expected +%s, got type %d '%s'", fmt, expected, reply->type,
+                      reply_text(reply));
+    freeReplyObject(reply);
+}
+
+START_TEST(test_exec_failed_fill_is_one_element)
+{
+    /* EXEC waits for every fill of its queue; a fill that failed makes only
+     * its own element -UNAVAILABLE, and the next request is answered next. */
+    origin_put("acme", "config", "good", "\"g\"", 0);
+    origin_put_path("/v1/tenants/acme/config/bad", 500, "oops", 0);
+    expect_status("OK", "MULTI");
+    expect_status("QUEUED", "GET acme config good");
+    expect_status("QUEUED", "GET acme config bad");
+    expect_status("QUEUED", "PING");
+    redisReply *reply = command("EXEC");
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+        fail_with_log("EXEC: expected an array of 3, got type %d (%zu elements)", reply->type,
+                      reply->type == REDIS_REPLY_ARRAY ? reply->elements : (size_t)0);
+    check_bulk(reply->element[0], "\"g\"", "EXEC element 1");
+    check_unavailable(reply->element[1], "EXEC element 2");
+    ck_assert_int_eq(reply->element[2]->type, REDIS_REPLY_STATUS);
+    ck_assert_str_eq(reply->element[2]->str, "PONG");
+    freeReplyObject(reply);
+    expect_pong();
+    expect_info("fill_errors", 1);
+    /* The queue is gone once EXEC answered. */
+    reply = command("EXEC");
+    ck_assert_int_eq(reply->type, REDIS_REPLY_ERROR);
+    ck_assert_str_eq(reply->str, "ERR EXEC without MULTI");
+    freeReplyObject(reply);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("fill");
@@ -2368,6 +2414,7 @@ int main(void)
     tcase_add_test(fill, test_miss_after_invalidate_does_not_join_the_raced_fill);
     tcase_add_test(fill, test_write_back_keeps_newer_l2_data);
     tcase_add_test(fill, test_mget_stress_one_reply_each);
+    tcase_add_test(fill, test_exec_failed_fill_is_one_element);
     suite_add_tcase(suite, fill);
     TCase *acl = tcase_create("acl");
     tcase_add_checked_fixture(acl, setup_acl, teardown);

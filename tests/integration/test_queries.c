@@ -1350,6 +1350,49 @@ START_TEST(test_reply_too_large)
 }
 END_TEST
 
+/* In a transaction the bound is per element: one queued command whose reply
+ * would pass max_reply_backlog is that element's -ERR reply too large, the
+ * others answer (docs/reference.md §4). */
+START_TEST(test_exec_element_too_large)
+{
+    start_daemon(config_text(2, "", "  max_reply_backlog: 64kb\n"));
+    char value[1100];
+    int len = snprintf(value, sizeof(value), "{\"pad\":\"");
+    memset(value + len, 'p', 1000);
+    snprintf(value + len + 1000, sizeof(value) - (size_t)len - 1000, "\"}");
+    set_value("acme", "config", "big", value);
+    sync_stream();
+    enum { MANY = 100 }; /* 100 x ~1 KB: over 64 KB */
+    const char *argv[MANY + 3] = {"MGET", "acme", "config"};
+    for (int i = 3; i < MANY + 3; i++)
+        argv[i] = "big";
+    expect("+OK", "MULTI");
+    redisReply *reply = redisCommandArgv(client, MANY + 3, argv, NULL);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STATUS);
+    ck_assert_str_eq(reply->str, "QUEUED");
+    freeReplyObject(reply);
+    expect("+QUEUED", "PING");
+    reply = redisCommandArgv(client, MANY / 2 + 3, argv, NULL);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STATUS);
+    freeReplyObject(reply);
+    reply = redisCommand(client, "EXEC");
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_ARRAY);
+    ck_assert_uint_eq(reply->elements, 3);
+    ck_assert_int_eq(reply->element[0]->type, REDIS_REPLY_ERROR);
+    ck_assert_str_eq(reply->element[0]->str, "ERR reply too large");
+    ck_assert_int_eq(reply->element[1]->type, REDIS_REPLY_STATUS);
+    ck_assert_str_eq(reply->element[1]->str, "PONG");
+    ck_assert_int_eq(reply->element[2]->type, REDIS_REPLY_ARRAY);
+    ck_assert_uint_eq(reply->element[2]->elements, MANY / 2);
+    freeReplyObject(reply);
+    expect("+PONG", "PING");
+    ck_assert_int_eq(harness_info_int(client, "clients_dropped_backlog"), 0);
+}
+END_TEST
+
 START_TEST(test_max_reply_backlog)
 {
     start_daemon(config_text(2, "", "  max_reply_backlog: 64kb\n"));
@@ -1702,6 +1745,7 @@ int main(void)
     tcase_add_test(limits, test_idle_timeout);
     tcase_add_test(limits, test_max_reply_backlog);
     tcase_add_test(limits, test_reply_too_large);
+    tcase_add_test(limits, test_exec_element_too_large);
     suite_add_tcase(suite, limits);
 
     TCase *threads = tcase_create("threads");
