@@ -24,6 +24,8 @@
  * runs each queued command as one step of one run: a failed fill turns only
  * that step's reply into -UNAVAILABLE, a pending lookup in any step parks the
  * whole run, and the transaction is run again once all its fills answered.
+ * Those steps sit inside EXEC's own step (commands_execute() opens one for
+ * every request); each ends itself, so EXEC's end has nothing to replace.
  *
  * Threads: everything but blocked_home() is called on the owning query
  * thread only. */
