@@ -22,8 +22,6 @@ struct command_call {
     const struct protocol_request *request;
     struct reply_buffer *out;
     uint64_t now_ms;
-    bool blocked;      /* a miss is being filled: reply nothing now */
-    bool unavailable;  /* a fill failed: the reply is -UNAVAILABLE */
 };
 
 typedef void command_handler(struct command_call *call);
@@ -70,11 +68,6 @@ void commands_quote(const char *text, size_t len, char *shown, size_t size);
 
 /* The caller's grant under the thread's current config. Cannot fail. */
 const struct acl_grant *commands_grant(struct command_call *call);
-
-/* Runs one request as commands_execute() does, but keeps the fill answers
- * gathered (EXEC runs its queued requests with it, and they share them). */
-enum commands_outcome commands_run(struct commands_env *env, struct commands_client *client,
-                                   const struct protocol_request *request, uint64_t now_ms);
 
 /* Handlers of the connection commands (client.c). */
 command_handler client_command_hello;

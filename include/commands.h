@@ -13,10 +13,10 @@
 
 #include "acl.h"
 
+struct blocked;
 struct cache;
 struct config;
 struct fill;
-struct fill_result;
 struct protocol_request;
 struct reply_buffer;
 struct transaction;
@@ -38,14 +38,7 @@ struct commands_client {
     struct acl_grant grant;
     uint64_t grant_generation;   /* config generation grant was computed for */
     bool close_after_reply;      /* set by QUIT */
-    /* Fills: the waiter handed to fill_submit() (the connection), how many
-     * submitted fills have not answered yet, and the answers gathered for the
-     * request being run (owned references). */
-    void *fill_waiter;
-    unsigned fills_pending;
-    struct fill_result **fills;
-    size_t fill_count;
-    size_t fill_capacity;
+    struct blocked *blocked;     /* the waiting-for-fills state (blocked.h); the server's */
     /* What a Redis client library expects of its connection (client.c,
      * docs/reference.md §4): the id, the names CLIENT SETNAME/SETINFO gave
      * (owned; written under client.c's registry lock, since CLIENT LIST on
@@ -67,21 +60,25 @@ struct commands_client {
 
 enum commands_outcome {
     COMMANDS_DONE,     /* the reply is in client->out */
-    COMMANDS_BLOCKED,  /* misses are being filled: run the same request again
-                          once fills_pending is 0, with the answers added */
+    COMMANDS_BLOCKED,  /* misses are being filled and nothing was written: run
+                          blocked_request(client->blocked) again once
+                          blocked_answer() says BLOCKED_READY */
 };
 
-/* Runs one request and appends its reply to client->out, or submits fills
- * for its misses and replies nothing (COMMANDS_BLOCKED). Every error becomes
- * a RESP error reply. now_ms is the monotonic clock the caller read already
- * (for expiry and staleness), so a request costs one clock read, not two. */
+/* Runs one request and appends exactly one reply to client->out, or parks
+ * it in client->blocked while its misses are filled and replies nothing
+ * (COMMANDS_BLOCKED). Every error becomes a RESP error reply. now_ms is the
+ * monotonic clock the caller read already (for expiry and staleness), so a
+ * request costs one clock read, not two. */
 enum commands_outcome commands_execute(struct commands_env *env, struct commands_client *client,
                                        const struct protocol_request *request, uint64_t now_ms);
 
-/* Adds a fill's answer for the request being run (takes the reference). */
-void commands_client_add_fill(struct commands_client *client, struct fill_result *result);
-/* Releases the answers gathered (after a request completes, or on close). */
-void commands_client_clear_fills(struct commands_client *client);
+/* Runs one command as one step of the run commands_execute() began (its
+ * reply, or its -UNAVAILABLE, is one element): a transaction's handler runs
+ * each queued command with this, and the whole transaction is parked and
+ * run again if any of them waits for a fill. */
+void commands_run_step(struct commands_env *env, struct commands_client *client,
+                       const struct protocol_request *request, uint64_t now_ms);
 
 /* Parses a full entry name written with redis.key_format (such as
  * "cache:acme:role:admin") into tenant, kind and key. Returns true on a

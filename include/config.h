@@ -110,6 +110,7 @@ struct config {
         unsigned max_args;
         uint64_t idle_timeout_ms;   /* 0: never */
         uint64_t max_reply_backlog;
+        uint64_t max_buffer_memory; /* all clients' input and unsent replies together */
     } listen;
 
     struct {

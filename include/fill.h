@@ -16,6 +16,7 @@
 
 #include "value.h"
 
+struct blocked;
 struct cache;
 struct config;
 struct event_base;
@@ -42,8 +43,9 @@ struct fill_result {
 
 void fill_result_release(struct fill_result *result);
 
-/* Called on the main thread with a reference the waiter now owns. */
-typedef void fill_deliver_fn(void *waiter, struct fill_result *result);
+/* Called on the main thread with a reference the waiter now owns. The
+ * waiter is the one given to fill_submit() (blocked.h). */
+typedef void fill_deliver_fn(struct blocked *waiter, struct fill_result *result);
 
 /* Creates the fill engine on the main loop (connecting to L2 when
  * redis.l2 is set). The cache and config are borrowed. Cannot fail. */
@@ -62,10 +64,11 @@ void fill_remap_kinds(struct fill *fill, const int *map, unsigned map_count);
 bool fill_possible(const struct config *config, unsigned kind);
 
 /* Any thread: asks for (tenant, kind, key) to be filled; the result goes to
- * waiter through the deliver callback. Returns 0, or -1 once the engine is
- * shutting down (the caller answers -UNAVAILABLE itself). */
+ * waiter through the deliver callback (waiter NULL: nobody waits, the
+ * entry is only cached). Returns 0, or -1 once the engine is shutting down
+ * (the caller answers -UNAVAILABLE itself). */
 int fill_submit(struct fill *fill, const char *tenant, size_t tenant_len, unsigned kind,
-                const char *key, size_t key_len, void *waiter);
+                const char *key, size_t key_len, struct blocked *waiter);
 
 /* Main thread: a message wrote the entry (kind < 0: every kind; key NULL:
  * every key; tenant NULL: every tenant), so fills in flight for it must not

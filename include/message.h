@@ -70,7 +70,8 @@ int message_parse(const struct config *config, const char *text, size_t len,
 void message_batch_free(struct message_batch *batch);
 
 /* The SPEC §2 alphabets: tenant 1-64 bytes of [A-Za-z0-9._-]; key 1-512 bytes
- * without ASCII control characters or spaces. */
+ * without ASCII control characters or spaces. Neither may be "." or ".."
+ * (they would be path segments in an origin URL). */
 bool message_valid_tenant(const char *tenant, size_t len);
 bool message_valid_key(const char *key, size_t len);
 

@@ -45,7 +45,8 @@ struct protocol_request {
 };
 
 struct protocol_parser {
-    struct protocol_limits limits;
+    struct protocol_limits limits; /* of the request being parsed (read only) */
+    struct protocol_limits next_limits; /* private: from the next request on */
     const char *error;          /* set when PROTOCOL_ERROR is returned: static text or
                                  * errbuf; valid until the next call on this parser */
     /* private: argument vector storage, grown up to limits.max_args */
@@ -69,6 +70,9 @@ struct protocol_parser {
 
 void protocol_parser_init(struct protocol_parser *parser, const struct protocol_limits *limits);
 void protocol_parser_free(struct protocol_parser *parser);
+/* New limits (a reload): a request already begun keeps the limits it began
+ * with (its vectors must not shrink under it); the next request gets these. */
+void protocol_parser_set_limits(struct protocol_parser *parser, const struct protocol_limits *limits);
 
 /* Parses at most one request from buf[0..len). On PROTOCOL_REQUEST and
  * PROTOCOL_SKIP, *consumed is the number of bytes the request took: the caller

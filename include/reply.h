@@ -25,6 +25,8 @@ struct reply_buffer {
      * written differently; every other reply keeps its RESP2 shape
      * (docs/reference.md §4). Kept by reply_buffer_free(). */
     bool resp3;
+    size_t limit;   /* 0: none; else the pending length no append may pass */
+    bool over;      /* an append was dropped for the limit */
 };
 
 void reply_buffer_free(struct reply_buffer *out);                       /* back to empty */
@@ -41,6 +43,17 @@ static inline size_t reply_buffer_length(const struct reply_buffer *out)
  * buffer that grew large for a big reply gives its memory back. */
 void reply_buffer_drain(struct reply_buffer *out, size_t len);
 void reply_buffer_add(struct reply_buffer *out, const void *data, size_t len); /* raw bytes */
+/* Caps the pending length at limit (0: no cap) and clears the over flag:
+ * an encoder that would pass it appends nothing and sets the flag, so an
+ * oversized reply is never built (its caller replaces it). */
+void reply_buffer_limit(struct reply_buffer *out, size_t limit);
+static inline bool reply_buffer_over(const struct reply_buffer *out)
+{
+    return out->over;
+}
+/* Drops what was added after the pending bytes were `length` long (length
+ * <= the pending length, and nothing drained since): a reply taken back. */
+void reply_buffer_truncate(struct reply_buffer *out, size_t length);
 
 void reply_status(struct reply_buffer *out, const char *status);        /* +OK */
 void reply_error(struct reply_buffer *out, const char *fmt, ...)          /* -ERR ... */

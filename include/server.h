@@ -5,12 +5,15 @@
  * own libevent loop, which reads RESP requests (protocol.c), runs them
  * (commands.c) and writes the replies in order. Limits of SPEC §8 are
  * enforced here: max_clients, max_request_bytes and max_args (through the
- * parser), idle_timeout and max_reply_backlog. */
+ * parser), idle_timeout, max_reply_backlog and max_buffer_memory (all
+ * clients' buffers together). A request waiting for fills is parked in the
+ * connection's blocked state (blocked.h). */
 #ifndef TENANTCACHED_SERVER_H
 #define TENANTCACHED_SERVER_H
 
 #include <stddef.h>
 
+struct blocked;
 struct cache;
 struct config;
 struct event_base;
@@ -28,7 +31,7 @@ struct server *server_start(struct event_base *main_base, struct cache *cache, s
 
 /* The fill engine's deliver callback (fill.h): hands a fill's answer to the
  * query thread of the connection that waits for it. Main thread. */
-void server_deliver_fill(void *waiter, struct fill_result *result);
+void server_deliver_fill(struct blocked *waiter, struct fill_result *result);
 
 /* Hands a reloaded config to every query thread and waits until each uses
  * it, so the caller may free the old one on return. A changed socket path,

@@ -38,6 +38,8 @@ struct stats {
     _Atomic uint64_t protocol_errors;
     _Atomic uint64_t clients_dropped_backlog;
     _Atomic uint64_t clients_dropped_idle;
+    _Atomic uint64_t clients_dropped_memory; /* listen.max_buffer_memory */
+    _Atomic uint64_t client_buffer_bytes;    /* input and reply buffers of every client */
     _Atomic uint64_t connected_clients;
     /* The invalidation stream, as the main thread last saw it. */
     _Atomic uint64_t redis_connected;      /* 1 while subscribed */

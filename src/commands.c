@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "blocked.h"
 #include "cache.h"
 #include "client.h"
 #include "config.h"
@@ -35,14 +36,6 @@
 #define ANCESTORS_MAX_DEPTH 256
 #define CHILDREN_INITIAL 16
 
-/* An entry's value as a command sees it: from the cache (valid while the
- * shard is read-locked) or from a fill made for this request. */
-struct item {
-    const char *json;
-    size_t json_len;
-    const void *derived;
-    size_t derived_len;
-};
 
 static const char *arg(const struct command_call *call, size_t i, size_t *len)
 {
@@ -154,70 +147,19 @@ static bool key_argument(struct command_call *call, const char *key, size_t len)
     return false;
 }
 
-/* A fill made for this request, or NULL. */
-static const struct fill_result *fill_made(const struct commands_client *client, const char *tenant,
-                                           size_t tenant_len, unsigned kind, const char *key,
-                                           size_t key_len)
-{
-    for (size_t i = 0; i < client->fill_count; i++) {
-        const struct fill_result *result = client->fills[i];
-        if (result->kind == kind && result->tenant_len == tenant_len &&
-            result->key_len == key_len && memcmp(result->tenant, tenant, tenant_len) == 0 &&
-            memcmp(result->key, key, key_len) == 0)
-            return result;
-    }
-    return NULL;
-}
-
-/* Looks an entry up for a command: first the fills made for this request
- * (a fill's answer goes to its waiters even when a message raced with it and
- * kept it out of the cache), then the cache (a tombstone or a negative entry
- * answers "not found" without a fill), and on a real miss submits a fill and
- * marks the call blocked. Returns true with *item set when there is a value. */
+/* Looks an entry up (blocked.h): true with *item set when there is a
+ * value. A miss being filled reads as absent here; the request's run is then
+ * parked and what the command wrote is discarded (blocked_run_end), so a
+ * handler writes its reply as if every lookup had answered. */
 static bool lookup(struct command_call *call, struct cache_reader *reader, const char *tenant,
                    size_t tenant_len, unsigned kind, const char *key, size_t key_len,
-                   struct item *item)
+                   struct blocked_item *item)
 {
-    const struct fill_result *made = fill_made(call->client, tenant, tenant_len, kind, key, key_len);
-    if (made != NULL) {
-        if (made->status == FILL_UNAVAILABLE)
-            call->unavailable = true;
-        if (made->status != FILL_VALUE)
-            return false;
-        item->json = made->value.json;
-        item->json_len = made->value.json_len;
-        item->derived = made->value.derived;
-        item->derived_len = made->value.derived_len;
-        return true;
-    }
-    const struct cache_entry *entry = cache_read_find(reader, kind, key, key_len);
-    if (entry != NULL) {
-        if (cache_entry_state(entry) != CACHE_ENTRY_VALUE)
-            return false;
-        item->json = cache_entry_value(entry, &item->json_len);
-        item->derived = cache_entry_derived(entry, &item->derived_len);
-        return true;
-    }
-    struct fill *fill = call->env->fill;
-    if (fill == NULL || !fill_possible(call->env->config, kind))
-        return false;
-    if (fill_submit(fill, tenant, tenant_len, kind, key, key_len, call->client->fill_waiter) != 0) {
-        call->unavailable = true;
-        return false;
-    }
-    call->client->fills_pending++;
-    call->blocked = true;
-    return false;
+    return blocked_lookup(call->client->blocked, reader, tenant, tenant_len, kind, key, key_len,
+                          BLOCKED_MISS_WAIT, item) == BLOCKED_FOUND;
 }
 
-/* True when the command must not reply now (waiting for fills, or a fill
- * failed and commands_execute answers -UNAVAILABLE). */
-static bool deferred(const struct command_call *call)
-{
-    return call->blocked || call->unavailable;
-}
-
-static void reply_item(struct reply_buffer *out, bool found, const struct item *item)
+static void reply_item(struct reply_buffer *out, bool found, const struct blocked_item *item)
 {
     if (found)
         reply_bulk(out, item->json, item->json_len);
@@ -272,7 +214,9 @@ static bool match_name(const struct config *config, const char *format, const ch
                                                            : 'y';
     const char *rest = close + 1;
     for (size_t take = 1; take <= len; take++) {
-        if (*rest != '\0' && *rest != '{' && name[take] != *rest && take < len)
+        /* Bounds first: name[take] exists only while take < len, and a
+         * literal after the placeholder needs at least one byte there. */
+        if (*rest != '\0' && *rest != '{' && (take == len || name[take] != *rest))
             continue;
         if (*rest == '\0' && take != len)
             continue;
@@ -331,17 +275,16 @@ static void command_quit(struct command_call *call)
 
 /* ---- GET and MGET ---- */
 
-/* Reads one entry named by (tenant, kind, key) after its checks; replies
- * unless write is false or the call is deferred. */
+/* Reads one entry named by (tenant, kind, key) after its checks and
+ * replies its value or nil. */
 static void get_one(struct command_call *call, const char *tenant, size_t tenant_len, int kind,
-                    const char *key, size_t key_len, bool write)
+                    const char *key, size_t key_len)
 {
     struct cache_reader reader;
-    struct item item;
+    struct blocked_item item;
     cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
     bool found = lookup(call, &reader, tenant, tenant_len, (unsigned)kind, key, key_len, &item);
-    if (write && !deferred(call))
-        reply_item(call->out, found, &item);
+    reply_item(call->out, found, &item);
     cache_read_end(&reader);
 }
 
@@ -372,7 +315,7 @@ static void command_get(struct command_call *call)
     if ((call->request->argc == 2 && !access_tenant(call, tenant, tenant_len)) ||
         !staleness_allows(call, (unsigned)kind))
         return;
-    get_one(call, tenant, tenant_len, kind, key, key_len, true);
+    get_one(call, tenant, tenant_len, kind, key, key_len);
 }
 
 static bool mget_names_form(const struct command_call *call)
@@ -386,8 +329,8 @@ static void command_mget(struct command_call *call)
 {
     size_t argc = call->request->argc;
     if (mget_names_form(call)) {
-        /* Check every name first so that a refusal replies one error, not
-         * half an array. */
+        /* Decide every name's access and staleness before any lookup, so
+         * that a refusal replies one error, not half an array. */
         for (size_t i = 1; i < argc; i++) {
             size_t len, tenant_len, key_len;
             const char *name = arg(call, i, &len), *tenant, *key;
@@ -397,11 +340,9 @@ static void command_mget(struct command_call *call)
                 continue;
             if (!access_tenant(call, tenant, tenant_len) || !staleness_allows(call, (unsigned)kind))
                 return;
-            /* Look everything up first, so that every miss is filled at once. */
-            get_one(call, tenant, tenant_len, kind, key, key_len, false);
         }
-        if (deferred(call))
-            return;
+        /* Every miss is submitted in this one pass, so they are filled at
+         * once; a run that waits has what it wrote discarded. */
         reply_array(call->out, argc - 1);
         for (size_t i = 1; i < argc; i++) {
             size_t len, tenant_len, key_len;
@@ -409,7 +350,7 @@ static void command_mget(struct command_call *call)
             int kind;
             if (commands_parse_name(call->env->config, name, len, &tenant, &tenant_len, &kind,
                                     &key, &key_len))
-                get_one(call, tenant, tenant_len, kind, key, key_len, true);
+                get_one(call, tenant, tenant_len, kind, key, key_len);
             else
                 reply_nil(call->out);
         }
@@ -434,27 +375,17 @@ static void command_mget(struct command_call *call)
             return;
     }
     size_t count = argc - 3;
-    struct item stack_items[16];
-    bool stack_found[16];
-    struct item *items = count <= 16 ? stack_items : xmalloc(count * sizeof(*items));
-    bool *found = count <= 16 ? stack_found : xmalloc(count * sizeof(*found));
     struct cache_reader reader;
     cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
+    reply_array(call->out, count);
     for (size_t i = 0; i < count; i++) {
         size_t key_len;
         const char *key = arg(call, i + 3, &key_len);
-        found[i] = lookup(call, &reader, tenant, tenant_len, (unsigned)kind, key, key_len, &items[i]);
-    }
-    if (!deferred(call)) {
-        reply_array(call->out, count);
-        for (size_t i = 0; i < count; i++)
-            reply_item(call->out, found[i], &items[i]);
+        struct blocked_item item;
+        bool found = lookup(call, &reader, tenant, tenant_len, (unsigned)kind, key, key_len, &item);
+        reply_item(call->out, found, &item);
     }
     cache_read_end(&reader);
-    if (items != stack_items) {
-        free(items);
-        free(found);
-    }
 }
 
 /* ---- the authorization commands ---- */
@@ -481,9 +412,9 @@ static bool permission_argument(struct command_call *call, const char *permissio
  * arguments (the permission in argv[3] too when with_permission), opens a
  * read session on the tenant and looks the key up in `kind`. Returns false,
  * with the reply written, when the arguments are refused; otherwise the
- * caller replies (unless deferred) and ends the session. */
+ * caller replies and ends the session. */
 static bool read_one(struct command_call *call, unsigned kind, bool with_permission,
-                     struct cache_reader *reader, struct item *item, bool *found)
+                     struct cache_reader *reader, struct blocked_item *item, bool *found)
 {
     const char *tenant, *key;
     size_t tenant_len, key_len, permission_len;
@@ -502,43 +433,39 @@ static bool read_one(struct command_call *call, unsigned kind, bool with_permiss
 static void command_credit(struct command_call *call)
 {
     struct cache_reader reader;
-    struct item item;
+    struct blocked_item item;
     bool found;
     if (!read_one(call, CONFIG_KIND_CREDIT, false, &reader, &item, &found))
         return;
     const char *text;
     size_t text_len;
     double cost;
-    if (!deferred(call)) {
-        if (found && value_credit(item.derived, item.derived_len, &cost, &text, &text_len) == 0)
-            reply_bulk(call->out, text, text_len);
-        else
-            reply_nil(call->out);
-    }
+    if (found && value_credit(item.derived, item.derived_len, &cost, &text, &text_len) == 0)
+        reply_bulk(call->out, text, text_len);
+    else
+        reply_nil(call->out);
     cache_read_end(&reader);
 }
 
 static void command_status(struct command_call *call)
 {
     struct cache_reader reader;
-    struct item item;
+    struct blocked_item item;
     bool found;
     if (!read_one(call, CONFIG_KIND_USER, false, &reader, &item, &found))
         return;
     const char *status;
     size_t status_len;
     struct value_strings roles;
-    if (!deferred(call)) {
-        if (found && value_user(item.derived, item.derived_len, &status, &status_len, &roles) == 0)
-            reply_bulk(call->out, status, status_len);
-        else
-            reply_nil(call->out);
-    }
+    if (found && value_user(item.derived, item.derived_len, &status, &status_len, &roles) == 0)
+        reply_bulk(call->out, status, status_len);
+    else
+        reply_nil(call->out);
     cache_read_end(&reader);
 }
 
 /* True if any pattern of the role grants permission. */
-static bool role_grants(const struct item *role, const char *permission, size_t len)
+static bool role_grants(const struct blocked_item *role, const char *permission, size_t len)
 {
     struct value_strings patterns;
     if (value_role_permissions(role->derived, role->derived_len, &patterns) != 0)
@@ -568,7 +495,7 @@ static void command_can(struct command_call *call)
     const char *tenant = arg(call, 1, &tenant_len);
     const char *permission = arg(call, 3, &permission_len);
     struct cache_reader reader;
-    struct item item;
+    struct blocked_item item;
     bool found;
     /* Roles are critical too: the staleness check covers both kinds. */
     if (!staleness_allows(call, CONFIG_KIND_ROLE) ||
@@ -579,31 +506,41 @@ static void command_can(struct command_call *call)
     struct value_strings roles;
     if (!found || value_user(item.derived, item.derived_len, &status, &status_len, &roles) != 0) {
         cache_read_end(&reader);
-        if (!deferred(call))
-            reply_nil(call->out);
+        reply_nil(call->out);
         return;
     }
     bool granted = false;
     if (status_active(call->env->config, status, status_len)) {
-        /* A role that misses is filled, and the decision made again with it;
-         * an unknown role grants nothing. */
+        /* A grant from the roles at hand stands: roles that miss are then
+         * only prefetched. Otherwise every role that misses is filled, and
+         * the decision made again with them; an unknown role grants
+         * nothing. */
+        struct blocked *blocked = call->client->blocked;
+        bool missing = false;
         const char *role_id;
         size_t role_len;
-        while (!granted && value_strings_next(&roles, &role_id, &role_len)) {
-            struct item role;
-            granted = lookup(call, &reader, tenant, tenant_len, CONFIG_KIND_ROLE, role_id, role_len,
-                             &role) &&
-                      role_grants(&role, permission, permission_len);
+        struct value_strings first = roles;
+        while (!granted && value_strings_next(&first, &role_id, &role_len)) {
+            struct blocked_item role;
+            enum blocked_lookup got = blocked_lookup(blocked, &reader, tenant, tenant_len,
+                                                     CONFIG_KIND_ROLE, role_id, role_len,
+                                                     BLOCKED_MISS_PEEK, &role);
+            missing = missing || got == BLOCKED_PENDING;
+            granted = got == BLOCKED_FOUND && role_grants(&role, permission, permission_len);
+        }
+        if (missing) {
+            enum blocked_miss miss = granted ? BLOCKED_MISS_PREFETCH : BLOCKED_MISS_WAIT;
+            while (value_strings_next(&roles, &role_id, &role_len)) {
+                struct blocked_item role;
+                if (blocked_lookup(blocked, &reader, tenant, tenant_len, CONFIG_KIND_ROLE, role_id,
+                                   role_len, miss, &role) == BLOCKED_FOUND &&
+                    !granted)
+                    granted = role_grants(&role, permission, permission_len);
+            }
         }
     }
     cache_read_end(&reader);
-    /* A grant found stands even while other roles are being filled. */
-    if (granted) {
-        call->blocked = call->unavailable = false;
-        reply_integer(call->out, 1);
-    } else if (!deferred(call)) {
-        reply_integer(call->out, 0);
-    }
+    reply_integer(call->out, granted ? 1 : 0);
 }
 
 static void command_rolecan(struct command_call *call)
@@ -611,13 +548,13 @@ static void command_rolecan(struct command_call *call)
     size_t permission_len;
     const char *permission = arg(call, 3, &permission_len);
     struct cache_reader reader;
-    struct item role;
+    struct blocked_item role;
     bool found;
     if (!read_one(call, CONFIG_KIND_ROLE, true, &reader, &role, &found))
         return;
-    if (!deferred(call) && !found)
+    if (!found)
         reply_nil(call->out);
-    else if (!deferred(call))
+    else
         reply_integer(call->out, role_grants(&role, permission, permission_len) ? 1 : 0);
     cache_read_end(&reader);
 }
@@ -625,21 +562,19 @@ static void command_rolecan(struct command_call *call)
 static void command_perms(struct command_call *call)
 {
     struct cache_reader reader;
-    struct item role;
+    struct blocked_item role;
     bool found;
     if (!read_one(call, CONFIG_KIND_ROLE, false, &reader, &role, &found))
         return;
     struct value_strings patterns;
-    if (!deferred(call)) {
-        if (!found || value_role_permissions(role.derived, role.derived_len, &patterns) != 0) {
-            reply_nil(call->out);
-        } else {
-            reply_array(call->out, patterns.remaining);
-            const char *pattern;
-            size_t pattern_len;
-            while (value_strings_next(&patterns, &pattern, &pattern_len))
-                reply_bulk(call->out, pattern, pattern_len);
-        }
+    if (!found || value_role_permissions(role.derived, role.derived_len, &patterns) != 0) {
+        reply_nil(call->out);
+    } else {
+        reply_array(call->out, patterns.remaining);
+        const char *pattern;
+        size_t pattern_len;
+        while (value_strings_next(&patterns, &pattern, &pattern_len))
+            reply_bulk(call->out, pattern, pattern_len);
     }
     cache_read_end(&reader);
 }
@@ -656,13 +591,12 @@ static void command_ancestors(struct command_call *call)
                               &entity_len))
         return;
     struct cache_reader reader;
-    struct item item;
+    struct blocked_item item;
     cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
     if (!lookup(call, &reader, tenant, tenant_len, CONFIG_KIND_HIERARCHY, entity, entity_len,
                 &item)) {
         cache_read_end(&reader);
-        if (!deferred(call))
-            reply_nil(call->out);
+        reply_nil(call->out);
         return;
     }
     /* Collect the chain first: the array header needs its length. An
@@ -692,11 +626,9 @@ static void command_ancestors(struct command_call *call)
         found = lookup(call, &reader, tenant, tenant_len, CONFIG_KIND_HIERARCHY, parent, parent_len,
                        &item);
     }
-    if (!deferred(call)) {
-        reply_array(call->out, depth);
-        for (size_t i = 0; i < depth; i++)
-            reply_bulk(call->out, chain[i], chain_len[i]);
-    }
+    reply_array(call->out, depth);
+    for (size_t i = 0; i < depth; i++)
+        reply_bulk(call->out, chain[i], chain_len[i]);
     cache_read_end(&reader);
     if (cut)
         log_limited(&cycle_log, 60000, LOG_LEVEL_WARNING,
@@ -811,12 +743,17 @@ static void info_clients(struct command_call *call, struct evbuffer *text)
     evbuffer_add_printf(text,
                         "# Clients\r\nconnected_clients:%llu\r\nmax_clients:%u\r\n"
                         "rejected_connections:%llu\r\nclients_dropped_backlog:%llu\r\n"
-                        "clients_dropped_idle:%llu\r\nprotocol_errors:%llu\r\n",
+                        "clients_dropped_idle:%llu\r\nclients_dropped_memory:%llu\r\n"
+                        "client_buffer_bytes:%llu\r\nmax_buffer_memory:%llu\r\n"
+                        "protocol_errors:%llu\r\n",
                         (unsigned long long)stats_get(&stats.connected_clients),
                         config->listen.max_clients,
                         (unsigned long long)stats_get(&stats.connections_rejected),
                         (unsigned long long)stats_get(&stats.clients_dropped_backlog),
                         (unsigned long long)stats_get(&stats.clients_dropped_idle),
+                        (unsigned long long)stats_get(&stats.clients_dropped_memory),
+                        (unsigned long long)stats_get(&stats.client_buffer_bytes),
+                        (unsigned long long)config->listen.max_buffer_memory,
                         (unsigned long long)stats_get(&stats.protocol_errors));
 }
 
@@ -873,6 +810,7 @@ static void info_stats(struct command_call *call, struct evbuffer *text)
         {"not_cached", figures.not_cached},
         {"stale_served", stats_get(&stats.stale_served)},
         {"stale_refused", stats_get(&stats.stale_refused)},
+        {"clients_dropped_memory", stats_get(&stats.clients_dropped_memory)},
         {"total_commands_processed", stats_get(&stats.commands_processed)},
         {"total_connections_received", stats_get(&stats.connections_received)},
     };
@@ -924,9 +862,23 @@ static void info_persistence(struct command_call *call, struct evbuffer *text)
         (unsigned long long)stats_get(&stats.snapshot_loaded_entries));
 }
 
+/* A peer sees only the tenants it may read (docs/reference.md §8). */
+static bool tenant_visible(const struct acl_grant *grant, const char *name)
+{
+    return acl_allows_tenant(grant, name, strlen(name));
+}
+
+struct tenant_lines {
+    const struct acl_grant *grant;
+    struct evbuffer *text;
+};
+
 static void info_tenant_line(void *arg, const struct cache_tenant_stats *tenant)
 {
-    evbuffer_add_printf(arg, "tenant_%s:entries=%llu,bytes=%llu,hits=%llu,misses=%llu\r\n",
+    struct tenant_lines *lines = arg;
+    if (!tenant_visible(lines->grant, tenant->name))
+        return;
+    evbuffer_add_printf(lines->text, "tenant_%s:entries=%llu,bytes=%llu,hits=%llu,misses=%llu\r\n",
                         tenant->name, (unsigned long long)tenant->entries,
                         (unsigned long long)tenant->bytes, (unsigned long long)tenant->hits,
                         (unsigned long long)tenant->misses);
@@ -935,7 +887,8 @@ static void info_tenant_line(void *arg, const struct cache_tenant_stats *tenant)
 static void info_tenants(struct command_call *call, struct evbuffer *text)
 {
     evbuffer_add_printf(text, "# Tenants\r\n");
-    cache_foreach_tenant(call->env->cache, info_tenant_line, text);
+    struct tenant_lines lines = {.grant = client_grant(call), .text = text};
+    cache_foreach_tenant(call->env->cache, info_tenant_line, &lines);
 }
 
 static void command_info(struct command_call *call)
@@ -971,6 +924,7 @@ static void command_info(struct command_call *call)
 }
 
 struct top_tenants {
+    const struct acl_grant *grant;
     struct {
         char name[65];
         uint64_t bytes;
@@ -981,6 +935,8 @@ struct top_tenants {
 static void track_top_tenant(void *arg, const struct cache_tenant_stats *tenant)
 {
     struct top_tenants *top = arg;
+    if (!tenant_visible(top->grant, tenant->name))
+        return;
     size_t capacity = UTIL_ARRAY_LEN(top->top);
     size_t position = top->count;
     while (position > 0 && top->top[position - 1].bytes < tenant->bytes)
@@ -1037,7 +993,7 @@ static void command_health(struct command_call *call)
     json_object_set_new(evictions, "tenant", json_integer((json_int_t)figures.evictions_tenant));
     json_object_set_new(evictions, "not_cached", json_integer((json_int_t)figures.not_cached));
     json_object_set_new(health, "evictions", evictions);
-    struct top_tenants top = {0};
+    struct top_tenants top = {.grant = client_grant(call)};
     cache_foreach_tenant(call->env->cache, track_top_tenant, &top);
     json_t *biggest = json_array();
     for (size_t i = 0; i < top.count; i++) {
@@ -1197,29 +1153,10 @@ const struct acl_grant *commands_grant(struct command_call *call)
     return client_grant(call);
 }
 
-void commands_client_clear_fills(struct commands_client *client)
+/* Finds the command, checks its arity and runs its handler. */
+static void run_command(struct commands_env *env, struct commands_client *client,
+                        const struct protocol_request *request, uint64_t now_ms)
 {
-    for (size_t i = 0; i < client->fill_count; i++)
-        fill_result_release(client->fills[i]);
-    free(client->fills);
-    client->fills = NULL;
-    client->fill_count = client->fill_capacity = 0;
-}
-
-void commands_client_add_fill(struct commands_client *client, struct fill_result *result)
-{
-    if (client->fill_count == client->fill_capacity) {
-        client->fill_capacity = client->fill_capacity ? client->fill_capacity * 2 : 4;
-        client->fills = xrealloc(client->fills, client->fill_capacity * sizeof(*client->fills));
-    }
-    client->fills[client->fill_count++] = result;
-}
-
-enum commands_outcome commands_run(struct commands_env *env, struct commands_client *client,
-                                   const struct protocol_request *request, uint64_t now_ms)
-{
-    if (client->fill_count == 0)
-        stats_add(&stats.commands_processed, 1);
     const char *name = request->argv[0];
     size_t name_len = request->argv_len[0];
     const struct command *command = commands_find(name, name_len);
@@ -1229,18 +1166,18 @@ enum commands_outcome commands_run(struct commands_env *env, struct commands_cli
         quote_safely(name, name_len, shown, sizeof(shown));
         reply_error(client->out, "ERR unknown command '%s'", shown);
         transaction_fail(client);
-        return COMMANDS_DONE;
+        return;
     }
     client_note_command(client, command->name, now_ms);
     int argc = (int)request->argc;
     if (argc < command->min_args || (command->max_args >= 0 && argc > command->max_args)) {
         reply_error(client->out, "ERR wrong number of arguments for '%s'", command->name);
         transaction_fail(client);
-        return COMMANDS_DONE;
+        return;
     }
     if (transaction_queueing(client) && !(command->flags & COMMAND_NO_QUEUE)) {
         transaction_queue(client, request, env->config->listen.max_reply_backlog, client->out);
-        return COMMANDS_DONE;
+        return;
     }
     struct command_call call = {
         .env = env,
@@ -1250,18 +1187,23 @@ enum commands_outcome commands_run(struct commands_env *env, struct commands_cli
         .now_ms = now_ms,
     };
     command->handler(&call);
-    if (call.blocked && !call.unavailable)
-        return COMMANDS_BLOCKED;
-    if (call.unavailable)
-        reply_error(client->out, "UNAVAILABLE a fill failed: Redis and the origin are unreachable");
-    return COMMANDS_DONE;
+}
+
+void commands_run_step(struct commands_env *env, struct commands_client *client,
+                       const struct protocol_request *request, uint64_t now_ms)
+{
+    blocked_step_begin(client->blocked);
+    run_command(env, client, request, now_ms);
+    blocked_step_end(client->blocked);
 }
 
 enum commands_outcome commands_execute(struct commands_env *env, struct commands_client *client,
                                        const struct protocol_request *request, uint64_t now_ms)
 {
-    enum commands_outcome outcome = commands_run(env, client, request, now_ms);
-    if (outcome == COMMANDS_DONE)
-        commands_client_clear_fills(client);
-    return outcome;
+    struct blocked *blocked = client->blocked;
+    if (request != blocked_request(blocked))
+        stats_add(&stats.commands_processed, 1); /* not again when resumed */
+    blocked_run_begin(blocked, env->fill, env->config, client->out);
+    commands_run_step(env, client, request, now_ms);
+    return blocked_run_end(blocked, request) == BLOCKED_PARKED ? COMMANDS_BLOCKED : COMMANDS_DONE;
 }

@@ -143,6 +143,7 @@ static const struct field listen_fields[] = {
     KEY_UINT("max_args", AT(listen.max_args), 4, 1048576, NULL),
     KEY_DURATION("idle_timeout", AT(listen.idle_timeout_ms), 0),
     KEY_SIZE("max_reply_backlog", AT(listen.max_reply_backlog), KB, SIZE_LIMIT),
+    KEY_SIZE("max_buffer_memory", AT(listen.max_buffer_memory), MB, SIZE_LIMIT), /* 64mb */
 };
 
 static const struct field redis_fields[] = {
@@ -1633,6 +1634,7 @@ struct config *config_defaults(void)
     c->listen.max_args = 1024;
     c->listen.idle_timeout_ms = 0;
     c->listen.max_reply_backlog = 16 * MB;
+    c->listen.max_buffer_memory = 64 * MB;
 
     c->redis.host = xstrdup("127.0.0.1");
     c->redis.port = 6379;

@@ -38,7 +38,7 @@ struct fill_job {
     unsigned kind;
     char *key;
     size_t key_len;
-    void **waiters;
+    struct blocked **waiters;
     size_t waiter_count;
     size_t waiter_capacity;
     enum fill_stage stage;
@@ -55,7 +55,7 @@ struct submission {
     unsigned kind;
     char *key;
     size_t key_len;
-    void *waiter;                /* NULL: a hot refresh */
+    struct blocked *waiter;      /* NULL: a hot refresh, or a prefetch */
 };
 
 struct fill {
@@ -151,7 +151,7 @@ static void job_free(struct fill_job *job)
     free(job);
 }
 
-static void job_add_waiter(struct fill_job *job, void *waiter)
+static void job_add_waiter(struct fill_job *job, struct blocked *waiter)
 {
     if (waiter == NULL)
         return;
@@ -387,7 +387,7 @@ static void job_start(struct fill_job *job)
 }
 
 static void request_fill(struct fill *fill, const char *tenant, size_t tenant_len, unsigned kind,
-                         const char *key, size_t key_len, void *waiter)
+                         const char *key, size_t key_len, struct blocked *waiter)
 {
     uint64_t hash = job_hash(fill, tenant, tenant_len, kind, key, key_len);
     struct fill_job *joined = job_find_joinable(fill, hash, tenant, tenant_len, kind, key, key_len);
@@ -459,7 +459,7 @@ static void drain_queue(evutil_socket_t fd, short events, void *arg)
 }
 
 int fill_submit(struct fill *fill, const char *tenant, size_t tenant_len, unsigned kind,
-                const char *key, size_t key_len, void *waiter)
+                const char *key, size_t key_len, struct blocked *waiter)
 {
     pthread_mutex_lock(&fill->lock);
     if (fill->closed) {

@@ -39,9 +39,15 @@ static void fail_at(struct parse_ctx *ctx, const char *fmt, ...)
     va_end(ap);
 }
 
+/* "." and "..": path segments in an origin URL (docs/reference.md §2). */
+static bool dot_segment(const char *text, size_t len)
+{
+    return (len == 1 && text[0] == '.') || (len == 2 && text[0] == '.' && text[1] == '.');
+}
+
 bool message_valid_tenant(const char *tenant, size_t len)
 {
-    if (tenant == NULL || len == 0 || len > MESSAGE_TENANT_MAX)
+    if (tenant == NULL || len == 0 || len > MESSAGE_TENANT_MAX || dot_segment(tenant, len))
         return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)tenant[i];
@@ -55,7 +61,7 @@ bool message_valid_tenant(const char *tenant, size_t len)
 
 bool message_valid_key(const char *key, size_t len)
 {
-    if (key == NULL || len == 0 || len > MESSAGE_KEY_MAX)
+    if (key == NULL || len == 0 || len > MESSAGE_KEY_MAX || dot_segment(key, len))
         return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)key[i];
@@ -280,7 +286,7 @@ static int parse_operation(struct parse_ctx *ctx, json_t *obj, struct message_op
                 goto fail;
             }
         } else if (!message_valid_tenant(tenant, len)) {
-            fail_at(ctx, "field 'tenant' must be 1-64 bytes of [A-Za-z0-9._-]");
+            fail_at(ctx, "field 'tenant' must be 1-64 bytes of [A-Za-z0-9._-], not '.' or '..'");
             goto fail;
         }
         op->tenant = xstrndup(tenant, len);
@@ -294,7 +300,7 @@ static int parse_operation(struct parse_ctx *ctx, json_t *obj, struct message_op
         if (get_string(ctx, obj, "key", true, &v) != 0)
             goto fail;
         if (!message_valid_key(json_string_value(v), json_string_length(v))) {
-            fail_at(ctx, "field 'key' must be 1-512 bytes without spaces or control characters");
+            fail_at(ctx, "field 'key' must be 1-512 bytes without spaces or control characters, not '.' or '..'");
             goto fail;
         }
         op->key = xstrndup(json_string_value(v), json_string_length(v));

@@ -268,6 +268,11 @@ static void metrics_write(const struct metrics *metrics, struct evbuffer *out)
                    stats_get(&stats.clients_dropped_backlog));
     metrics_sample(out, "tenantcached_clients_dropped_total", "{reason=\"idle\"}",
                    stats_get(&stats.clients_dropped_idle));
+    metrics_sample(out, "tenantcached_clients_dropped_total", "{reason=\"memory\"}",
+                   stats_get(&stats.clients_dropped_memory));
+    metrics_single(out, "tenantcached_client_buffer_bytes", "gauge",
+                   "Input and reply buffers held for clients (listen.max_buffer_memory).",
+                   stats_get(&stats.client_buffer_bytes));
     metrics_single(out, "tenantcached_commands_total", "counter", "Commands executed.",
                    stats_get(&stats.commands_processed));
     metrics_single(out, "tenantcached_protocol_errors_total", "counter",

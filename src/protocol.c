@@ -35,8 +35,10 @@ enum line_result {
     LINE_TOO_LONG, /* more than PROTOCOL_INLINE_MAX bytes and still no CR */
 };
 
+/* Between requests: the limits a reload set take effect. */
 static void reset(struct protocol_parser *parser)
 {
+    parser->limits = parser->next_limits;
     parser->state = STATE_START;
     parser->pos = 0;
     parser->scan = 0;
@@ -49,8 +51,15 @@ static void reset(struct protocol_parser *parser)
 void protocol_parser_init(struct protocol_parser *parser, const struct protocol_limits *limits)
 {
     memset(parser, 0, sizeof(*parser));
-    parser->limits = *limits;
+    parser->next_limits = *limits;
     reset(parser);
+}
+
+void protocol_parser_set_limits(struct protocol_parser *parser, const struct protocol_limits *limits)
+{
+    parser->next_limits = *limits;
+    if (parser->state == STATE_START && parser->scan == 0)
+        parser->limits = *limits; /* no request begun */
 }
 
 void protocol_parser_free(struct protocol_parser *parser)

@@ -31,6 +31,18 @@ void reply_buffer_drain(struct reply_buffer *out, size_t len)
         reply_buffer_free(out);
 }
 
+void reply_buffer_limit(struct reply_buffer *out, size_t limit)
+{
+    out->limit = limit;
+    out->over = false;
+}
+
+void reply_buffer_truncate(struct reply_buffer *out, size_t length)
+{
+    if (length < out->end - out->start)
+        out->end = out->start + length;
+}
+
 /* Makes room for need more bytes after end: moves the pending bytes to the
  * front when at least as many have been sent (so a move never costs more
  * than the sending did), else grows by doubling. Cannot fail. */
@@ -53,9 +65,16 @@ static void make_room(struct reply_buffer *out, size_t need)
 }
 
 /* Reserves need bytes at the end of the pending output and returns where
- * they go; the caller writes exactly need bytes there. Cannot fail. */
+ * they go; the caller writes exactly need bytes there. Returns NULL (and
+ * sets over) when that would pass the buffer's limit; the caller then
+ * writes nothing. */
 static char *append_space(struct reply_buffer *out, size_t need)
 {
+    if (out->limit != 0 && (out->over || need > out->limit ||
+                            out->end - out->start > out->limit - need)) {
+        out->over = true;
+        return NULL;
+    }
     if (out->capacity - out->end < need)
         make_room(out, need);
     char *at = out->data + out->end;
@@ -65,8 +84,9 @@ static char *append_space(struct reply_buffer *out, size_t need)
 
 void reply_buffer_add(struct reply_buffer *out, const void *data, size_t len)
 {
-    if (len > 0)
-        memcpy(append_space(out, len), data, len);
+    char *at = len > 0 ? append_space(out, len) : NULL;
+    if (at != NULL)
+        memcpy(at, data, len);
 }
 
 /* Formats "<prefix><number>\r\n" without printf into the end of
@@ -98,6 +118,8 @@ static void add_number_line(struct reply_buffer *out, char prefix, long long val
 static void add_line(struct reply_buffer *out, char prefix, const char *text, size_t len)
 {
     char *at = append_space(out, len + 3);
+    if (at == NULL)
+        return;
     at[0] = prefix;
     memcpy(at + 1, text, len);
     at[len + 1] = '\r';
@@ -134,6 +156,8 @@ void reply_bulk(struct reply_buffer *out, const void *data, size_t len)
     char *header = format_number_line(line, '$', (long long)len);
     size_t header_len = (size_t)(line + NUMBER_LINE_MAX - header);
     char *at = append_space(out, header_len + len + 2);
+    if (at == NULL)
+        return;
     memcpy(at, header, header_len);
     if (len > 0)
         memcpy(at + header_len, data, len);

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "blocked.h"
 #include "client.h"
 #include "commands.h"
 #include "config.h"
@@ -47,16 +49,9 @@
 
 struct worker;
 
-/* A request parked while its misses are filled: a private copy of its
- * arguments, since the input buffer moves on. */
-struct parked_request {
-    struct protocol_request request;
-    char *data;
-};
-
 struct connection {
     struct worker *worker;
-    int fd;                    /* -1 once closed while fills were pending */
+    int fd;
     struct event *read_event;  /* persistent; added while requests are read */
     struct event *write_event; /* persistent; added only while the socket is full */
     struct event *idle_event;  /* idle_timeout, while requests are read */
@@ -71,19 +66,16 @@ struct connection {
     size_t in_capacity;
     struct reply_buffer out;
     struct protocol_parser parser;
-    struct commands_client client;
-    struct parked_request *parked;
+    struct commands_client client; /* client.blocked: a request waiting for fills */
     struct connection *prev;
     struct connection *next;
     bool closing;              /* replying a last time, then closed */
-    /* Answered, but fills the request submitted have not answered yet (CAN
-     * found a grant before its other roles came in): the next request waits
-     * for them, so that their answers are never taken for its own. */
-    bool draining;
+    size_t held;               /* unparsed input + unsent replies, as counted in
+                                  stats.client_buffer_bytes */
 };
 
 struct delivered_fill {
-    struct connection *connection;
+    struct blocked *waiter;
     struct fill_result *result;
 };
 
@@ -104,6 +96,11 @@ struct worker {
     struct commands_env env;
     struct connection *connections;
     bool stopping;
+    /* max_buffer_memory: at least what this thread's largest connection
+     * holds (written by this thread only; stale-high until its next scan),
+     * and a request from another thread to drop its largest. */
+    _Atomic size_t largest_held;
+    _Atomic bool shed_requested;
 
     pthread_mutex_t lock;      /* guards the fields below */
     struct pending_fd *queue;
@@ -138,34 +135,21 @@ static struct log_ratelimit accept_log;
 
 /* ---- connections (on their query thread) ---- */
 
-static void parked_free(struct parked_request *parked)
+/* Brings the clients' total (stats.client_buffer_bytes, bounded by
+ * listen.max_buffer_memory) up to date with what this connection holds:
+ * its unparsed input and its unsent replies. Cannot fail. */
+static void connection_account(struct connection *connection)
 {
-    if (parked == NULL)
-        return;
-    free(parked->request.argv);
-    free(parked->request.argv_len);
-    free(parked->data);
-    free(parked);
-}
-
-static struct parked_request *park(const struct protocol_request *request)
-{
-    struct parked_request *parked = xcalloc(1, sizeof(*parked));
-    size_t total = 0;
-    for (size_t i = 0; i < request->argc; i++)
-        total += request->argv_len[i];
-    parked->data = xmalloc(total ? total : 1);
-    parked->request.argc = request->argc;
-    parked->request.argv = xmalloc(request->argc * sizeof(*parked->request.argv));
-    parked->request.argv_len = xmalloc(request->argc * sizeof(*parked->request.argv_len));
-    char *cursor = parked->data;
-    for (size_t i = 0; i < request->argc; i++) {
-        memcpy(cursor, request->argv[i], request->argv_len[i]);
-        parked->request.argv[i] = cursor;
-        parked->request.argv_len[i] = request->argv_len[i];
-        cursor += request->argv_len[i];
-    }
-    return parked;
+    size_t held = (connection->in_end - connection->in_start) +
+                  reply_buffer_length(&connection->out);
+    if (held > connection->held)
+        stats_add(&stats.client_buffer_bytes, held - connection->held);
+    else if (held < connection->held)
+        stats_sub(&stats.client_buffer_bytes, connection->held - held);
+    connection->held = held;
+    struct worker *worker = connection->worker;
+    if (held > atomic_load_explicit(&worker->largest_held, memory_order_relaxed))
+        atomic_store_explicit(&worker->largest_held, held, memory_order_relaxed);
 }
 
 static void connection_free_events(struct connection *connection)
@@ -182,24 +166,18 @@ static void connection_free_events(struct connection *connection)
     connection->reading = connection->writing = false;
 }
 
-/* Closes the socket; the connection itself lives on while fills it
- * submitted have not answered (see worker_take_fill). */
+/* Closes the socket and frees the connection. A request it had parked is
+ * left to blocked.c, which frees it once its fills answered. */
 static void connection_free(struct connection *connection)
 {
     struct worker *worker = connection->worker;
-    if (connection->fd >= 0) {
-        connection_free_events(connection);
-        close(connection->fd);
-        connection->fd = -1;
-        free(connection->in);
-        connection->in = NULL;
-        connection->in_start = connection->in_end = connection->in_capacity = 0;
-        reply_buffer_free(&connection->out);
-        stats_sub(&stats.connected_clients, 1);
-        client_unregister(&connection->client);
-    }
-    if (connection->client.fills_pending > 0)
-        return; /* freed when the last fill answers (see worker_take_fill) */
+    stats_sub(&stats.client_buffer_bytes, connection->held);
+    connection_free_events(connection);
+    close(connection->fd);
+    free(connection->in);
+    reply_buffer_free(&connection->out);
+    stats_sub(&stats.connected_clients, 1);
+    client_unregister(&connection->client);
     if (connection->prev != NULL)
         connection->prev->next = connection->next;
     else
@@ -208,21 +186,19 @@ static void connection_free(struct connection *connection)
         connection->next->prev = connection->prev;
     protocol_parser_free(&connection->parser);
     acl_grant_clear(&connection->client.grant);
-    commands_client_clear_fills(&connection->client);
     client_release(&connection->client);
-    parked_free(connection->parked);
+    blocked_detach(connection->client.blocked);
     free(connection);
     if (worker->stopping && worker->connections == NULL)
         event_base_loopbreak(worker->base);
 }
 
-/* True while requests may be run: open, not closing, nothing parked and no
- * fills draining. Replies go out in request order, so nothing more is read
- * or run while an earlier request waits. */
+/* True while requests may be run: not closing and nothing parked. Replies
+ * go out in request order, so nothing more is read or run while an earlier
+ * request waits. */
 static bool connection_running(const struct connection *connection)
 {
-    return connection->fd >= 0 && !connection->closing && connection->parked == NULL &&
-           !connection->draining;
+    return !connection->closing && !blocked_waiting(connection->client.blocked);
 }
 
 /* (Re)arms the idle timer for what is left of idle_timeout since
@@ -292,6 +268,7 @@ static bool connection_send(struct connection *connection)
         if (sent > 0)
             reply_buffer_drain(out, (size_t)sent);
         pending = reply_buffer_length(out);
+        connection_account(connection);
     }
     connection_update_write(connection, pending > 0);
     if (pending == 0 && connection->closing) {
@@ -374,16 +351,11 @@ static bool connection_process(struct connection *connection)
         }
         if (status == PROTOCOL_REQUEST) {
             uint64_t started_us = util_monotonic_us();
+            /* A request that waits for fills is parked by blocked.c:
+             * nothing more is read or run until it is answered. */
             if (commands_execute(&worker->env, &connection->client, &request, started_us / 1000) ==
-                COMMANDS_BLOCKED) {
-                /* Replies go out in request order: nothing more is read or
-                 * run until this one is answered. */
-                connection->parked = park(&request);
-            } else {
+                COMMANDS_DONE)
                 metrics_observe_latency((double)(util_monotonic_us() - started_us) / 1e6);
-                if (connection->client.fills_pending > 0)
-                    connection->draining = true;
-            }
         }
         connection->in_start += consumed;
         if (reply_buffer_length(&connection->out) > backlog_limit &&
@@ -401,6 +373,7 @@ static bool connection_process(struct connection *connection)
             connection->in_capacity = 0;
         }
     }
+    connection_account(connection);
     connection_update_read(connection);
     return true;
 }
@@ -422,9 +395,10 @@ static size_t connection_input_space(struct connection *connection)
         if (connection->in_capacity - connection->in_end >= READ_MIN_SPACE)
             return connection->in_capacity - connection->in_end;
     }
-    const struct config *config = connection->worker->env.config;
-    uint64_t limit = config->listen.max_request_bytes + PROTOCOL_INLINE_MAX + 64 +
-                     (uint64_t)config->listen.max_args * BULK_FRAMING_MAX;
+    /* The limits of the request being received (a reload does not shrink them). */
+    const struct protocol_limits *limits = &connection->parser.limits;
+    uint64_t limit = limits->max_request_bytes + PROTOCOL_INLINE_MAX + 64 +
+                     (uint64_t)limits->max_args * BULK_FRAMING_MAX;
     if (connection->in_capacity < limit) {
         size_t capacity = connection->in_capacity ? connection->in_capacity * 2 : INPUT_INITIAL;
         if (capacity > limit)
@@ -461,6 +435,7 @@ static bool connection_read(struct connection *connection, size_t limit, bool un
             return false;
         }
         connection->in_end += (size_t)got;
+        connection_account(connection);
         total += (size_t)got;
         connection->idle_since_us = util_monotonic_us();
         if (!connection_process(connection))
@@ -471,13 +446,62 @@ static bool connection_read(struct connection *connection, size_t limit, bool un
     return true;
 }
 
+static void worker_notify(struct worker *worker);
+
+/* listen.max_buffer_memory: while the clients' buffers together hold more,
+ * drops the connection that holds the most (docs/reference.md §8). Called
+ * where this thread's connections may have grown (a read, fills answered),
+ * and when another thread asks. Each thread publishes what its largest
+ * connection holds; when another thread's is larger, that thread is asked
+ * to shed instead (it corrects a stale figure first, so asking goes back
+ * and forth at most until the figures are current). */
+static void worker_shed(struct worker *worker)
+{
+    uint64_t limit = worker->env.config->listen.max_buffer_memory;
+    struct server *server = worker->server;
+    while (stats_get(&stats.client_buffer_bytes) > limit) {
+        struct connection *largest = NULL;
+        for (struct connection *c = worker->connections; c != NULL; c = c->next) {
+            if (largest == NULL || c->held > largest->held)
+                largest = c;
+        }
+        size_t mine = largest != NULL ? largest->held : 0;
+        atomic_store_explicit(&worker->largest_held, mine, memory_order_relaxed);
+        struct worker *bigger = NULL;
+        size_t most = mine;
+        for (unsigned i = 0; i < server->worker_count; i++) {
+            struct worker *other = &server->workers[i];
+            size_t held = atomic_load_explicit(&other->largest_held, memory_order_relaxed);
+            if (other != worker && held > most) {
+                most = held;
+                bigger = other;
+            }
+        }
+        if (bigger != NULL) {
+            atomic_store(&bigger->shed_requested, true);
+            worker_notify(bigger);
+            return;
+        }
+        if (mine == 0)
+            return;
+        stats_add(&stats.clients_dropped_memory, 1);
+        log_limited(&accept_log, 10000, LOG_LEVEL_WARNING,
+                    "dropping client pid %ld: it holds %zu bytes of input and replies, the most "
+                    "while all clients hold more than max_buffer_memory",
+                    (long)largest->client.pid, largest->held);
+        connection_free(largest);
+    }
+}
+
 static void connection_readable(evutil_socket_t fd, short events, void *arg)
 {
     (void)fd;
     (void)events;
     struct connection *connection = arg;
+    struct worker *worker = connection->worker;
     if (connection_read(connection, READ_CHUNK_LIMIT, false))
         connection_flush(connection);
+    worker_shed(worker);
 }
 
 static void connection_writable(evutil_socket_t fd, short events, void *arg)
@@ -533,7 +557,7 @@ static void connection_create(struct worker *worker, const struct pending_fd *pe
     connection->client.gid = pending->peer.gid;
     connection->client.pid = pending->peer.pid;
     connection->client.grant_generation = UINT64_MAX;
-    connection->client.fill_waiter = connection;
+    connection->client.blocked = blocked_create(worker, connection);
     client_register(&connection->client, util_monotonic_ms());
     connection->next = worker->connections;
     if (worker->connections != NULL)
@@ -542,7 +566,7 @@ static void connection_create(struct worker *worker, const struct pending_fd *pe
     connection_update_read(connection);
 }
 
-/* Once a parked or draining request is answered: runs what was read after it
+/* Once a parked request is answered: runs what was read after it
  * and sends the replies; when stopping, closes once nothing is left to run. */
 static void connection_continue(struct connection *connection)
 {
@@ -554,66 +578,39 @@ static void connection_continue(struct connection *connection)
         connection_flush(connection);
 }
 
-static void worker_notify(struct worker *worker);
 
 /* Runs a parked request again once every fill it waited for has answered. */
 static void connection_resume(struct connection *connection)
 {
     struct worker *worker = connection->worker;
-    if (commands_execute(&worker->env, &connection->client, &connection->parked->request,
+    struct blocked *blocked = connection->client.blocked;
+    if (commands_execute(&worker->env, &connection->client, blocked_request(blocked),
                          util_monotonic_ms()) == COMMANDS_BLOCKED)
         return; /* more misses (a user's roles, an entity's parents) */
-    parked_free(connection->parked);
-    connection->parked = NULL;
     if (connection->client.close_after_reply) {
         connection_close_after_write(connection);
-        return;
-    }
-    if (connection->client.fills_pending > 0) {
-        connection->draining = true; /* read stays disabled */
-        connection_flush(connection);
         return;
     }
     connection_continue(connection);
 }
 
-static void worker_take_fill(struct connection *connection, struct fill_result *result)
+/* A fill's answer on the waiter's query thread (takes the reference). */
+static void worker_take_fill(struct blocked *waiter, struct fill_result *result)
 {
-    connection->client.fills_pending--;
-    if (connection->fd < 0) {
-        fill_result_release(result);
-        if (connection->client.fills_pending == 0)
-            connection_free(connection);
-        return;
-    }
-    if (connection->parked == NULL) {
-        /* The request was answered without it (CAN found a grant). */
-        fill_result_release(result);
-        if (connection->client.fills_pending == 0 && connection->draining) {
-            connection->draining = false;
-            if (connection->client.close_after_reply) {
-                connection_close_after_write(connection);
-                return;
-            }
-            connection_continue(connection);
-        }
-        return;
-    }
-    commands_client_add_fill(&connection->client, result);
-    if (connection->client.fills_pending == 0)
+    struct connection *connection = blocked_owner(waiter);
+    if (blocked_answer(waiter, result) == BLOCKED_READY)
         connection_resume(connection);
 }
 
-void server_deliver_fill(void *waiter, struct fill_result *result)
+void server_deliver_fill(struct blocked *waiter, struct fill_result *result)
 {
-    struct connection *connection = waiter;
-    struct worker *worker = connection->worker;
+    struct worker *worker = blocked_home(waiter);
     pthread_mutex_lock(&worker->lock);
     if (worker->fill_count == worker->fill_capacity) {
         worker->fill_capacity = worker->fill_capacity ? worker->fill_capacity * 2 : 16;
         worker->fills = xrealloc(worker->fills, worker->fill_capacity * sizeof(*worker->fills));
     }
-    worker->fills[worker->fill_count].connection = connection;
+    worker->fills[worker->fill_count].waiter = waiter;
     worker->fills[worker->fill_count].result = result;
     worker->fill_count++;
     pthread_mutex_unlock(&worker->lock);
@@ -698,12 +695,10 @@ static void worker_wakeup(evutil_socket_t fd, short events, void *arg)
                 .max_request_bytes = next_config->listen.max_request_bytes,
                 .max_args = next_config->listen.max_args,
             };
-            c->parser.limits = limits;
-            if (c->fd >= 0) {
-                /* The new idle_timeout counts from now, as a bufferevent's did. */
-                c->idle_since_us = util_monotonic_us();
-                connection_arm_idle(c);
-            }
+            protocol_parser_set_limits(&c->parser, &limits);
+            /* The new idle_timeout counts from now, as a bufferevent's did. */
+            c->idle_since_us = util_monotonic_us();
+            connection_arm_idle(c);
         }
         struct server *server = worker->server;
         pthread_mutex_lock(&server->reconfigure_lock);
@@ -719,8 +714,10 @@ static void worker_wakeup(evutil_socket_t fd, short events, void *arg)
     }
     free(queue);
     for (size_t i = 0; i < fill_count; i++)
-        worker_take_fill(fills[i].connection, fills[i].result);
+        worker_take_fill(fills[i].waiter, fills[i].result);
     free(fills);
+    if (atomic_exchange(&worker->shed_requested, false) || fill_count > 0)
+        worker_shed(worker);
     if (stop && !worker->stopping)
         worker_begin_stop(worker);
     worker_check_stopped(worker);
@@ -760,11 +757,8 @@ static int worker_init(struct server *server, struct worker *worker, unsigned in
 
 static void worker_free(struct worker *worker)
 {
-    while (worker->connections != NULL) {
-        /* At exit nothing answers any more: forget what was pending. */
-        worker->connections->client.fills_pending = 0;
+    while (worker->connections != NULL)
         connection_free(worker->connections);
-    }
     if (worker->stop_timer != NULL)
         event_free(worker->stop_timer);
     if (worker->notify_event != NULL)
@@ -778,10 +772,8 @@ static void worker_free(struct worker *worker)
     for (size_t i = 0; i < worker->queue_count; i++)
         close(worker->queue[i].fd);
     free(worker->queue);
-    for (size_t i = 0; i < worker->fill_count; i++) {
-        worker->fills[i].connection->client.fills_pending--;
-        fill_result_release(worker->fills[i].result);
-    }
+    for (size_t i = 0; i < worker->fill_count; i++)
+        blocked_answer(worker->fills[i].waiter, worker->fills[i].result); /* owners are gone */
     free(worker->fills);
     pthread_mutex_destroy(&worker->lock);
 }

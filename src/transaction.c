@@ -1,10 +1,12 @@
 /* transaction.c - MULTI/EXEC/DISCARD/WATCH/UNWATCH (see transaction.h).
  *
- * The queue is private copies of the requests. EXEC runs them in order
- * through commands_run() into a scratch reply; when one of them misses and
- * must wait for fills, EXEC as a whole reports itself blocked, the server
- * parks it, and it runs the whole queue again once every fill answered (the
- * answers are shared by the queued commands, as by one multi-key command).
+ * The queue is private copies of the requests. EXEC answers the array
+ * header and runs each queued request as one step of its own run
+ * (commands_run_step(), blocked.h): a failed fill or a reply too large is
+ * that element's error, and when any of them misses and must wait for
+ * fills, blocked.c parks EXEC as a whole, discards what it wrote and runs it
+ * again - queue and all - once every fill answered (the answers are shared
+ * by the queued commands, as by one multi-key command; docs/reference.md §4).
  * Nothing a client may write can change a key, so WATCH has nothing to
  * watch: it answers +OK, and EXEC never fails for a watched key. */
 #include "transaction.h"
@@ -12,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blocked.h"
 #include "command_call.h"
 #include "protocol.h"
 #include "reply.h"
@@ -134,28 +137,16 @@ void transaction_command_exec(struct command_call *call)
         reply_error(call->out, "EXECABORT Transaction discarded because of previous errors.");
         return;
     }
-    /* Every queued command runs, even after one blocked, so that all the
+    /* Every queued command runs, even after one waits, so that all the
      * misses of the transaction are filled at once. */
-    struct reply_buffer scratch = {.resp3 = call->out->resp3};
-    struct reply_buffer *saved = client->out;
-    client->out = &scratch;
+    reply_array(call->out, transaction->count);
     client->in_exec = true;
-    bool blocked = false;
-    for (size_t i = 0; i < transaction->count; i++) {
-        if (commands_run(call->env, client, &transaction->queued[i].request, call->now_ms) ==
-            COMMANDS_BLOCKED)
-            blocked = true;
-    }
+    for (size_t i = 0; i < transaction->count; i++)
+        commands_run_step(call->env, client, &transaction->queued[i].request, call->now_ms);
     client->in_exec = false;
-    client->out = saved;
-    if (blocked) {
-        call->blocked = true; /* runs again, queue and all, with the answers */
-    } else {
-        reply_array(call->out, transaction->count);
-        reply_buffer_add(call->out, reply_buffer_data(&scratch), reply_buffer_length(&scratch));
+    /* A parked EXEC runs again with the same queue. */
+    if (!blocked_run_waits(client->blocked))
         transaction_free(client);
-    }
-    reply_buffer_free(&scratch);
 }
 
 void transaction_command_watch(struct command_call *call)

@@ -473,6 +473,7 @@ static bool origin_wait_total(unsigned n, int timeout_ms)
     "  reconnect_max: 500ms\n"                                           \
     "  l2: true\n"                                                       \
     "  key_format: \"cache:{tenant}:{kind}:{key}\"\n"                    \
+    "%s"                                                                 \
     "origin:\n"                                                          \
     "  url: \"http://127.0.0.1:%d/v1/tenants/{tenant}/{kind}/{key}\"\n"  \
     "  timeout: 2s\n"                                                    \
@@ -562,6 +563,11 @@ static void wait_l2_connected(void)
     fail_with_log("the daemon's L2 connection never showed in CLIENT LIST");
 }
 
+/* Appended to FILL_CONFIG by the next start() (access rules), and added
+ * to its redis: section. */
+static const char *extra_config = "";
+static const char *redis_extra = "";
+
 /* Replaces the first `from` in config (of size `size`) by `to`. */
 static void config_replace(char *config, size_t size, const char *from, const char *to)
 {
@@ -584,8 +590,8 @@ static void start_with(int hot_reads, unsigned max_tenants)
     ck_assert_int_eq(harness_redis_start(&h), 0);
     store = harness_redis_connect(&h);
     ck_assert_ptr_nonnull(store);
-    char config[4096];
-    snprintf(config, sizeof(config), FILL_CONFIG, origin.port, hot_reads);
+    char config[8192];
+    snprintf(config, sizeof(config), FILL_CONFIG, redis_extra, origin.port, hot_reads);
     if (max_tenants != 0) {
         char limit[64];
         snprintf(limit, sizeof(limit), "max_tenants: %u\n", max_tenants);
@@ -595,6 +601,8 @@ static void start_with(int hot_reads, unsigned max_tenants)
         config_replace(config, sizeof(config), "max_bytes: 16mb", "max_bytes: 1gb");
         config_replace(config, sizeof(config), "tenant_max_bytes: 1mb", "tenant_max_bytes: 1gb");
     }
+    size_t used = strlen(config);
+    snprintf(config + used, sizeof(config) - used, "%s", extra_config);
     ck_assert_int_eq(harness_daemon_start(&h, config), 0);
     ck_assert(harness_wait_subscribed(&h, WAIT_MS));
     wait_l2_connected();
@@ -627,6 +635,24 @@ static void setup_big_memory(void)
 {
     big_memory = true;
     start_with(0, 0);
+}
+
+/* Critical data goes stale 1 s after the stream is lost. */
+static void setup_stale(void)
+{
+    redis_extra = "  max_stale: 1s\n";
+    start(0);
+    redis_extra = "";
+}
+
+/* The test process (root) may read tenant acme only. */
+static void setup_acl(void)
+{
+    static char rules[128];
+    snprintf(rules, sizeof(rules), "access:\n  - {uid: %u, tenants: [acme]}\n", (unsigned)getuid());
+    extra_config = rules;
+    start(0);
+    extra_config = "";
 }
 
 static void teardown(void)
@@ -1698,6 +1724,51 @@ START_TEST(test_made_up_tenants_evict_nobody)
 }
 END_TEST
 
+/* ---- one request, one reply ---- */
+
+/* Reads the reply to a PING sent after the request under test: it must be
+ * the very next reply. */
+static void expect_pong_on(redisContext *c, const char *after)
+{
+    redisReply *reply = receive(c);
+    if (reply->type != REDIS_REPLY_STATUS || strcmp(reply->str, "PONG") != 0)
+        fail_with_log("the reply after %s: expected PONG, got type %d '%s'", after, reply->type,
+                      reply_text(reply));
+    freeReplyObject(reply);
+}
+
+START_TEST(test_mget_refused_name_after_a_miss)
+{
+    /* The first name misses (its fill is held), a later one is refused:
+     * the request answers one error, and the fill cannot make it answer
+     * again. */
+    origin_put("acme", "config", "slow", "\"s\"", ORIGIN_HOLD);
+    redisContext *c = harness_connect(&h);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(redisAppendCommand(c, "MGET cache:acme:config:slow cache:globex:config:x"),
+                     REDIS_OK);
+    send_on(c, "PING");
+    origin_wait_count("acme", "config", "slow", 1, 300); /* need not be asked at all */
+    origin_release("acme", "config", "slow");
+    redisReply *reply = receive(c);
+    if (reply->type != REDIS_REPLY_ERROR || strncmp(reply->str, "NOPERM ", 7) != 0)
+        fail_with_log("MGET with a refused name: expected -NOPERM, got type %d '%s'", reply->type,
+                      reply_text(reply));
+    freeReplyObject(reply);
+    expect_pong_on(c, "MGET with a refused name");
+    /* The same with the key/kind form and GET: one error each. */
+    ck_assert_int_eq(redisAppendCommand(c, "MGET cache:acme:config:slow2 cache:acme:nokind:x"),
+                     REDIS_OK);
+    send_on(c, "PING");
+    reply = receive(c);
+    ck_assert_msg(reply->type == REDIS_REPLY_ARRAY && reply->elements == 2,
+                  "MGET with an unparsable name: type %d", reply->type);
+    freeReplyObject(reply);
+    expect_pong_on(c, "MGET with an unparsable name");
+    redisFree(c);
+}
+END_TEST
+
 
 /* GETs redis has run (the daemon's L2 lookups, when the test sends none). */
 static long long redis_get_calls(void)
@@ -2095,6 +2166,218 @@ START_TEST(test_origin_host_name)
 }
 END_TEST
 
+START_TEST(test_mget_stale_name_after_a_miss)
+{
+    /* Reference data is served while the stream is stale, critical data
+     * refused: an MGET whose first name misses (reference) and whose second
+     * is critical answers one -STALE, and the PING after it its PONG. */
+    origin_put("acme", "profile", "p", "{\"a\":1}", 0);
+    ck_assert_int_eq(harness_redis_stop(&h, SIGKILL), 0);
+    ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 0));
+    long long deadline = harness_now_ms() + 10000;
+    bool stale = false;
+    while (!stale && harness_now_ms() < deadline) {
+        redisReply *reply = command("CREDIT acme probe");
+        stale = reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "STALE ", 6) == 0;
+        freeReplyObject(reply);
+        if (!stale)
+            harness_sleep_ms(100);
+    }
+    ck_assert_msg(stale, "critical data never went stale");
+    ck_assert_int_eq(redisAppendCommand(client, "MGET cache:acme:profile:p cache:acme:credit:c"),
+                     REDIS_OK);
+    send_on(client, "PING");
+    redisReply *reply = receive(client);
+    if (reply->type != REDIS_REPLY_ERROR || strncmp(reply->str, "STALE ", 6) != 0)
+        fail_with_log("MGET with a stale name: expected -STALE, got type %d '%s'", reply->type,
+                      reply_text(reply));
+    freeReplyObject(reply);
+    expect_pong_on(client, "MGET with a stale name");
+    /* The reference name alone is filled and served. */
+    expect_bulk("{\"a\":1}", "GET cache:acme:profile:p");
+}
+END_TEST
+
+#define STRESS_KEYS 300
+#define STRESS_ROUNDS 40
+
+struct stress_publisher {
+    redisContext *redis;
+    _Atomic bool stop;
+    unsigned sent;
+};
+
+/* Sets, invalidates and deletes the keys the MGETs read, round-robin. */
+static void *stress_publish(void *arg)
+{
+    struct stress_publisher *p = arg;
+    static const char *const ops[] = {"set", "invalidate", "set", "invalidate", "del"};
+    for (unsigned i = 0; !atomic_load(&p->stop); i++) {
+        unsigned key = (i * 7919u) % STRESS_KEYS;
+        const char *op = ops[i % 5];
+        redisReply *reply;
+        if (strcmp(op, "set") == 0)
+            reply = redisCommand(p->redis,
+                                 "PUBLISH " CHANNEL " {\"op\":\"set\",\"tenant\":\"acme\",\"kind\":"
+                                 "\"config\",\"key\":\"k%u\",\"value\":\"s%u\"}",
+                                 key, i);
+        else
+            reply = redisCommand(p->redis,
+                                 "PUBLISH " CHANNEL " {\"op\":\"%s\",\"tenant\":\"acme\",\"kind\":"
+                                 "\"config\",\"key\":\"k%u\"}",
+                                 op, key);
+        if (reply == NULL)
+            break;
+        freeReplyObject(reply);
+        p->sent++;
+        if (i % 16 == 0)
+            usleep(1000);
+    }
+    return NULL;
+}
+
+START_TEST(test_mget_stress_one_reply_each)
+{
+    /* Pipelined MGETs of hundreds of names, by full name and by kind, each
+     * followed by a PING, while a publisher sets, invalidates and deletes
+     * the same entries and the origin answers slowly. Every reply is one
+     * array of the right size whose elements are nil or a value of the
+     * entry, and every PONG is where it belongs. */
+    char name[64], body[64];
+    for (unsigned k = 0; k < STRESS_KEYS; k++) {
+        snprintf(name, sizeof(name), "k%u", k);
+        snprintf(body, sizeof(body), "\"o%u\"", k);
+        origin_put("acme", "config", name, body, 3);
+    }
+    /* Two commands: argv is names; one by kind: argv is "acme config keys". */
+    size_t argc_names = STRESS_KEYS + 1, argc_keys = STRESS_KEYS + 3;
+    const char **argv = calloc(argc_keys, sizeof(*argv));
+    char **owned = calloc(argc_keys, sizeof(*owned));
+    ck_assert_ptr_nonnull(argv);
+    ck_assert_ptr_nonnull(owned);
+    struct stress_publisher publisher = {.redis = harness_redis_connect(&h)};
+    ck_assert_ptr_nonnull(publisher.redis);
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, stress_publish, &publisher), 0);
+    redisContext *c = harness_connect(&h);
+    ck_assert_ptr_nonnull(c);
+    struct timeval tv = {.tv_sec = 20};
+    redisSetTimeout(c, tv);
+    for (unsigned round = 0; round < STRESS_ROUNDS; round++) {
+        bool by_name = round % 2 == 0;
+        size_t argc = by_name ? argc_names : argc_keys;
+        argv[0] = "MGET";
+        size_t first = 1;
+        if (!by_name) {
+            argv[1] = "acme";
+            argv[2] = "config";
+            first = 3;
+        }
+        for (size_t i = first; i < argc; i++) {
+            unsigned k = (unsigned)((i - first + round * 13) % STRESS_KEYS);
+            char text[64];
+            if (by_name)
+                snprintf(text, sizeof(text), "cache:acme:config:k%u", k);
+            else
+                snprintf(text, sizeof(text), "k%u", k);
+            owned[i] = strdup(text);
+            argv[i] = owned[i];
+        }
+        ck_assert_int_eq(redisAppendCommandArgv(c, (int)argc, argv, NULL), REDIS_OK);
+        for (size_t i = first; i < argc; i++) {
+            free(owned[i]);
+            owned[i] = NULL;
+        }
+        ck_assert_int_eq(redisAppendCommand(c, "PING"), REDIS_OK);
+    }
+    for (unsigned round = 0; round < STRESS_ROUNDS; round++) {
+        void *got = NULL;
+        if (redisGetReply(c, &got) != REDIS_OK || got == NULL)
+            fail_with_log("round %u: no reply to MGET: %s", round, c->errstr);
+        redisReply *reply = got;
+        if (reply->type == REDIS_REPLY_ERROR) {
+            /* A fill that failed: one error for the whole request. */
+            check_unavailable(reply, "stress MGET");
+        } else {
+            if (reply->type != REDIS_REPLY_ARRAY || reply->elements != STRESS_KEYS)
+                fail_with_log("round %u: MGET: type %d with %zu elements '%s'", round,
+                              reply->type, reply->elements, reply_text(reply));
+            for (size_t i = 0; i < reply->elements; i++) {
+                const redisReply *e = reply->element[i];
+                if (e->type == REDIS_REPLY_NIL)
+                    continue;
+                unsigned k = (unsigned)((i + round * 13) % STRESS_KEYS);
+                char origin_value[32];
+                snprintf(origin_value, sizeof(origin_value), "\"o%u\"", k);
+                if (e->type != REDIS_REPLY_STRING)
+                    fail_with_log("round %u: MGET[%zu] (k%u): type %d '%s'", round, i, k,
+                                  e->type, reply_text(e));
+                if (strcmp(e->str, origin_value) != 0 && strncmp(e->str, "\"s", 2) != 0)
+                    fail_with_log("round %u: MGET[%zu] (k%u): '%s' is no value of the entry",
+                                  round, i, k, e->str);
+            }
+        }
+        freeReplyObject(reply);
+        expect_pong_on(c, "a stress MGET");
+    }
+    atomic_store(&publisher.stop, true);
+    pthread_join(thread, NULL);
+    ck_assert_uint_gt(publisher.sent, 0);
+    redisFree(publisher.redis);
+    redisFree(c);
+    free(argv);
+    free(owned);
+    /* The daemon still answers on a new connection. */
+    expect_pong();
+}
+END_TEST
+
+/* ---- a transaction's fills (docs/reference.md §4) ---- */
+
+static void expect_status(const char *expected, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void expect_status(const char *expected, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    redisReply *reply = vcommand_on(client, fmt, args);
+    va_end(args);
+    if (reply->type != REDIS_REPLY_STATUS || strcmp(reply->str, expected) != 0)
+        fail_with_log("%s: expected +%s, got type %d '%s'", fmt, expected, reply->type,
+                      reply_text(reply));
+    freeReplyObject(reply);
+}
+
+START_TEST(test_exec_failed_fill_is_one_element)
+{
+    /* EXEC waits for every fill of its queue; a fill that failed makes only
+     * its own element -UNAVAILABLE, and the next request is answered next. */
+    origin_put("acme", "config", "good", "\"g\"", 0);
+    origin_put_path("/v1/tenants/acme/config/bad", 500, "oops", 0);
+    expect_status("OK", "MULTI");
+    expect_status("QUEUED", "GET acme config good");
+    expect_status("QUEUED", "GET acme config bad");
+    expect_status("QUEUED", "PING");
+    redisReply *reply = command("EXEC");
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+        fail_with_log("EXEC: expected an array of 3, got type %d (%zu elements)", reply->type,
+                      reply->type == REDIS_REPLY_ARRAY ? reply->elements : (size_t)0);
+    check_bulk(reply->element[0], "\"g\"", "EXEC element 1");
+    check_unavailable(reply->element[1], "EXEC element 2");
+    ck_assert_int_eq(reply->element[2]->type, REDIS_REPLY_STATUS);
+    ck_assert_str_eq(reply->element[2]->str, "PONG");
+    freeReplyObject(reply);
+    expect_pong();
+    expect_info("fill_errors", 1);
+    /* The queue is gone once EXEC answered. */
+    reply = command("EXEC");
+    ck_assert_int_eq(reply->type, REDIS_REPLY_ERROR);
+    ck_assert_str_eq(reply->str, "ERR EXEC without MULTI");
+    freeReplyObject(reply);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("fill");
@@ -2130,7 +2413,19 @@ int main(void)
     tcase_add_test(fill, test_set_wins_over_an_unwaited_fill);
     tcase_add_test(fill, test_miss_after_invalidate_does_not_join_the_raced_fill);
     tcase_add_test(fill, test_write_back_keeps_newer_l2_data);
+    tcase_add_test(fill, test_mget_stress_one_reply_each);
+    tcase_add_test(fill, test_exec_failed_fill_is_one_element);
     suite_add_tcase(suite, fill);
+    TCase *acl = tcase_create("acl");
+    tcase_add_checked_fixture(acl, setup_acl, teardown);
+    tcase_set_timeout(acl, 30);
+    tcase_add_test(acl, test_mget_refused_name_after_a_miss);
+    suite_add_tcase(suite, acl);
+    TCase *stale = tcase_create("stale");
+    tcase_add_checked_fixture(stale, setup_stale, teardown);
+    tcase_set_timeout(stale, 30);
+    tcase_add_test(stale, test_mget_stale_name_after_a_miss);
+    suite_add_tcase(suite, stale);
     TCase *hot = tcase_create("hot");
     tcase_add_checked_fixture(hot, setup_hot, teardown);
     tcase_set_timeout(hot, 30);

@@ -895,6 +895,139 @@ START_TEST(test_half_request)
 }
 END_TEST
 
+
+/* A reload that lowers max_args and max_request_bytes while a request is
+ * half received: the request keeps the limits it began with (and the daemon
+ * keeps its heap: the parser's vectors once shrank under it); the next
+ * request gets the new ones. */
+START_TEST(test_reload_mid_request)
+{
+    start_daemon("  max_args: 1000\n  max_request_bytes: 1mb\n");
+    enum { KEYS = 197, SENT_FIRST = 20 };
+    char first[4096], rest[4096];
+    size_t first_len = (size_t)snprintf(first, sizeof(first),
+                                        "*%d\r\n$4\r\nMGET\r\n$4\r\nacme\r\n$6\r\nconfig\r\n",
+                                        KEYS + 3);
+    for (int i = 0; i < SENT_FIRST; i++)
+        first_len += (size_t)snprintf(first + first_len, sizeof(first) - first_len,
+                                      "$6\r\nkey%03d\r\n", i);
+    size_t rest_len = 0;
+    for (int i = SENT_FIRST; i < KEYS; i++)
+        rest_len += (size_t)snprintf(rest + rest_len, sizeof(rest) - rest_len, "$6\r\nkey%03d\r\n",
+                                     i);
+    int fd = raw_connect();
+    raw_send(fd, first, first_len);
+    witness_ok();
+    ck_assert_int_eq(harness_daemon_write_config(
+                         &h, config_text(10000, "  max_args: 4\n  max_request_bytes: 64\n")),
+                     0);
+    ck_assert_int_eq(harness_daemon_signal(&h, SIGHUP), 0);
+    long long deadline = harness_now_ms() + WAIT_MS;
+    while (!log_contains("configuration reloaded") && harness_now_ms() < deadline)
+        harness_sleep_ms(20);
+    ck_assert(log_contains("configuration reloaded"));
+    raw_send(fd, rest, rest_len);
+    /* one array of KEYS nils */
+    char expected[2048];
+    size_t expected_len = (size_t)snprintf(expected, sizeof(expected), "*%d\r\n", KEYS);
+    for (int i = 0; i < KEYS; i++)
+        expected_len += (size_t)snprintf(expected + expected_len, sizeof(expected) - expected_len,
+                                         "$-1\r\n");
+    char buffer[2048];
+    bool closed;
+    harness_raw_read(fd, buffer, expected_len, WAIT_MS, &closed);
+    ck_assert_msg(strcmp(buffer, expected) == 0, "the half-received MGET: got '%.80s'%s", buffer,
+                  closed ? " and EOF" : "");
+    ck_assert_msg(harness_daemon_alive(&h), "the daemon died (status %d)", h.daemon_status);
+    /* the next request on the same connection is held to the new limits */
+    raw_send_text(fd, "*5\r\n$4\r\nMGET\r\n$4\r\nacme\r\n$6\r\nconfig\r\n$1\r\na\r\n$1\r\nb\r\n");
+    const char *refused = "-ERR Protocol error: invalid multibulk length\r\n";
+    harness_raw_read(fd, buffer, strlen(refused), WAIT_MS, &closed);
+    ck_assert_str_eq(buffer, refused);
+    close(fd);
+    still_serving();
+}
+END_TEST
+
+
+/* listen.max_buffer_memory bounds what all clients together make the daemon
+ * hold: clients that each stall halfway through a large request are
+ * dropped, the one holding the most first, and counted; everyone else is
+ * served. */
+START_TEST(test_buffer_memory_bound)
+{
+    start_daemon("  max_buffer_memory: 4mb\n");
+    enum { HOLDERS = 20, PART = 800 * 1024 };
+    char *part = malloc(PART);
+    ck_assert_ptr_nonnull(part);
+    memset(part, 'x', PART);
+    int fds[HOLDERS];
+    for (int i = 0; i < HOLDERS; i++) {
+        fds[i] = raw_connect();
+        raw_send_text(fds[i], "*2\r\n$4\r\nPING\r\n$900000\r\n");
+        if (!raw_send_lenient(fds[i], part, PART))
+            continue; /* dropped already */
+        witness_ok();
+    }
+    free(part);
+    /* at most 4 MB are held: of 20 clients holding 800 KB each, at most 5
+     * stay */
+    enum { FIT = 4 * 1024 * 1024 / PART };
+    long long deadline = harness_now_ms() + WAIT_MS;
+    while (info("clients_dropped_memory") < HOLDERS - FIT && harness_now_ms() < deadline)
+        harness_sleep_ms(20);
+    ck_assert_int_ge(info("clients_dropped_memory"), HOLDERS - FIT);
+    long long held = info("client_buffer_bytes");
+    ck_assert_msg(held <= 4 * 1024 * 1024, "client_buffer_bytes %lld", held);
+    int closed = 0;
+    for (int i = 0; i < HOLDERS; i++) {
+        if (raw_closed_within(fds[i], 50))
+            closed++;
+        close(fds[i]);
+    }
+    ck_assert_int_ge(closed, HOLDERS - FIT);
+    ck_assert_int_eq(info("clients_dropped_memory"), closed);
+    still_serving();
+}
+END_TEST
+
+
+/* Past max_buffer_memory, the connection holding the most goes, whichever
+ * query thread holds it; the smaller ones stay. */
+START_TEST(test_buffer_memory_drops_the_largest)
+{
+    start_daemon("  max_buffer_memory: 4mb\n");
+    enum { BIG = 950 * 1000, SMALL = 300 * 1000, SMALLS = 11 };
+    char *data = malloc(BIG);
+    ck_assert_ptr_nonnull(data);
+    memset(data, 'x', BIG);
+    int big = raw_connect();
+    raw_send_text(big, "*2\r\n$4\r\nPING\r\n$1000000\r\n");
+    raw_send(big, data, BIG);
+    long long deadline = harness_now_ms() + WAIT_MS;
+    while (info("client_buffer_bytes") < BIG && harness_now_ms() < deadline)
+        harness_sleep_ms(10);
+    ck_assert_int_ge(info("client_buffer_bytes"), BIG);
+    int smalls[SMALLS];
+    for (int i = 0; i < SMALLS; i++) {
+        smalls[i] = raw_connect();
+        raw_send_text(smalls[i], "*2\r\n$4\r\nPING\r\n$1000000\r\n");
+        raw_send(smalls[i], data, SMALL);
+    }
+    free(data);
+    /* 0.95 + 11 x 0.3 MB is over 4 MB; without the big one it is not */
+    ck_assert(harness_wait_info(client, WAIT_MS, "clients_dropped_memory", 1));
+    ck_assert_msg(raw_closed_within(big, WAIT_MS), "the largest client was not dropped");
+    for (int i = 0; i < SMALLS; i++) {
+        ck_assert_msg(!raw_closed_within(smalls[i], 20), "small client %d was dropped", i);
+        close(smalls[i]);
+    }
+    close(big);
+    ck_assert_int_eq(info("clients_dropped_memory"), 1);
+    still_serving();
+}
+END_TEST
+
 START_TEST(test_half_request_idle_timeout)
 {
     start_daemon("  idle_timeout: 500ms\n");
@@ -1196,6 +1329,9 @@ int main(void)
     tcase_add_test(socket_input, test_many_args);
     tcase_add_test(socket_input, test_half_request);
     tcase_add_test(socket_input, test_half_request_idle_timeout);
+    tcase_add_test(socket_input, test_reload_mid_request);
+    tcase_add_test(socket_input, test_buffer_memory_bound);
+    tcase_add_test(socket_input, test_buffer_memory_drops_the_largest);
     tcase_add_test(socket_input, test_5000_connections);
     tcase_add_test(socket_input, test_out_of_fds);
     tcase_add_test(socket_input, test_disconnect_mid_reply);

@@ -391,6 +391,38 @@ START_TEST(test_credit)
 }
 END_TEST
 
+
+/* '.' and '..' are neither tenants nor keys: they would be path segments in
+ * an origin URL. Refused in messages and in every query. */
+START_TEST(test_dot_segments)
+{
+    start_default();
+    long long invalid = harness_info_int(client, "messages_invalid");
+    set_value(".", "config", "k", "1");
+    set_value("..", "config", "k", "1");
+    set_value("acme", "config", ".", "1");
+    set_value("acme", "config", "..", "1");
+    set_value("acme", "config", "...", "3");
+    sync_stream();
+    ck_assert_int_eq(harness_info_int(client, "messages_invalid"), invalid + 4);
+    expect("3", "GET acme config ...");
+    expect("-ERR invalid tenant", "GET . config k");
+    expect("-ERR invalid tenant", "GET .. config k");
+    expect("-ERR invalid key", "GET acme config .");
+    expect("-ERR invalid key", "GET acme config ..");
+    expect("(nil)", "GET cache:..:config:k");
+    expect("(nil)", "GET cache:acme:config:..");
+    expect("-ERR invalid key", "MGET acme config ... ..");
+    expect("-ERR invalid tenant", "MGET .. config k");
+    expect("-ERR invalid tenant", "CREDIT .. k");
+    expect("-ERR invalid key", "CREDIT acme ..");
+    expect("-ERR invalid key", "CAN acme . crm.read");
+    expect("-ERR invalid key", "ANCESTORS acme ..");
+    expect("-ERR invalid tenant", "TENANT .");
+    expect("-ERR invalid tenant", "FLUSH ..");
+}
+END_TEST
+
 START_TEST(test_status)
 {
     start_default();
@@ -1025,6 +1057,43 @@ START_TEST(test_acl_tenant_rules)
 }
 END_TEST
 
+
+/* INFO tenants, INFO all and HEALTH's top_tenants leave out the tenants
+ * outside the peer's grant; a peer that may read every tenant sees all. */
+START_TEST(test_acl_reports_show_granted_tenants)
+{
+    start_daemon(config_text(2,
+                             "access:\n"
+                             "  - {uid: 65534, tenants: [acme]}\n"
+                             "  - {uid: 0, tenants: \"*\", admin: true}\n",
+                             ""));
+    publish_two_tenants();
+    const char *const commands[] = {"INFO tenants", "INFO all", "HEALTH", "TENANT globex", NULL};
+    char out[16384];
+    run_as(NOBODY_UID, NOBODY_GID, commands, out, sizeof(out));
+    char *save = NULL;
+    for (char *line = strtok_r(out, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        ck_assert_msg(strstr(line, "globex") == NULL || strncmp(line, "-NOPERM", 7) == 0,
+                      "nobody sees globex: '%.300s'", line);
+        ck_assert_msg(strstr(line, "initech") == NULL, "nobody sees initech: '%.300s'", line);
+    }
+    run_as(NOBODY_UID, NOBODY_GID, commands, out, sizeof(out));
+    ck_assert_msg(strstr(out, "tenant_acme:") != NULL, "INFO tenants as nobody: %.300s", out);
+    ck_assert_msg(strstr(out, "\"tenant\":\"acme\"") != NULL, "HEALTH as nobody: %.600s", out);
+    /* root may read every tenant */
+    redisReply *reply = command_on(client, "INFO tenants");
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STRING);
+    ck_assert_msg(strstr(reply->str, "tenant_globex:") != NULL && strstr(reply->str, "tenant_initech:"),
+                  "%s", reply->str);
+    freeReplyObject(reply);
+    reply = command_on(client, "HEALTH");
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STRING);
+    ck_assert_msg(strstr(reply->str, "\"tenant\":\"globex\"") != NULL, "%s", reply->str);
+    freeReplyObject(reply);
+}
+END_TEST
+
 START_TEST(test_acl_admin_rule)
 {
     start_daemon(config_text(2,
@@ -1246,6 +1315,81 @@ START_TEST(test_idle_timeout)
     client = harness_connect(&h);
     ck_assert_ptr_nonnull(client);
     ck_assert_int_ge(harness_info_int(client, "clients_dropped_idle"), 1);
+}
+END_TEST
+
+
+/* A reply larger than max_reply_backlog is not built: the command answers
+ * -ERR reply too large, and the connection goes on. */
+START_TEST(test_reply_too_large)
+{
+    start_daemon(config_text(2, "", "  max_reply_backlog: 64kb\n"));
+    char value[1100];
+    int len = snprintf(value, sizeof(value), "{\"pad\":\"");
+    memset(value + len, 'p', 1000);
+    snprintf(value + len + 1000, sizeof(value) - (size_t)len - 1000, "\"}");
+    set_value("acme", "config", "big", value);
+    sync_stream();
+    enum { MANY = 100 }; /* 100 x ~1 KB: over 64 KB */
+    const char *argv[MANY + 3] = {"MGET", "acme", "config"};
+    for (int i = 3; i < MANY + 3; i++)
+        argv[i] = "big";
+    redisReply *reply = redisCommandArgv(client, MANY + 3, argv, NULL);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_ERROR);
+    ck_assert_str_eq(reply->str, "ERR reply too large");
+    freeReplyObject(reply);
+    expect("+PONG", "PING");
+    /* half as many fit */
+    reply = redisCommandArgv(client, MANY / 2 + 3, argv, NULL);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_ARRAY);
+    ck_assert_uint_eq(reply->elements, MANY / 2);
+    freeReplyObject(reply);
+    ck_assert_int_eq(harness_info_int(client, "clients_dropped_backlog"), 0);
+}
+END_TEST
+
+/* In a transaction the bound is per element: one queued command whose reply
+ * would pass max_reply_backlog is that element's -ERR reply too large, the
+ * others answer (docs/reference.md §4). */
+START_TEST(test_exec_element_too_large)
+{
+    start_daemon(config_text(2, "", "  max_reply_backlog: 64kb\n"));
+    char value[1100];
+    int len = snprintf(value, sizeof(value), "{\"pad\":\"");
+    memset(value + len, 'p', 1000);
+    snprintf(value + len + 1000, sizeof(value) - (size_t)len - 1000, "\"}");
+    set_value("acme", "config", "big", value);
+    sync_stream();
+    enum { MANY = 100 }; /* 100 x ~1 KB: over 64 KB */
+    const char *argv[MANY + 3] = {"MGET", "acme", "config"};
+    for (int i = 3; i < MANY + 3; i++)
+        argv[i] = "big";
+    expect("+OK", "MULTI");
+    redisReply *reply = redisCommandArgv(client, MANY + 3, argv, NULL);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STATUS);
+    ck_assert_str_eq(reply->str, "QUEUED");
+    freeReplyObject(reply);
+    expect("+QUEUED", "PING");
+    reply = redisCommandArgv(client, MANY / 2 + 3, argv, NULL);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STATUS);
+    freeReplyObject(reply);
+    reply = redisCommand(client, "EXEC");
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_ARRAY);
+    ck_assert_uint_eq(reply->elements, 3);
+    ck_assert_int_eq(reply->element[0]->type, REDIS_REPLY_ERROR);
+    ck_assert_str_eq(reply->element[0]->str, "ERR reply too large");
+    ck_assert_int_eq(reply->element[1]->type, REDIS_REPLY_STATUS);
+    ck_assert_str_eq(reply->element[1]->str, "PONG");
+    ck_assert_int_eq(reply->element[2]->type, REDIS_REPLY_ARRAY);
+    ck_assert_uint_eq(reply->element[2]->elements, MANY / 2);
+    freeReplyObject(reply);
+    expect("+PONG", "PING");
+    ck_assert_int_eq(harness_info_int(client, "clients_dropped_backlog"), 0);
 }
 END_TEST
 
@@ -1567,6 +1711,7 @@ int main(void)
     tcase_add_checked_fixture(queries, setup, teardown);
     tcase_set_timeout(queries, 60);
     tcase_add_test(queries, test_credit);
+    tcase_add_test(queries, test_dot_segments);
     tcase_add_test(queries, test_status);
     tcase_add_test(queries, test_can);
     tcase_add_test(queries, test_can_default_active_statuses);
@@ -1585,6 +1730,7 @@ int main(void)
     tcase_set_timeout(acl, 60);
     tcase_add_test(acl, test_acl_no_rules);
     tcase_add_test(acl, test_acl_tenant_rules);
+    tcase_add_test(acl, test_acl_reports_show_granted_tenants);
     tcase_add_test(acl, test_acl_admin_rule);
     tcase_add_test(acl, test_acl_flush_every_tenant);
     tcase_add_test(acl, test_acl_reload);
@@ -1598,6 +1744,8 @@ int main(void)
     tcase_add_test(limits, test_max_request_bytes);
     tcase_add_test(limits, test_idle_timeout);
     tcase_add_test(limits, test_max_reply_backlog);
+    tcase_add_test(limits, test_reply_too_large);
+    tcase_add_test(limits, test_exec_element_too_large);
     suite_add_tcase(suite, limits);
 
     TCase *threads = tcase_create("threads");

@@ -228,6 +228,7 @@ static void check_defaults(const struct config *c)
     ck_assert_uint_eq(c->listen.max_args, 1024);
     ck_assert_uint_eq(c->listen.idle_timeout_ms, 0);
     ck_assert_uint_eq(c->listen.max_reply_backlog, 16 * MB);
+    ck_assert_uint_eq(c->listen.max_buffer_memory, 64 * MB);
 
     ck_assert_str_eq(c->redis.host, "127.0.0.1");
     ck_assert_uint_eq(c->redis.port, 6379);
@@ -386,7 +387,8 @@ START_TEST(test_override_listen)
                             "  max_request_bytes: 64\n"
                             "  max_args: 4\n"
                             "  idle_timeout: 90s\n"
-                            "  max_reply_backlog: 1kb\n");
+                            "  max_reply_backlog: 1kb\n"
+                            "  max_buffer_memory: 2mb\n");
     ck_assert_str_eq(c->listen.socket, "/tmp/x.sock");
     ck_assert_uint_eq(c->listen.mode, 0600);
     ck_assert_str_eq(c->listen.group, "cache");
@@ -395,6 +397,7 @@ START_TEST(test_override_listen)
     ck_assert_uint_eq(c->listen.max_args, 4);
     ck_assert_uint_eq(c->listen.idle_timeout_ms, 90000);
     ck_assert_uint_eq(c->listen.max_reply_backlog, KB);
+    ck_assert_uint_eq(c->listen.max_buffer_memory, 2 * MB);
     config_free(c);
 
     /* the mode in its quoted, short and YAML 1.2 forms; the group as null */
@@ -943,6 +946,8 @@ static const struct {
      "t.yaml:2:13: 'listen.max_args' must be between 4 and 1048576, got 3"},
     {"listen:\n  max_reply_backlog: 1023\n",
      "t.yaml:2:22: 'listen.max_reply_backlog' must be between 1kb and 1024gb, got 1023"},
+    {"listen:\n  max_buffer_memory: 1023kb\n",
+     "t.yaml:2:22: 'listen.max_buffer_memory' must be between 1mb and 1024gb, got 1023kb"},
     {"redis:\n  port: 0\n", "t.yaml:2:9: 'redis.port' must be between 1 and 65535, got 0"},
     {"redis:\n  port: 65536\n", "t.yaml:2:9: 'redis.port' must be between 1 and 65535, got 65536"},
     {"redis:\n  db: 1001\n", "t.yaml:2:7: 'redis.db' must be between 0 and 1000, got 1001"},

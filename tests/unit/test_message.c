@@ -376,7 +376,8 @@ START_TEST(test_tenant_alphabet)
     b = parse_ok(text);
     message_batch_free(&b);
 
-    static const char *const bad[] = {"a:b", "", "a b", "a/b", "caf\\u00e9", "a\\u0001", "*a"};
+    static const char *const bad[] = {"a:b", "", "a b", "a/b", "caf\\u00e9", "a\\u0001", "*a",
+                                      ".", ".."};
     for (size_t i = 0; i < UTIL_ARRAY_LEN(bad); i++) {
         set_text(text, sizeof(text), bad[i], "k");
         parse_bad(text, "field 'tenant'");
@@ -386,6 +387,11 @@ START_TEST(test_tenant_alphabet)
     ck_assert(!message_valid_tenant("a\0b", 3));
     ck_assert(!message_valid_tenant(NULL, 0));
     ck_assert(!message_valid_tenant("*", 1));
+    /* '.' and '..' would be path segments in an origin URL */
+    ck_assert(!message_valid_tenant(".", 1));
+    ck_assert(!message_valid_tenant("..", 2));
+    ck_assert(message_valid_tenant("...", 3));
+    ck_assert(message_valid_tenant(".a", 2));
 }
 END_TEST
 
@@ -437,6 +443,14 @@ START_TEST(test_key_alphabet)
     ck_assert(!message_valid_key("a\0b", 3));
     ck_assert(!message_valid_key("a\x7f", 2));
     ck_assert(!message_valid_key(NULL, 0));
+    ck_assert(!message_valid_key(".", 1));
+    ck_assert(!message_valid_key("..", 2));
+    ck_assert(message_valid_key("...", 3));
+    ck_assert(message_valid_key("../x", 4)); /* one segment: URL-encoded to ..%2Fx */
+    for (size_t i = 0; i < 2; i++) {
+        set_text(text, sizeof(text), "t", i == 0 ? "." : "..");
+        parse_bad(text, "field 'key'");
+    }
 }
 END_TEST
 

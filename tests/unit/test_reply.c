@@ -277,12 +277,54 @@ START_TEST(test_partial_drain)
 }
 END_TEST
 
+/* The RESP3 encoders (nil "_", map "%N") reserve their bytes through the
+ * same path as the others, so the cap holds for them too. */
+START_TEST(test_limit_applies_to_resp3)
+{
+    struct reply_buffer capped = {.resp3 = true};
+    reply_buffer_limit(&capped, 5);
+    reply_nil(&capped);                                /* _\r\n: 3 bytes */
+    ck_assert(!reply_buffer_over(&capped));
+    reply_map(&capped, 2);                             /* %2\r\n: 4 more, over 5 */
+    ck_assert(reply_buffer_over(&capped));
+    ck_assert_uint_eq(reply_buffer_length(&capped), 3);
+    reply_buffer_limit(&capped, 0);
+    reply_map(&capped, 2);
+    ck_assert_uint_eq(reply_buffer_length(&capped), 7);
+    ck_assert(memcmp(reply_buffer_data(&capped), "_\r\n%2\r\n", 7) == 0);
+    reply_buffer_free(&capped);
+}
+END_TEST
+
+START_TEST(test_limit_drops_what_would_pass_it)
+{
+    struct reply_buffer capped = {0};
+    reply_status(&capped, "OK");                       /* 5 bytes, before the cap */
+    reply_buffer_limit(&capped, 5 + 16);
+    reply_bulk(&capped, "0123456789", 10);             /* $10\r\n...\r\n: 17 bytes */
+    ck_assert(reply_buffer_over(&capped));
+    ck_assert_uint_eq(reply_buffer_length(&capped), 5);
+    reply_nil(&capped);                                /* after an overflow: nothing more */
+    ck_assert_uint_eq(reply_buffer_length(&capped), 5);
+    reply_buffer_limit(&capped, 0);
+    ck_assert(!reply_buffer_over(&capped));
+    reply_bulk(&capped, "0123456789", 10);
+    ck_assert_uint_eq(reply_buffer_length(&capped), 22);
+    reply_buffer_truncate(&capped, 5);
+    ck_assert_uint_eq(reply_buffer_length(&capped), 5);
+    ck_assert(memcmp(reply_buffer_data(&capped), "+OK\r\n", 5) == 0);
+    reply_buffer_free(&capped);
+}
+END_TEST
+
 static Suite *reply_suite(void)
 {
     Suite *suite = suite_create("reply");
     TCase *encoders = tcase_create("encoders");
     tcase_add_checked_fixture(encoders, setup, teardown);
     tcase_add_test(encoders, test_status);
+    tcase_add_test(encoders, test_limit_drops_what_would_pass_it);
+    tcase_add_test(encoders, test_limit_applies_to_resp3);
     tcase_add_test(encoders, test_error);
     tcase_add_test(encoders, test_error_sanitised);
     tcase_add_test(encoders, test_error_long_truncated);
@@ -297,6 +339,7 @@ static Suite *reply_suite(void)
     suite_add_tcase(suite, encoders);
     return suite;
 }
+
 
 int main(void)
 {
