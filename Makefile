@@ -22,7 +22,7 @@ DATADIR   ?= $(PREFIX)/share/tenantcached
 
 CC        ?= cc
 BUILD     ?= build
-VERSION   := 0.1.0
+VERSION   := 0.2.0
 PKGS      := hiredis libevent libevent_pthreads jansson yaml-0.1
 
 OPTFLAGS  ?= -O2 -g

@@ -159,7 +159,7 @@ START_TEST(test_hello)
     snprintf(expected, sizeof(expected),
              "[server,tenantcached,version,%s,proto,:2,id,:%lld,mode,standalone,role,master,"
              "modules,[]]",
-             "0.1.0", id->integer);
+             TENANTCACHED_VERSION, id->integer);
     freeReplyObject(id);
     ck_assert_str_eq(got, expected);
     expect("app-1", "CLIENT GETNAME");
@@ -177,9 +177,12 @@ START_TEST(test_resp3)
     ck_assert(harness_wait_reply(client, WAIT_MS, "5", "GET acme credit op"));
     int fd = harness_raw_connect(&h);
     ck_assert_int_ge(fd, 0);
-    raw_exchange(fd, "HELLO 3\r\n",
-                 "%7\r\n$6\r\nserver\r\n$12\r\ntenantcached\r\n$7\r\nversion\r\n$5\r\n0.1.0\r\n"
-                 "$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:");
+    char hello3[160];
+    snprintf(hello3, sizeof(hello3),
+             "%%7\r\n$6\r\nserver\r\n$12\r\ntenantcached\r\n$7\r\nversion\r\n$%zu\r\n%s\r\n"
+             "$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:",
+             strlen(TENANTCACHED_VERSION), TENANTCACHED_VERSION);
+    raw_exchange(fd, "HELLO 3\r\n", hello3);
     char rest[256];
     bool closed = false;
     size_t n = harness_raw_read(fd, rest, sizeof(rest) - 1, 300, &closed);
