@@ -97,11 +97,6 @@ bool redis_link_up(const struct redis_link *link);
 /* The context to send commands on: non-NULL only while up and no drop is
  * pending. Owned by the link; valid until control returns to the loop. */
 redisAsyncContext *redis_link_context(const struct redis_link *link);
-/* How many times the link came up after the first time. */
-uint64_t redis_link_reconnects(const struct redis_link *link);
-/* Monotonic ms since which the link has been down (0 while up); counts from
- * redis_link_create() until the first success. */
-uint64_t redis_link_down_since_ms(const struct redis_link *link);
 /* "unix:/path" or "host:port" into buf, for log lines. Returns buf. */
 const char *redis_link_address(const struct redis_link *link, char *buf, size_t size);
 

@@ -41,11 +41,8 @@ struct stats {
     _Atomic uint64_t clients_dropped_memory; /* listen.max_buffer_memory */
     _Atomic uint64_t client_buffer_bytes;    /* input and reply buffers of every client */
     _Atomic uint64_t connected_clients;
-    /* The invalidation stream, as the main thread last saw it. */
-    _Atomic uint64_t redis_connected;      /* 1 while subscribed */
-    _Atomic uint64_t redis_down_since_ms;  /* monotonic ms; 0 while subscribed */
+    /* Whether the stream is up is not a counter: freshness.h. */
     _Atomic uint64_t redis_reconnects;
-    _Atomic uint64_t publisher_silent_since_ms; /* heartbeat_timeout: 0 unless silent */
     _Atomic uint64_t start_ms;             /* monotonic ms at start */
     /* snapshot.path (docs/reference.md §6) */
     _Atomic uint64_t snapshot_saved_at;       /* wall-clock seconds of the last save; 0: none */

@@ -41,14 +41,6 @@ struct subscriber *sub_start(struct event_base *base, const struct config *confi
  * patterns changed, the connection is dropped and made again. */
 void sub_reconfigure(struct subscriber *sub, const struct config *config);
 
-/* True while every channel and pattern is subscribed. */
-bool sub_connected(const struct subscriber *sub);
-/* How many times the subscription was established after the first time. */
-uint64_t sub_reconnects(const struct subscriber *sub);
-/* Monotonic ms since which the subscription has been down (0 while up). The
- * daemon counts as disconnected from its start until the first subscribe. */
-uint64_t sub_down_since_ms(const struct subscriber *sub);
-
 /* Disconnects and frees. Safe to call from outside any hiredis callback. */
 void sub_stop(struct subscriber *sub);
 

@@ -21,6 +21,7 @@
 #include "client.h"
 #include "config.h"
 #include "fill.h"
+#include "freshness.h"
 #include "log.h"
 #include "message.h"
 #include "perm.h"
@@ -84,36 +85,16 @@ static bool access_tenant(struct command_call *call, const char *tenant, size_t 
     return true;
 }
 
-/* Since when (monotonic ms) the invalidation stream counts as down: the
- * subscription is lost, or (redis.heartbeat_timeout) a publisher went silent.
- * 0 while it is up. */
-static uint64_t stream_down_since(void)
-{
-    uint64_t since = stats_get(&stats.redis_connected) ? 0 : stats_get(&stats.redis_down_since_ms);
-    uint64_t silent = stats_get(&stats.publisher_silent_since_ms);
-    if (silent != 0 && (since == 0 || silent < since))
-        since = silent;
-    return since;
-}
-
 static uint64_t stream_down_seconds(uint64_t now_ms)
 {
-    uint64_t since = stream_down_since();
-    return since != 0 && now_ms > since ? (now_ms - since) / 1000 : 0;
-}
-
-static bool stream_stale(const struct command_call *call)
-{
-    uint64_t since = stream_down_since();
-    return since != 0 && call->now_ms > since &&
-           call->now_ms - since > call->env->config->redis.max_stale_ms;
+    return freshness_down_ms(now_ms) / 1000;
 }
 
 /* Critical data is refused while the stream is stale; reference data is
  * served and counted. Returns false (after replying) when refused. */
 static bool staleness_allows(struct command_call *call, unsigned kind)
 {
-    if (!stream_stale(call))
+    if (!freshness_stale(call->now_ms, call->env->config->redis.max_stale_ms))
         return true;
     if (call->env->config->kinds[kind].tier == CONFIG_TIER_REFERENCE) {
         stats_add(&stats.stale_served, 1);
@@ -827,7 +808,7 @@ static void info_redis(struct command_call *call, struct evbuffer *text)
                         "# Redis\r\nredis_connected:%d\r\nredis_reconnects:%llu\r\n"
                         "redis_disconnected_seconds:%llu\r\nredis_master:%s\r\n"
                         "sentinel_switches:%llu\r\n",
-                        stats_get(&stats.redis_connected) ? 1 : 0,
+                        freshness_subscribed() ? 1 : 0,
                         (unsigned long long)stats_get(&stats.redis_reconnects),
                         (unsigned long long)stream_down_seconds(call->now_ms),
                         redis_link_master_address(call->env->config, master, sizeof(master)),
@@ -969,7 +950,7 @@ static void command_health(struct command_call *call)
     cache_get_stats(call->env->cache, &figures);
     double ratio = config->memory.max_bytes ? (double)figures.bytes / (double)config->memory.max_bytes
                                             : 0.0;
-    bool connected = stats_get(&stats.redis_connected) != 0;
+    bool connected = freshness_subscribed();
     json_t *health = json_object();
     json_object_set_new(health, "status", json_string(health_status(ratio)));
     json_object_set_new(health, "used_bytes", json_integer((json_int_t)figures.bytes));

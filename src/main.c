@@ -20,6 +20,7 @@
 #include "config.h"
 #include "envelope.h"
 #include "fill.h"
+#include "freshness.h"
 #include "log.h"
 #include "message.h"
 #include "metrics.h"
@@ -95,7 +96,7 @@ static void notify_status(struct daemon *daemon)
     struct cache_stats figures;
     cache_get_stats(daemon->cache, &figures);
     notify_sendf("STATUS=redis %s, %llu entries, %llu tenants",
-                 stats_get(&stats.redis_connected) ? "subscribed" : "disconnected",
+                 freshness_subscribed() ? "subscribed" : "disconnected",
                  (unsigned long long)figures.entries, (unsigned long long)figures.tenants);
 }
 
@@ -163,8 +164,7 @@ static void drop_everything(struct daemon *daemon, const char *why)
 /* The stream is current again: fresh data for the staleness rules. */
 static void stream_current(struct daemon *daemon)
 {
-    stats_set(&stats.redis_connected, 1);
-    stats_set(&stats.redis_down_since_ms, 0);
+    freshness_current();
     log_notice("subscribed to the invalidation stream");
     notify_status(daemon);
 }
@@ -211,10 +211,8 @@ static void on_disconnected(void *arg, const char *reason)
     struct daemon *daemon = arg;
     if (daemon->stream != NULL)
         stream_abort(daemon->stream);
-    stats_set(&stats.redis_connected, 0);
     /* Lost while catching up: still down since the outage began. */
-    if (stats_get(&stats.redis_down_since_ms) == 0)
-        stats_set(&stats.redis_down_since_ms, util_monotonic_ms());
+    freshness_lost(util_monotonic_ms());
     log_warn("invalidation stream lost: %s", reason ? reason : "disconnected");
     notify_status(daemon);
 }
@@ -304,13 +302,13 @@ static void housekeeping(evutil_socket_t fd, short events, void *arg)
         apply_forget_silent_publishers(daemon->apply, now, PUBLISHER_FORGET_FACTOR * timeout);
     uint64_t heard = timeout ? apply_oldest_publisher_ms(daemon->apply) : 0;
     bool silent = heard != 0 && now - heard > timeout;
-    uint64_t silent_since = stats_get(&stats.publisher_silent_since_ms);
+    uint64_t silent_since = freshness_silent_since();
     if (silent && silent_since == 0) {
         log_warn("a publisher has been silent for over %llums (redis.heartbeat_timeout)",
                  (unsigned long long)timeout);
-        stats_set(&stats.publisher_silent_since_ms, heard + timeout);
+        freshness_set_silent(heard + timeout);
     } else if (!silent && silent_since != 0) {
-        stats_set(&stats.publisher_silent_since_ms, 0);
+        freshness_set_silent(0);
     }
 }
 
@@ -439,7 +437,7 @@ static int run(struct daemon *daemon)
     uint64_t now = util_monotonic_ms();
     stats_set(&stats.start_ms, now);
     /* Until the first subscribe the stream counts as down since start. */
-    stats_set(&stats.redis_down_since_ms, now);
+    freshness_start(now);
 
     struct cache_limits limits = limits_from(daemon->config);
     daemon->cache = cache_create(daemon->config->shards, &limits);

@@ -26,6 +26,7 @@
 
 #include "cache.h"
 #include "config.h"
+#include "freshness.h"
 #include "log.h"
 #include "sentinel.h"
 #include "stats.h"
@@ -119,17 +120,11 @@ static void metrics_single(struct evbuffer *out, const char *name, const char *t
     metrics_sample(out, name, "", value);
 }
 
-/* Seconds since the invalidation stream counts as down, as INFO's
- * redis_disconnected_seconds reports it: the subscription is lost, or a
- * publisher has been silent past redis.heartbeat_timeout. 0 while it is up. */
+/* Seconds since the invalidation stream counts as down (freshness.h), as
+ * INFO's redis_disconnected_seconds reports it, with ms precision. */
 static double metrics_stream_down_seconds(void)
 {
-    uint64_t since = stats_get(&stats.redis_connected) ? 0 : stats_get(&stats.redis_down_since_ms);
-    uint64_t silent = stats_get(&stats.publisher_silent_since_ms);
-    if (silent != 0 && (since == 0 || silent < since))
-        since = silent;
-    uint64_t now = util_monotonic_ms();
-    return since != 0 && now > since ? (double)(now - since) / 1000.0 : 0.0;
+    return (double)freshness_down_ms(util_monotonic_ms()) / 1000.0;
 }
 
 static void metrics_write_histogram(struct evbuffer *out)
@@ -205,7 +200,7 @@ static void metrics_write(const struct metrics *metrics, struct evbuffer *out)
                    stats_get(&stats.messages_duplicate));
     metrics_single(out, "tenantcached_redis_connected", "gauge",
                    "1 while subscribed to the invalidation stream.",
-                   stats_get(&stats.redis_connected) ? 1 : 0);
+                   freshness_subscribed() ? 1 : 0);
     metrics_single(out, "tenantcached_redis_reconnects_total", "counter",
                    "Resubscriptions after the invalidation stream was lost.",
                    stats_get(&stats.redis_reconnects));

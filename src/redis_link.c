@@ -86,8 +86,6 @@ struct redis_link {
     unsigned failures; /* consecutive failed attempts since the last loss or success */
     bool ever_up;
     bool loss_reported; /* on_down already called for this outage */
-    uint64_t reconnects;
-    uint64_t down_since_ms;
     uint64_t rng;
 
     struct log_ratelimit fail_limit;
@@ -216,10 +214,8 @@ static void link_failed(struct redis_link *link, const char *why)
     evtimer_del(link->timeout_timer);
     event_del(link->drop_event);
 
-    if (was_up) {
-        link->down_since_ms = util_monotonic_ms();
+    if (was_up)
         link->failures = 0;
-    }
     uint64_t delay = link->retry_now ? 0 : link_backoff_ms(link);
     link->retry_now = false;
     if (!was_up && link->failures < 64)
@@ -301,9 +297,6 @@ void redis_link_established(struct redis_link *link)
     bool first = !link->ever_up;
     link->state = LINK_UP;
     link->ever_up = true;
-    if (!first)
-        link->reconnects++;
-    link->down_since_ms = 0;
     link->failures = 0;
     link->loss_reported = false;
     if (link->callbacks.on_up != NULL)
@@ -581,9 +574,6 @@ struct redis_link *redis_link_create(struct event_base *base, const struct confi
     if (link->rng == 0)
         link->rng = 0x9E3779B97F4A7C15ULL;
     link->state = LINK_IDLE;
-    link->down_since_ms = util_monotonic_ms();
-    if (link->down_since_ms == 0)
-        link->down_since_ms = 1;
     /* The first attempt runs from the loop, so that no callback fires before
      * the caller has the link in hand. */
     link_timer_add(link->retry_timer, 0);
@@ -637,16 +627,6 @@ redisAsyncContext *redis_link_context(const struct redis_link *link)
     if (link->state != LINK_UP || link->drop_requested)
         return NULL;
     return link->ac;
-}
-
-uint64_t redis_link_reconnects(const struct redis_link *link)
-{
-    return link->reconnects;
-}
-
-uint64_t redis_link_down_since_ms(const struct redis_link *link)
-{
-    return link->state == LINK_UP ? 0 : link->down_since_ms;
 }
 
 void redis_link_free(struct redis_link *link)

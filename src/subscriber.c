@@ -290,21 +290,6 @@ void sub_reconfigure(struct subscriber *sub, const struct config *config)
     redis_link_reconfigure(sub->link, config, changed);
 }
 
-bool sub_connected(const struct subscriber *sub)
-{
-    return redis_link_up(sub->link);
-}
-
-uint64_t sub_reconnects(const struct subscriber *sub)
-{
-    return redis_link_reconnects(sub->link);
-}
-
-uint64_t sub_down_since_ms(const struct subscriber *sub)
-{
-    return redis_link_down_since_ms(sub->link);
-}
-
 void sub_stop(struct subscriber *sub)
 {
     if (sub == NULL)

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "harness.h"
 #include "log.h"
+#include "freshness.h"
 #include "subscriber.h"
 #include "util.h"
 
@@ -71,9 +72,9 @@ static void on_subscribed(void *arg, bool first)
     if (first)
         t.subscribed_first++;
     t.last_first = first;
-    /* the state the daemon reads from here must already say "up" */
-    ck_assert(sub_connected(t.sub));
-    ck_assert_uint_eq(sub_down_since_ms(t.sub), 0);
+    /* what the daemon does with it (main.c, without redis.stream) */
+    freshness_current();
+    ck_assert_uint_eq(freshness_down_since(), 0);
 }
 
 static void on_disconnected(void *arg, const char *reason)
@@ -81,7 +82,13 @@ static void on_disconnected(void *arg, const char *reason)
     ck_assert_ptr_eq(arg, &t);
     t.disconnected++;
     snprintf(t.reason, sizeof(t.reason), "%s", reason);
-    ck_assert(!sub_connected(t.sub));
+    freshness_lost(util_monotonic_ms());
+}
+
+/* How many times the subscription came back after the first time. */
+static int reconnects(void)
+{
+    return t.subscribed - t.subscribed_first;
 }
 
 /* --- config ------------------------------------------------------------- */
@@ -142,6 +149,7 @@ static void setup(void)
     memset(&t, 0, sizeof(t));
     t.fake_fd = -1;
     harness_init(&t.h);
+    freshness_start(util_monotonic_ms());
     t.base = event_base_new();
     ck_assert_ptr_nonnull(t.base);
     config_setup();
@@ -197,7 +205,7 @@ static void pump_for(int ms)
 static bool is_connected(int unused)
 {
     (void)unused;
-    return sub_connected(t.sub);
+    return freshness_subscribed();
 }
 
 static bool messages_at_least(int n)
@@ -242,8 +250,8 @@ START_TEST(test_channels_and_patterns)
     strings_add(&t.config.redis.patterns, "tc:*");
     strings_add(&t.config.redis.patterns, "bin\x01*");
     start();
-    ck_assert(!sub_connected(t.sub));
-    ck_assert_uint_gt(sub_down_since_ms(t.sub), 0);
+    ck_assert(!freshness_subscribed());
+    ck_assert_uint_gt(freshness_down_since(), 0);
     ck_assert_int_eq(t.subscribed, 0); /* nothing happens before the loop runs */
 
     ck_assert(pump_until(5000, is_connected, 0));
@@ -251,8 +259,8 @@ START_TEST(test_channels_and_patterns)
     ck_assert_int_eq(t.subscribed_first, 1);
     ck_assert(t.last_first);
     ck_assert_int_eq(t.disconnected, 0);
-    ck_assert_uint_eq(sub_reconnects(t.sub), 0);
-    ck_assert_uint_eq(sub_down_since_ms(t.sub), 0);
+    ck_assert_int_eq(reconnects(), 0);
+    ck_assert_uint_eq(freshness_down_since(), 0);
     ck_assert(harness_wait_subscribed(&t.h, 1000));
 
     ck_assert_int_eq(harness_publish(&t.h, CHANNEL, "{\"op\":\"flush\",\"tenant\":\"*\"}"), 1);
@@ -301,17 +309,17 @@ START_TEST(test_redis_down_at_start)
 {
     start();
     pump_for(500);
-    ck_assert(!sub_connected(t.sub));
+    ck_assert(!freshness_subscribed());
     ck_assert_int_eq(t.disconnected, 1); /* once for the outage, not per retry */
     ck_assert_ptr_nonnull(strstr(t.reason, "No such file"));
-    ck_assert_uint_gt(sub_down_since_ms(t.sub), 0);
+    ck_assert_uint_gt(freshness_down_since(), 0);
 
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
     ck_assert(pump_until(5000, is_connected, 0));
     ck_assert_int_eq(t.subscribed, 1);
     ck_assert(t.last_first);
     ck_assert_int_eq(t.disconnected, 1);
-    ck_assert_uint_eq(sub_reconnects(t.sub), 0);
+    ck_assert_int_eq(reconnects(), 0);
     ck_assert_int_eq(harness_publish(&t.h, CHANNEL, "hello"), 1);
     expect_message(1, CHANNEL, "hello");
 }
@@ -328,19 +336,19 @@ START_TEST(test_kill_and_restart)
     ck_assert_int_eq(harness_redis_stop(&t.h, SIGKILL), 0);
     ck_assert(pump_until(3000, disconnected_at_least, 1));
     long long lost_at = harness_now_ms();
-    ck_assert(!sub_connected(t.sub));
-    ck_assert_uint_gt(sub_down_since_ms(t.sub), 0);
-    ck_assert_uint_le(sub_down_since_ms(t.sub), (uint64_t)lost_at);
+    ck_assert(!freshness_subscribed());
+    ck_assert_uint_gt(freshness_down_since(), 0);
+    ck_assert_uint_le(freshness_down_since(), (uint64_t)lost_at);
     pump_for(700); /* several failed retries */
     ck_assert_int_eq(t.disconnected, 1);
-    ck_assert(!sub_connected(t.sub));
+    ck_assert(!freshness_subscribed());
 
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
     ck_assert(pump_until(5000, is_connected, 0));
     ck_assert_int_eq(t.subscribed, 2);
     ck_assert(!t.last_first);
     ck_assert_int_eq(t.subscribed_first, 1);
-    ck_assert_uint_eq(sub_reconnects(t.sub), 1);
+    ck_assert_int_eq(reconnects(), 1);
     ck_assert_int_eq(t.disconnected, 1);
     ck_assert_int_eq(harness_publish(&t.h, CHANNEL, "after"), 1);
     expect_message(2, CHANNEL, "after");
@@ -350,7 +358,7 @@ START_TEST(test_kill_and_restart)
     ck_assert(pump_until(3000, disconnected_at_least, 2));
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
     ck_assert(pump_until(5000, subscribed_at_least, 3));
-    ck_assert_uint_eq(sub_reconnects(t.sub), 2);
+    ck_assert_int_eq(reconnects(), 2);
     ck_assert_int_eq(t.disconnected, 2);
     ck_assert_int_eq(harness_publish(&t.h, CHANNEL, "again"), 1);
     expect_message(3, CHANNEL, "again");
@@ -375,7 +383,7 @@ START_TEST(test_client_kill)
     ck_assert(pump_until(5000, subscribed_at_least, 2));
     ck_assert_int_eq(t.disconnected, 1);
     ck_assert(!t.last_first);
-    ck_assert_uint_eq(sub_reconnects(t.sub), 1);
+    ck_assert_int_eq(reconnects(), 1);
     ck_assert_int_eq(harness_publish(&t.h, CHANNEL, "resubscribed"), 1);
     expect_message(1, CHANNEL, "resubscribed");
 }
@@ -405,7 +413,7 @@ START_TEST(test_output_buffer_limit)
     }
     ck_assert(pump_until(10000, subscribed_at_least, 2));
     ck_assert_int_eq(t.disconnected, 1);
-    ck_assert_uint_eq(sub_reconnects(t.sub), 1);
+    ck_assert_int_eq(reconnects(), 1);
     int seen = t.messages;
     r = redisCommand(c, "PUBLISH %s %s", CHANNEL, "small");
     ck_assert_ptr_nonnull(r);
@@ -449,7 +457,7 @@ START_TEST(test_auth_wrong_password)
     set_string(&t.config.redis.password, "wrong");
     start();
     pump_for(1500);
-    ck_assert(!sub_connected(t.sub));
+    ck_assert(!freshness_subscribed());
     ck_assert_int_eq(t.disconnected, 1);
     ck_assert_msg(strstr(t.reason, "WRONGPASS") != NULL || strstr(t.reason, "invalid") != NULL,
                   "reason: %s", t.reason);
@@ -461,7 +469,7 @@ START_TEST(test_auth_wrong_password)
     set_string(&t.config.redis.password, "");
     sub_reconfigure(t.sub, &t.config);
     pump_for(500);
-    ck_assert(!sub_connected(t.sub));
+    ck_assert(!freshness_subscribed());
     ck_assert_int_eq(t.disconnected, 1); /* still the same outage */
 
     /* a reload with the right password connects */
@@ -499,7 +507,7 @@ START_TEST(test_tcp)
     /* refused first, then redis comes up on that port */
     start();
     pump_for(300);
-    ck_assert(!sub_connected(t.sub));
+    ck_assert(!freshness_subscribed());
     ck_assert_int_eq(t.disconnected, 1);
     ck_assert_msg(strstr(t.reason, "refused") != NULL, "reason: %s", t.reason);
     ck_assert_int_eq(harness_redis_start_args(&t.h, args), 0);
@@ -511,7 +519,7 @@ START_TEST(test_tcp)
     ck_assert(pump_until(3000, disconnected_at_least, 2));
     ck_assert_int_eq(harness_redis_start_args(&t.h, args), 0);
     ck_assert(pump_until(5000, subscribed_at_least, 2));
-    ck_assert_uint_eq(sub_reconnects(t.sub), 1);
+    ck_assert_int_eq(reconnects(), 1);
 }
 END_TEST
 
@@ -549,7 +557,7 @@ START_TEST(test_backoff)
     t.config.redis.reconnect_max_ms = 160;
     start();
     pump_for(3000);
-    ck_assert(!sub_connected(t.sub));
+    ck_assert(!freshness_subscribed());
     ck_assert_int_eq(t.disconnected, 1);
 
     /* 20, 20..40, 40..80, then 80..160 ms: about 20 attempts in 3 s */
@@ -587,7 +595,7 @@ START_TEST(test_paused_redis)
     t.config.redis.connect_timeout_ms = 200;
     start();
     pump_for(1200); /* connect(2) succeeds into the backlog; nothing answers */
-    ck_assert(!sub_connected(t.sub));
+    ck_assert(!freshness_subscribed());
     ck_assert_int_eq(t.disconnected, 1);
     ck_assert_msg(strstr(t.reason, "timed out") != NULL, "reason: %s", t.reason);
 
@@ -620,7 +628,7 @@ START_TEST(test_stop_while_connecting)
     set_string(&t.config.redis.password, "unused");
     start();
     pump_for(150);
-    ck_assert(!sub_connected(t.sub));
+    ck_assert(!freshness_subscribed());
     sub_stop(t.sub);
     t.sub = NULL;
     pump_for(50); /* nothing of it is left on the loop */
@@ -663,7 +671,7 @@ START_TEST(test_reconfigure)
     pump_for(200);
     ck_assert_int_eq(t.subscribed, 1);
     ck_assert_int_eq(t.disconnected, 0);
-    ck_assert(sub_connected(t.sub));
+    ck_assert(freshness_subscribed());
 
     /* the channels changed: resubscribe */
     strings_clear(&t.config.redis.channels);
@@ -672,7 +680,7 @@ START_TEST(test_reconfigure)
     ck_assert(pump_until(5000, subscribed_at_least, 2));
     ck_assert(!t.last_first);
     ck_assert_int_eq(t.disconnected, 1);
-    ck_assert_uint_eq(sub_reconnects(t.sub), 1);
+    ck_assert_int_eq(reconnects(), 1);
     ck_assert_int_eq(harness_publish(&t.h, CHANNEL, "old"), 0);
     ck_assert_int_eq(harness_publish(&t.h, "new:channel", "new"), 1);
     expect_message(1, "new:channel", "new");
@@ -681,7 +689,7 @@ START_TEST(test_reconfigure)
     strings_clear(&t.config.redis.channels);
     sub_reconfigure(t.sub, &t.config);
     pump_for(200);
-    ck_assert(sub_connected(t.sub));
+    ck_assert(freshness_subscribed());
     ck_assert_int_eq(t.subscribed, 2);
     ck_assert_int_eq(harness_publish(&t.h, "new:channel", "still"), 1);
     expect_message(2, "new:channel", "still");
