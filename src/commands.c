@@ -20,6 +20,7 @@
 #include "cache.h"
 #include "client.h"
 #include "config.h"
+#include "counters.h"
 #include "fill.h"
 #include "freshness.h"
 #include "log.h"
@@ -696,14 +697,6 @@ static void command_tenant(struct command_call *call)
     free(figures);
 }
 
-static void info_human(struct evbuffer *text, const char *name, uint64_t bytes)
-{
-    char human[32];
-    util_format_human_bytes(bytes, human, sizeof(human));
-    evbuffer_add_printf(text, "%s:%llu\r\n%s_human:%s\r\n", name, (unsigned long long)bytes, name,
-                        human);
-}
-
 static void info_server(struct command_call *call, struct evbuffer *text)
 {
     uint64_t uptime = (call->now_ms - stats_get(&stats.start_ms)) / 1000;
@@ -718,129 +711,40 @@ static void info_server(struct command_call *call, struct evbuffer *text)
                         call->env->config->application, log_level_name(log_get_level()));
 }
 
+/* The sections of the counters table (counters.h). */
+static void info_counters(struct command_call *call, struct evbuffer *text, const char *header,
+                          enum counters_section section)
+{
+    struct counters_view view;
+    counters_view_init(&view, call->env->cache, call->env->config, call->now_ms);
+    evbuffer_add_printf(text, "# %s\r\n", header);
+    counters_write_info(text, section, &view);
+}
+
 static void info_clients(struct command_call *call, struct evbuffer *text)
 {
-    const struct config *config = call->env->config;
-    evbuffer_add_printf(text,
-                        "# Clients\r\nconnected_clients:%llu\r\nmax_clients:%u\r\n"
-                        "rejected_connections:%llu\r\nclients_dropped_backlog:%llu\r\n"
-                        "clients_dropped_idle:%llu\r\nclients_dropped_memory:%llu\r\n"
-                        "client_buffer_bytes:%llu\r\nmax_buffer_memory:%llu\r\n"
-                        "protocol_errors:%llu\r\n",
-                        (unsigned long long)stats_get(&stats.connected_clients),
-                        config->listen.max_clients,
-                        (unsigned long long)stats_get(&stats.connections_rejected),
-                        (unsigned long long)stats_get(&stats.clients_dropped_backlog),
-                        (unsigned long long)stats_get(&stats.clients_dropped_idle),
-                        (unsigned long long)stats_get(&stats.clients_dropped_memory),
-                        (unsigned long long)stats_get(&stats.client_buffer_bytes),
-                        (unsigned long long)config->listen.max_buffer_memory,
-                        (unsigned long long)stats_get(&stats.protocol_errors));
+    info_counters(call, text, "Clients", COUNTERS_CLIENTS);
 }
 
 static void info_memory(struct command_call *call, struct evbuffer *text)
 {
-    struct cache_stats figures;
-    cache_get_stats(call->env->cache, &figures);
-    const struct config *config = call->env->config;
-    evbuffer_add_printf(text, "# Memory\r\n");
-    info_human(text, "used_memory", figures.bytes);
-    info_human(text, "used_memory_rss", util_rss_bytes());
-    info_human(text, "max_memory", config->memory.max_bytes);
-    double percent = config->memory.max_bytes
-                         ? 100.0 * (double)figures.bytes / (double)config->memory.max_bytes
-                         : 0.0;
-    evbuffer_add_printf(text,
-                        "used_memory_percentage:%.2f\r\nused_memory_critical:%llu\r\n"
-                        "used_memory_reference:%llu\r\ntenant_max_memory:%llu\r\n"
-                        "max_tenants:%u\r\nentries:%llu\r\ntenants:%llu\r\n"
-                        "high_watermark:%.2f\r\nlow_watermark:%.2f\r\n",
-                        percent, (unsigned long long)figures.critical_bytes,
-                        (unsigned long long)figures.reference_bytes,
-                        (unsigned long long)config->memory.tenant_max_bytes,
-                        config->memory.max_tenants, (unsigned long long)figures.entries,
-                        (unsigned long long)figures.tenants, config->memory.high_watermark,
-                        config->memory.low_watermark);
+    info_counters(call, text, "Memory", COUNTERS_MEMORY);
 }
 
 static void info_stats(struct command_call *call, struct evbuffer *text)
 {
-    struct cache_stats figures;
-    cache_get_stats(call->env->cache, &figures);
-    const struct {
-        const char *name;
-        uint64_t value;
-    } counters[] = {
-        {"messages_applied", stats_get(&stats.messages_applied)},
-        {"messages_stale", stats_get(&stats.messages_stale)},
-        {"messages_invalid", stats_get(&stats.messages_invalid)},
-        {"messages_filtered", stats_get(&stats.messages_filtered)},
-        {"messages_unknown_kind", stats_get(&stats.messages_unknown_kind)},
-        {"seq_gaps", stats_get(&stats.seq_gaps)},
-        {"hits", stats_get(&stats.hits)},
-        {"misses", stats_get(&stats.misses)},
-        {"fills_l2", stats_get(&stats.fills_l2)},
-        {"fills_l3", stats_get(&stats.fills_l3)},
-        {"fill_errors", stats_get(&stats.fill_errors)},
-        {"fills_shared", stats_get(&stats.fills_shared)},
-        {"fills_discarded", stats_get(&stats.fills_discarded)},
-        {"fills_negative", stats_get(&stats.fills_negative)},
-        {"evictions_expired", figures.evictions_expired},
-        {"evictions_reference", figures.evictions_reference},
-        {"evictions_tenant", figures.evictions_tenant},
-        {"not_cached", figures.not_cached},
-        {"stale_served", stats_get(&stats.stale_served)},
-        {"stale_refused", stats_get(&stats.stale_refused)},
-        {"clients_dropped_memory", stats_get(&stats.clients_dropped_memory)},
-        {"total_commands_processed", stats_get(&stats.commands_processed)},
-        {"total_connections_received", stats_get(&stats.connections_received)},
-    };
-    evbuffer_add_printf(text, "# Stats\r\n");
-    for (size_t i = 0; i < UTIL_ARRAY_LEN(counters); i++)
-        evbuffer_add_printf(text, "%s:%llu\r\n", counters[i].name,
-                            (unsigned long long)counters[i].value);
+    info_counters(call, text, "Stats", COUNTERS_STATS);
 }
 
 static void info_redis(struct command_call *call, struct evbuffer *text)
 {
-    char master[300];
-    evbuffer_add_printf(text,
-                        "# Redis\r\nredis_connected:%d\r\nredis_reconnects:%llu\r\n"
-                        "redis_disconnected_seconds:%llu\r\nredis_master:%s\r\n"
-                        "sentinel_switches:%llu\r\n",
-                        freshness_subscribed() ? 1 : 0,
-                        (unsigned long long)stats_get(&stats.redis_reconnects),
-                        (unsigned long long)stream_down_seconds(call->now_ms),
-                        redis_link_master_address(call->env->config, master, sizeof(master)),
-                        (unsigned long long)sentinel_switches());
-    /* redis.stream (docs/reference.md §7); the ID is empty without a stream */
-    bool stream = call->env->config->redis.stream[0] != '\0';
-    char last_id[48] = "";
-    if (stream)
-        snprintf(last_id, sizeof(last_id), "%llu-%llu",
-                 (unsigned long long)stats_get(&stats.stream_last_ms),
-                 (unsigned long long)stats_get(&stats.stream_last_seq));
-    evbuffer_add_printf(text,
-                        "stream_last_id:%s\r\ncatchup_applied:%llu\r\ncatchup_failed:%llu\r\n"
-                        "messages_duplicate:%llu\r\n",
-                        last_id, (unsigned long long)stats_get(&stats.catchup_applied),
-                        (unsigned long long)stats_get(&stats.catchup_failed),
-                        (unsigned long long)stats_get(&stats.messages_duplicate));
+    info_counters(call, text, "Redis", COUNTERS_REDIS);
 }
 
 /* snapshot.path (docs/reference.md §6) */
 static void info_persistence(struct command_call *call, struct evbuffer *text)
 {
-    (void)call;
-    evbuffer_add_printf(
-        text,
-        "# Persistence\r\nsnapshot_saved_at:%llu\r\nsnapshot_entries:%llu\r\n"
-        "snapshot_save_ms:%llu\r\nsnapshot_stall_us:%llu\r\nsnapshot_loaded_entries:%llu\r\n",
-        (unsigned long long)stats_get(&stats.snapshot_saved_at),
-        (unsigned long long)stats_get(&stats.snapshot_entries),
-        (unsigned long long)stats_get(&stats.snapshot_save_ms),
-        (unsigned long long)stats_get(&stats.snapshot_stall_us),
-        (unsigned long long)stats_get(&stats.snapshot_loaded_entries));
+    info_counters(call, text, "Persistence", COUNTERS_PERSISTENCE);
 }
 
 /* A peer sees only the tenants it may read (docs/reference.md §8). */

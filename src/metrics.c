@@ -1,7 +1,7 @@
 /* metrics.c - Prometheus text exposition (format 0.0.4) at /metrics (see metrics.h).
  *
- * An evhttp server on the main loop answers GET /metrics from the same figures
- * INFO reads: the global counters of stats.h and cache_get_stats(). The only
+ * An evhttp server on the main loop answers GET /metrics from the same table
+ * INFO reads (counters.h), plus the build label and the histogram. The only
  * state of its own is the query latency histogram, which every query thread
  * feeds through metrics_observe_latency(); it lives in static storage so that
  * observing costs the same whether /metrics is on or off, and survives a
@@ -26,10 +26,8 @@
 
 #include "cache.h"
 #include "config.h"
-#include "freshness.h"
+#include "counters.h"
 #include "log.h"
-#include "sentinel.h"
-#include "stats.h"
 #include "util.h"
 
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
@@ -105,28 +103,6 @@ static void metrics_family(struct evbuffer *out, const char *name, const char *t
     evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* One sample; labels is "" or a complete "{name=\"value\"}". */
-static void metrics_sample(struct evbuffer *out, const char *name, const char *labels,
-                           uint64_t value)
-{
-    evbuffer_add_printf(out, "%s%s %llu\n", name, labels, (unsigned long long)value);
-}
-
-/* A family of one unlabelled sample. */
-static void metrics_single(struct evbuffer *out, const char *name, const char *type,
-                           const char *help, uint64_t value)
-{
-    metrics_family(out, name, type, help);
-    metrics_sample(out, name, "", value);
-}
-
-/* Seconds since the invalidation stream counts as down (freshness.h), as
- * INFO's redis_disconnected_seconds reports it, with ms precision. */
-static double metrics_stream_down_seconds(void)
-{
-    return (double)freshness_down_ms(util_monotonic_ms()) / 1000.0;
-}
-
 static void metrics_write_histogram(struct evbuffer *out)
 {
     uint64_t buckets[LATENCY_BUCKETS] = {0};
@@ -153,125 +129,12 @@ static void metrics_write_histogram(struct evbuffer *out)
 
 static void metrics_write(const struct metrics *metrics, struct evbuffer *out)
 {
-    struct cache_stats figures;
-    cache_get_stats(metrics->cache, &figures);
-
     metrics_family(out, "tenantcached_build_info", "gauge",
                    "Always 1; the version label names the running build.");
     evbuffer_add_printf(out, "tenantcached_build_info{version=\"%s\"} 1\n", TENANTCACHED_VERSION);
-
-    /* memory and contents */
-    metrics_single(out, "tenantcached_entries", "gauge",
-                   "Cached entries, including tombstones and negative entries.", figures.entries);
-    metrics_single(out, "tenantcached_tenants", "gauge", "Tenants with something cached.",
-                   figures.tenants);
-    metrics_single(out, "tenantcached_memory_used_bytes", "gauge",
-                   "Bytes the caches hold (keys, values and per-entry overhead).", figures.bytes);
-    metrics_single(out, "tenantcached_memory_limit_bytes", "gauge",
-                   "The configured memory.max_bytes.", metrics->config->memory.max_bytes);
-    metrics_single(out, "tenantcached_memory_rss_bytes", "gauge",
-                   "Resident set size of the process.", util_rss_bytes());
-    metrics_family(out, "tenantcached_memory_bytes", "gauge", "Bytes the caches hold, by tier.");
-    metrics_sample(out, "tenantcached_memory_bytes", "{tier=\"critical\"}", figures.critical_bytes);
-    metrics_sample(out, "tenantcached_memory_bytes", "{tier=\"reference\"}",
-                   figures.reference_bytes);
-
-    /* the invalidation stream */
-    const char *messages = "tenantcached_messages_total";
-    metrics_family(out, messages, "counter",
-                   "Invalidation messages received, by what became of them.");
-    metrics_sample(out, messages, "{result=\"applied\"}", stats_get(&stats.messages_applied));
-    metrics_sample(out, messages, "{result=\"stale\"}", stats_get(&stats.messages_stale));
-    metrics_sample(out, messages, "{result=\"invalid\"}", stats_get(&stats.messages_invalid));
-    metrics_sample(out, messages, "{result=\"filtered\"}", stats_get(&stats.messages_filtered));
-    metrics_sample(out, messages, "{result=\"unknown_kind\"}",
-                   stats_get(&stats.messages_unknown_kind));
-    metrics_single(out, "tenantcached_seq_gaps_total", "counter",
-                   "Lost messages detected from a publisher's seq numbers.",
-                   stats_get(&stats.seq_gaps));
-    metrics_single(out, "tenantcached_catchup_applied_total", "counter",
-                   "Stream entries applied while catching up after a resubscription.",
-                   stats_get(&stats.catchup_applied));
-    metrics_single(out, "tenantcached_catchup_failed_total", "counter",
-                   "Catch-ups that found the missed stream entries gone (on_reconnect applied).",
-                   stats_get(&stats.catchup_failed));
-    metrics_single(out, "tenantcached_messages_duplicate_total", "counter",
-                   "Live envelopes skipped as already applied from the stream.",
-                   stats_get(&stats.messages_duplicate));
-    metrics_single(out, "tenantcached_redis_connected", "gauge",
-                   "1 while subscribed to the invalidation stream.",
-                   freshness_subscribed() ? 1 : 0);
-    metrics_single(out, "tenantcached_redis_reconnects_total", "counter",
-                   "Resubscriptions after the invalidation stream was lost.",
-                   stats_get(&stats.redis_reconnects));
-    metrics_single(out, "tenantcached_sentinel_switches_total", "counter",
-                   "Times the Redis master named by the sentinels changed.",
-                   sentinel_switches());
-    metrics_family(out, "tenantcached_redis_disconnected_seconds", "gauge",
-                   "Seconds the invalidation stream has been down (or a publisher silent); "
-                   "0 while up.");
-    evbuffer_add_printf(out, "tenantcached_redis_disconnected_seconds %.3f\n",
-                        metrics_stream_down_seconds());
-
-    /* lookups and fills */
-    metrics_single(out, "tenantcached_hits_total", "counter", "Lookups answered from the cache.",
-                   stats_get(&stats.hits));
-    metrics_single(out, "tenantcached_misses_total", "counter", "Lookups not found in the cache.",
-                   stats_get(&stats.misses));
-    metrics_family(out, "tenantcached_fills_total", "counter",
-                   "Misses filled, by the source that answered.");
-    metrics_sample(out, "tenantcached_fills_total", "{source=\"l2\"}", stats_get(&stats.fills_l2));
-    metrics_sample(out, "tenantcached_fills_total", "{source=\"l3\"}", stats_get(&stats.fills_l3));
-    metrics_single(out, "tenantcached_fill_errors_total", "counter",
-                   "Fills that failed (Redis and the origin unreachable).",
-                   stats_get(&stats.fill_errors));
-    metrics_single(out, "tenantcached_fills_shared_total", "counter",
-                   "Misses that joined a fill already in flight.", stats_get(&stats.fills_shared));
-    metrics_single(out, "tenantcached_fills_discarded_total", "counter",
-                   "Fills answered but not cached because an invalidation raced them.",
-                   stats_get(&stats.fills_discarded));
-    metrics_single(out, "tenantcached_fills_negative_total", "counter",
-                   "Fills the origin answered 404, cached as negative entries.",
-                   stats_get(&stats.fills_negative));
-    metrics_family(out, "tenantcached_evictions_total", "counter", "Entries evicted, by cause.");
-    metrics_sample(out, "tenantcached_evictions_total", "{cause=\"expired\"}",
-                   figures.evictions_expired);
-    metrics_sample(out, "tenantcached_evictions_total", "{cause=\"reference\"}",
-                   figures.evictions_reference);
-    metrics_sample(out, "tenantcached_evictions_total", "{cause=\"tenant\"}",
-                   figures.evictions_tenant);
-    metrics_single(out, "tenantcached_not_cached_total", "counter",
-                   "Values answered but not kept for lack of room.", figures.not_cached);
-    metrics_family(out, "tenantcached_stale_total", "counter",
-                   "Queries while the invalidation stream was down past redis.max_stale.");
-    metrics_sample(out, "tenantcached_stale_total", "{action=\"served\"}",
-                   stats_get(&stats.stale_served));
-    metrics_sample(out, "tenantcached_stale_total", "{action=\"refused\"}",
-                   stats_get(&stats.stale_refused));
-
-    /* clients */
-    metrics_single(out, "tenantcached_clients", "gauge", "Connected clients.",
-                   stats_get(&stats.connected_clients));
-    metrics_single(out, "tenantcached_connections_total", "counter", "Connections accepted.",
-                   stats_get(&stats.connections_received));
-    metrics_single(out, "tenantcached_connections_rejected_total", "counter",
-                   "Connections refused (listen.max_clients).",
-                   stats_get(&stats.connections_rejected));
-    metrics_family(out, "tenantcached_clients_dropped_total", "counter",
-                   "Clients disconnected by the daemon, by reason.");
-    metrics_sample(out, "tenantcached_clients_dropped_total", "{reason=\"backlog\"}",
-                   stats_get(&stats.clients_dropped_backlog));
-    metrics_sample(out, "tenantcached_clients_dropped_total", "{reason=\"idle\"}",
-                   stats_get(&stats.clients_dropped_idle));
-    metrics_sample(out, "tenantcached_clients_dropped_total", "{reason=\"memory\"}",
-                   stats_get(&stats.clients_dropped_memory));
-    metrics_single(out, "tenantcached_client_buffer_bytes", "gauge",
-                   "Input and reply buffers held for clients (listen.max_buffer_memory).",
-                   stats_get(&stats.client_buffer_bytes));
-    metrics_single(out, "tenantcached_commands_total", "counter", "Commands executed.",
-                   stats_get(&stats.commands_processed));
-    metrics_single(out, "tenantcached_protocol_errors_total", "counter",
-                   "Connections closed for a RESP framing error.", stats_get(&stats.protocol_errors));
+    struct counters_view view;
+    counters_view_init(&view, metrics->cache, metrics->config, util_monotonic_ms());
+    counters_write_metrics(out, &view);
     metrics_write_histogram(out);
 }
 
