@@ -3,7 +3,8 @@
  * commands.c declares every command in one table (name, arity, flags, group,
  * summary, argument syntax) and dispatches to its handler. The handlers that
  * live in their own files - the connection commands of client.c, MULTI/EXEC
- * of transaction.c, COMMAND of command_docs.c - receive the same call as the
+ * of transaction.c, COMMAND of command_docs.c, INFO and HEALTH of report.c
+ * (report.h) - receive the same call as the
  * ones in commands.c, and COMMAND reads the same table to describe them
  * (docs/reference.md §4, "Speaking Redis to every client"). Query threads
  * only. */
