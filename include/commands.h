@@ -80,11 +80,4 @@ enum commands_outcome commands_execute(struct commands_env *env, struct commands
 void commands_run_step(struct commands_env *env, struct commands_client *client,
                        const struct protocol_request *request, uint64_t now_ms);
 
-/* Parses a full entry name written with redis.key_format (such as
- * "cache:acme:role:admin") into tenant, kind and key. Returns true on a
- * match; the pointers point into name. */
-bool commands_parse_name(const struct config *config, const char *name, size_t len,
-                         const char **tenant, size_t *tenant_len, int *kind, const char **key,
-                         size_t *key_len);
-
 #endif

@@ -13,11 +13,12 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "names.h"
 #include "value.h"
 
 #define MESSAGE_ERROR_MAX 256
-#define MESSAGE_TENANT_MAX 64
-#define MESSAGE_KEY_MAX 512
+#define MESSAGE_TENANT_MAX NAMES_TENANT_MAX
+#define MESSAGE_KEY_MAX NAMES_KEY_MAX
 #define MESSAGE_SRC_MAX 128
 
 enum message_op {
@@ -68,11 +69,5 @@ int message_parse(const struct config *config, const char *text, size_t len,
                   struct message_batch *batch, char *error);
 
 void message_batch_free(struct message_batch *batch);
-
-/* The SPEC §2 alphabets: tenant 1-64 bytes of [A-Za-z0-9._-]; key 1-512 bytes
- * without ASCII control characters or spaces. Neither may be "." or ".."
- * (they would be path segments in an origin URL). */
-bool message_valid_tenant(const char *tenant, size_t len);
-bool message_valid_key(const char *key, size_t len);
 
 #endif

@@ -21,6 +21,7 @@
 #include "fill.h"
 #include "freshness.h"
 #include "log.h"
+#include "names.h"
 #include "message.h"
 #include "perm.h"
 #include "protocol.h"
@@ -71,7 +72,7 @@ static bool access_tenant(struct command_call *call, const char *tenant, size_t 
 {
     struct commands_client *client = call->client;
     client_grant(call);
-    if (!message_valid_tenant(tenant, len)) {
+    if (!names_valid_tenant(tenant, len)) {
         reply_error(call->out, "ERR invalid tenant");
         return false;
     }
@@ -114,7 +115,7 @@ static int kind_argument(struct command_call *call, const char *name, size_t len
 
 static bool key_argument(struct command_call *call, const char *key, size_t len)
 {
-    if (message_valid_key(key, len))
+    if (names_valid_key(key, len))
         return true;
     reply_error(call->out, "ERR invalid key");
     return false;
@@ -138,93 +139,6 @@ static void reply_item(struct reply_buffer *out, bool found, const struct blocke
         reply_bulk(out, item->json, item->json_len);
     else
         reply_nil(out);
-}
-
-/* ---- entry names (redis.key_format) ---- */
-
-static bool name_part_valid(const struct config *config, char placeholder, const char *text,
-                            size_t len, int *kind)
-{
-    switch (placeholder) {
-    case 't':
-        return message_valid_tenant(text, len);
-    case 'k':
-        *kind = config_kind_find(config, text, len);
-        return *kind >= 0;
-    default:
-        return message_valid_key(text, len);
-    }
-}
-
-struct name_parts {
-    const char *tenant;
-    size_t tenant_len;
-    int kind;
-    const char *key;
-    size_t key_len;
-};
-
-/* Matches name against format, placeholder by placeholder. A placeholder
- * followed by literal text only ends where that text occurs, which keeps the
- * backtracking short. */
-static bool match_name(const struct config *config, const char *format, const char *name,
-                       size_t len, struct name_parts *parts)
-{
-    while (*format != '\0' && *format != '{') {
-        if (len == 0 || *name != *format)
-            return false;
-        format++;
-        name++;
-        len--;
-    }
-    if (*format == '\0')
-        return len == 0;
-    const char *close = strchr(format, '}');
-    if (close == NULL)
-        return false;
-    char placeholder = strncmp(format, "{tenant}", 8) == 0 ? 't'
-                       : strncmp(format, "{kind}", 6) == 0 ? 'k'
-                                                           : 'y';
-    const char *rest = close + 1;
-    for (size_t take = 1; take <= len; take++) {
-        /* Bounds first: name[take] exists only while take < len, and a
-         * literal after the placeholder needs at least one byte there. */
-        if (*rest != '\0' && *rest != '{' && (take == len || name[take] != *rest))
-            continue;
-        if (*rest == '\0' && take != len)
-            continue;
-        int kind = -1;
-        if (!name_part_valid(config, placeholder, name, take, &kind))
-            continue;
-        if (!match_name(config, rest, name + take, len - take, parts))
-            continue;
-        if (placeholder == 't') {
-            parts->tenant = name;
-            parts->tenant_len = take;
-        } else if (placeholder == 'k') {
-            parts->kind = kind;
-        } else {
-            parts->key = name;
-            parts->key_len = take;
-        }
-        return true;
-    }
-    return false;
-}
-
-bool commands_parse_name(const struct config *config, const char *name, size_t len,
-                         const char **tenant, size_t *tenant_len, int *kind, const char **key,
-                         size_t *key_len)
-{
-    struct name_parts parts = {.kind = -1};
-    if (!match_name(config, config->redis.key_format, name, len, &parts))
-        return false;
-    *tenant = parts.tenant;
-    *tenant_len = parts.tenant_len;
-    *kind = parts.kind;
-    *key = parts.key;
-    *key_len = parts.key_len;
-    return true;
 }
 
 /* ---- PING, QUIT, COMMAND ---- */
@@ -268,7 +182,7 @@ static void command_get(struct command_call *call)
     int kind;
     if (call->request->argc == 2) {
         const char *name = arg(call, 1, &tenant_len);
-        if (!commands_parse_name(call->env->config, name, tenant_len, &tenant, &tenant_len,
+        if (!names_parse_entry(call->env->config, name, tenant_len, &tenant, &tenant_len,
                                  &kind, &key, &key_len)) {
             reply_nil(call->out);
             return;
@@ -308,7 +222,7 @@ static void command_mget(struct command_call *call)
             size_t len, tenant_len, key_len;
             const char *name = arg(call, i, &len), *tenant, *key;
             int kind;
-            if (!commands_parse_name(call->env->config, name, len, &tenant, &tenant_len, &kind,
+            if (!names_parse_entry(call->env->config, name, len, &tenant, &tenant_len, &kind,
                                      &key, &key_len))
                 continue;
             if (!access_tenant(call, tenant, tenant_len) || !staleness_allows(call, (unsigned)kind))
@@ -321,7 +235,7 @@ static void command_mget(struct command_call *call)
             size_t len, tenant_len, key_len;
             const char *name = arg(call, i, &len), *tenant, *key;
             int kind;
-            if (commands_parse_name(call->env->config, name, len, &tenant, &tenant_len, &kind,
+            if (names_parse_entry(call->env->config, name, len, &tenant, &tenant_len, &kind,
                                     &key, &key_len))
                 get_one(call, tenant, tenant_len, kind, key, key_len);
             else

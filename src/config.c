@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "names.h"
 #include "util.h"
 
 #define KB UINT64_C(1024)
@@ -277,7 +278,6 @@ static const char *const on_reconnect_names[] = {
     [CONFIG_ON_RECONNECT_FLUSH] = "flush",
     [CONFIG_ON_RECONNECT_KEEP] = "keep",
 };
-static const char *const placeholders[] = {"{tenant}", "{kind}", "{key}"};
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -1285,30 +1285,28 @@ static int check_unix_path(struct loader *l, const char *name, const yaml_event_
 static int check_placeholders(struct loader *l, const char *name, const yaml_event_t *value,
                               const char *text, bool once)
 {
-    unsigned counts[UTIL_ARRAY_LEN(placeholders)] = {0};
+    unsigned counts[NAMES_PARTS] = {0};
     for (const char *p = strchr(text, '{'); p != NULL; p = strchr(p, '{')) {
         const char *close = strchr(p, '}');
-        size_t len, i;
+        size_t len, known_len = 0;
         if (close == NULL)
             return fail(l, &value->start_mark, "unterminated '{' in '%s'", name);
         len = (size_t)(close - p) + 1;
-        for (i = 0; i < UTIL_ARRAY_LEN(placeholders); i++) {
-            if (strlen(placeholders[i]) == len && memcmp(p, placeholders[i], len) == 0)
-                break;
-        }
-        if (i == UTIL_ARRAY_LEN(placeholders))
+        int i = names_placeholder(p, &known_len);
+        if (i < 0 || known_len != len)
             return fail(l, &value->start_mark,
                         "unknown placeholder '%.*s' in '%s' (use {tenant}, {kind} and {key})",
                         (int)len, p, name);
         counts[i]++;
         p = close + 1;
     }
-    for (size_t i = 0; i < UTIL_ARRAY_LEN(placeholders); i++) {
+    for (int i = 0; i < NAMES_PARTS; i++) {
+        const char *placeholder = names_placeholder_text((enum names_part)i);
         if (counts[i] == 0)
-            return fail(l, &value->start_mark, "'%s' must contain %s", name, placeholders[i]);
+            return fail(l, &value->start_mark, "'%s' must contain %s", name, placeholder);
         if (once && counts[i] > 1)
             return fail(l, &value->start_mark, "'%s' must contain %s only once", name,
-                        placeholders[i]);
+                        placeholder);
     }
     return 0;
 }

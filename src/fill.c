@@ -17,6 +17,7 @@
 #include "config.h"
 #include "l2.h"
 #include "log.h"
+#include "names.h"
 #include "origin.h"
 #include "stats.h"
 #include "util.h"
@@ -323,32 +324,10 @@ static void job_try_origin(struct fill_job *job)
 
 static void l2_key(const struct fill *fill, const struct fill_job *job, char **out, size_t *len)
 {
-    const char *format = fill->config->redis.key_format;
     const char *kind = fill->config->kinds[job->kind].name;
-    size_t size = strlen(format) + job->tenant_len + strlen(kind) + job->key_len + 1;
-    char *key = xmalloc(size);
-    size_t used = 0;
-    for (const char *cursor = format; *cursor != '\0';) {
-        const char *part = NULL;
-        size_t part_len = 0, skip = 0;
-        if (strncmp(cursor, "{tenant}", 8) == 0) {
-            part = job->tenant, part_len = job->tenant_len, skip = 8;
-        } else if (strncmp(cursor, "{kind}", 6) == 0) {
-            part = kind, part_len = strlen(kind), skip = 6;
-        } else if (strncmp(cursor, "{key}", 5) == 0) {
-            part = job->key, part_len = job->key_len, skip = 5;
-        }
-        if (part != NULL) {
-            memcpy(key + used, part, part_len);
-            used += part_len;
-            cursor += skip;
-        } else {
-            key[used++] = *cursor++;
-        }
-    }
-    key[used] = '\0';
-    *out = key;
-    *len = used;
+    const char *const values[NAMES_PARTS] = {job->tenant, kind, job->key};
+    const size_t lens[NAMES_PARTS] = {job->tenant_len, strlen(kind), job->key_len};
+    *out = names_expand(fill->config->redis.key_format, values, lens, len);
 }
 
 static void l2_answered(void *arg, enum l2_status status, const char *value, size_t len)

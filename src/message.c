@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "names.h"
 #include "util.h"
 
 /* Operations in one payload. A payload is also capped in bytes; this bounds
@@ -37,38 +38,6 @@ static void fail_at(struct parse_ctx *ctx, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(ctx->error + used, MESSAGE_ERROR_MAX - used, fmt, ap);
     va_end(ap);
-}
-
-/* "." and "..": path segments in an origin URL (docs/reference.md §2). */
-static bool dot_segment(const char *text, size_t len)
-{
-    return (len == 1 && text[0] == '.') || (len == 2 && text[0] == '.' && text[1] == '.');
-}
-
-bool message_valid_tenant(const char *tenant, size_t len)
-{
-    if (tenant == NULL || len == 0 || len > MESSAGE_TENANT_MAX || dot_segment(tenant, len))
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)tenant[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '.' || c == '_' || c == '-';
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
-bool message_valid_key(const char *key, size_t len)
-{
-    if (key == NULL || len == 0 || len > MESSAGE_KEY_MAX || dot_segment(key, len))
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)key[i];
-        if (c <= 0x20 || c == 0x7f) /* controls (NUL included) and space */
-            return false;
-    }
-    return true;
 }
 
 /* jansson's error text quotes the input near the error: keep it to printable
@@ -285,7 +254,7 @@ static int parse_operation(struct parse_ctx *ctx, json_t *obj, struct message_op
                 fail_at(ctx, "tenant '*' is only allowed with op 'flush'");
                 goto fail;
             }
-        } else if (!message_valid_tenant(tenant, len)) {
+        } else if (!names_valid_tenant(tenant, len)) {
             fail_at(ctx, "field 'tenant' must be 1-64 bytes of [A-Za-z0-9._-], not '.' or '..'");
             goto fail;
         }
@@ -299,7 +268,7 @@ static int parse_operation(struct parse_ctx *ctx, json_t *obj, struct message_op
     if (keyed) {
         if (get_string(ctx, obj, "key", true, &v) != 0)
             goto fail;
-        if (!message_valid_key(json_string_value(v), json_string_length(v))) {
+        if (!names_valid_key(json_string_value(v), json_string_length(v))) {
             fail_at(ctx, "field 'key' must be 1-512 bytes without spaces or control characters, not '.' or '..'");
             goto fail;
         }

@@ -30,6 +30,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "names.h"
 #include "util.h"
 
 #define MAX_BODY_BYTES (8u * 1024 * 1024)
@@ -123,35 +124,24 @@ struct origin *origin_create(struct event_base *base, const struct config *confi
     return origin;
 }
 
-/* Appends src with every placeholder replaced by its encoded value. */
+/* The request path: the template with every placeholder replaced by its
+ * URL-encoded value. Returns a string the caller frees. */
 static char *expand_path(const struct origin *origin, const char *tenant, size_t tenant_len,
                          const char *kind, const char *key, size_t key_len)
 {
-    char *parts[3] = {
-        evhttp_uriencode(tenant, (ev_ssize_t)tenant_len, 0),
-        evhttp_uriencode(kind, -1, 0),
-        evhttp_uriencode(key, (ev_ssize_t)key_len, 0),
+    char *parts[NAMES_PARTS] = {
+        [NAMES_TENANT] = evhttp_uriencode(tenant, (ev_ssize_t)tenant_len, 0),
+        [NAMES_KIND] = evhttp_uriencode(kind, -1, 0),
+        [NAMES_KEY] = evhttp_uriencode(key, (ev_ssize_t)key_len, 0),
     };
-    static const char *const names[3] = {"{tenant}", "{kind}", "{key}"};
-    struct evbuffer *path = evbuffer_new();
-    for (const char *cursor = origin->path_template; *cursor != '\0';) {
-        size_t i = 0;
-        for (; i < 3; i++) {
-            size_t len = strlen(names[i]);
-            if (strncmp(cursor, names[i], len) == 0) {
-                if (parts[i] != NULL)
-                    evbuffer_add(path, parts[i], strlen(parts[i]));
-                cursor += len;
-                break;
-            }
-        }
-        if (i == 3)
-            evbuffer_add(path, cursor++, 1);
+    const char *values[NAMES_PARTS];
+    size_t lens[NAMES_PARTS];
+    for (size_t i = 0; i < NAMES_PARTS; i++) {
+        values[i] = parts[i];
+        lens[i] = parts[i] != NULL ? strlen(parts[i]) : 0;
     }
-    evbuffer_add(path, "", 1);
-    char *text = xstrdup((const char *)evbuffer_pullup(path, -1));
-    evbuffer_free(path);
-    for (size_t i = 0; i < 3; i++)
+    char *text = names_expand(origin->path_template, values, lens, NULL);
+    for (size_t i = 0; i < NAMES_PARTS; i++)
         free(parts[i]);
     return text;
 }

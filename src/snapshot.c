@@ -19,7 +19,7 @@
 #include "cache.h"
 #include "config.h"
 #include "log.h"
-#include "message.h"
+#include "names.h"
 #include "stats.h"
 #include "util.h"
 #include "value.h"
@@ -374,8 +374,8 @@ static int64_t decode_records(const struct config *config, struct snapshot_curso
         uint64_t updated = get_uint(c, 8);
         if (c->failed)
             break;
-        if (state > 1 || file_kind >= kinds->count || !message_valid_tenant(tenant, tenant_len) ||
-            !message_valid_key(key, key_len) || (state == 1 && json_len != 0)) {
+        if (state > 1 || file_kind >= kinds->count || !names_valid_tenant(tenant, tenant_len) ||
+            !names_valid_key(key, key_len) || (state == 1 && json_len != 0)) {
             snprintf(error, SNAPSHOT_ERROR_MAX, "record %llu is malformed",
                      (unsigned long long)records);
             return -1;

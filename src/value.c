@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "message.h"
+#include "names.h"
 #include "perm.h"
 #include "util.h"
 
@@ -254,7 +254,7 @@ static int prepare_user(json_t *value, struct blob *b, char *error)
     }
     /* A role id is the key of a role entry, so it follows the key alphabet:
      * anything else could never name a role. */
-    if (roles != NULL && !strings_array_valid(roles, message_valid_key)) {
+    if (roles != NULL && !strings_array_valid(roles, names_valid_key)) {
         snprintf(error, VALUE_ERROR_MAX, "user roles must be an array of role ids");
         return -1;
     }
@@ -284,7 +284,7 @@ static int prepare_hierarchy(json_t *value, struct blob *b, size_t *parent_offse
     if (json_is_null(parent))
         parent = NULL;
     if (parent != NULL && (!json_is_string(parent) ||
-                           !message_valid_key(json_string_value(parent),
+                           !names_valid_key(json_string_value(parent),
                                               json_string_length(parent)))) {
         snprintf(error, VALUE_ERROR_MAX,
                  "hierarchy parent must be an entity id (1-512 bytes, no spaces or controls)");

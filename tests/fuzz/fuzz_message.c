@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             const struct message_operation *op = &batch.operations[i];
             if (op->tenant != NULL && strlen(op->tenant) > op->tenant_len)
                 __builtin_trap();
-            if (op->key != NULL && !message_valid_key(op->key, op->key_len))
+            if (op->key != NULL && !names_valid_key(op->key, op->key_len))
                 __builtin_trap();
             if (op->value.json != NULL && strlen(op->value.json) != op->value.json_len)
                 __builtin_trap();

@@ -383,15 +383,15 @@ START_TEST(test_tenant_alphabet)
         parse_bad(text, "field 'tenant'");
     }
 
-    ck_assert(message_valid_tenant("a", 1));
-    ck_assert(!message_valid_tenant("a\0b", 3));
-    ck_assert(!message_valid_tenant(NULL, 0));
-    ck_assert(!message_valid_tenant("*", 1));
+    ck_assert(names_valid_tenant("a", 1));
+    ck_assert(!names_valid_tenant("a\0b", 3));
+    ck_assert(!names_valid_tenant(NULL, 0));
+    ck_assert(!names_valid_tenant("*", 1));
     /* '.' and '..' would be path segments in an origin URL */
-    ck_assert(!message_valid_tenant(".", 1));
-    ck_assert(!message_valid_tenant("..", 2));
-    ck_assert(message_valid_tenant("...", 3));
-    ck_assert(message_valid_tenant(".a", 2));
+    ck_assert(!names_valid_tenant(".", 1));
+    ck_assert(!names_valid_tenant("..", 2));
+    ck_assert(names_valid_tenant("...", 3));
+    ck_assert(names_valid_tenant(".a", 2));
 }
 END_TEST
 
@@ -439,14 +439,14 @@ START_TEST(test_key_alphabet)
     set_text(text, sizeof(text), "t", "a\\u0000b");
     parse_bad(text, NULL);
 
-    ck_assert(message_valid_key("a", 1));
-    ck_assert(!message_valid_key("a\0b", 3));
-    ck_assert(!message_valid_key("a\x7f", 2));
-    ck_assert(!message_valid_key(NULL, 0));
-    ck_assert(!message_valid_key(".", 1));
-    ck_assert(!message_valid_key("..", 2));
-    ck_assert(message_valid_key("...", 3));
-    ck_assert(message_valid_key("../x", 4)); /* one segment: URL-encoded to ..%2Fx */
+    ck_assert(names_valid_key("a", 1));
+    ck_assert(!names_valid_key("a\0b", 3));
+    ck_assert(!names_valid_key("a\x7f", 2));
+    ck_assert(!names_valid_key(NULL, 0));
+    ck_assert(!names_valid_key(".", 1));
+    ck_assert(!names_valid_key("..", 2));
+    ck_assert(names_valid_key("...", 3));
+    ck_assert(names_valid_key("../x", 4)); /* one segment: URL-encoded to ..%2Fx */
     for (size_t i = 0; i < 2; i++) {
         set_text(text, sizeof(text), "t", i == 0 ? "." : "..");
         parse_bad(text, "field 'key'");

@@ -1,5 +1,6 @@
-/* test_commands.c - unit tests of the command layer's name parsing
- * (redis.key_format, docs/reference.md §4): bounds-first, never reading a
+/* test_names.c - names.c: the {tenant}/{kind}/{key} templates expanded as
+ * fill.c (L2 keys) and origin.c (L3 paths) use them, and entry names parsed
+ * back (redis.key_format, docs/reference.md §4): bounds-first, never reading a
  * byte past the name it is given. Each name is placed at the very end of a
  * readable page followed by an inaccessible one, so a read past it crashes
  * the test in any build, not only under AddressSanitizer. */
@@ -10,7 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "commands.h"
+#include "names.h"
 #include "config.h"
 
 static char *guarded_page;
@@ -53,8 +54,8 @@ static bool parse(const struct config *config, const char *name, const char **te
                   size_t *tenant_len, int *kind, const char **key, size_t *key_len)
 {
     size_t len = strlen(name);
-    return commands_parse_name(config, at_page_end(name, len), len, tenant, tenant_len, kind, key,
-                               key_len);
+    return names_parse_entry(config, at_page_end(name, len), len, tenant, tenant_len, kind, key,
+                             key_len);
 }
 
 START_TEST(test_names_parse_within_bounds)
@@ -97,9 +98,51 @@ START_TEST(test_names_with_a_trailing_literal)
 }
 END_TEST
 
+START_TEST(test_expand)
+{
+    const char *const values[NAMES_PARTS] = {"acme", "role", "a:b"};
+    const size_t lens[NAMES_PARTS] = {4, 4, 3};
+    size_t len = 0;
+    char *out = names_expand("cache:{tenant}:{kind}:{key}", values, lens, &len);
+    ck_assert_str_eq(out, "cache:acme:role:a:b");
+    ck_assert_uint_eq(len, strlen(out));
+    free(out);
+    /* repeated placeholders, unknown braces copied as they are, lengths not NULs */
+    const char *const cut[NAMES_PARTS] = {"acmeXX", "role", NULL};
+    out = names_expand("/{tenant}/{key}?t={tenant}&{other}", cut, lens, NULL);
+    ck_assert_str_eq(out, "/acme/?t=acme&{other}");
+    free(out);
+    out = names_expand("", values, lens, &len);
+    ck_assert_str_eq(out, "");
+    ck_assert_uint_eq(len, 0);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_placeholders)
+{
+    size_t len = 0;
+    ck_assert_int_eq(names_placeholder("{tenant}/x", &len), NAMES_TENANT);
+    ck_assert_uint_eq(len, 8);
+    ck_assert_int_eq(names_placeholder("{kind}", &len), NAMES_KIND);
+    ck_assert_uint_eq(len, 6);
+    ck_assert_int_eq(names_placeholder("{key}", &len), NAMES_KEY);
+    ck_assert_uint_eq(len, 5);
+    ck_assert_int_eq(names_placeholder("{keys}", &len), -1);
+    ck_assert_int_eq(names_placeholder("{key}.json", &len), NAMES_KEY);
+    ck_assert_int_eq(names_placeholder("{ke", &len), -1);
+    ck_assert_int_eq(names_placeholder("tenant", &len), -1);
+    ck_assert_str_eq(names_placeholder_text(NAMES_KIND), "{kind}");
+}
+END_TEST
+
 int main(void)
 {
-    Suite *suite = suite_create("commands");
+    Suite *suite = suite_create("names");
+    TCase *templates = tcase_create("templates");
+    tcase_add_test(templates, test_expand);
+    tcase_add_test(templates, test_placeholders);
+    suite_add_tcase(suite, templates);
     TCase *names = tcase_create("names");
     tcase_add_checked_fixture(names, setup, teardown);
     tcase_add_test(names, test_names_parse_within_bounds);
