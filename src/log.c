@@ -2,7 +2,9 @@
  *
  * When $JOURNAL_STREAM is set (stderr is connected to journald) every line
  * starts with "<N>" so the journal records its priority; otherwise lines carry
- * a local timestamp, the pid and a level word, as a terminal user expects. */
+ * a local timestamp, the pid and a level word, as a terminal user expects.
+ * It sits below util.c (whose xmalloc logs before exiting) and so uses
+ * nothing of util.h. */
 #include "log.h"
 
 #include <pthread.h>
@@ -16,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "util.h"
+#define LEVEL_COUNT (sizeof(levels) / sizeof(levels[0]))
 
 static _Atomic int current_level = LOG_LEVEL_INFO;
 static bool to_journal;
@@ -55,7 +57,7 @@ bool log_enabled(enum log_level level)
 
 int log_level_parse(const char *name, enum log_level *out)
 {
-    for (size_t i = 0; i < UTIL_ARRAY_LEN(levels); i++) {
+    for (size_t i = 0; i < LEVEL_COUNT; i++) {
         if (strcasecmp(name, levels[i].name) == 0) {
             *out = (enum log_level)i;
             return 0;
@@ -66,7 +68,7 @@ int log_level_parse(const char *name, enum log_level *out)
 
 const char *log_level_name(enum log_level level)
 {
-    return (size_t)level < UTIL_ARRAY_LEN(levels) ? levels[level].name : "unknown";
+    return (size_t)level < LEVEL_COUNT ? levels[level].name : "unknown";
 }
 
 /* Writes one line; suffix (may be NULL) is appended to the formatted text. */
@@ -128,7 +130,9 @@ void log_limited(struct log_ratelimit *limit, uint64_t interval_ms, enum log_lev
     /* Limits are shared by the query threads; one lock for all of them is
      * plenty for lines that are rare by construction. */
     static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-    uint64_t now = util_monotonic_ms();
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
     pthread_mutex_lock(&lock);
     if (limit->window_start_ms != 0 && now - limit->window_start_ms < interval_ms) {
         limit->suppressed++;
