@@ -1,7 +1,8 @@
 /* apply.h - applying validated invalidation messages to the caches.
  *
  * The middle of the data flow: subscriber -> message_parse -> apply -> cache.
- * Runs on the main thread, the caches' one writer. Besides the writes it
+ * Runs on the main thread, the caches' usual writer (FLUSH from a query
+ * thread is the other; cache.h serialises them). Besides the writes it
  * keeps the counters of SPEC §4 and the per-publisher sequence numbers of
  * SPEC §7: a jump in a publisher's `seq` means messages were lost, which the
  * daemon handles like a reconnect (through the on_gap callback). */

@@ -5,7 +5,7 @@
  * of their name; a shard's read-write lock covers every tenant in it, so a
  * query that needs several entries of one tenant (CAN reads a user and its
  * roles) locks once. Readers share the lock and never wait for each other;
- * the single writer (the thread that applies messages and fills) holds a shard
+ * a writer (writes are serialised, see the thread rules below) holds a shard
  * only for the time of one entry's change.
  *
  * Each entry is one allocation: header, key, compact JSON value and the

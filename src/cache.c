@@ -4,9 +4,10 @@
  * table of entries, per-kind usage, a secondary index) -> entries (one
  * allocation each: header, key, JSON value, derived blob, index key).
  *
- * Only one thread writes, so the structures used to choose victims (the
- * array of every reference entry, the array of every tenant) are the
- * writer's alone and need no lock; readers only touch each entry's atomic
+ * Writers are serialised by one mutex (cache->writer: the apply thread, and
+ * FLUSH from a query thread), so the structures used to choose victims (the
+ * array of every reference entry, the array of every tenant) belong to
+ * whoever holds it and need no other lock; readers only touch each entry's atomic
  * recency stamp. Recency is a logical clock (one tick per read), which keeps
  * sampled LRU accurate however fast reads come. */
 #include "cache.h"
@@ -1029,7 +1030,8 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
     struct cache_shard *shard = shard_of(cache, tenant_hash);
     uint32_t hash = entry_hash(cache, key->kind, key->key, key->key_len);
 
-    /* The writer alone changes the structure: look without the lock. */
+    /* Only the holder of cache->writer changes the structure: look without
+     * the shard lock. */
     struct cache_tenant *tenant = shard_find_tenant(shard, tenant_hash, key->tenant, key->tenant_len);
     struct cache_entry *existing = live_entry(tenant, hash, key, now_ms);
     if (existing != NULL) {
