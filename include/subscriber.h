@@ -34,14 +34,14 @@ struct subscriber_callbacks {
 /* Creates the subscriber and starts connecting. The config is copied where
  * needed; the caller keeps ownership of it. Returns NULL only on a config it
  * cannot use (logged). */
-struct subscriber *sub_start(struct event_base *base, const struct config *config,
-                             const struct subscriber_callbacks *callbacks);
+struct subscriber *subscriber_start(struct event_base *base, const struct config *config,
+                                    const struct subscriber_callbacks *callbacks);
 
 /* Applies a reloaded config: if the address, credentials, channels or
  * patterns changed, the connection is dropped and made again. */
-void sub_reconfigure(struct subscriber *sub, const struct config *config);
+void subscriber_reconfigure(struct subscriber *sub, const struct config *config);
 
 /* Disconnects and frees. Safe to call from outside any hiredis callback. */
-void sub_stop(struct subscriber *sub);
+void subscriber_stop(struct subscriber *sub);
 
 #endif

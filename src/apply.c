@@ -152,7 +152,7 @@ static void track_sequence(struct apply *apply, const struct message_operation *
         apply->callbacks.on_gap(apply->callbacks.arg, operation->src, expected, operation->seq);
 }
 
-static void notify_write(struct apply *apply, const struct message_operation *operation)
+static void apply_notify_write(struct apply *apply, const struct message_operation *operation)
 {
     if (apply->callbacks.on_write == NULL)
         return;
@@ -207,17 +207,17 @@ static void apply_operation(struct apply *apply, const struct message_operation 
             .index_key = operation->value.index_key,
             .index_key_len = operation->value.index_key_len,
         };
-        notify_write(apply, operation);
+        apply_notify_write(apply, operation);
         count_result(cache_set(apply->cache, &key, &value, &write, now_ms));
         break;
     }
     case MESSAGE_DEL:
         write.expires_ms = now_ms + config->memory.tombstone_ttl_ms;
-        notify_write(apply, operation);
+        apply_notify_write(apply, operation);
         count_result(cache_delete(apply->cache, &key, &write, now_ms));
         break;
     case MESSAGE_INVALIDATE: {
-        notify_write(apply, operation);
+        apply_notify_write(apply, operation);
         uint32_t reads = 0;
         enum cache_status status = cache_invalidate(apply->cache, &key, operation->has_version,
                                                     operation->version, now_ms, &reads);
@@ -232,7 +232,7 @@ static void apply_operation(struct apply *apply, const struct message_operation 
     }
     case MESSAGE_FLUSH: {
         bool every_tenant = operation->tenant_len == 1 && operation->tenant[0] == '*';
-        notify_write(apply, operation);
+        apply_notify_write(apply, operation);
         uint64_t dropped = cache_flush(apply->cache, every_tenant ? NULL : operation->tenant,
                                        every_tenant ? 0 : operation->tenant_len, operation->kind);
         log_info("flush of tenant '%s'%s%s dropped %llu entries", operation->tenant,

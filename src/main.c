@@ -398,7 +398,7 @@ static void reload(struct daemon *daemon)
     }
     fill_reconfigure(daemon->fill, config);
     snapshot_saver_reconfigure(daemon->saver, config);
-    sub_reconfigure(daemon->subscriber, config);
+    subscriber_reconfigure(daemon->subscriber, config);
     stream_reconfigure(daemon->stream, config);
     daemon->metrics = metrics_reconfigure(daemon->metrics, daemon->base, daemon->cache, config);
     config_free(old);
@@ -488,7 +488,7 @@ static int run(struct daemon *daemon)
         .on_disconnected = on_disconnected,
         .arg = daemon,
     };
-    daemon->subscriber = sub_start(daemon->base, daemon->config, &callbacks);
+    daemon->subscriber = subscriber_start(daemon->base, daemon->config, &callbacks);
     if (daemon->subscriber == NULL) {
         log_error("cannot start the Redis subscriber");
         goto cleanup;
@@ -525,7 +525,7 @@ cleanup:
     snapshot_meta_clear(&daemon->loaded);
     fill_destroy(daemon->fill);
     if (daemon->subscriber != NULL)
-        sub_stop(daemon->subscriber);
+        subscriber_stop(daemon->subscriber);
     sentinel_stop(daemon->sentinel);
     stream_destroy(daemon->stream);
     metrics_stop(daemon->metrics);

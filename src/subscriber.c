@@ -43,7 +43,7 @@ struct subscriber {
 
 /* Probing often enough that a silent Redis is noticed well within
  * max_stale, and never more than a few times a second. */
-static void sub_probe_settings(struct subscriber *sub, const struct config *config)
+static void subscriber_probe_settings(struct subscriber *sub, const struct config *config)
 {
     uint64_t interval = config->redis.max_stale_ms / 4;
     if (interval < 250)
@@ -56,7 +56,7 @@ static void sub_probe_settings(struct subscriber *sub, const struct config *conf
     sub->probe_timeout_ms = timeout > 1000 ? timeout : 1000;
 }
 
-static void sub_strings_copy(struct config_strings *to, const struct config_strings *from)
+static void subscriber_strings_copy(struct config_strings *to, const struct config_strings *from)
 {
     to->count = from->count;
     to->items = xcalloc(from->count, sizeof(char *));
@@ -64,7 +64,7 @@ static void sub_strings_copy(struct config_strings *to, const struct config_stri
         to->items[i] = xstrdup(from->items[i]);
 }
 
-static void sub_strings_free(struct config_strings *strings)
+static void subscriber_strings_free(struct config_strings *strings)
 {
     for (size_t i = 0; i < strings->count; i++)
         free(strings->items[i]);
@@ -73,7 +73,7 @@ static void sub_strings_free(struct config_strings *strings)
     strings->count = 0;
 }
 
-static bool sub_strings_equal(const struct config_strings *a, const struct config_strings *b)
+static bool subscriber_strings_equal(const struct config_strings *a, const struct config_strings *b)
 {
     if (a->count != b->count)
         return false;
@@ -85,7 +85,7 @@ static bool sub_strings_equal(const struct config_strings *a, const struct confi
 }
 
 /* Returns NULL when the config is usable for pub/sub, else what is wrong. */
-static const char *sub_config_problem(const struct config *config)
+static const char *subscriber_config_problem(const struct config *config)
 {
     const struct config_strings *channels = &config->redis.channels;
     const struct config_strings *patterns = &config->redis.patterns;
@@ -96,12 +96,12 @@ static const char *sub_config_problem(const struct config *config)
     return redis_link_config_problem(config);
 }
 
-static void sub_on_pubsub(redisAsyncContext *ac, void *r, void *privdata);
+static void subscriber_on_pubsub(redisAsyncContext *ac, void *r, void *privdata);
 
 /* Sends one SUBSCRIBE or PSUBSCRIBE with every name as a binary-safe argument.
  * Returns 0, or -1 when hiredis refuses (the context is going away). */
-static int sub_send_names(redisAsyncContext *ac, const char *command,
-                          const struct config_strings *names)
+static int subscriber_send_names(redisAsyncContext *ac, const char *command,
+                                 const struct config_strings *names)
 {
     if (names->count == 0)
         return 0;
@@ -114,23 +114,23 @@ static int sub_send_names(redisAsyncContext *ac, const char *command,
         argv[i + 1] = names->items[i];
         lens[i + 1] = strlen(names->items[i]);
     }
-    int status = redisAsyncCommandArgv(ac, sub_on_pubsub, NULL, (int)argc, argv, lens);
+    int status = redisAsyncCommandArgv(ac, subscriber_on_pubsub, NULL, (int)argc, argv, lens);
     free(argv);
     free(lens);
     return status == REDIS_OK ? 0 : -1;
 }
 
 /* The link's setup: connected and authenticated, now subscribe. */
-static void sub_on_setup(void *arg, redisAsyncContext *ac)
+static void subscriber_on_setup(void *arg, redisAsyncContext *ac)
 {
     struct subscriber *sub = arg;
     sub->confirmations_pending = sub->channels.count + sub->patterns.count;
-    if (sub_send_names(ac, "SUBSCRIBE", &sub->channels) != 0 ||
-        sub_send_names(ac, "PSUBSCRIBE", &sub->patterns) != 0)
+    if (subscriber_send_names(ac, "SUBSCRIBE", &sub->channels) != 0 ||
+        subscriber_send_names(ac, "PSUBSCRIBE", &sub->patterns) != 0)
         redis_link_drop_later(sub->link, "cannot send SUBSCRIBE");
 }
 
-static void sub_on_up(void *arg, bool first)
+static void subscriber_on_up(void *arg, bool first)
 {
     struct subscriber *sub = arg;
     char address[300];
@@ -141,7 +141,7 @@ static void sub_on_up(void *arg, bool first)
         sub->callbacks.on_subscribed(sub->callbacks.arg, first);
 }
 
-static void sub_on_down(void *arg, const char *reason)
+static void subscriber_on_down(void *arg, const char *reason)
 {
     struct subscriber *sub = arg;
     sub->confirmations_pending = 0;
@@ -150,8 +150,8 @@ static void sub_on_down(void *arg, const char *reason)
         sub->callbacks.on_disconnected(sub->callbacks.arg, reason);
 }
 
-static void sub_deliver(struct subscriber *sub, const redisReply *channel,
-                        const redisReply *payload)
+static void subscriber_deliver(struct subscriber *sub, const redisReply *channel,
+                               const redisReply *payload)
 {
     if (channel->type != REDIS_REPLY_STRING || payload->type != REDIS_REPLY_STRING) {
         log_warn("redis: pub/sub message with an unexpected reply type, ignored");
@@ -165,7 +165,7 @@ static void sub_deliver(struct subscriber *sub, const redisReply *channel,
 
 /* The callback of SUBSCRIBE and PSUBSCRIBE: hiredis calls it for every
  * confirmation and then for every message on those channels and patterns. */
-static void sub_on_pubsub(redisAsyncContext *ac, void *r, void *privdata)
+static void subscriber_on_pubsub(redisAsyncContext *ac, void *r, void *privdata)
 {
     (void)privdata;
     redisReply *reply = r;
@@ -183,9 +183,9 @@ static void sub_on_pubsub(redisAsyncContext *ac, void *r, void *privdata)
      * any that follow; the on_reconnect policy runs after them. */
     const char *type = reply->element[0]->str;
     if (strcasecmp(type, "message") == 0) {
-        sub_deliver(sub, reply->element[1], reply->element[2]);
+        subscriber_deliver(sub, reply->element[1], reply->element[2]);
     } else if (strcasecmp(type, "pmessage") == 0 && reply->elements >= 4) {
-        sub_deliver(sub, reply->element[2], reply->element[3]);
+        subscriber_deliver(sub, reply->element[2], reply->element[3]);
     } else if (strcasecmp(type, "subscribe") == 0 || strcasecmp(type, "psubscribe") == 0) {
         if (redis_link_up(sub->link)) {
             sub->probe_sent_ms = 0; /* a probe's confirmation: Redis answers */
@@ -199,7 +199,7 @@ static void sub_on_pubsub(redisAsyncContext *ac, void *r, void *privdata)
     /* unsubscribe confirmations: nothing to do, this file never unsubscribes */
 }
 
-static void sub_probe(evutil_socket_t fd, short events, void *arg)
+static void subscriber_probe(evutil_socket_t fd, short events, void *arg)
 {
     (void)fd;
     (void)events;
@@ -219,11 +219,11 @@ static void sub_probe(evutil_socket_t fd, short events, void *arg)
     const char *name = sub->channels.count > 0 ? sub->channels.items[0] : sub->patterns.items[0];
     const char *argv[2] = {command, name};
     size_t lens[2] = {strlen(command), strlen(name)};
-    if (redisAsyncCommandArgv(ac, sub_on_pubsub, NULL, 2, argv, lens) == REDIS_OK)
+    if (redisAsyncCommandArgv(ac, subscriber_on_pubsub, NULL, 2, argv, lens) == REDIS_OK)
         sub->probe_sent_ms = now;
 }
 
-static void sub_probe_arm(struct subscriber *sub)
+static void subscriber_probe_arm(struct subscriber *sub)
 {
     /* Ticks at a fraction of the interval so a late answer is seen soon. */
     uint64_t tick = sub->probe_timeout_ms < sub->probe_interval_ms ? sub->probe_timeout_ms
@@ -232,10 +232,10 @@ static void sub_probe_arm(struct subscriber *sub)
     event_add(sub->probe_timer, &every);
 }
 
-struct subscriber *sub_start(struct event_base *base, const struct config *config,
-                             const struct subscriber_callbacks *callbacks)
+struct subscriber *subscriber_start(struct event_base *base, const struct config *config,
+                                    const struct subscriber_callbacks *callbacks)
 {
-    const char *problem = sub_config_problem(config);
+    const char *problem = subscriber_config_problem(config);
     if (problem != NULL) {
         log_error("redis: %s", problem);
         return NULL;
@@ -243,8 +243,8 @@ struct subscriber *sub_start(struct event_base *base, const struct config *confi
     struct subscriber *sub = xcalloc(1, sizeof(*sub));
     if (callbacks != NULL)
         sub->callbacks = *callbacks;
-    sub_strings_copy(&sub->channels, &config->redis.channels);
-    sub_strings_copy(&sub->patterns, &config->redis.patterns);
+    subscriber_strings_copy(&sub->channels, &config->redis.channels);
+    subscriber_strings_copy(&sub->patterns, &config->redis.patterns);
     const struct redis_link_options options = {
         .name = "pub/sub",
         .setup_stage = "subscribing",
@@ -252,51 +252,51 @@ struct subscriber *sub_start(struct event_base *base, const struct config *confi
         .ping = false, /* the SUBSCRIBE confirmations are the round trip */
     };
     const struct redis_link_callbacks link_callbacks = {
-        .on_setup = sub_on_setup,
-        .on_up = sub_on_up,
-        .on_down = sub_on_down,
+        .on_setup = subscriber_on_setup,
+        .on_up = subscriber_on_up,
+        .on_down = subscriber_on_down,
         .arg = sub,
     };
     sub->link = redis_link_create(base, config, &options, &link_callbacks);
     if (sub->link == NULL) {
-        sub_strings_free(&sub->channels);
-        sub_strings_free(&sub->patterns);
+        subscriber_strings_free(&sub->channels);
+        subscriber_strings_free(&sub->patterns);
         free(sub);
         return NULL;
     }
-    sub_probe_settings(sub, config);
-    sub->probe_timer = event_new(base, -1, EV_PERSIST, sub_probe, sub);
+    subscriber_probe_settings(sub, config);
+    sub->probe_timer = event_new(base, -1, EV_PERSIST, subscriber_probe, sub);
     if (sub->probe_timer == NULL)
         log_fatal("cannot create the pub/sub probe timer");
-    sub_probe_arm(sub);
+    subscriber_probe_arm(sub);
     return sub;
 }
 
-void sub_reconfigure(struct subscriber *sub, const struct config *config)
+void subscriber_reconfigure(struct subscriber *sub, const struct config *config)
 {
-    const char *problem = sub_config_problem(config);
+    const char *problem = subscriber_config_problem(config);
     if (problem != NULL) {
         log_error("redis: %s; keeping the previous redis settings", problem);
         return;
     }
-    bool changed = !sub_strings_equal(&sub->channels, &config->redis.channels) ||
-                   !sub_strings_equal(&sub->patterns, &config->redis.patterns);
-    sub_strings_free(&sub->channels);
-    sub_strings_free(&sub->patterns);
-    sub_strings_copy(&sub->channels, &config->redis.channels);
-    sub_strings_copy(&sub->patterns, &config->redis.patterns);
-    sub_probe_settings(sub, config);
-    sub_probe_arm(sub);
+    bool changed = !subscriber_strings_equal(&sub->channels, &config->redis.channels) ||
+                   !subscriber_strings_equal(&sub->patterns, &config->redis.patterns);
+    subscriber_strings_free(&sub->channels);
+    subscriber_strings_free(&sub->patterns);
+    subscriber_strings_copy(&sub->channels, &config->redis.channels);
+    subscriber_strings_copy(&sub->patterns, &config->redis.patterns);
+    subscriber_probe_settings(sub, config);
+    subscriber_probe_arm(sub);
     redis_link_reconfigure(sub->link, config, changed);
 }
 
-void sub_stop(struct subscriber *sub)
+void subscriber_stop(struct subscriber *sub)
 {
     if (sub == NULL)
         return;
     event_free(sub->probe_timer);
     redis_link_free(sub->link); /* the context's NULL replies are ignored */
-    sub_strings_free(&sub->channels);
-    sub_strings_free(&sub->patterns);
+    subscriber_strings_free(&sub->channels);
+    subscriber_strings_free(&sub->patterns);
     free(sub);
 }

@@ -164,7 +164,7 @@ static void setup(void)
 static void teardown(void)
 {
     if (t.sub != NULL)
-        sub_stop(t.sub);
+        subscriber_stop(t.sub);
     t.sub = NULL;
     if (t.fake_event != NULL)
         event_free(t.fake_event);
@@ -177,7 +177,7 @@ static void teardown(void)
 
 static void start(void)
 {
-    t.sub = sub_start(t.base, &t.config, &t.callbacks);
+    t.sub = subscriber_start(t.base, &t.config, &t.callbacks);
     ck_assert_ptr_nonnull(t.sub);
 }
 
@@ -296,12 +296,12 @@ END_TEST
 START_TEST(test_unusable_config)
 {
     strings_clear(&t.config.redis.channels);
-    ck_assert_ptr_null(sub_start(t.base, &t.config, &t.callbacks));
+    ck_assert_ptr_null(subscriber_start(t.base, &t.config, &t.callbacks));
     strings_add(&t.config.redis.channels, CHANNEL);
     set_string(&t.config.redis.unix_path, "");
     t.config.redis.port = 0;
-    ck_assert_ptr_null(sub_start(t.base, &t.config, &t.callbacks));
-    sub_stop(NULL);
+    ck_assert_ptr_null(subscriber_start(t.base, &t.config, &t.callbacks));
+    subscriber_stop(NULL);
 }
 END_TEST
 
@@ -435,7 +435,7 @@ START_TEST(test_auth)
     ck_assert(pump_until(5000, is_connected, 0));
     ck_assert_int_eq(harness_publish(&t.h, CHANNEL, "authed"), 1);
     expect_message(1, CHANNEL, "authed");
-    sub_stop(t.sub);
+    subscriber_stop(t.sub);
     t.sub = NULL;
 
     /* with a username (AUTH user pass) */
@@ -467,14 +467,14 @@ START_TEST(test_auth_wrong_password)
 
     /* no password at all: NOAUTH on SUBSCRIBE, same story */
     set_string(&t.config.redis.password, "");
-    sub_reconfigure(t.sub, &t.config);
+    subscriber_reconfigure(t.sub, &t.config);
     pump_for(500);
     ck_assert(!freshness_subscribed());
     ck_assert_int_eq(t.disconnected, 1); /* still the same outage */
 
     /* a reload with the right password connects */
     set_string(&t.config.redis.password, "right");
-    sub_reconfigure(t.sub, &t.config);
+    subscriber_reconfigure(t.sub, &t.config);
     ck_assert(pump_until(5000, is_connected, 0));
     ck_assert(t.last_first);
     ck_assert_int_eq(harness_publish(&t.h, CHANNEL, "finally"), 1);
@@ -580,7 +580,7 @@ START_TEST(test_backoff)
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
     set_string(&t.config.redis.unix_path, t.h.redis_socket);
     long long before = harness_now_ms();
-    sub_reconfigure(t.sub, &t.config);
+    subscriber_reconfigure(t.sub, &t.config);
     ck_assert(pump_until(5000, is_connected, 0));
     ck_assert_msg(harness_now_ms() - before < 1000, "reconfigure took %lld ms",
                   harness_now_ms() - before);
@@ -618,7 +618,7 @@ START_TEST(test_stop_while_connecting)
 {
     /* stopped before the loop ever ran */
     start();
-    sub_stop(t.sub);
+    subscriber_stop(t.sub);
     t.sub = NULL;
 
     /* stopped mid-handshake: connected to a paused redis, SUBSCRIBE unanswered */
@@ -629,7 +629,7 @@ START_TEST(test_stop_while_connecting)
     start();
     pump_for(150);
     ck_assert(!freshness_subscribed());
-    sub_stop(t.sub);
+    subscriber_stop(t.sub);
     t.sub = NULL;
     pump_for(50); /* nothing of it is left on the loop */
     ck_assert_int_eq(harness_redis_resume(&t.h), 0);
@@ -642,7 +642,7 @@ START_TEST(test_stop_while_disconnected)
     start();
     pump_for(300);
     ck_assert_int_eq(t.disconnected, 1);
-    sub_stop(t.sub);
+    subscriber_stop(t.sub);
     t.sub = NULL;
     pump_for(100);
 
@@ -652,7 +652,7 @@ START_TEST(test_stop_while_disconnected)
     ck_assert(pump_until(5000, is_connected, 0));
     ck_assert_int_eq(harness_redis_stop(&t.h, SIGKILL), 0);
     ck_assert(pump_until(3000, disconnected_at_least, 2));
-    sub_stop(t.sub);
+    subscriber_stop(t.sub);
     t.sub = NULL;
     pump_for(100);
 }
@@ -667,7 +667,7 @@ START_TEST(test_reconfigure)
     /* only timings changed: the connection stays */
     t.config.redis.reconnect_max_ms = 1000;
     t.config.redis.connect_timeout_ms = 800;
-    sub_reconfigure(t.sub, &t.config);
+    subscriber_reconfigure(t.sub, &t.config);
     pump_for(200);
     ck_assert_int_eq(t.subscribed, 1);
     ck_assert_int_eq(t.disconnected, 0);
@@ -676,7 +676,7 @@ START_TEST(test_reconfigure)
     /* the channels changed: resubscribe */
     strings_clear(&t.config.redis.channels);
     strings_add(&t.config.redis.channels, "new:channel");
-    sub_reconfigure(t.sub, &t.config);
+    subscriber_reconfigure(t.sub, &t.config);
     ck_assert(pump_until(5000, subscribed_at_least, 2));
     ck_assert(!t.last_first);
     ck_assert_int_eq(t.disconnected, 1);
@@ -687,7 +687,7 @@ START_TEST(test_reconfigure)
 
     /* an unusable reload is refused and the connection kept */
     strings_clear(&t.config.redis.channels);
-    sub_reconfigure(t.sub, &t.config);
+    subscriber_reconfigure(t.sub, &t.config);
     pump_for(200);
     ck_assert(freshness_subscribed());
     ck_assert_int_eq(t.subscribed, 2);
