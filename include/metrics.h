@@ -1,8 +1,8 @@
 /* metrics.h - Prometheus text exposition at http://metrics.listen/metrics.
  *
  * Optional (metrics.listen empty: off). Served by libevent's HTTP server on
- * the main loop; reads the same counters as INFO (stats.h, cache_get_stats),
- * so the two always agree. */
+ * the main loop; writes the counters table INFO writes too (counters.h), so
+ * the two always agree. */
 #ifndef TENANTCACHED_METRICS_H
 #define TENANTCACHED_METRICS_H
 
