@@ -1000,3 +1000,31 @@ size_t harness_raw_read(int fd, char *buffer, size_t want, int timeout_ms, bool 
     buffer[got] = '\0';
     return got;
 }
+
+/* --- shared assertions --- */
+
+void harness_expect(redisContext *c, const char *expected, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    redisReply *reply = redisvCommand(c, fmt, args);
+    va_end(args);
+    char got[1024];
+    harness_describe_reply(reply, got, sizeof(got));
+    if (reply != NULL)
+        freeReplyObject(reply);
+    ck_assert_msg(strcmp(got, expected) == 0, "%s: expected '%s', got '%s'", fmt, expected, got);
+}
+
+bool harness_log_contains(const struct harness *h, const char *text)
+{
+    FILE *file = fopen(h->daemon_log, "r");
+    if (file == NULL)
+        return false;
+    char line[4096];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), file) != NULL)
+        found = strstr(line, text) != NULL;
+    fclose(file);
+    return found;
+}

@@ -149,6 +149,14 @@ bool harness_wait_info(redisContext *c, int timeout_ms, const char *field, long 
 bool harness_wait_reply(redisContext *c, int timeout_ms, const char *expected, const char *fmt,
                         ...);
 
+/* Runs the command (redisCommand format) and asserts (Check) that its reply,
+ * described as harness_describe_reply() does, equals expected. */
+void harness_expect(redisContext *c, const char *expected, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* True when a line of the daemon's log (h->daemon_log) contains text. */
+bool harness_log_contains(const struct harness *h, const char *text);
+
 /* A reply as text, for assertions and failure messages: "+STATUS",
  * "-ERROR", ":integer", "(nil)", a bulk string's bytes, "[a,b,...]" for an
  * array (elements described the same way), "(no reply)" for NULL. */

@@ -197,15 +197,7 @@ static void expect_health(const char *redis, long long min_stale, long long max_
 /* True when the daemon's log holds text. */
 static bool log_contains(const char *text)
 {
-    FILE *file = fopen(h.daemon_log, "r");
-    if (file == NULL)
-        return false;
-    char line[4096];
-    bool found = false;
-    while (!found && fgets(line, sizeof(line), file) != NULL)
-        found = strstr(line, text) != NULL;
-    fclose(file);
-    return found;
+    return harness_log_contains(&h, text);
 }
 
 /* ---- publishing ---- */

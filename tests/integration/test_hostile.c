@@ -283,15 +283,7 @@ static void start_daemon(const char *listen_extra)
 /* True when the daemon's log holds text. */
 static bool log_contains(const char *text)
 {
-    FILE *file = fopen(h.daemon_log, "r");
-    if (file == NULL)
-        return false;
-    char line[4096];
-    bool found = false;
-    while (!found && fgets(line, sizeof(line), file) != NULL)
-        found = strstr(line, text) != NULL;
-    fclose(file);
-    return found;
+    return harness_log_contains(&h, text);
 }
 
 /* ---- publishing ---- */

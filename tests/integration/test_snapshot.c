@@ -142,30 +142,9 @@ static long long info(const char *field)
     return harness_info_int(client, field);
 }
 
-static void expect(const char *expected, const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    redisReply *reply = redisvCommand(client, fmt, args);
-    va_end(args);
-    char got[1024];
-    harness_describe_reply(reply, got, sizeof(got));
-    if (reply != NULL)
-        freeReplyObject(reply);
-    ck_assert_msg(strcmp(got, expected) == 0, "%s: expected '%s', got '%s'", fmt, expected, got);
-}
-
 static bool log_contains(const char *text)
 {
-    FILE *file = fopen(h.daemon_log, "r");
-    if (file == NULL)
-        return false;
-    char line[4096];
-    bool found = false;
-    while (!found && fgets(line, sizeof(line), file) != NULL)
-        found = strstr(line, text) != NULL;
-    fclose(file);
-    return found;
+    return harness_log_contains(&h, text);
 }
 
 /* k0..k99 = i, a credit and a deleted profile, published and applied. */
@@ -215,10 +194,10 @@ START_TEST(test_warm_restart_catches_up)
     ck_assert_int_eq(info("redis_connected"), 0);
     ck_assert_int_eq(info("snapshot_loaded_entries"), KEYS + 2);
     ck_assert_int_eq(info("entries"), KEYS + 2);
-    expect("{\"v\":0}", "GET acme profile k0");
-    expect("{\"v\":99}", "GET acme profile k99");
-    expect("3", "CREDIT acme op"); /* critical, within max_stale */
-    expect("(nil)", "GET acme profile gone");
+    harness_expect(client, "{\"v\":0}", "GET acme profile k0");
+    harness_expect(client, "{\"v\":99}", "GET acme profile k99");
+    harness_expect(client, "3", "CREDIT acme op"); /* critical, within max_stale */
+    harness_expect(client, "(nil)", "GET acme profile gone");
     ck_assert_int_eq(info("misses"), 0); /* the tombstone answers nil itself */
     ck_assert_int_eq(info("messages_applied"), 0);
 
@@ -232,9 +211,9 @@ START_TEST(test_warm_restart_catches_up)
     for (long i = 0; i < KEYS; i++) {
         char expected[32];
         snprintf(expected, sizeof(expected), "{\"v\":%ld}", i < 50 ? 1000 + i : i);
-        expect(expected, "GET acme profile k%ld", i);
+        harness_expect(client, expected, "GET acme profile k%ld", i);
     }
-    expect("(nil)", "GET acme profile gone");
+    harness_expect(client, "(nil)", "GET acme profile gone");
     ck_assert_int_eq(info("entries"), KEYS + 2);
     ck_assert(!log_contains("dropped all"));
 }
@@ -249,7 +228,7 @@ START_TEST(test_no_stream_policy)
     stop_daemon();
     start_daemon("  on_reconnect: keep\n", SNAPSHOT_AT_STOP, true);
     ck_assert_int_eq(info("snapshot_loaded_entries"), KEYS + 2);
-    expect("{\"v\":5}", "GET acme profile k5");
+    harness_expect(client, "{\"v\":5}", "GET acme profile k5");
     ck_assert_int_eq(info("entries"), KEYS + 2);
 
     /* ... flush drops it at the first subscription */
@@ -289,7 +268,7 @@ static void expect_started_empty(const char *why)
     ck_assert_int_eq(info("snapshot_loaded_entries"), 0);
     ck_assert_int_eq(info("entries"), 0);
     ck_assert_msg(log_contains(why), "no '%s' in the log", why);
-    expect("(nil)", "GET acme profile k5");
+    harness_expect(client, "(nil)", "GET acme profile k5");
     redisFree(client);
     client = NULL;
     ck_assert_int_eq(harness_daemon_stop(&h, SIGTERM), 0);
@@ -352,8 +331,8 @@ START_TEST(test_kinds_by_name)
     ck_assert(log_contains("snapshot: 103 entries written"));
     start_daemon("  on_reconnect: keep\n", SNAPSHOT_AT_STOP, true);
     ck_assert_int_eq(info("snapshot_loaded_entries"), KEYS + 2);
-    expect("{\"v\":7}", "GET acme profile k7");
-    expect("-ERR unknown kind 'widget'", "GET acme widget w");
+    harness_expect(client, "{\"v\":7}", "GET acme profile k7");
+    harness_expect(client, "-ERR unknown kind 'widget'", "GET acme widget w");
 }
 END_TEST
 
@@ -374,7 +353,7 @@ START_TEST(test_periodic_save)
     client = NULL;
     start_daemon(WITH_STREAM, SNAPSHOT_AT_STOP, true);
     ck_assert_int_eq(info("snapshot_loaded_entries"), KEYS + 2);
-    expect("{\"v\":42}", "GET acme profile k42");
+    harness_expect(client, "{\"v\":42}", "GET acme profile k42");
     ck_assert_int_eq(info("catchup_failed"), 0);
 }
 END_TEST

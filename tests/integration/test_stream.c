@@ -223,30 +223,9 @@ static void start_daemon(const char *extra)
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
 }
 
-static void expect(const char *expected, const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    redisReply *reply = redisvCommand(client, fmt, args);
-    va_end(args);
-    char got[1024];
-    harness_describe_reply(reply, got, sizeof(got));
-    if (reply != NULL)
-        freeReplyObject(reply);
-    ck_assert_msg(strcmp(got, expected) == 0, "%s: expected '%s', got '%s'", fmt, expected, got);
-}
-
 static bool log_contains(const char *text)
 {
-    FILE *file = fopen(h.daemon_log, "r");
-    if (file == NULL)
-        return false;
-    char line[4096];
-    bool found = false;
-    while (!found && fgets(line, sizeof(line), file) != NULL)
-        found = strstr(line, text) != NULL;
-    fclose(file);
-    return found;
+    return harness_log_contains(&h, text);
 }
 
 #define KEYS 100
@@ -276,7 +255,7 @@ static void expect_all_cached(long changed, long base)
     for (long i = 0; i < KEYS; i++) {
         char expected[32];
         snprintf(expected, sizeof(expected), "{\"v\":%ld}", i < changed ? base + i : i);
-        expect(expected, "GET acme profile k%ld", i);
+        harness_expect(client, expected, "GET acme profile k%ld", i);
     }
     ck_assert_int_eq(info("hits"), hits + KEYS);
     ck_assert_int_eq(info("misses"), misses);
@@ -297,7 +276,7 @@ START_TEST(test_client_kill_catches_up)
     char last[64];
     info_last_id(last);
     ck_assert_str_eq(last, before); /* started at the stream's end */
-    expect("(nil)", "GET early profile e1");
+    harness_expect(client, "(nil)", "GET early profile e1");
     seed();
     ck_assert_int_eq(info("catchup_applied"), 0);
     long long applied = info("messages_applied");
@@ -388,10 +367,10 @@ START_TEST(test_unversioned_later_wins)
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_reconnects", 1));
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
     ck_assert_int_eq(info("catchup_applied"), 5);
-    expect("{\"v\":222}", "GET acme profile k1");
-    expect("(nil)", "GET acme profile k2");
-    expect("(nil)", "GET acme profile k3");
-    expect("{\"v\":4}", "GET acme profile k4");
+    harness_expect(client, "{\"v\":222}", "GET acme profile k1");
+    harness_expect(client, "(nil)", "GET acme profile k2");
+    harness_expect(client, "(nil)", "GET acme profile k3");
+    harness_expect(client, "{\"v\":4}", "GET acme profile k4");
     ck_assert_int_eq(info("entries"), KEYS); /* k2 and k3 are tombstones now */
 }
 END_TEST
@@ -406,7 +385,7 @@ static void expect_flushed_after(struct batch *b)
     ck_assert_int_eq(info("catchup_failed"), 1);
     ck_assert_int_eq(info("catchup_applied"), 0);
     ck_assert_int_eq(info("entries"), 0);
-    expect("(nil)", "GET acme profile k50");
+    harness_expect(client, "(nil)", "GET acme profile k50");
     ck_assert(log_contains("dropped all"));
     /* and it goes on from the stream's end */
     char id[64];
@@ -520,7 +499,7 @@ START_TEST(test_duplicates_skipped)
                                      "{\"v\":0}}}"),
                      1);
     ck_assert(harness_wait_info(client, WAIT_MS, "messages_duplicate", 2));
-    expect("{\"v\":2}", "GET acme profile k1");
+    harness_expect(client, "{\"v\":2}", "GET acme profile k1");
     ck_assert_int_eq(info("messages_applied"), applied);
 
     /* plain messages stay valid next to envelopes */
@@ -621,7 +600,7 @@ START_TEST(test_stale_until_caught_up)
     }
     ck_assert(stale_while_catching_up);
     ck_assert_int_eq(info("redis_connected"), 1);
-    expect("{\"v\":2999}", "GET acme profile k0");
+    harness_expect(client, "{\"v\":2999}", "GET acme profile k0");
 }
 END_TEST
 
