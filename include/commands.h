@@ -63,6 +63,7 @@ struct commands_client {
     struct commands_client *registry_prev; /* client.c's list of connections */
     struct commands_client *registry_next;
     bool registered;
+    unsigned tracking_flags;     /* CLIENT TRACKING mode (tracking.h), its thread only */
 };
 
 enum commands_outcome {
@@ -82,6 +83,11 @@ enum commands_outcome commands_execute(struct commands_env *env, struct commands
 void commands_client_add_fill(struct commands_client *client, struct fill_result *result);
 /* Releases the answers gathered (after a request completes, or on close). */
 void commands_client_clear_fills(struct commands_client *client);
+
+/* Since when (monotonic ms) the invalidation stream counts as down (lost,
+ * or a publisher silent past redis.heartbeat_timeout); 0 while it is up.
+ * Any thread. */
+uint64_t commands_stream_down_since(void);
 
 /* Parses a full entry name written with redis.key_format (such as
  * "cache:acme:role:admin") into tenant, kind and key. Returns true on a

@@ -110,6 +110,7 @@ struct config {
         unsigned max_args;
         uint64_t idle_timeout_ms;   /* 0: never */
         uint64_t max_reply_backlog;
+        unsigned tracking_max_keys; /* names CLIENT TRACKING remembers */
     } listen;
 
     struct {

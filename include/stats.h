@@ -39,6 +39,11 @@ struct stats {
     _Atomic uint64_t clients_dropped_backlog;
     _Atomic uint64_t clients_dropped_idle;
     _Atomic uint64_t connected_clients;
+    /* CLIENT TRACKING (tracking.c) */
+    _Atomic uint64_t tracking_clients;       /* connections with tracking on */
+    _Atomic uint64_t tracking_keys;          /* names in the tracking table */
+    _Atomic uint64_t tracking_bytes;         /* what the table and outboxes hold */
+    _Atomic uint64_t tracking_invalidations; /* invalidations queued, names and flushes */
     /* The invalidation stream, as the main thread last saw it. */
     _Atomic uint64_t redis_connected;      /* 1 while subscribed */
     _Atomic uint64_t redis_down_since_ms;  /* monotonic ms; 0 while subscribed */

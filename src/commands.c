@@ -28,6 +28,7 @@
 #include "reply.h"
 #include "sentinel.h"
 #include "stats.h"
+#include "tracking.h"
 #include "transaction.h"
 #include "util.h"
 #include "value.h"
@@ -94,7 +95,7 @@ static bool access_tenant(struct command_call *call, const char *tenant, size_t 
 /* Since when (monotonic ms) the invalidation stream counts as down: the
  * subscription is lost, or (redis.heartbeat_timeout) a publisher went silent.
  * 0 while it is up. */
-static uint64_t stream_down_since(void)
+uint64_t commands_stream_down_since(void)
 {
     uint64_t since = stats_get(&stats.redis_connected) ? 0 : stats_get(&stats.redis_down_since_ms);
     uint64_t silent = stats_get(&stats.publisher_silent_since_ms);
@@ -105,13 +106,13 @@ static uint64_t stream_down_since(void)
 
 static uint64_t stream_down_seconds(uint64_t now_ms)
 {
-    uint64_t since = stream_down_since();
+    uint64_t since = commands_stream_down_since();
     return since != 0 && now_ms > since ? (now_ms - since) / 1000 : 0;
 }
 
 static bool stream_stale(const struct command_call *call)
 {
-    uint64_t since = stream_down_since();
+    uint64_t since = commands_stream_down_since();
     return since != 0 && call->now_ms > since &&
            call->now_ms - since > call->env->config->redis.max_stale_ms;
 }
@@ -127,6 +128,9 @@ static bool staleness_allows(struct command_call *call, unsigned kind)
         return true;
     }
     stats_add(&stats.stale_refused, 1);
+    /* Tracking applications drop what they hold before the first refusal. */
+    tracking_check_stale(commands_stream_down_since(), call->now_ms,
+                         call->env->config->redis.max_stale_ms);
     reply_error(call->out,
                 "STALE invalidation stream down for %llus; critical data may be stale",
                 (unsigned long long)stream_down_seconds(call->now_ms));
@@ -332,27 +336,33 @@ static void command_quit(struct command_call *call)
 /* ---- GET and MGET ---- */
 
 /* Reads one entry named by (tenant, kind, key) after its checks; replies
- * unless write is false or the call is deferred. */
+ * unless write is false or the call is deferred. A reply to a read by full
+ * name (name not NULL; tenant points into it) is remembered for CLIENT
+ * TRACKING under the shard's read lock, so no change can fall between. */
 static void get_one(struct command_call *call, const char *tenant, size_t tenant_len, int kind,
-                    const char *key, size_t key_len, bool write)
+                    const char *key, size_t key_len, bool write, const char *name,
+                    size_t name_len)
 {
     struct cache_reader reader;
     struct item item;
     cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
     bool found = lookup(call, &reader, tenant, tenant_len, (unsigned)kind, key, key_len, &item);
-    if (write && !deferred(call))
+    if (write && !deferred(call)) {
         reply_item(call->out, found, &item);
+        if (name != NULL && call->client->tracking_flags != 0)
+            tracking_remember(call->client, name, name_len, (size_t)(tenant - name), tenant_len);
+    }
     cache_read_end(&reader);
 }
 
 static void command_get(struct command_call *call)
 {
-    size_t tenant_len, kind_len, key_len;
-    const char *tenant, *kind_name, *key;
+    size_t tenant_len, kind_len, key_len, name_len = 0;
+    const char *tenant, *kind_name, *key, *name = NULL;
     int kind;
     if (call->request->argc == 2) {
-        const char *name = arg(call, 1, &tenant_len);
-        if (!commands_parse_name(call->env->config, name, tenant_len, &tenant, &tenant_len,
+        name = arg(call, 1, &name_len);
+        if (!commands_parse_name(call->env->config, name, name_len, &tenant, &tenant_len,
                                  &kind, &key, &key_len)) {
             reply_nil(call->out);
             return;
@@ -372,7 +382,7 @@ static void command_get(struct command_call *call)
     if ((call->request->argc == 2 && !access_tenant(call, tenant, tenant_len)) ||
         !staleness_allows(call, (unsigned)kind))
         return;
-    get_one(call, tenant, tenant_len, kind, key, key_len, true);
+    get_one(call, tenant, tenant_len, kind, key, key_len, true, name, name_len);
 }
 
 static bool mget_names_form(const struct command_call *call)
@@ -398,7 +408,7 @@ static void command_mget(struct command_call *call)
             if (!access_tenant(call, tenant, tenant_len) || !staleness_allows(call, (unsigned)kind))
                 return;
             /* Look everything up first, so that every miss is filled at once. */
-            get_one(call, tenant, tenant_len, kind, key, key_len, false);
+            get_one(call, tenant, tenant_len, kind, key, key_len, false, NULL, 0);
         }
         if (deferred(call))
             return;
@@ -409,7 +419,7 @@ static void command_mget(struct command_call *call)
             int kind;
             if (commands_parse_name(call->env->config, name, len, &tenant, &tenant_len, &kind,
                                     &key, &key_len))
-                get_one(call, tenant, tenant_len, kind, key, key_len, true);
+                get_one(call, tenant, tenant_len, kind, key, key_len, true, name, len);
             else
                 reply_nil(call->out);
         }
@@ -818,6 +828,14 @@ static void info_clients(struct command_call *call, struct evbuffer *text)
                         (unsigned long long)stats_get(&stats.clients_dropped_backlog),
                         (unsigned long long)stats_get(&stats.clients_dropped_idle),
                         (unsigned long long)stats_get(&stats.protocol_errors));
+    /* CLIENT TRACKING; its table's bytes are outside used_memory. */
+    evbuffer_add_printf(text,
+                        "tracking_clients:%llu\r\ntracking_keys:%llu\r\n"
+                        "tracking_invalidations:%llu\r\ntracking_max_keys:%u\r\n",
+                        (unsigned long long)stats_get(&stats.tracking_clients),
+                        (unsigned long long)stats_get(&stats.tracking_keys),
+                        (unsigned long long)stats_get(&stats.tracking_invalidations),
+                        config->listen.tracking_max_keys);
 }
 
 static void info_memory(struct command_call *call, struct evbuffer *text)
@@ -828,6 +846,7 @@ static void info_memory(struct command_call *call, struct evbuffer *text)
     evbuffer_add_printf(text, "# Memory\r\n");
     info_human(text, "used_memory", figures.bytes);
     info_human(text, "used_memory_rss", util_rss_bytes());
+    info_human(text, "tracking_memory", stats_get(&stats.tracking_bytes));
     info_human(text, "max_memory", config->memory.max_bytes);
     double percent = config->memory.max_bytes
                          ? 100.0 * (double)figures.bytes / (double)config->memory.max_bytes
@@ -1155,6 +1174,10 @@ const struct command commands_table[] = {
     {"CLIENT", 2, -1, client_command_client, COMMAND_STALE, "connection",
      "The connection's id and name, library name and version, CLIENT LIST and INFO",
      "subcommand [arg...]"},
+    {"SUBSCRIBE", 2, -1, tracking_command_subscribe, COMMAND_FAST | COMMAND_STALE, "pubsub",
+     "Subscribe to __redis__:invalidate, the channel of CLIENT TRACKING REDIRECT", "channel..."},
+    {"UNSUBSCRIBE", 1, -1, tracking_command_unsubscribe, COMMAND_FAST | COMMAND_STALE, "pubsub",
+     "Unsubscribe from __redis__:invalidate", "[channel...]"},
     {"SELECT", 2, 2, client_command_select, COMMAND_FAST | COMMAND_STALE, "connection",
      "Select database 0 (the only one)", "index:integer"},
     {"ECHO", 2, 2, client_command_echo, COMMAND_FAST | COMMAND_STALE, "connection",
@@ -1261,7 +1284,9 @@ enum commands_outcome commands_execute(struct commands_env *env, struct commands
                                        const struct protocol_request *request, uint64_t now_ms)
 {
     enum commands_outcome outcome = commands_run(env, client, request, now_ms);
-    if (outcome == COMMANDS_DONE)
+    if (outcome == COMMANDS_DONE) {
         commands_client_clear_fills(client);
+        tracking_command_done(client);
+    }
     return outcome;
 }

@@ -35,6 +35,7 @@
 #include "protocol.h"
 #include "reply.h"
 #include "stats.h"
+#include "tracking.h"
 #include "util.h"
 
 #define LISTEN_BACKLOG 1024
@@ -101,6 +102,7 @@ struct worker {
     int notify_write;
     struct event *notify_event;
     struct event *stop_timer;
+    struct tracking_sink *tracking; /* CLIENT TRACKING pushes for its connections */
     struct commands_env env;
     struct connection *connections;
     bool stopping;
@@ -196,6 +198,7 @@ static void connection_free(struct connection *connection)
         connection->in_start = connection->in_end = connection->in_capacity = 0;
         reply_buffer_free(&connection->out);
         stats_sub(&stats.connected_clients, 1);
+        tracking_client_close(&connection->client);
         client_unregister(&connection->client);
     }
     if (connection->client.fills_pending > 0)
@@ -535,6 +538,7 @@ static void connection_create(struct worker *worker, const struct pending_fd *pe
     connection->client.grant_generation = UINT64_MAX;
     connection->client.fill_waiter = connection;
     client_register(&connection->client, util_monotonic_ms());
+    tracking_client_open(&connection->client, worker->tracking, connection);
     connection->next = worker->connections;
     if (worker->connections != NULL)
         worker->connections->prev = connection;
@@ -621,6 +625,27 @@ void server_deliver_fill(void *waiter, struct fill_result *result)
 }
 
 /* ---- query threads ---- */
+
+/* tracking_drain()'s callback: invalidation pushes were added to the
+ * connection's output, between two requests; send them (dropping a client
+ * that lets them pile up, as for replies). */
+static void worker_tracking_written(void *arg, void *conn)
+{
+    struct connection *connection = conn;
+    uint64_t limit = ((struct worker *)arg)->env.config->listen.max_reply_backlog;
+    if (connection->fd < 0)
+        return;
+    if (reply_buffer_length(&connection->out) > limit)
+        connection_check_backlog(connection, limit);
+    else
+        connection_flush(connection);
+}
+
+/* The tracking sink's wake-up: a byte in the pipe (any thread). */
+static void worker_tracking_wake(void *arg)
+{
+    worker_notify(arg);
+}
 
 static void worker_notify(struct worker *worker)
 {
@@ -721,6 +746,7 @@ static void worker_wakeup(evutil_socket_t fd, short events, void *arg)
     for (size_t i = 0; i < fill_count; i++)
         worker_take_fill(fills[i].connection, fills[i].result);
     free(fills);
+    tracking_drain(worker->tracking, worker_tracking_written, worker);
     if (stop && !worker->stopping)
         worker_begin_stop(worker);
     worker_check_stopped(worker);
@@ -743,6 +769,7 @@ static int worker_init(struct server *server, struct worker *worker, unsigned in
     worker->env.config = server->config;
     worker->env.config_generation = 1;
     pthread_mutex_init(&worker->lock, NULL);
+    worker->tracking = tracking_sink_create(worker_tracking_wake, worker);
     int fds[2];
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
         return -1;
@@ -769,6 +796,8 @@ static void worker_free(struct worker *worker)
         event_free(worker->stop_timer);
     if (worker->notify_event != NULL)
         event_free(worker->notify_event);
+    tracking_sink_destroy(worker->tracking);
+    worker->tracking = NULL;
     if (worker->base != NULL)
         event_base_free(worker->base);
     if (worker->notify_read > 0)
