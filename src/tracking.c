@@ -588,10 +588,12 @@ void tracking_command_done(struct commands_client *client)
 
 static void write_push_header(struct reply_buffer *out, bool resp3)
 {
+    static const char push[] = ">2\r\n$10\r\ninvalidate\r\n";
+    static const char message[] = "*3\r\n$7\r\nmessage\r\n$20\r\n" CHANNEL "\r\n";
     if (resp3)
-        reply_buffer_add(out, ">2\r\n$10\r\ninvalidate\r\n", 21);
+        reply_buffer_add(out, push, sizeof(push) - 1);
     else
-        reply_buffer_add(out, "*3\r\n$7\r\nmessage\r\n$20\r\n" CHANNEL "\r\n", 42);
+        reply_buffer_add(out, message, sizeof(message) - 1);
 }
 
 static void read_header(const char *at, struct item_header *header)
@@ -619,7 +621,8 @@ static void write_box(struct peer *p)
         }
         if (header.type == ITEM_BROKEN) {
             if (resp3) {
-                reply_buffer_add(out, ">2\r\n$21\r\ntracking-redir-broken\r\n", 32);
+                static const char broken[] = ">2\r\n$21\r\ntracking-redir-broken\r\n";
+                reply_buffer_add(out, broken, sizeof(broken) - 1);
                 reply_integer(out, (long long)header.id);
             }
             at += sizeof(header);
