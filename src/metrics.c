@@ -268,6 +268,16 @@ static void metrics_write(const struct metrics *metrics, struct evbuffer *out)
                    stats_get(&stats.clients_dropped_backlog));
     metrics_sample(out, "tenantcached_clients_dropped_total", "{reason=\"idle\"}",
                    stats_get(&stats.clients_dropped_idle));
+    metrics_single(out, "tenantcached_tracking_clients", "gauge",
+                   "Connections with CLIENT TRACKING on.", stats_get(&stats.tracking_clients));
+    metrics_single(out, "tenantcached_tracking_keys", "gauge",
+                   "Entry names remembered for CLIENT TRACKING.", stats_get(&stats.tracking_keys));
+    metrics_single(out, "tenantcached_tracking_memory_bytes", "gauge",
+                   "Bytes held by the CLIENT TRACKING table and queued invalidations.",
+                   stats_get(&stats.tracking_bytes));
+    metrics_single(out, "tenantcached_tracking_invalidations_total", "counter",
+                   "Invalidations queued for tracking connections.",
+                   stats_get(&stats.tracking_invalidations));
     metrics_single(out, "tenantcached_commands_total", "counter", "Commands executed.",
                    stats_get(&stats.commands_processed));
     metrics_single(out, "tenantcached_protocol_errors_total", "counter",
