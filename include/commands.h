@@ -84,6 +84,11 @@ void commands_client_add_fill(struct commands_client *client, struct fill_result
 /* Releases the answers gathered (after a request completes, or on close). */
 void commands_client_clear_fills(struct commands_client *client);
 
+/* The client's grant under env's current config, computed again after a
+ * reload (borrowed; valid until the next reload). The client's thread. */
+const struct acl_grant *commands_client_grant(struct commands_env *env,
+                                              struct commands_client *client);
+
 /* Since when (monotonic ms) the invalidation stream counts as down (lost,
  * or a publisher silent past redis.heartbeat_timeout); 0 while it is up.
  * Any thread. */

@@ -87,10 +87,12 @@ void tracking_client_close(struct commands_client *client);
 /* Writes every queued invalidation of the sink's connections into their
  * output buffers (as RESP3 pushes, or pub/sub messages to a RESP2
  * connection subscribed to __redis__:invalidate; names the connection may
- * not read are left out), then calls done(arg, conn) once for each
- * connection written to, with no lock held (done may free it). The sink's
- * thread, between requests; cannot fail. */
-void tracking_drain(struct tracking_sink *sink, void (*done)(void *arg, void *conn), void *arg);
+ * not read, by its commands_client grant, are left out). prepare(arg, conn)
+ * is called first for each such connection, with no lock held, to bring
+ * its grant up to date; done(arg, conn) after, with no lock held (done may
+ * free the connection). The sink's thread, between requests; cannot fail. */
+void tracking_drain(struct tracking_sink *sink, void (*prepare)(void *arg, void *conn),
+                    void (*done)(void *arg, void *conn), void *arg);
 
 /* Remembers that client read the entry `name` (tenant at name[tenant_off],
  * tenant_len bytes), if its tracking mode says so. Call with the entry's

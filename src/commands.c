@@ -1220,6 +1220,13 @@ const struct acl_grant *commands_grant(struct command_call *call)
     return client_grant(call);
 }
 
+const struct acl_grant *commands_client_grant(struct commands_env *env,
+                                              struct commands_client *client)
+{
+    struct command_call call = {.env = env, .client = client};
+    return client_grant(&call);
+}
+
 void commands_client_clear_fills(struct commands_client *client)
 {
     for (size_t i = 0; i < client->fill_count; i++)

@@ -641,6 +641,13 @@ static void worker_tracking_written(void *arg, void *conn)
         connection_flush(connection);
 }
 
+/* tracking_drain()'s first callback: the grant its pushes are filtered by. */
+static void worker_tracking_prepare(void *arg, void *conn)
+{
+    struct connection *connection = conn;
+    commands_client_grant(&((struct worker *)arg)->env, &connection->client);
+}
+
 /* The tracking sink's wake-up: a byte in the pipe (any thread). */
 static void worker_tracking_wake(void *arg)
 {
@@ -746,7 +753,7 @@ static void worker_wakeup(evutil_socket_t fd, short events, void *arg)
     for (size_t i = 0; i < fill_count; i++)
         worker_take_fill(fills[i].connection, fills[i].result);
     free(fills);
-    tracking_drain(worker->tracking, worker_tracking_written, worker);
+    tracking_drain(worker->tracking, worker_tracking_prepare, worker_tracking_written, worker);
     if (stop && !worker->stopping)
         worker_begin_stop(worker);
     worker_check_stopped(worker);

@@ -654,44 +654,50 @@ static void write_box(struct peer *p)
     }
 }
 
-void tracking_drain(struct tracking_sink *sink, void (*done)(void *arg, void *conn), void *arg)
+void tracking_drain(struct tracking_sink *sink, void (*prepare)(void *arg, void *conn),
+                    void (*done)(void *arg, void *conn), void *arg)
 {
-    void *stack_conns[64];
-    void **conns = stack_conns;
-    size_t count = 0, capacity = 64;
+    /* First take the ready connections, and let the caller bring their
+     * grants up to date without this lock (that may ask NSS); then write. */
+    size_t count = 0, capacity = 0;
+    struct peer **peers = NULL;
     pthread_mutex_lock(&t.lock);
     sink->woken = false;
+    for (struct peer *p = sink->ready; p != NULL; p = p->ready_next)
+        capacity++;
+    if (capacity > 0)
+        peers = xmalloc(capacity * sizeof(*peers));
     struct peer *p = sink->ready;
     sink->ready = NULL;
     while (p != NULL) {
         struct peer *next = p->ready_next;
         p->ready = false;
         p->ready_next = NULL;
-        write_box(p);
-        p->box_len = 0;
-        if (p->box_capacity > 64 * 1024) {
-            account(-(int64_t)p->box_capacity);
-            free(p->box);
-            p->box = NULL;
-            p->box_capacity = 0;
-        }
-        if (count == capacity) {
-            capacity *= 2;
-            if (conns == stack_conns) {
-                conns = xmalloc(capacity * sizeof(*conns));
-                memcpy(conns, stack_conns, sizeof(stack_conns));
-            } else {
-                conns = xrealloc(conns, capacity * sizeof(*conns));
-            }
-        }
-        conns[count++] = p->conn;
+        peers[count++] = p;
         p = next;
     }
     pthread_mutex_unlock(&t.lock);
+    if (count == 0)
+        return;
+    /* Only this thread frees these records (tracking_client_close). */
     for (size_t i = 0; i < count; i++)
-        done(arg, conns[i]);
-    if (conns != stack_conns)
-        free(conns);
+        prepare(arg, peers[i]->conn);
+    pthread_mutex_lock(&t.lock);
+    for (size_t i = 0; i < count; i++) {
+        struct peer *q = peers[i];
+        write_box(q);
+        q->box_len = 0;
+        if (q->box_capacity > 64 * 1024) {
+            account(-(int64_t)q->box_capacity);
+            free(q->box);
+            q->box = NULL;
+            q->box_capacity = 0;
+        }
+    }
+    pthread_mutex_unlock(&t.lock);
+    for (size_t i = 0; i < count; i++)
+        done(arg, peers[i]->conn);
+    free(peers);
 }
 
 /* ---- commands ---- */

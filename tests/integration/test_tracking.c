@@ -518,6 +518,28 @@ START_TEST(test_redirect)
 }
 END_TEST
 
+/* REDIRECT to a RESP3 connection that ran nothing but HELLO and CLIENT ID:
+ * it hears the pushes (filtered by its own grant, computed for it). */
+START_TEST(test_redirect_resp3)
+{
+    start_daemon(config_text("", "", ""));
+    set_and_wait("acme", "credit", "a", "1");
+    struct raw *target = raw_open();
+    raw_send(target, "HELLO 3");
+    (void)raw_next(target);
+    raw_send(target, "CLIENT ID");
+    long long id = atoll(raw_next(target) + 1);
+    struct raw *r = raw_open();
+    raw_send(r, "CLIENT TRACKING ON REDIRECT %lld", id);
+    raw_expect(r, "+OK\r\n");
+    raw_get(r, "cache:acme:credit:a", "$1\r\n1\r\n");
+    set_value("acme", "credit", "a", "2");
+    raw_expect(target, push_for("cache:acme:credit:a"));
+    raw_close(r);
+    raw_close(target);
+}
+END_TEST
+
 /* Before the first -STALE, every tracking client is told to drop all. */
 START_TEST(test_stale)
 {
@@ -651,6 +673,7 @@ static Suite *tracking_suite(void)
     tcase_add_test(tc, test_optin_optout);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_redirect);
+    tcase_add_test(tc, test_redirect_resp3);
     tcase_add_test(tc, test_stale);
     tcase_add_test(tc, test_acl);
     tcase_add_test(tc, test_bound);
