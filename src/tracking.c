@@ -104,7 +104,7 @@ static struct {
     char *key_format;
     char (*kind_names)[CONFIG_KIND_NAME_MAX + 1];
     size_t kind_count;
-    uint64_t stale_since;             /* the down period already invalidated */
+    _Atomic uint64_t stale_since;     /* the down period already invalidated */
     int64_t bytes;
 } t;
 
@@ -415,10 +415,13 @@ void tracking_check_stale(uint64_t down_since_ms, uint64_t now_ms, uint64_t max_
 {
     if (down_since_ms == 0 || now_ms <= down_since_ms || now_ms - down_since_ms <= max_stale_ms)
         return;
+    /* Every refused read calls this: only the first of a period locks. */
+    if (atomic_load_explicit(&t.stale_since, memory_order_acquire) == down_since_ms)
+        return;
     pthread_mutex_lock(&t.lock);
-    if (t.stale_since != down_since_ms) {
-        t.stale_since = down_since_ms;
+    if (atomic_load_explicit(&t.stale_since, memory_order_relaxed) != down_since_ms) {
         invalidate_everything();
+        atomic_store_explicit(&t.stale_since, down_since_ms, memory_order_release);
     }
     pthread_mutex_unlock(&t.lock);
 }
