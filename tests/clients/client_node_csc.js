@@ -93,7 +93,7 @@ async function main() {
       await admin.sendCommand(['CONFIG', 'SET', 'maxclients', String(count - 1)]);
       await admin.sendCommand(['CLIENT', 'KILL', 'TYPE', 'pubsub']);
       try {
-        // max_stale is 1s in the suite's config.
+        // max_stale is 2s in the suite's config.
         await until('the cache is emptied', async () => csc().size() === 0);
         let refused = null;
         try { await client.get(NAME); } catch (error) { refused = error.message; }

@@ -94,7 +94,7 @@ redis:
   key_format: "cache:{tenant}:{kind}:{key}"
   reconnect_min: 50ms
   reconnect_max: 500ms
-  max_stale: 1s
+  max_stale: 2s
 EOT
 start_daemon "$dir" || exit 1
 
