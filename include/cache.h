@@ -125,6 +125,18 @@ void cache_destroy(struct cache *cache);
 /* New limits apply to the next writes; call cache_enforce() to apply them now. */
 void cache_set_limits(struct cache *cache, const struct cache_limits *limits);
 
+/* Told of every change of an entry, whatever its cause: a value, tombstone
+ * or negative entry stored, replaced or dropped (messages, fills, expiry,
+ * eviction, flushes, kind remaps). A flush of every tenant and kind calls it
+ * once with tenant NULL instead of once per entry. It runs on the writing
+ * thread with the writers' lock and the entry's shard write-locked, so it
+ * must be quick and must not call into the cache; the pointers are borrowed
+ * for the call. */
+typedef void cache_change_fn(void *arg, const char *tenant, size_t tenant_len, unsigned kind,
+                             const char *key, size_t key_len);
+/* Installs the change hook (NULL: none). Call before any writer runs. */
+void cache_set_change_hook(struct cache *cache, cache_change_fn *fn, void *arg);
+
 /* ---- Readers (any thread) ---- */
 
 /* A read session over one tenant; holds its shard's read lock from begin to

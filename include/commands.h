@@ -56,6 +56,7 @@ struct commands_client {
     struct commands_client *registry_prev; /* client.c's list of connections */
     struct commands_client *registry_next;
     bool registered;
+    unsigned tracking_flags;     /* CLIENT TRACKING mode (tracking.h), its thread only */
 };
 
 enum commands_outcome {
@@ -79,5 +80,10 @@ enum commands_outcome commands_execute(struct commands_env *env, struct commands
  * run again if any of them waits for a fill. */
 void commands_run_step(struct commands_env *env, struct commands_client *client,
                        const struct protocol_request *request, uint64_t now_ms);
+
+/* The client's grant under env's current config, computed again after a
+ * reload (borrowed; valid until the next reload). The client's thread. */
+const struct acl_grant *commands_client_grant(struct commands_env *env,
+                                              struct commands_client *client);
 
 #endif

@@ -111,6 +111,7 @@ struct config {
         uint64_t idle_timeout_ms;   /* 0: never */
         uint64_t max_reply_backlog;
         uint64_t max_buffer_memory; /* all clients' input and unsent replies together */
+        unsigned tracking_max_keys; /* names CLIENT TRACKING remembers */
     } listen;
 
     struct {

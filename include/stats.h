@@ -42,6 +42,11 @@ struct stats {
     _Atomic uint64_t client_buffer_bytes;    /* input and reply buffers of every client */
     _Atomic uint64_t connected_clients;
     /* Whether the stream is up is not a counter: freshness.h. */
+    /* CLIENT TRACKING (tracking.c) */
+    _Atomic uint64_t tracking_clients;       /* connections with tracking on */
+    _Atomic uint64_t tracking_keys;          /* names in the tracking table */
+    _Atomic uint64_t tracking_bytes;         /* what the table and outboxes hold */
+    _Atomic uint64_t tracking_invalidations; /* invalidations queued, names and flushes */
     _Atomic uint64_t redis_reconnects;
     _Atomic uint64_t start_ms;             /* monotonic ms at start */
     /* snapshot.path (docs/reference.md §6) */

@@ -493,4 +493,7 @@ echo '```'
 printf '%s\n' "${commands[@]}"
 echo '```'
 echo
+echo
+TENANTCACHED_BIN=$daemon_bin scripts/bench_csc.sh
+echo
 echo "bench: done in ${elapsed} s ($(date -u '+%H:%M:%S UTC'))"

@@ -149,6 +149,12 @@ struct cache {
     _Atomic uint64_t evictions_negative;
     _Atomic uint64_t negative_entries; /* negative_count, for the readers */
     _Atomic uint64_t not_cached;
+
+    /* Told of every change (cache_set_change_hook); set before any writer
+     * runs. A flush of everything tells it once, not entry by entry. */
+    cache_change_fn *change_fn;
+    void *change_arg;
+    bool flushing_all;
 };
 
 /* ---- small helpers ---- */
@@ -304,6 +310,12 @@ void cache_set_limits(struct cache *cache, const struct cache_limits *limits)
     cache->limits = *limits;
     atomic_store(&cache->hot_reads, limits->hot_reads);
     pthread_mutex_unlock(&cache->writer);
+}
+
+void cache_set_change_hook(struct cache *cache, cache_change_fn *fn, void *arg)
+{
+    cache->change_fn = fn;
+    cache->change_arg = arg;
 }
 
 void cache_set_wall_clock(struct cache *cache, uint64_t wall_ms)
@@ -660,6 +672,15 @@ static void tenant_grow(struct cache *cache, struct cache_tenant *tenant)
     tenant->bucket_count = count;
 }
 
+/* Tells the change hook that entry (linked to its tenant) changes. */
+static void notify_change(const struct cache *cache, const struct cache_entry *entry)
+{
+    if (cache->change_fn == NULL || cache->flushing_all)
+        return;
+    cache->change_fn(cache->change_arg, entry->tenant->name, entry->tenant->name_len, entry->kind,
+                     entry->data, entry->key_len);
+}
+
 /* Links a new entry into its tenant; the shard is write-locked. */
 static void entry_link(struct cache *cache, struct cache_tenant *tenant, struct cache_entry **slot,
                        struct cache_entry *entry)
@@ -684,6 +705,7 @@ static void entry_link(struct cache *cache, struct cache_tenant *tenant, struct 
     }
     if (entry->index_len > 0 && entry->state == CACHE_ENTRY_VALUE)
         index_add(cache, tenant, entry);
+    notify_change(cache, entry);
 }
 
 /* Takes *slot out of its tenant, with everything counted for it, and
@@ -692,6 +714,7 @@ static struct cache_entry *entry_detach(struct cache *cache, struct cache_tenant
                                         struct cache_entry **slot)
 {
     struct cache_entry *entry = *slot;
+    notify_change(cache, entry);
     *slot = entry->next;
     tenant->entry_count--;
     int64_t bytes = entry_bytes(entry);
@@ -1266,7 +1289,12 @@ static uint64_t do_flush(struct cache *cache, const char *tenant_name, size_t te
 uint64_t cache_flush(struct cache *cache, const char *tenant_name, size_t tenant_len, int kind)
 {
     pthread_mutex_lock(&cache->writer);
+    bool all = tenant_name == NULL && kind < 0;
+    cache->flushing_all = all;
     uint64_t dropped = do_flush(cache, tenant_name, tenant_len, kind);
+    cache->flushing_all = false;
+    if (all && cache->change_fn != NULL)
+        cache->change_fn(cache->change_arg, NULL, 0, 0, NULL, 0);
     pthread_mutex_unlock(&cache->writer);
     return dropped;
 }

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "protocol.h"
 #include "reply.h"
+#include "tracking.h"
 #include "transaction.h"
 #include "util.h"
 
@@ -320,6 +321,14 @@ static void client_help(struct command_call *call)
         "    Set the library name or version of the connection.",
         "SETNAME <name>",
         "    Assign the name <name> to the current connection.",
+        "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]] [OPTIN] [OPTOUT] [NOLOOP]",
+        "    Control server assisted client side caching.",
+        "CACHING (YES|NO)",
+        "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+        "GETREDIR",
+        "    Return the client ID we are redirecting to when tracking is enabled.",
+        "TRACKINGINFO",
+        "    Return information about the current client's tracking status.",
         "HELP",
         "    Print this help.",
     };
@@ -352,6 +361,8 @@ void client_command_client(struct command_call *call)
         client_list(call, false);
     } else if (util_equal_nocase(sub, len, "HELP") && argc == 2) {
         client_help(call);
+    } else if (tracking_is_subcommand(sub, len)) {
+        tracking_command_client(call);
     } else if (util_equal_nocase(sub, len, "ID") || util_equal_nocase(sub, len, "GETNAME") ||
                util_equal_nocase(sub, len, "SETNAME") || util_equal_nocase(sub, len, "INFO") ||
                util_equal_nocase(sub, len, "HELP")) {

@@ -28,6 +28,7 @@
 #include "reply.h"
 #include "report.h"
 #include "stats.h"
+#include "tracking.h"
 #include "transaction.h"
 #include "util.h"
 #include "value.h"
@@ -94,6 +95,9 @@ static bool staleness_allows(struct command_call *call, unsigned kind)
         return true;
     }
     stats_add(&stats.stale_refused, 1);
+    /* Tracking applications drop what they hold before the first refusal. */
+    tracking_check_stale(freshness_down_since(), call->now_ms,
+                         call->env->config->redis.max_stale_ms);
     reply_error(call->out,
                 "STALE invalidation stream down for %llus; critical data may be stale",
                 (unsigned long long)(freshness_down_ms(call->now_ms) / 1000));
@@ -163,26 +167,30 @@ static void command_quit(struct command_call *call)
 /* ---- GET and MGET ---- */
 
 /* Reads one entry named by (tenant, kind, key) after its checks and
- * replies its value or nil. */
+ * replies its value or nil. A read by full name (name not NULL; tenant
+ * points into it) is remembered for CLIENT TRACKING under the shard's read
+ * lock, so no change can fall between the read and the remembering. */
 static void get_one(struct command_call *call, const char *tenant, size_t tenant_len, int kind,
-                    const char *key, size_t key_len)
+                    const char *key, size_t key_len, const char *name, size_t name_len)
 {
     struct cache_reader reader;
     struct blocked_item item;
     cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
     bool found = lookup(call, &reader, tenant, tenant_len, (unsigned)kind, key, key_len, &item);
     reply_item(call->out, found, &item);
+    if (name != NULL && call->client->tracking_flags != 0)
+        tracking_remember(call->client, name, name_len, (size_t)(tenant - name), tenant_len);
     cache_read_end(&reader);
 }
 
 static void command_get(struct command_call *call)
 {
-    size_t tenant_len, kind_len, key_len;
-    const char *tenant, *kind_name, *key;
+    size_t tenant_len, kind_len, key_len, name_len = 0;
+    const char *tenant, *kind_name, *key, *name = NULL;
     int kind;
     if (call->request->argc == 2) {
-        const char *name = arg(call, 1, &tenant_len);
-        if (!names_parse_entry(call->env->config, name, tenant_len, &tenant, &tenant_len,
+        name = arg(call, 1, &name_len);
+        if (!names_parse_entry(call->env->config, name, name_len, &tenant, &tenant_len,
                                  &kind, &key, &key_len)) {
             reply_nil(call->out);
             return;
@@ -202,7 +210,7 @@ static void command_get(struct command_call *call)
     if ((call->request->argc == 2 && !access_tenant(call, tenant, tenant_len)) ||
         !staleness_allows(call, (unsigned)kind))
         return;
-    get_one(call, tenant, tenant_len, kind, key, key_len);
+    get_one(call, tenant, tenant_len, kind, key, key_len, name, name_len);
 }
 
 static bool mget_names_form(const struct command_call *call)
@@ -237,7 +245,7 @@ static void command_mget(struct command_call *call)
             int kind;
             if (names_parse_entry(call->env->config, name, len, &tenant, &tenant_len, &kind,
                                     &key, &key_len))
-                get_one(call, tenant, tenant_len, kind, key, key_len);
+                get_one(call, tenant, tenant_len, kind, key, key_len, name, len);
             else
                 reply_nil(call->out);
         }
@@ -684,6 +692,10 @@ const struct command commands_table[] = {
     {"CLIENT", 2, -1, client_command_client, COMMAND_STALE, "connection",
      "The connection's id and name, library name and version, CLIENT LIST and INFO",
      "subcommand [arg...]"},
+    {"SUBSCRIBE", 2, -1, tracking_command_subscribe, COMMAND_FAST | COMMAND_STALE, "pubsub",
+     "Subscribe to __redis__:invalidate, the channel of CLIENT TRACKING REDIRECT", "channel..."},
+    {"UNSUBSCRIBE", 1, -1, tracking_command_unsubscribe, COMMAND_FAST | COMMAND_STALE, "pubsub",
+     "Unsubscribe from __redis__:invalidate", "[channel...]"},
     {"SELECT", 2, 2, client_command_select, COMMAND_FAST | COMMAND_STALE, "connection",
      "Select database 0 (the only one)", "index:integer"},
     {"ECHO", 2, 2, client_command_echo, COMMAND_FAST | COMMAND_STALE, "connection",
@@ -724,6 +736,13 @@ void commands_quote(const char *text, size_t len, char *shown, size_t size)
 const struct acl_grant *commands_grant(struct command_call *call)
 {
     return client_grant(call);
+}
+
+const struct acl_grant *commands_client_grant(struct commands_env *env,
+                                              struct commands_client *client)
+{
+    struct command_call call = {.env = env, .client = client};
+    return client_grant(&call);
 }
 
 /* Finds the command, checks its arity and runs its handler. */
@@ -778,5 +797,8 @@ enum commands_outcome commands_execute(struct commands_env *env, struct commands
         stats_add(&stats.commands_processed, 1); /* not again when resumed */
     blocked_run_begin(blocked, env->fill, env->config, client->out);
     commands_run_step(env, client, request, now_ms);
-    return blocked_run_end(blocked, request) == BLOCKED_PARKED ? COMMANDS_BLOCKED : COMMANDS_DONE;
+    if (blocked_run_end(blocked, request) == BLOCKED_PARKED)
+        return COMMANDS_BLOCKED;
+    tracking_command_done(client);
+    return COMMANDS_DONE;
 }

@@ -145,6 +145,7 @@ static const struct field listen_fields[] = {
     KEY_DURATION("idle_timeout", AT(listen.idle_timeout_ms), 0),
     KEY_SIZE("max_reply_backlog", AT(listen.max_reply_backlog), KB, SIZE_LIMIT),
     KEY_SIZE("max_buffer_memory", AT(listen.max_buffer_memory), MB, SIZE_LIMIT), /* 64mb */
+    KEY_UINT("tracking_max_keys", AT(listen.tracking_max_keys), 1, 100000000, NULL),
 };
 
 static const struct field redis_fields[] = {
@@ -1633,6 +1634,7 @@ struct config *config_defaults(void)
     c->listen.idle_timeout_ms = 0;
     c->listen.max_reply_backlog = 16 * MB;
     c->listen.max_buffer_memory = 64 * MB;
+    c->listen.tracking_max_keys = 1000000;
 
     c->redis.host = xstrdup("127.0.0.1");
     c->redis.port = 6379;

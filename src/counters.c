@@ -25,6 +25,11 @@ static uint64_t get_max_buffer_memory(const struct counters_view *view)
     return view->config->listen.max_buffer_memory;
 }
 
+static uint64_t get_tracking_max_keys(const struct counters_view *view)
+{
+    return view->config->listen.tracking_max_keys;
+}
+
 static uint64_t get_used_memory(const struct counters_view *view)
 {
     return view->cache.bytes;
@@ -179,6 +184,18 @@ const struct counters_row counters_rows[] = {
     {.section = COUNTERS_CLIENTS, .info = "protocol_errors",
      .family = "tenantcached_protocol_errors_total", .type = "counter",
      .help = "Connections closed for a RESP framing error.", .labels = "", C(protocol_errors)},
+    /* CLIENT TRACKING (docs/reference.md §4) */
+    {.section = COUNTERS_CLIENTS, .info = "tracking_clients",
+     .family = "tenantcached_tracking_clients", .type = "gauge",
+     .help = "Connections with CLIENT TRACKING on.", .labels = "", C(tracking_clients)},
+    {.section = COUNTERS_CLIENTS, .info = "tracking_keys", .family = "tenantcached_tracking_keys",
+     .type = "gauge", .help = "Entry names remembered for CLIENT TRACKING.", .labels = "",
+     C(tracking_keys)},
+    {.section = COUNTERS_CLIENTS, .info = "tracking_invalidations",
+     .family = "tenantcached_tracking_invalidations_total", .type = "counter",
+     .help = "Invalidations queued for tracking connections.", .labels = "",
+     C(tracking_invalidations)},
+    {.section = COUNTERS_CLIENTS, .info = "tracking_max_keys", .get = get_tracking_max_keys},
 
     /* # Memory */
     {.section = COUNTERS_MEMORY, .info = "used_memory", .family = "tenantcached_memory_used_bytes",
@@ -188,6 +205,10 @@ const struct counters_row counters_rows[] = {
      .family = "tenantcached_memory_rss_bytes", .type = "gauge",
      .help = "Resident set size of the process.", .labels = "", .format = COUNTERS_BYTES,
      .get = get_rss},
+    {.section = COUNTERS_MEMORY, .info = "tracking_memory",
+     .family = "tenantcached_tracking_memory_bytes", .type = "gauge",
+     .help = "Bytes held by the CLIENT TRACKING table and queued invalidations.", .labels = "",
+     .format = COUNTERS_BYTES, C(tracking_bytes)},
     {.section = COUNTERS_MEMORY, .info = "max_memory", .family = "tenantcached_memory_limit_bytes",
      .type = "gauge", .help = "The configured memory.max_bytes.", .labels = "",
      .format = COUNTERS_BYTES, .get = get_max_memory},

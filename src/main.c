@@ -31,6 +31,7 @@
 #include "stats.h"
 #include "stream.h"
 #include "subscriber.h"
+#include "tracking.h"
 #include "util.h"
 
 #define HOUSEKEEPING_INTERVAL_MS 100
@@ -310,6 +311,8 @@ static void housekeeping(evutil_socket_t fd, short events, void *arg)
     } else if (!silent && silent_since != 0) {
         freshness_set_silent(0);
     }
+    /* Applications drop what they hold before reads turn -STALE. */
+    tracking_check_stale(freshness_down_since(), now, daemon->config->redis.max_stale_ms);
 }
 
 static void watchdog(evutil_socket_t fd, short events, void *arg)
@@ -384,6 +387,7 @@ static void reload(struct daemon *daemon)
     struct config *old = daemon->config;
     daemon->config = config;
     remap_kinds(daemon, old, config);
+    tracking_configure(config);
     log_set_level(config->log_level);
     struct cache_limits limits = limits_from(config);
     cache_set_limits(daemon->cache, &limits);
@@ -441,6 +445,8 @@ static int run(struct daemon *daemon)
 
     struct cache_limits limits = limits_from(daemon->config);
     daemon->cache = cache_create(daemon->config->shards, &limits);
+    tracking_init(daemon->config);
+    cache_set_change_hook(daemon->cache, tracking_change, NULL);
     cache_set_wall_clock(daemon->cache, util_realtime_ms());
     struct apply_callbacks apply_callbacks = {.on_gap = on_gap,
                                              .on_write = on_write,
@@ -524,6 +530,7 @@ cleanup:
     snapshot_saver_stop(daemon->saver);
     snapshot_meta_clear(&daemon->loaded);
     fill_destroy(daemon->fill);
+    tracking_shutdown();
     if (daemon->subscriber != NULL)
         subscriber_stop(daemon->subscriber);
     sentinel_stop(daemon->sentinel);

@@ -37,6 +37,7 @@
 #include "protocol.h"
 #include "reply.h"
 #include "stats.h"
+#include "tracking.h"
 #include "util.h"
 
 #define LISTEN_BACKLOG 1024
@@ -93,6 +94,7 @@ struct worker {
     int notify_write;
     struct event *notify_event;
     struct event *stop_timer;
+    struct tracking_sink *tracking; /* CLIENT TRACKING pushes for its connections */
     struct commands_env env;
     struct connection *connections;
     bool stopping;
@@ -177,6 +179,7 @@ static void connection_free(struct connection *connection)
     free(connection->in);
     reply_buffer_free(&connection->out);
     stats_sub(&stats.connected_clients, 1);
+    tracking_client_close(&connection->client);
     client_unregister(&connection->client);
     if (connection->prev != NULL)
         connection->prev->next = connection->next;
@@ -559,6 +562,7 @@ static void connection_create(struct worker *worker, const struct pending_fd *pe
     connection->client.grant_generation = UINT64_MAX;
     connection->client.blocked = blocked_create(worker, connection);
     client_register(&connection->client, util_monotonic_ms());
+    tracking_client_open(&connection->client, worker->tracking, connection);
     connection->next = worker->connections;
     if (worker->connections != NULL)
         worker->connections->prev = connection;
@@ -618,6 +622,34 @@ void server_deliver_fill(struct blocked *waiter, struct fill_result *result)
 }
 
 /* ---- query threads ---- */
+
+/* tracking_drain()'s callback: invalidation pushes were added to the
+ * connection's output, between two requests; send them (dropping a client
+ * that lets them pile up, as for replies). */
+static void worker_tracking_written(void *arg, void *conn)
+{
+    struct connection *connection = conn;
+    uint64_t limit = ((struct worker *)arg)->env.config->listen.max_reply_backlog;
+    if (connection->fd < 0)
+        return;
+    if (reply_buffer_length(&connection->out) > limit)
+        connection_check_backlog(connection, limit);
+    else
+        connection_flush(connection);
+}
+
+/* tracking_drain()'s first callback: the grant its pushes are filtered by. */
+static void worker_tracking_prepare(void *arg, void *conn)
+{
+    struct connection *connection = conn;
+    commands_client_grant(&((struct worker *)arg)->env, &connection->client);
+}
+
+/* The tracking sink's wake-up: a byte in the pipe (any thread). */
+static void worker_tracking_wake(void *arg)
+{
+    worker_notify(arg);
+}
 
 static void worker_notify(struct worker *worker)
 {
@@ -718,6 +750,7 @@ static void worker_wakeup(evutil_socket_t fd, short events, void *arg)
     free(fills);
     if (atomic_exchange(&worker->shed_requested, false) || fill_count > 0)
         worker_shed(worker);
+    tracking_drain(worker->tracking, worker_tracking_prepare, worker_tracking_written, worker);
     if (stop && !worker->stopping)
         worker_begin_stop(worker);
     worker_check_stopped(worker);
@@ -740,6 +773,7 @@ static int worker_init(struct server *server, struct worker *worker, unsigned in
     worker->env.config = server->config;
     worker->env.config_generation = 1;
     pthread_mutex_init(&worker->lock, NULL);
+    worker->tracking = tracking_sink_create(worker_tracking_wake, worker);
     int fds[2];
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
         return -1;
@@ -763,6 +797,8 @@ static void worker_free(struct worker *worker)
         event_free(worker->stop_timer);
     if (worker->notify_event != NULL)
         event_free(worker->notify_event);
+    tracking_sink_destroy(worker->tracking);
+    worker->tracking = NULL;
     if (worker->base != NULL)
         event_base_free(worker->base);
     if (worker->notify_read > 0)

@@ -6,7 +6,8 @@
 # (hiredis is driven by tests/integration/test_clients.c). Each driver prints
 # "ok LIB STEP" or "FAIL LIB STEP: why" for connect, get, can, pipeline,
 # transaction, client-name, pool, error and reconnect (the driver asks for the
-# daemon to be restarted through $TC_RESTART). Ends with one
+# daemon to be restarted through $TC_RESTART). client_node_csc.js drives
+# node-redis's client-side cache (CLIENT TRACKING). Ends with one
 # "clients: N passed, N failed" line; exits non-zero on any failure.
 #
 # A missing library is a failure. TENANTCACHED_SKIP_CLIENTS=1 skips the
@@ -93,10 +94,12 @@ redis:
   key_format: "cache:{tenant}:{kind}:{key}"
   reconnect_min: 50ms
   reconnect_max: 500ms
+  max_stale: 2s
 EOT
 start_daemon "$dir" || exit 1
 
 export TC_SOCKET="$dir/tenantcached.sock"
+export TC_REDIS="$dir/redis.sock"
 export TC_RESTART="'$here/run.sh' --restart '$dir'"
 export NODE_PATH="$here/node/node_modules"
 
@@ -124,6 +127,8 @@ run ruby ruby "$here/client_ruby.rb"
 run node-redis4 node "$here/client_node_redis.js" redis4
 run node-redis node "$here/client_node_redis.js" redis
 run ioredis node "$here/client_ioredis.js"
+# Client-side caching (CLIENT TRACKING): node-redis's clientSideCache.
+run node-redis-csc node "$here/client_node_csc.js"
 
 # Interactive redis-cli (in a tmux pane): CA<Tab> completes to CAN with its
 # argument hint, and HELP CAN shows the summary from COMMAND DOCS.

@@ -1005,6 +1005,10 @@ static const struct {
     {"tenantcached_connections_total", "counter"},
     {"tenantcached_connections_rejected_total", "counter"},
     {"tenantcached_commands_total", "counter"},
+    {"tenantcached_tracking_clients", "gauge"},
+    {"tenantcached_tracking_keys", "gauge"},
+    {"tenantcached_tracking_memory_bytes", "gauge"},
+    {"tenantcached_tracking_invalidations_total", "counter"},
     {"tenantcached_protocol_errors_total", "counter"},
     {"tenantcached_query_duration_seconds", "histogram"},
 };
@@ -1047,6 +1051,9 @@ static const struct {
     {"tenantcached_commands_total", "total_commands_processed"},
     {"tenantcached_protocol_errors_total", "protocol_errors"},
     {"tenantcached_clients", "connected_clients"},
+    {"tenantcached_tracking_clients", "tracking_clients"},
+    {"tenantcached_tracking_keys", "tracking_keys"},
+    {"tenantcached_tracking_invalidations_total", "tracking_invalidations"},
     {"tenantcached_query_duration_seconds_sum", ""},
 };
 

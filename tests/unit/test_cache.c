@@ -2305,6 +2305,71 @@ START_TEST(test_readers_race_writer)
 }
 END_TEST
 
+/* ---- the change hook ---- */
+
+struct changes {
+    char seen[16][64];  /* "tenant/kind/key", or "*" for a flush of everything */
+    int count;
+};
+
+static void record_change(void *arg, const char *tenant, size_t tenant_len, unsigned kind,
+                          const char *key, size_t key_len)
+{
+    struct changes *changes = arg;
+    ck_assert_int_lt(changes->count, 16);
+    if (tenant == NULL)
+        snprintf(changes->seen[changes->count++], 64, "*");
+    else
+        snprintf(changes->seen[changes->count++], 64, "%.*s/%u/%.*s", (int)tenant_len, tenant,
+                 kind, (int)key_len, key);
+}
+
+/* Every change of an entry reaches the hook, whatever its cause; a flush of
+ * everything once, as a whole. */
+START_TEST(test_change_hook)
+{
+    struct cache *cache = cache_unlimited(4);
+    struct changes changes = {0};
+    cache_set_change_hook(cache, record_change, &changes);
+    struct cache_key a = key_of("acme", KIND_CREDIT, "a");
+    struct cache_value one = value_of("1");
+    struct cache_write w = critical_write();
+    ck_assert_int_eq(cache_set(cache, &a, &one, &w, NOW), CACHE_OK);
+    ck_assert_int_eq(changes.count, 1);
+    ck_assert_str_eq(changes.seen[0], "acme/0/a");
+    /* Replaced: the old one leaves, the new one comes. */
+    ck_assert_int_eq(cache_set(cache, &a, &one, &w, NOW), CACHE_OK);
+    ck_assert_int_eq(changes.count, 3);
+    /* Invalidated; invalidating nothing is no change. */
+    ck_assert_int_eq(cache_invalidate(cache, &a, false, 0, NOW, NULL), CACHE_OK);
+    ck_assert_int_eq(changes.count, 4);
+    ck_assert_int_eq(cache_invalidate(cache, &a, false, 0, NOW, NULL), CACHE_OK);
+    ck_assert_int_eq(changes.count, 4);
+    /* Expired and swept. */
+    struct cache_key b = key_of("acme", KIND_PROFILE, "b");
+    struct cache_write expiring = reference_write();
+    expiring.expires_ms = NOW + 10;
+    ck_assert_int_eq(cache_set(cache, &b, &one, &expiring, NOW), CACHE_OK);
+    ck_assert_int_eq(changes.count, 5);
+    ck_assert_uint_eq(cache_sweep(cache, NOW + 20, 1000), 1);
+    ck_assert_int_eq(changes.count, 6);
+    ck_assert_str_eq(changes.seen[5], "acme/4/b");
+    /* A tenant's flush: entry by entry; everything: once. */
+    ck_assert_int_eq(cache_set(cache, &a, &one, &w, NOW), CACHE_OK);
+    struct cache_key c = key_of("globex", KIND_CREDIT, "c");
+    ck_assert_int_eq(cache_set(cache, &c, &one, &w, NOW), CACHE_OK);
+    ck_assert_int_eq(changes.count, 8);
+    ck_assert_uint_eq(cache_flush(cache, "acme", 4, -1), 1);
+    ck_assert_int_eq(changes.count, 9);
+    ck_assert_str_eq(changes.seen[8], "acme/0/a");
+    ck_assert_int_eq(cache_set(cache, &a, &one, &w, NOW), CACHE_OK);
+    ck_assert_uint_eq(cache_flush(cache, NULL, 0, -1), 2);
+    ck_assert_int_eq(changes.count, 11);
+    ck_assert_str_eq(changes.seen[10], "*");
+    cache_destroy(cache);
+}
+END_TEST
+
 static Suite *cache_suite(void)
 {
     Suite *suite = suite_create("cache");
@@ -2363,6 +2428,7 @@ static Suite *cache_suite(void)
     tcase_add_test(limits, test_negatives_bounded_and_first_to_go);
     tcase_add_test(limits, test_shrink);
     tcase_add_test(limits, test_shrink_critical_only);
+    tcase_add_test(limits, test_change_hook);
     tcase_set_timeout(limits, 300);
     suite_add_tcase(suite, limits);
 
