@@ -55,8 +55,15 @@ struct cache_entry {
     uint8_t kind;
     uint8_t state;
     uint8_t critical;
-    char data[];                /* key NUL value NUL derived index */
+    uint8_t index_shared;       /* the index key is the derived blob's tail, not copied */
+    char data[];                /* key NUL value NUL derived [index] */
 };
+
+/* Bytes of an entry before its data: the allocation starts the data right
+ * after the last field, not at the struct's padded size. */
+#define ENTRY_HEADER offsetof(struct cache_entry, data)
+/* Entries per bucket a tenant's table holds before it doubles. */
+#define LOAD_FACTOR 2
 
 /* The entries of one kind sharing one index key (a parent's children). */
 struct index_node {
@@ -205,7 +212,30 @@ static const unsigned char *entry_derived_ptr(const struct cache_entry *entry)
 
 static const char *entry_index_ptr(const struct cache_entry *entry)
 {
-    return (const char *)entry_derived_ptr(entry) + entry->derived_len;
+    const char *end = (const char *)entry_derived_ptr(entry) + entry->derived_len;
+    return entry->index_shared ? end - entry->index_len : end;
+}
+
+/* True if the index key is the derived blob's last bytes (a hierarchy
+ * entity's parent is), so that the entry need not store it twice. */
+static bool index_in_derived(const struct cache_value *value)
+{
+    return value != NULL && value->index_key != NULL && value->index_key_len > 0 &&
+           value->derived_len >= value->index_key_len &&
+           memcmp((const char *)value->derived + value->derived_len - value->index_key_len,
+                  value->index_key, value->index_key_len) == 0;
+}
+
+/* Bytes an entry for key and value allocates. */
+static size_t entry_size(const struct cache_key *key, const struct cache_value *value)
+{
+    size_t size = ENTRY_HEADER + key->key_len + 2;
+    if (value != NULL) {
+        size += value->json_len + value->derived_len;
+        if (value->index_key != NULL && !index_in_derived(value))
+            size += value->index_key_len;
+    }
+    return size;
 }
 
 static bool entry_expired(const struct cache_entry *entry, uint64_t now_ms)
@@ -593,8 +623,8 @@ static struct cache_entry *entry_create(const struct cache_key *key, const struc
     size_t json_len = value ? value->json_len : 0;
     size_t derived_len = value ? value->derived_len : 0;
     size_t index_len = value && value->index_key ? value->index_key_len : 0;
-    struct cache_entry *entry =
-        xmalloc(sizeof(*entry) + key->key_len + 1 + json_len + 1 + derived_len + index_len);
+    bool index_shared = index_in_derived(value);
+    struct cache_entry *entry = xmalloc(entry_size(key, value));
     entry->next = NULL;
     entry->tenant = NULL;
     entry->version = 0;
@@ -612,6 +642,7 @@ static struct cache_entry *entry_create(const struct cache_key *key, const struc
     entry->kind = (uint8_t)key->kind;
     entry->state = (uint8_t)state;
     entry->critical = 0;
+    entry->index_shared = index_shared;
     char *cursor = entry->data;
     memcpy(cursor, key->key, key->key_len);
     cursor += key->key_len;
@@ -623,7 +654,7 @@ static struct cache_entry *entry_create(const struct cache_key *key, const struc
     if (derived_len > 0)
         memcpy(cursor, value->derived, derived_len);
     cursor += derived_len;
-    if (index_len > 0)
+    if (index_len > 0 && !index_shared)
         memcpy(cursor, value->index_key, index_len);
     return entry;
 }
@@ -952,14 +983,11 @@ static uint64_t insert_cost(const struct cache *cache, const struct cache_tenant
                             const struct cache_key *key, const struct cache_value *value)
 {
     size_t index_len = value && value->index_key ? value->index_key_len : 0;
-    size_t size = sizeof(struct cache_entry) + key->key_len + 2;
-    if (value != NULL)
-        size += value->json_len + value->derived_len + index_len;
-    uint64_t cost = alloc_bound(cache, size);
+    uint64_t cost = alloc_bound(cache, entry_size(key, value));
     if (tenant == NULL)
         cost += alloc_bound(cache, sizeof(struct cache_tenant) + key->tenant_len + 1) +
                 alloc_bound(cache, INITIAL_BUCKETS * sizeof(struct cache_entry *));
-    else if (tenant->entry_count + 1 > tenant->bucket_count)
+    else if (tenant->entry_count + 1 > tenant->bucket_count * LOAD_FACTOR)
         cost += alloc_bound(cache, tenant->bucket_count * 2 * sizeof(struct cache_entry *));
     if (tenant == NULL || key->kind >= tenant->kind_capacity)
         cost += alloc_bound(cache, kinds_capacity(key->kind) * sizeof(struct kind_usage));
@@ -1099,7 +1127,7 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
     struct cache_entry **slot = tenant_slot(tenant, hash, key->kind, key->key, key->key_len);
     if (*slot != NULL)
         entry_unlink(cache, tenant, slot);
-    if (tenant->entry_count + 1 > tenant->bucket_count) {
+    if (tenant->entry_count + 1 > tenant->bucket_count * LOAD_FACTOR) {
         tenant_grow(cache, tenant);
         slot = tenant_slot(tenant, hash, key->kind, key->key, key->key_len);
     }
