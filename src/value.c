@@ -3,10 +3,13 @@
  *
  * Blob layout, private to this file (integers little-endian, read byte by byte
  * so that a blob at any address is safe to read):
- *   credit:    tag 'C', cost as u64 (IEEE 754 bits), u16 text length, text
- *   role:      tag 'R', u32 count, count x (u32 length, bytes)
- *   user:      tag 'U', u32 status length, status, u32 count, count x (u32 length, bytes)
- *   hierarchy: tag 'H', u8 has_parent, u32 parent length, parent
+ *   credit:    tag 'C', cost as u64 (IEEE 754 bits), text length, text
+ *   role:      tag 'R', count, count x (length, bytes)
+ *   user:      tag 'U', status length, status, count, count x (length, bytes)
+ *   hierarchy: tag 'H', u8 has_parent, parent length, parent
+ * Counts and lengths are varints (7 bits a byte, low first, the high bit set
+ * on all but the last): one byte for the short strings these hold, where a
+ * u32 spent four on each (the blob lives in every cache entry).
  * Other shapes have no blob. */
 #include "value.h"
 
@@ -67,11 +70,23 @@ static void put_uint(struct blob *b, uint64_t v, size_t width)
     put_bytes(b, bytes, width);
 }
 
+static void put_varint(struct blob *b, uint64_t v)
+{
+    unsigned char bytes[10];
+    size_t n = 0;
+    while (v >= 0x80) {
+        bytes[n++] = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    bytes[n++] = (unsigned char)v;
+    put_bytes(b, bytes, n);
+}
+
 static void put_string(struct blob *b, const char *s, size_t len)
 {
     if (len > UINT32_MAX)
         log_fatal("value string of %zu bytes does not fit a derived blob", len);
-    put_uint(b, len, 4);
+    put_varint(b, len);
     put_bytes(b, s, len);
 }
 
@@ -94,10 +109,27 @@ static bool get_uint(struct reader *r, size_t width, uint64_t *out)
     return true;
 }
 
+/* A varint of at most 5 bytes (a u32: every count and length). */
+static bool get_varint(struct reader *r, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 35; shift += 7) {
+        if (r->cursor == r->end)
+            return false;
+        unsigned char byte = *r->cursor++;
+        v |= (uint64_t)(byte & 0x7f) << shift;
+        if ((byte & 0x80) == 0) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool get_string(struct reader *r, const char **str, size_t *len)
 {
     uint64_t n;
-    if (!get_uint(r, 4, &n) || (uint64_t)(r->end - r->cursor) < n)
+    if (!get_varint(r, &n) || (uint64_t)(r->end - r->cursor) < n)
         return false;
     *str = (const char *)r->cursor;
     *len = (size_t)n;
@@ -123,7 +155,7 @@ static bool reader_open(struct reader *r, const void *derived, size_t derived_le
 static bool get_strings(struct reader *r, struct value_strings *out)
 {
     uint64_t count;
-    if (!get_uint(r, 4, &count))
+    if (!get_varint(r, &count))
         return false;
     out->cursor = r->cursor;
     out->remaining = (uint32_t)count;
@@ -141,7 +173,7 @@ static void put_strings_array(struct blob *b, json_t *array)
 {
     size_t index;
     json_t *item;
-    put_uint(b, json_array_size(array), 4);
+    put_varint(b, json_array_size(array));
     json_array_foreach(array, index, item)
         put_string(b, json_string_value(item), json_string_length(item));
 }
@@ -320,7 +352,7 @@ static int prepare_credit(json_t *value, struct blob *b, char *error)
 
     put_u8(b, TAG_CREDIT);
     put_uint(b, bits, 8);
-    put_uint(b, text_len, 2);
+    put_varint(b, text_len);
     put_bytes(b, text, text_len);
     return 0;
 }
@@ -407,7 +439,7 @@ static int prepare_user(json_t *value, struct blob *b, char *error)
     if (roles != NULL)
         put_strings_array(b, roles);
     else
-        put_uint(b, 0, 4);
+        put_varint(b, 0);
     return 0;
 }
 
@@ -441,11 +473,11 @@ static int prepare_hierarchy(json_t *value, struct blob *b, size_t *parent_offse
     put_u8(b, TAG_HIERARCHY);
     put_u8(b, parent != NULL);
     if (parent != NULL) {
-        put_uint(b, json_string_length(parent), 4);
+        put_varint(b, json_string_length(parent));
         *parent_offset = b->len;
         put_bytes(b, json_string_value(parent), json_string_length(parent));
     } else {
-        put_uint(b, 0, 4);
+        put_varint(b, 0);
     }
     return 0;
 }
@@ -572,7 +604,7 @@ int value_credit(const void *derived, size_t derived_len, double *cost, const ch
     struct reader r;
     uint64_t bits, n;
     if (!reader_open(&r, derived, derived_len, TAG_CREDIT) || !get_uint(&r, 8, &bits) ||
-        !get_uint(&r, 2, &n) || (uint64_t)(r.end - r.cursor) < n)
+        !get_varint(&r, &n) || (uint64_t)(r.end - r.cursor) < n)
         return -1;
     memcpy(cost, &bits, sizeof(*cost));
     *text = (const char *)r.cursor;

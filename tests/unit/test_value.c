@@ -169,6 +169,52 @@ START_TEST(test_user)
 }
 END_TEST
 
+/* Counts and lengths take one byte below 128 and more above: a user with
+ * two short roles is 21 bytes, and long strings and long lists read back. */
+START_TEST(test_derived_compact)
+{
+    struct value_prepared v;
+    prepare_ok(CONFIG_SHAPE_USER, "{\"status\":\"active\",\"roles\":[\"admin\",\"sales\"]}", &v);
+    ck_assert_uint_eq(v.derived_len, 1 + (1 + 6) + 1 + (1 + 5) + (1 + 5));
+    value_clear(&v);
+
+    /* 300 patterns, the last of 200 bytes (two-byte varints for both). */
+    size_t cap = 16 * 1024, len = 0;
+    char *text = xmalloc(cap);
+    len += (size_t)snprintf(text + len, cap - len, "[");
+    for (int i = 0; i < 299; i++)
+        len += (size_t)snprintf(text + len, cap - len, "\"m%d.*\",", i);
+    len += (size_t)snprintf(text + len, cap - len, "\"");
+    for (int i = 0; i < 200; i++)
+        text[len++] = 'x';
+    len += (size_t)snprintf(text + len, cap - len, "\"]");
+    prepare_ok(CONFIG_SHAPE_ROLE, text, &v);
+    struct value_strings r;
+    ck_assert_int_eq(value_role_permissions(v.derived, v.derived_len, &r), 0);
+    const char *str;
+    size_t str_len;
+    unsigned count = 0;
+    char want[32];
+    while (value_strings_next(&r, &str, &str_len)) {
+        if (count < 299) {
+            snprintf(want, sizeof(want), "m%u.*", count);
+            ck_assert_uint_eq(str_len, strlen(want));
+            ck_assert_mem_eq(str, want, str_len);
+        } else {
+            ck_assert_uint_eq(str_len, 200);
+            ck_assert_int_eq(str[0], 'x');
+            ck_assert_int_eq(str[199], 'x');
+        }
+        count++;
+    }
+    ck_assert_uint_eq(count, 300);
+    /* A truncated blob is refused, never read past its end. */
+    ck_assert_int_eq(value_role_permissions(v.derived, 2, &r), -1);
+    value_clear(&v);
+    free(text);
+}
+END_TEST
+
 START_TEST(test_user_rejected)
 {
     prepare_bad(CONFIG_SHAPE_USER, "\"\"", "user status must be a non-empty string");
@@ -482,6 +528,7 @@ static Suite *value_suite(void)
     tcase_add_test(tc, test_role_rejected);
     tcase_add_test(tc, test_user);
     tcase_add_test(tc, test_user_rejected);
+    tcase_add_test(tc, test_derived_compact);
     tcase_add_test(tc, test_object);
     tcase_add_test(tc, test_hierarchy);
     tcase_add_test(tc, test_hierarchy_rejected);
