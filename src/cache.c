@@ -1595,6 +1595,11 @@ uint64_t cache_entry_updated_ms(const struct cache_entry *entry)
 
 /* ---- whole-cache walks ---- */
 
+size_t cache_entry_header_bytes(void)
+{
+    return ENTRY_HEADER;
+}
+
 unsigned cache_shard_count(const struct cache *cache)
 {
     return cache->shard_count;
