@@ -45,7 +45,6 @@ struct cache_entry {
     _Atomic uint32_t access;    /* logical clock of the last read */
     _Atomic uint32_t previous;  /* ... and of the read before it (0: none) */
     _Atomic uint32_t reads;     /* minute (high 16 bits), reads in it (low 16) */
-    uint32_t hash;
     uint32_t reference_slot;    /* index in cache->reference (a reference value) or
                                  * cache->negative (a negative entry), or NO_SLOT */
     uint32_t value_len;
@@ -243,10 +242,12 @@ static bool entry_expired(const struct cache_entry *entry, uint64_t now_ms)
     return entry->expires_ms != 0 && entry->expires_ms <= now_ms;
 }
 
-static bool entry_matches(const struct cache_entry *entry, uint32_t hash, unsigned kind,
-                          const char *key, size_t key_len)
+/* The hash is not stored (4 bytes an entry): a chain holds two entries on
+ * average, and kind and length tell most of them apart before the bytes. */
+static bool entry_matches(const struct cache_entry *entry, unsigned kind, const char *key,
+                          size_t key_len)
 {
-    return entry->hash == hash && entry->kind == kind && entry->key_len == key_len &&
+    return entry->kind == kind && entry->key_len == key_len &&
            memcmp(entry->data, key, key_len) == 0;
 }
 
@@ -618,7 +619,7 @@ static void index_remove(struct cache *cache, struct cache_tenant *tenant, struc
 /* ---- entries ---- */
 
 static struct cache_entry *entry_create(const struct cache_key *key, const struct cache_value *value,
-                                        uint32_t hash, enum cache_entry_state state)
+                                        enum cache_entry_state state)
 {
     size_t json_len = value ? value->json_len : 0;
     size_t derived_len = value ? value->derived_len : 0;
@@ -633,7 +634,6 @@ static struct cache_entry *entry_create(const struct cache_key *key, const struc
     atomic_init(&entry->access, 0);
     atomic_init(&entry->previous, 0);
     atomic_init(&entry->reads, 0);
-    entry->hash = hash;
     entry->reference_slot = NO_SLOT;
     entry->value_len = (uint32_t)json_len;
     entry->key_len = (uint16_t)key->key_len;
@@ -664,7 +664,7 @@ static struct cache_entry **tenant_slot(struct cache_tenant *tenant, uint32_t ha
 {
     struct cache_entry **slot = &tenant->buckets[hash & (tenant->bucket_count - 1)];
     for (; *slot != NULL; slot = &(*slot)->next) {
-        if (entry_matches(*slot, hash, kind, key, key_len))
+        if (entry_matches(*slot, kind, key, key_len))
             return slot;
     }
     return slot;
@@ -678,8 +678,9 @@ static void tenant_grow(struct cache *cache, struct cache_tenant *tenant)
         struct cache_entry *entry = tenant->buckets[i];
         while (entry != NULL) {
             struct cache_entry *next = entry->next;
-            entry->next = buckets[entry->hash & (count - 1)];
-            buckets[entry->hash & (count - 1)] = entry;
+            uint32_t bucket = entry_hash(cache, entry->kind, entry->data, entry->key_len) & (count - 1);
+            entry->next = buckets[bucket];
+            buckets[bucket] = entry;
             entry = next;
         }
     }
@@ -810,7 +811,8 @@ static void evict_entry(struct cache *cache, struct cache_entry *victim, _Atomic
     struct cache_shard *shard = tenant_shard(cache, tenant);
     pthread_rwlock_wrlock(&shard->lock);
     struct cache_entry **slot =
-        tenant_slot(tenant, victim->hash, victim->kind, victim->data, victim->key_len);
+        tenant_slot(tenant, entry_hash(cache, victim->kind, victim->data, victim->key_len),
+                    victim->kind, victim->data, victim->key_len);
     if (*slot == victim)
         entry_unlink(cache, tenant, slot);
     if (tenant->entry_count == 0)
@@ -1112,7 +1114,7 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
     }
 
     struct cache_entry *entry = entry_create(
-        key, stored, hash,
+        key, stored,
         mode == WRITE_SET ? CACHE_ENTRY_VALUE
                           : (mode == WRITE_DELETE ? CACHE_ENTRY_TOMBSTONE : CACHE_ENTRY_NEGATIVE));
     entry->version = write->has_version ? write->version : 0;
@@ -1436,9 +1438,8 @@ static uint64_t remap_tenant(struct cache *cache, struct cache_tenant *tenant, c
     while (moved != NULL) {
         struct cache_entry *entry = moved;
         moved = entry->next;
-        entry->hash = entry_hash(cache, entry->kind, entry->data, entry->key_len);
-        entry_link(cache, tenant,
-                   tenant_slot(tenant, entry->hash, entry->kind, entry->data, entry->key_len),
+        uint32_t hash = entry_hash(cache, entry->kind, entry->data, entry->key_len);
+        entry_link(cache, tenant, tenant_slot(tenant, hash, entry->kind, entry->data, entry->key_len),
                    entry);
     }
     return dropped;
