@@ -269,6 +269,71 @@ static void dump_real(struct blob *b, double v)
     put_bytes(b, text, len);
 }
 
+/* The length dump_string() writes. */
+static size_t string_size(const char *s, size_t len)
+{
+    size_t size = len + 2;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' ||
+            c == '\t')
+            size += 1;
+        else if (c < 0x20)
+            size += 5;
+    }
+    return size;
+}
+
+/* The length dump_value() writes, reals counted at their longest: the text
+ * is written into one allocation of its size, never grown (a grown and then
+ * trimmed buffer leaves holes between the cache's entries). */
+static size_t value_size(json_t *value)
+{
+    size_t size = 0;
+    switch (json_typeof(value)) {
+    case JSON_OBJECT: {
+        const char *key;
+        json_t *member;
+        size = 2;
+        json_object_foreach(value, key, member)
+            size += string_size(key, strlen(key)) + 2 + value_size(member);
+        break;
+    }
+    case JSON_ARRAY: {
+        size_t index;
+        json_t *item;
+        size = 2;
+        json_array_foreach(value, index, item)
+            size += value_size(item) + 1;
+        break;
+    }
+    case JSON_STRING:
+        size = string_size(json_string_value(value), json_string_length(value));
+        break;
+    case JSON_INTEGER: {
+        json_int_t v = json_integer_value(value);
+        uint64_t magnitude = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+        size = v < 0 ? 2 : 1;
+        while (magnitude >= 10) {
+            magnitude /= 10;
+            size++;
+        }
+        break;
+    }
+    case JSON_REAL:
+        size = 26; /* "-2.2250738585072014e-308" is 24 */
+        break;
+    case JSON_TRUE:
+    case JSON_NULL:
+        size = 4;
+        break;
+    case JSON_FALSE:
+        size = 5;
+        break;
+    }
+    return size;
+}
+
 static void dump_value(struct blob *b, json_t *value)
 {
     switch (json_typeof(value)) {
@@ -523,11 +588,12 @@ int value_prepare(enum config_shape shape, json_t *value, struct value_prepared 
         goto fail;
 
     /* 17 significant digits: every real reads back to the same double. */
-    struct blob text = {0};
+    size_t size = value_size(value) + 1;
+    struct blob text = {.data = xmalloc(size), .cap = size};
     dump_value(&text, value);
     out->json_len = text.len;
     put_u8(&text, '\0');
-    out->json = xrealloc(text.data, text.len);
+    out->json = text.len == text.cap ? (char *)text.data : xrealloc(text.data, text.len);
 
     if (b.len > 0) {
         /* Trim the blob to its size: it lives as long as the cache entry. */
