@@ -596,9 +596,12 @@ int value_prepare(enum config_shape shape, json_t *value, struct value_prepared 
     out->json = text.len == text.cap ? (char *)text.data : xrealloc(text.data, text.len);
 
     if (b.len > 0) {
-        /* Trim the blob to its size: it lives as long as the cache entry. */
-        out->derived = xrealloc(b.data, b.len);
+        /* A copy of its size rather than the growing buffer trimmed in
+         * place, whose freed tail would be left between the cache's entries. */
+        out->derived = xmalloc(b.len);
+        memcpy(out->derived, b.data, b.len);
         out->derived_len = b.len;
+        free(b.data);
         b.data = NULL;
         if (parent_offset != 0) {
             out->index_key = (const char *)out->derived + parent_offset;
