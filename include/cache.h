@@ -231,6 +231,10 @@ void cache_foreach_tenant(struct cache *cache,
  * ticks it so readers need no clock call. */
 void cache_set_wall_clock(struct cache *cache, uint64_t wall_ms);
 
+/* Bytes of an entry before its key: the fixed header every entry carries
+ * (for the per-entry layout figures of `make bench`). */
+size_t cache_entry_header_bytes(void);
+
 /* ---- Whole-cache walks (snapshots) ---- */
 
 /* One value or tombstone as cache_foreach_entry() shows it; every pointer is

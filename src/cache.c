@@ -46,7 +46,6 @@ struct cache_entry {
     _Atomic uint32_t access;    /* logical clock of the last read */
     _Atomic uint32_t previous;  /* ... and of the read before it (0: none) */
     _Atomic uint32_t reads;     /* minute (high 16 bits), reads in it (low 16) */
-    uint32_t hash;
     uint32_t reference_slot;    /* index in cache->reference (a reference value) or
                                  * cache->negative (a negative entry), or NO_SLOT */
     uint32_t value_len;
@@ -56,8 +55,15 @@ struct cache_entry {
     uint8_t kind;
     uint8_t state;
     uint8_t critical;
-    char data[];                /* key NUL value NUL derived index */
+    uint8_t index_shared;       /* the index key is the derived blob's tail, not copied */
+    char data[];                /* key NUL value NUL derived [index] */
 };
+
+/* Bytes of an entry before its data: the allocation starts the data right
+ * after the last field, not at the struct's padded size. */
+#define ENTRY_HEADER offsetof(struct cache_entry, data)
+/* Entries per bucket a tenant's table holds before it doubles. */
+#define LOAD_FACTOR 2
 
 /* The entries of one kind sharing one index key (a parent's children). */
 struct index_node {
@@ -212,7 +218,30 @@ static const unsigned char *entry_derived_ptr(const struct cache_entry *entry)
 
 static const char *entry_index_ptr(const struct cache_entry *entry)
 {
-    return (const char *)entry_derived_ptr(entry) + entry->derived_len;
+    const char *end = (const char *)entry_derived_ptr(entry) + entry->derived_len;
+    return entry->index_shared ? end - entry->index_len : end;
+}
+
+/* True if the index key is the derived blob's last bytes (a hierarchy
+ * entity's parent is), so that the entry need not store it twice. */
+static bool index_in_derived(const struct cache_value *value)
+{
+    return value != NULL && value->index_key != NULL && value->index_key_len > 0 &&
+           value->derived_len >= value->index_key_len &&
+           memcmp((const char *)value->derived + value->derived_len - value->index_key_len,
+                  value->index_key, value->index_key_len) == 0;
+}
+
+/* Bytes an entry for key and value allocates. */
+static size_t entry_size(const struct cache_key *key, const struct cache_value *value)
+{
+    size_t size = ENTRY_HEADER + key->key_len + 2;
+    if (value != NULL) {
+        size += value->json_len + value->derived_len;
+        if (value->index_key != NULL && !index_in_derived(value))
+            size += value->index_key_len;
+    }
+    return size;
 }
 
 static bool entry_expired(const struct cache_entry *entry, uint64_t now_ms)
@@ -220,10 +249,12 @@ static bool entry_expired(const struct cache_entry *entry, uint64_t now_ms)
     return entry->expires_ms != 0 && entry->expires_ms <= now_ms;
 }
 
-static bool entry_matches(const struct cache_entry *entry, uint32_t hash, unsigned kind,
-                          const char *key, size_t key_len)
+/* The hash is not stored (4 bytes an entry): a chain holds two entries on
+ * average, and kind and length tell most of them apart before the bytes. */
+static bool entry_matches(const struct cache_entry *entry, unsigned kind, const char *key,
+                          size_t key_len)
 {
-    return entry->hash == hash && entry->kind == kind && entry->key_len == key_len &&
+    return entry->kind == kind && entry->key_len == key_len &&
            memcmp(entry->data, key, key_len) == 0;
 }
 
@@ -601,13 +632,13 @@ static void index_remove(struct cache *cache, struct cache_tenant *tenant, struc
 /* ---- entries ---- */
 
 static struct cache_entry *entry_create(const struct cache_key *key, const struct cache_value *value,
-                                        uint32_t hash, enum cache_entry_state state)
+                                        enum cache_entry_state state)
 {
     size_t json_len = value ? value->json_len : 0;
     size_t derived_len = value ? value->derived_len : 0;
     size_t index_len = value && value->index_key ? value->index_key_len : 0;
-    struct cache_entry *entry =
-        xmalloc(sizeof(*entry) + key->key_len + 1 + json_len + 1 + derived_len + index_len);
+    bool index_shared = index_in_derived(value);
+    struct cache_entry *entry = xmalloc(entry_size(key, value));
     entry->next = NULL;
     entry->tenant = NULL;
     entry->version = 0;
@@ -616,7 +647,6 @@ static struct cache_entry *entry_create(const struct cache_key *key, const struc
     atomic_init(&entry->access, 0);
     atomic_init(&entry->previous, 0);
     atomic_init(&entry->reads, 0);
-    entry->hash = hash;
     entry->reference_slot = NO_SLOT;
     entry->value_len = (uint32_t)json_len;
     entry->key_len = (uint16_t)key->key_len;
@@ -625,6 +655,7 @@ static struct cache_entry *entry_create(const struct cache_key *key, const struc
     entry->kind = (uint8_t)key->kind;
     entry->state = (uint8_t)state;
     entry->critical = 0;
+    entry->index_shared = index_shared;
     char *cursor = entry->data;
     memcpy(cursor, key->key, key->key_len);
     cursor += key->key_len;
@@ -636,7 +667,7 @@ static struct cache_entry *entry_create(const struct cache_key *key, const struc
     if (derived_len > 0)
         memcpy(cursor, value->derived, derived_len);
     cursor += derived_len;
-    if (index_len > 0)
+    if (index_len > 0 && !index_shared)
         memcpy(cursor, value->index_key, index_len);
     return entry;
 }
@@ -646,7 +677,7 @@ static struct cache_entry **tenant_slot(struct cache_tenant *tenant, uint32_t ha
 {
     struct cache_entry **slot = &tenant->buckets[hash & (tenant->bucket_count - 1)];
     for (; *slot != NULL; slot = &(*slot)->next) {
-        if (entry_matches(*slot, hash, kind, key, key_len))
+        if (entry_matches(*slot, kind, key, key_len))
             return slot;
     }
     return slot;
@@ -660,8 +691,9 @@ static void tenant_grow(struct cache *cache, struct cache_tenant *tenant)
         struct cache_entry *entry = tenant->buckets[i];
         while (entry != NULL) {
             struct cache_entry *next = entry->next;
-            entry->next = buckets[entry->hash & (count - 1)];
-            buckets[entry->hash & (count - 1)] = entry;
+            uint32_t bucket = entry_hash(cache, entry->kind, entry->data, entry->key_len) & (count - 1);
+            entry->next = buckets[bucket];
+            buckets[bucket] = entry;
             entry = next;
         }
     }
@@ -803,7 +835,8 @@ static void evict_entry(struct cache *cache, struct cache_entry *victim, _Atomic
     struct cache_shard *shard = tenant_shard(cache, tenant);
     pthread_rwlock_wrlock(&shard->lock);
     struct cache_entry **slot =
-        tenant_slot(tenant, victim->hash, victim->kind, victim->data, victim->key_len);
+        tenant_slot(tenant, entry_hash(cache, victim->kind, victim->data, victim->key_len),
+                    victim->kind, victim->data, victim->key_len);
     if (*slot == victim)
         entry_unlink(cache, tenant, slot);
     if (tenant->entry_count == 0)
@@ -976,14 +1009,11 @@ static uint64_t insert_cost(const struct cache *cache, const struct cache_tenant
                             const struct cache_key *key, const struct cache_value *value)
 {
     size_t index_len = value && value->index_key ? value->index_key_len : 0;
-    size_t size = sizeof(struct cache_entry) + key->key_len + 2;
-    if (value != NULL)
-        size += value->json_len + value->derived_len + index_len;
-    uint64_t cost = alloc_bound(cache, size);
+    uint64_t cost = alloc_bound(cache, entry_size(key, value));
     if (tenant == NULL)
         cost += alloc_bound(cache, sizeof(struct cache_tenant) + key->tenant_len + 1) +
                 alloc_bound(cache, INITIAL_BUCKETS * sizeof(struct cache_entry *));
-    else if (tenant->entry_count + 1 > tenant->bucket_count)
+    else if (tenant->entry_count + 1 > tenant->bucket_count * LOAD_FACTOR)
         cost += alloc_bound(cache, tenant->bucket_count * 2 * sizeof(struct cache_entry *));
     if (tenant == NULL || key->kind >= tenant->kind_capacity)
         cost += alloc_bound(cache, kinds_capacity(key->kind) * sizeof(struct kind_usage));
@@ -1109,7 +1139,7 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
     }
 
     struct cache_entry *entry = entry_create(
-        key, stored, hash,
+        key, stored,
         mode == WRITE_SET ? CACHE_ENTRY_VALUE
                           : (mode == WRITE_DELETE ? CACHE_ENTRY_TOMBSTONE : CACHE_ENTRY_NEGATIVE));
     entry->version = write->has_version ? write->version : 0;
@@ -1124,7 +1154,7 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
     struct cache_entry **slot = tenant_slot(tenant, hash, key->kind, key->key, key->key_len);
     if (*slot != NULL)
         entry_unlink(cache, tenant, slot);
-    if (tenant->entry_count + 1 > tenant->bucket_count) {
+    if (tenant->entry_count + 1 > tenant->bucket_count * LOAD_FACTOR) {
         tenant_grow(cache, tenant);
         slot = tenant_slot(tenant, hash, key->kind, key->key, key->key_len);
     }
@@ -1438,9 +1468,8 @@ static uint64_t remap_tenant(struct cache *cache, struct cache_tenant *tenant, c
     while (moved != NULL) {
         struct cache_entry *entry = moved;
         moved = entry->next;
-        entry->hash = entry_hash(cache, entry->kind, entry->data, entry->key_len);
-        entry_link(cache, tenant,
-                   tenant_slot(tenant, entry->hash, entry->kind, entry->data, entry->key_len),
+        uint32_t hash = entry_hash(cache, entry->kind, entry->data, entry->key_len);
+        entry_link(cache, tenant, tenant_slot(tenant, hash, entry->kind, entry->data, entry->key_len),
                    entry);
     }
     return dropped;
@@ -1596,6 +1625,11 @@ uint64_t cache_entry_updated_ms(const struct cache_entry *entry)
 }
 
 /* ---- whole-cache walks ---- */
+
+size_t cache_entry_header_bytes(void)
+{
+    return ENTRY_HEADER;
+}
 
 unsigned cache_shard_count(const struct cache *cache)
 {

@@ -3,10 +3,13 @@
  *
  * Blob layout, private to this file (integers little-endian, read byte by byte
  * so that a blob at any address is safe to read):
- *   credit:    tag 'C', cost as u64 (IEEE 754 bits), u16 text length, text
- *   role:      tag 'R', u32 count, count x (u32 length, bytes)
- *   user:      tag 'U', u32 status length, status, u32 count, count x (u32 length, bytes)
- *   hierarchy: tag 'H', u8 has_parent, u32 parent length, parent
+ *   credit:    tag 'C', cost as u64 (IEEE 754 bits), text length, text
+ *   role:      tag 'R', count, count x (length, bytes)
+ *   user:      tag 'U', status length, status, count, count x (length, bytes)
+ *   hierarchy: tag 'H', u8 has_parent, parent length, parent
+ * Counts and lengths are varints (7 bits a byte, low first, the high bit set
+ * on all but the last): one byte for the short strings these hold, where a
+ * u32 spent four on each (the blob lives in every cache entry).
  * Other shapes have no blob. */
 #include "value.h"
 
@@ -67,11 +70,23 @@ static void put_uint(struct blob *b, uint64_t v, size_t width)
     put_bytes(b, bytes, width);
 }
 
+static void put_varint(struct blob *b, uint64_t v)
+{
+    unsigned char bytes[10];
+    size_t n = 0;
+    while (v >= 0x80) {
+        bytes[n++] = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    bytes[n++] = (unsigned char)v;
+    put_bytes(b, bytes, n);
+}
+
 static void put_string(struct blob *b, const char *s, size_t len)
 {
     if (len > UINT32_MAX)
         log_fatal("value string of %zu bytes does not fit a derived blob", len);
-    put_uint(b, len, 4);
+    put_varint(b, len);
     put_bytes(b, s, len);
 }
 
@@ -94,10 +109,27 @@ static bool get_uint(struct reader *r, size_t width, uint64_t *out)
     return true;
 }
 
+/* A varint of at most 5 bytes (a u32: every count and length). */
+static bool get_varint(struct reader *r, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 35; shift += 7) {
+        if (r->cursor == r->end)
+            return false;
+        unsigned char byte = *r->cursor++;
+        v |= (uint64_t)(byte & 0x7f) << shift;
+        if ((byte & 0x80) == 0) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool get_string(struct reader *r, const char **str, size_t *len)
 {
     uint64_t n;
-    if (!get_uint(r, 4, &n) || (uint64_t)(r->end - r->cursor) < n)
+    if (!get_varint(r, &n) || (uint64_t)(r->end - r->cursor) < n)
         return false;
     *str = (const char *)r->cursor;
     *len = (size_t)n;
@@ -123,7 +155,7 @@ static bool reader_open(struct reader *r, const void *derived, size_t derived_le
 static bool get_strings(struct reader *r, struct value_strings *out)
 {
     uint64_t count;
-    if (!get_uint(r, 4, &count))
+    if (!get_varint(r, &count))
         return false;
     out->cursor = r->cursor;
     out->remaining = (uint32_t)count;
@@ -141,9 +173,217 @@ static void put_strings_array(struct blob *b, json_t *array)
 {
     size_t index;
     json_t *item;
-    put_uint(b, json_array_size(array), 4);
+    put_varint(b, json_array_size(array));
     json_array_foreach(array, index, item)
         put_string(b, json_string_value(item), json_string_length(item));
+}
+
+/* ---- compact JSON ----
+ *
+ * The text a value is stored and answered as: what json_dumps() writes with
+ * JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17), byte for byte
+ * (the unit tests compare the two), written straight into one buffer.
+ * json_dumps() goes through a callback per fragment and keeps a table of the
+ * containers it is inside (a key formatted per object) to refuse cycles; a
+ * parsed value has none, and this walk costs a fraction of it. */
+
+static void dump_string(struct blob *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    blob_reserve(b, len + 2);
+    b->data[b->len++] = '"';
+    size_t run = 0; /* bytes copied as they are, not yet written */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            run++;
+            continue;
+        }
+        put_bytes(b, s + i - run, run);
+        run = 0;
+        char escape[6] = {'\\', 0, 0, 0, 0, 0};
+        size_t escape_len = 2;
+        switch (c) {
+        case '"': escape[1] = '"'; break;
+        case '\\': escape[1] = '\\'; break;
+        case '\b': escape[1] = 'b'; break;
+        case '\f': escape[1] = 'f'; break;
+        case '\n': escape[1] = 'n'; break;
+        case '\r': escape[1] = 'r'; break;
+        case '\t': escape[1] = 't'; break;
+        default:
+            escape[1] = 'u';
+            escape[2] = '0';
+            escape[3] = '0';
+            escape[4] = hex[c >> 4];
+            escape[5] = hex[c & 0xf];
+            escape_len = 6;
+        }
+        put_bytes(b, escape, escape_len);
+    }
+    put_bytes(b, s + len - run, run);
+    put_u8(b, '"');
+}
+
+static void dump_integer(struct blob *b, json_int_t v)
+{
+    char digits[24];
+    size_t n = 0;
+    uint64_t magnitude = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        digits[sizeof(digits) - 1 - n++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude != 0);
+    if (v < 0)
+        digits[sizeof(digits) - 1 - n++] = '-';
+    put_bytes(b, digits + sizeof(digits) - n, n);
+}
+
+/* As jansson writes a real: %.17g, ".0" added when that reads as an
+ * integer, the exponent without '+' or leading zeros. */
+static void dump_real(struct blob *b, double v)
+{
+    char text[40];
+    int n = snprintf(text, sizeof(text), "%.17g", v);
+    size_t len = n > 0 ? (size_t)n : 0;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == ',') /* a locale's decimal comma */
+            text[i] = '.';
+    }
+    char *e = memchr(text, 'e', len);
+    if (e == NULL && memchr(text, '.', len) == NULL) {
+        text[len++] = '.';
+        text[len++] = '0';
+    } else if (e != NULL) {
+        char *start = e + 1;
+        char *end = start + 1;
+        if (*start == '-')
+            start++;
+        while (*end == '0')
+            end++;
+        if (end != start) {
+            memmove(start, end, len - (size_t)(end - text));
+            len -= (size_t)(end - start);
+        }
+    }
+    put_bytes(b, text, len);
+}
+
+/* The length dump_string() writes. */
+static size_t string_size(const char *s, size_t len)
+{
+    size_t size = len + 2;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' ||
+            c == '\t')
+            size += 1;
+        else if (c < 0x20)
+            size += 5;
+    }
+    return size;
+}
+
+/* The length dump_value() writes, reals counted at their longest: the text
+ * is written into one allocation of its size, never grown (a grown and then
+ * trimmed buffer leaves holes between the cache's entries). */
+static size_t value_size(json_t *value)
+{
+    size_t size = 0;
+    switch (json_typeof(value)) {
+    case JSON_OBJECT: {
+        const char *key;
+        json_t *member;
+        size = 2;
+        json_object_foreach(value, key, member)
+            size += string_size(key, strlen(key)) + 2 + value_size(member);
+        break;
+    }
+    case JSON_ARRAY: {
+        size_t index;
+        json_t *item;
+        size = 2;
+        json_array_foreach(value, index, item)
+            size += value_size(item) + 1;
+        break;
+    }
+    case JSON_STRING:
+        size = string_size(json_string_value(value), json_string_length(value));
+        break;
+    case JSON_INTEGER: {
+        json_int_t v = json_integer_value(value);
+        uint64_t magnitude = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+        size = v < 0 ? 2 : 1;
+        while (magnitude >= 10) {
+            magnitude /= 10;
+            size++;
+        }
+        break;
+    }
+    case JSON_REAL:
+        size = 26; /* "-2.2250738585072014e-308" is 24 */
+        break;
+    case JSON_TRUE:
+    case JSON_NULL:
+        size = 4;
+        break;
+    case JSON_FALSE:
+        size = 5;
+        break;
+    }
+    return size;
+}
+
+static void dump_value(struct blob *b, json_t *value)
+{
+    switch (json_typeof(value)) {
+    case JSON_OBJECT: {
+        const char *key;
+        json_t *member;
+        bool first = true;
+        put_u8(b, '{');
+        json_object_foreach(value, key, member) {
+            if (!first)
+                put_u8(b, ',');
+            first = false;
+            dump_string(b, key, strlen(key));
+            put_u8(b, ':');
+            dump_value(b, member);
+        }
+        put_u8(b, '}');
+        break;
+    }
+    case JSON_ARRAY: {
+        size_t index;
+        json_t *item;
+        put_u8(b, '[');
+        json_array_foreach(value, index, item) {
+            if (index > 0)
+                put_u8(b, ',');
+            dump_value(b, item);
+        }
+        put_u8(b, ']');
+        break;
+    }
+    case JSON_STRING:
+        dump_string(b, json_string_value(value), json_string_length(value));
+        break;
+    case JSON_INTEGER:
+        dump_integer(b, json_integer_value(value));
+        break;
+    case JSON_REAL:
+        dump_real(b, json_real_value(value));
+        break;
+    case JSON_TRUE:
+        put_bytes(b, "true", 4);
+        break;
+    case JSON_FALSE:
+        put_bytes(b, "false", 5);
+        break;
+    case JSON_NULL:
+        put_bytes(b, "null", 4);
+        break;
+    }
 }
 
 /* Shape checks. Each returns 0, or -1 with error filled. */
@@ -177,7 +417,7 @@ static int prepare_credit(json_t *value, struct blob *b, char *error)
 
     put_u8(b, TAG_CREDIT);
     put_uint(b, bits, 8);
-    put_uint(b, text_len, 2);
+    put_varint(b, text_len);
     put_bytes(b, text, text_len);
     return 0;
 }
@@ -264,7 +504,7 @@ static int prepare_user(json_t *value, struct blob *b, char *error)
     if (roles != NULL)
         put_strings_array(b, roles);
     else
-        put_uint(b, 0, 4);
+        put_varint(b, 0);
     return 0;
 }
 
@@ -298,11 +538,11 @@ static int prepare_hierarchy(json_t *value, struct blob *b, size_t *parent_offse
     put_u8(b, TAG_HIERARCHY);
     put_u8(b, parent != NULL);
     if (parent != NULL) {
-        put_uint(b, json_string_length(parent), 4);
+        put_varint(b, json_string_length(parent));
         *parent_offset = b->len;
         put_bytes(b, json_string_value(parent), json_string_length(parent));
     } else {
-        put_uint(b, 0, 4);
+        put_varint(b, 0);
     }
     return 0;
 }
@@ -348,17 +588,20 @@ int value_prepare(enum config_shape shape, json_t *value, struct value_prepared 
         goto fail;
 
     /* 17 significant digits: every real reads back to the same double. */
-    out->json = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
-    if (out->json == NULL) {
-        snprintf(error, VALUE_ERROR_MAX, "value cannot be encoded as JSON");
-        goto fail;
-    }
-    out->json_len = strlen(out->json);
+    size_t size = value_size(value) + 1;
+    struct blob text = {.data = xmalloc(size), .cap = size};
+    dump_value(&text, value);
+    out->json_len = text.len;
+    put_u8(&text, '\0');
+    out->json = text.len == text.cap ? (char *)text.data : xrealloc(text.data, text.len);
 
     if (b.len > 0) {
-        /* Trim the blob to its size: it lives as long as the cache entry. */
-        out->derived = xrealloc(b.data, b.len);
+        /* A copy of its size rather than the growing buffer trimmed in
+         * place, whose freed tail would be left between the cache's entries. */
+        out->derived = xmalloc(b.len);
+        memcpy(out->derived, b.data, b.len);
         out->derived_len = b.len;
+        free(b.data);
         b.data = NULL;
         if (parent_offset != 0) {
             out->index_key = (const char *)out->derived + parent_offset;
@@ -430,7 +673,7 @@ int value_credit(const void *derived, size_t derived_len, double *cost, const ch
     struct reader r;
     uint64_t bits, n;
     if (!reader_open(&r, derived, derived_len, TAG_CREDIT) || !get_uint(&r, 8, &bits) ||
-        !get_uint(&r, 2, &n) || (uint64_t)(r.end - r.cursor) < n)
+        !get_varint(&r, &n) || (uint64_t)(r.end - r.cursor) < n)
         return -1;
     memcpy(cost, &bits, sizeof(*cost));
     *text = (const char *)r.cursor;

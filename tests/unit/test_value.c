@@ -1,6 +1,7 @@
 /* test_value.c - value shapes (SPEC §2): validation, compact JSON, derived blobs. */
 #include <check.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,6 +169,52 @@ START_TEST(test_user)
 }
 END_TEST
 
+/* Counts and lengths take one byte below 128 and more above: a user with
+ * two short roles is 21 bytes, and long strings and long lists read back. */
+START_TEST(test_derived_compact)
+{
+    struct value_prepared v;
+    prepare_ok(CONFIG_SHAPE_USER, "{\"status\":\"active\",\"roles\":[\"admin\",\"sales\"]}", &v);
+    ck_assert_uint_eq(v.derived_len, 1 + (1 + 6) + 1 + (1 + 5) + (1 + 5));
+    value_clear(&v);
+
+    /* 300 patterns, the last of 200 bytes (two-byte varints for both). */
+    size_t cap = 16 * 1024, len = 0;
+    char *text = xmalloc(cap);
+    len += (size_t)snprintf(text + len, cap - len, "[");
+    for (int i = 0; i < 299; i++)
+        len += (size_t)snprintf(text + len, cap - len, "\"m%d.*\",", i);
+    len += (size_t)snprintf(text + len, cap - len, "\"");
+    for (int i = 0; i < 200; i++)
+        text[len++] = 'x';
+    len += (size_t)snprintf(text + len, cap - len, "\"]");
+    prepare_ok(CONFIG_SHAPE_ROLE, text, &v);
+    struct value_strings r;
+    ck_assert_int_eq(value_role_permissions(v.derived, v.derived_len, &r), 0);
+    const char *str;
+    size_t str_len;
+    unsigned count = 0;
+    char want[32];
+    while (value_strings_next(&r, &str, &str_len)) {
+        if (count < 299) {
+            snprintf(want, sizeof(want), "m%u.*", count);
+            ck_assert_uint_eq(str_len, strlen(want));
+            ck_assert_mem_eq(str, want, str_len);
+        } else {
+            ck_assert_uint_eq(str_len, 200);
+            ck_assert_int_eq(str[0], 'x');
+            ck_assert_int_eq(str[199], 'x');
+        }
+        count++;
+    }
+    ck_assert_uint_eq(count, 300);
+    /* A truncated blob is refused, never read past its end. */
+    ck_assert_int_eq(value_role_permissions(v.derived, 2, &r), -1);
+    value_clear(&v);
+    free(text);
+}
+END_TEST
+
 START_TEST(test_user_rejected)
 {
     prepare_bad(CONFIG_SHAPE_USER, "\"\"", "user status must be a non-empty string");
@@ -315,6 +362,61 @@ START_TEST(test_reals_round_trip)
 }
 END_TEST
 
+/* The stored text is json_dumps()'s compact form, byte for byte: escapes,
+ * integers at both ends, reals of every magnitude, nesting, empty containers. */
+static void assert_as_jansson(const char *text)
+{
+    json_error_t jerr;
+    json_t *parsed = json_loads(text, JSON_DECODE_ANY, &jerr);
+    ck_assert_msg(parsed != NULL, "%s: %s", text, jerr.text);
+    char *want = json_dumps(parsed, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    struct value_prepared v;
+    char error[VALUE_ERROR_MAX] = "";
+    ck_assert_int_eq(value_prepare(CONFIG_SHAPE_ANY, parsed, &v, error), 0);
+    ck_assert_str_eq(v.json, want);
+    ck_assert_uint_eq(v.json_len, strlen(want));
+    value_clear(&v);
+    free(want);
+    json_decref(parsed);
+}
+
+START_TEST(test_compact_as_jansson)
+{
+    static const char *const texts[] = {
+        "{}", "[]", "null", "true", "false", "0", "-0", "1", "-1",
+        "9223372036854775807", "-9223372036854775808", "[ 1 , 2 , [ ] , { } ]",
+        "\"\"", "\"plain\"", "\"q\\\"b\\\\s\\/\"", "\"\\b\\f\\n\\r\\t\"",
+        "\"\\u0001\\u001f\\u007f \\u00e9 \\u20ac \\ud83d\\ude00\"", "\"caf\xc3\xa9\"",
+        "{\"k\\n\\u0002\": \"v\", \"a\": {\"b\": [1, 2.5, null]}, \"z\": {}}",
+        "0.0", "-0.0", "1.5", "0.1", "1e-7", "1E+20", "1e300", "-2.5e-300", "123456789.125",
+        "1e16", "1e17", "12345678901234567890.0", "4.9e-324", "1.7976931348623157e308",
+        "[1.0, 100.0, 0.30000000000000004, 3.14159265358979, 1e-5, 1.25e-10]",
+        "{\"id\":\"u-1\",\"name\":\"Ana Lima\",\"prefs\":{\"email\":true},\"cost\":2.75}",
+    };
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+        assert_as_jansson(texts[i]);
+
+    /* Reals from the whole range of exponents and mantissas. */
+    uint64_t state = 42;
+    for (int i = 0; i < 20000; i++) {
+        uint64_t bits = util_random(&state);
+        double d;
+        memcpy(&d, &bits, sizeof(d));
+        if (!isfinite(d))
+            continue;
+        json_t *real = json_real(d);
+        char *want = json_dumps(real, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+        struct value_prepared v;
+        char error[VALUE_ERROR_MAX] = "";
+        ck_assert_int_eq(value_prepare(CONFIG_SHAPE_ANY, real, &v, error), 0);
+        ck_assert_str_eq(v.json, want);
+        value_clear(&v);
+        free(want);
+        json_decref(real);
+    }
+}
+END_TEST
+
 START_TEST(test_prepare_text_rejects_bad_json)
 {
     prepare_bad(CONFIG_SHAPE_ANY, "", "invalid JSON");
@@ -425,11 +527,13 @@ static Suite *value_suite(void)
     tcase_add_test(tc, test_role_rejected);
     tcase_add_test(tc, test_user);
     tcase_add_test(tc, test_user_rejected);
+    tcase_add_test(tc, test_derived_compact);
     tcase_add_test(tc, test_object);
     tcase_add_test(tc, test_hierarchy);
     tcase_add_test(tc, test_hierarchy_rejected);
     tcase_add_test(tc, test_any);
     tcase_add_test(tc, test_reals_round_trip);
+    tcase_add_test(tc, test_compact_as_jansson);
     tcase_add_test(tc, test_prepare_text_rejects_bad_json);
     tcase_add_test(tc, test_prepare_null_value);
     tcase_add_test(tc, test_accessors_check_kind);
