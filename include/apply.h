@@ -3,8 +3,8 @@
  * The middle of the data flow: subscriber -> message_parse -> apply -> cache.
  * Runs on the main thread, the caches' usual writer (FLUSH from a query
  * thread is the other; cache.h serialises them). Besides the writes it
- * keeps the counters of SPEC §4 and the per-publisher sequence numbers of
- * SPEC §7: a jump in a publisher's `seq` means messages were lost, which the
+ * keeps the counters of docs/reference.md §4 and the per-publisher sequence numbers of
+ * docs/reference.md §7: a jump in a publisher's `seq` means messages were lost, which the
  * daemon handles like a reconnect (through the on_gap callback). */
 #ifndef TENANTCACHED_APPLY_H
 #define TENANTCACHED_APPLY_H

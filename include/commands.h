@@ -1,4 +1,4 @@
-/* commands.h - the query commands of SPEC §4 and their dispatch.
+/* commands.h - the query commands of docs/reference.md §4 and their dispatch.
  *
  * server.c parses a request and calls commands_execute(); the command reads
  * the caches and writes its reply to the client's output buffer. Commands

@@ -1,4 +1,4 @@
-/* config.h - the daemon's configuration, loaded from YAML (SPEC §9).
+/* config.h - the daemon's configuration, loaded from YAML (docs/reference.md §9).
  *
  * config_load() fills a struct config with every key of the contract, the
  * defaults for what the file leaves out, the built-in kinds and applications
@@ -25,7 +25,7 @@ enum config_tier {
     CONFIG_TIER_REFERENCE,
 };
 
-/* What a kind's values must look like (SPEC §2). Built-in kinds have their own
+/* What a kind's values must look like (docs/reference.md §2). Built-in kinds have their own
  * shape; a kind added by the config is opaque (any JSON). */
 enum config_shape {
     CONFIG_SHAPE_ANY,       /* config, audit, history, added kinds */
@@ -186,7 +186,7 @@ struct config *config_load(const char *path, char *error);
  * error messages. Used by config_load() and by the tests and fuzzer. */
 struct config *config_load_buffer(const char *name, const char *text, size_t len, char *error);
 
-/* A config holding only the defaults of SPEC §9. Cannot fail. */
+/* A config holding only the defaults of docs/reference.md §9. Cannot fail. */
 struct config *config_defaults(void);
 
 void config_free(struct config *config);

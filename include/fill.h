@@ -1,4 +1,4 @@
-/* fill.h - filling misses from Redis (L2) and the origin HTTP API (L3), SPEC §5.
+/* fill.h - filling misses from Redis (L2) and the origin HTTP API (L3), docs/reference.md §5.
  *
  * A query thread that misses an entry submits a fill and parks its request;
  * the fill runs on the main loop: L2 `GET` of redis.key_format on a separate

@@ -1,4 +1,4 @@
-/* l2.h - the L2 fill source: a plain (non-subscribed) Redis connection, SPEC §5.
+/* l2.h - the L2 fill source: a plain (non-subscribed) Redis connection, docs/reference.md §5.
  *
  * A hiredis async connection on the main loop, separate from the pub/sub
  * one, used for `GET` of redis.key_format on a miss and `SET key value EX

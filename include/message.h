@@ -1,4 +1,4 @@
-/* message.h - invalidation messages (SPEC §3): JSON text in, validated operations out.
+/* message.h - invalidation messages (docs/reference.md §3): JSON text in, validated operations out.
  *
  * message_parse() turns one pub/sub payload (an object, or an array of objects
  * applied in order) into a batch of operations. The whole payload is validated

@@ -1,4 +1,4 @@
-/* origin.h - the authoritative HTTP API (L3) as a fill source, SPEC §5.
+/* origin.h - the authoritative HTTP API (L3) as a fill source, docs/reference.md §5.
  *
  * `GET origin.url` with {tenant} {kind} {key} replaced by their URL-encoded
  * values, through libevent's HTTP client on the main loop, at most

@@ -1,4 +1,4 @@
-/* perm.h - permission patterns (SPEC §2).
+/* perm.h - permission patterns (docs/reference.md §2).
  *
  * A permission is dot-separated segments ("crm.leads.create"). In a pattern a
  * `*` segment matches exactly one segment, except as the last segment, where

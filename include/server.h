@@ -3,7 +3,7 @@
  * The main thread owns the listening socket and accepts; each accepted
  * connection is handed to one of `threads` query threads, each running its
  * own libevent loop, which reads RESP requests (protocol.c), runs them
- * (commands.c) and writes the replies in order. Limits of SPEC §8 are
+ * (commands.c) and writes the replies in order. Limits of docs/reference.md §8 are
  * enforced here: max_clients, max_request_bytes and max_args (through the
  * parser), idle_timeout, max_reply_backlog and max_buffer_memory (all
  * clients' buffers together). A request waiting for fills is parked in the

@@ -1,7 +1,7 @@
 /* value.h - validating a kind's value and precomputing what queries need.
  *
  * A `set` carries a JSON value. value_prepare() checks that it fits its kind's
- * shape (SPEC §2), renders it as compact JSON, and packs the few facts the
+ * shape (docs/reference.md §2), renders it as compact JSON, and packs the few facts the
  * query commands need into a small "derived" blob stored next to the JSON in
  * the cache entry: a credit's cost, a role's patterns, a user's status and
  * roles, a hierarchy entity's parent. Queries read the blob through the

@@ -223,7 +223,7 @@ static void apply_operation(struct apply *apply, const struct message_operation 
                                                     operation->version, now_ms, &reads);
         count_result(status);
         /* Hot refresh: an entry many readers want is filled again before
-         * they ask (SPEC §6). */
+         * they ask (docs/reference.md §6). */
         unsigned hot = config->memory.hot_reads;
         if (status == CACHE_OK && hot != 0 && reads >= hot && apply->callbacks.on_hot != NULL)
             apply->callbacks.on_hot(apply->callbacks.arg, operation->tenant, operation->tenant_len,

@@ -977,7 +977,7 @@ static bool evict_tenant(struct cache *cache, const struct cache_tenant *keep)
 
 static uint64_t do_sweep(struct cache *cache, uint64_t now_ms, unsigned budget);
 
-/* Makes room for `needed` more bytes in total, in the order of SPEC §6,
+/* Makes room for `needed` more bytes in total, in the order of docs/reference.md §6,
  * negative entries first. `keep` (the tenant being written) is never evicted
  * whole. With only_negatives (a query's write for a tenant with nothing
  * cached), no real data is evicted at all (docs/reference.md §8). Returns

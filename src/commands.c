@@ -1,4 +1,4 @@
-/* commands.c - the query commands of SPEC §4 (see commands.h).
+/* commands.c - the query commands of docs/reference.md §4 (see commands.h).
  *
  * Each command validates its arguments (tenant alphabet, access rules,
  * kinds, staleness), reads what it needs under one shard read lock, and

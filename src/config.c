@@ -1,4 +1,4 @@
-/* config.c - loads the YAML configuration of SPEC §9 into a struct config.
+/* config.c - loads the YAML configuration of docs/reference.md §9 into a struct config.
  *
  * The loader pulls libyaml events and walks them against tables that say, for
  * each section, which keys exist and how each is typed, stored and bounded.

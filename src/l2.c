@@ -1,4 +1,4 @@
-/* l2.c - the L2 fill source (SPEC §5): GET and SET on a plain Redis
+/* l2.c - the L2 fill source (docs/reference.md §5): GET and SET on a plain Redis
  * connection of its own, separate from the pub/sub one.
  *
  * The connection (connect, AUTH, SELECT redis.db, a PING so that "ready"

@@ -1,4 +1,4 @@
-/* message.c - parsing and validating invalidation messages (SPEC §3).
+/* message.c - parsing and validating invalidation messages (docs/reference.md §3).
  *
  * A payload is parsed with jansson and checked whole: every operation of a
  * batch, and every `set` value against its kind's shape, before anything is

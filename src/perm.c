@@ -1,4 +1,4 @@
-/* perm.c - permission patterns (SPEC §2): validation and matching.
+/* perm.c - permission patterns (docs/reference.md §2): validation and matching.
  *
  * Both walk the text once, segment by segment, and never allocate: CAN checks
  * every pattern of every role of a user on each query. */

@@ -872,7 +872,7 @@ static void accept_error(struct evconnlistener *listener, void *arg)
     log_limited(&accept_log, 10000, LOG_LEVEL_WARNING, "accept: %s", strerror(error));
 }
 
-/* Creates, binds and listens on a Unix socket as SPEC §8 says: a stale file
+/* Creates, binds and listens on a Unix socket as docs/reference.md §8 says: a stale file
  * is replaced, a live listener makes us refuse. Returns the fd or -1. */
 static int listen_unix(const struct config *config, char *error, size_t error_size)
 {

@@ -1,4 +1,4 @@
-/* value.c - checking a value against its kind's shape (SPEC §2) and packing
+/* value.c - checking a value against its kind's shape (docs/reference.md §2) and packing
  * the facts queries need into a small "derived" blob.
  *
  * Blob layout, private to this file (integers little-endian, read byte by byte

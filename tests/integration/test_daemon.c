@@ -1,6 +1,6 @@
 /* test_daemon.c - end to end: a real redis-server, the real tenantcached
  * binary, messages published with hiredis, queries over the daemon's socket.
- * Covers SPEC §3 (messages), the basic commands of §4, the request framing
+ * Covers docs/reference.md §3 (messages), the basic commands of §4, the request framing
  * and the Redis restart of §7. */
 #include <check.h>
 #include <errno.h>
@@ -360,7 +360,7 @@ START_TEST(test_config_check)
 }
 END_TEST
 
-/* SPEC §2 applications, §3 patterns and §4 `GET name` with an operator's
+/* docs/reference.md §2 applications, §3 patterns and §4 `GET name` with an operator's
  * key_format, through the real daemon (its own config, so no fixture). */
 START_TEST(test_application_patterns_key_format)
 {

@@ -1,4 +1,4 @@
-/* test_faults.c - Redis faults end to end (SPEC §7):
+/* test_faults.c - Redis faults end to end (docs/reference.md §7):
  * a real redis-server killed, restarted, paused, made to drop the daemon's
  * subscription; the real tenantcached binary answering through all of it.
  * Every test asserts exact replies, the daemon's INFO counters and HEALTH,
@@ -460,7 +460,7 @@ static void beater_stop(struct beater *b)
 
 /* No heartbeats: the daemon's only view of Redis is its pub/sub connection. A
  * Redis that stops answering (SIGSTOP, a hung host) while the connection stays
- * open must still make critical data -STALE after max_stale (SPEC §7: the
+ * open must still make critical data -STALE after max_stale (docs/reference.md §7: the
  * invalidation stream is down; nothing can be published meanwhile). */
 START_TEST(test_paused_redis_stale)
 {
@@ -507,7 +507,7 @@ START_TEST(test_paused_redis_stale)
 END_TEST
 
 /* The same outage with a heartbeat publisher and redis.heartbeat_timeout:
- * the publisher's silence marks the stream down (SPEC §7). */
+ * the publisher's silence marks the stream down (docs/reference.md §7). */
 START_TEST(test_paused_redis_heartbeat)
 {
     start_all("  max_stale: 1s\n  heartbeat_timeout: 500ms\n");
@@ -1081,7 +1081,7 @@ static void slow_origin_release(void)
 /* A miss is being filled from the origin (value 1, as the origin had it
  * then) when the on_reconnect flush runs: a gap first, a resubscribe then.
  * The fill's answer goes to its waiter, but the flush means "anything read
- * before now may be stale": it must not be cached (SPEC §5.3, §7). */
+ * before now may be stale": it must not be cached (docs/reference.md §5, §7). */
 START_TEST(test_flush_discards_fill_in_flight)
 {
     slow_origin_start();

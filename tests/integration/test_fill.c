@@ -1,4 +1,4 @@
-/* test_fill.c - fills on a miss (SPEC §5) and the hot refresh (§6), end to
+/* test_fill.c - fills on a miss (docs/reference.md §5) and the hot refresh (§6), end to
  * end: a real redis-server as L2, a small HTTP origin (libevent evhttp in a
  * thread of this test process) as L3, and the real daemon binary.
  *

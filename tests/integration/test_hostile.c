@@ -403,7 +403,7 @@ END_TEST
 START_TEST(test_invalid_utf8)
 {
     start_daemon("");
-    /* on the socket: a key is bytes (SPEC §2 forbids only controls and
+    /* on the socket: a key is bytes (docs/reference.md §2 forbids only controls and
      * spaces); nothing cached can match one that is not UTF-8, so nil */
     expect("(nil)", "GET acme credit %b", "\xff\xfe", (size_t)2);
     expect("(nil)", "GET acme credit %b", "\xc0\xaf", (size_t)2);         /* overlong '/' */

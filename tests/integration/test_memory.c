@@ -1,4 +1,4 @@
-/* test_memory.c - the memory promises of SPEC §6 on the real daemon: the
+/* test_memory.c - the memory promises of docs/reference.md §6 on the real daemon: the
  * accounting follows the RSS, the limits hold under a flood of messages,
  * eviction goes in the documented order, and the watermark shrink stops at
  * the low watermark. */

@@ -1,4 +1,4 @@
-/* test_ops.c - operations (SPEC §8): the real daemon run as systemd
+/* test_ops.c - operations (docs/reference.md §8): the real daemon run as systemd
  * runs it. The test plays systemd's notify socket (READY, STATUS, watchdog,
  * RELOADING, STOPPING), reloads good and broken files on SIGHUP, stops the
  * daemon with clients and pipelined requests in flight, starts a second

@@ -1,4 +1,4 @@
-/* test_queries.c - the query surface end to end (SPEC §2, §4, §8 security and
+/* test_queries.c - the query surface end to end (docs/reference.md §2, §4, §8 security and
  * limits): a real redis-server, the real tenantcached binary, messages
  * published with hiredis, queries over the daemon's socket with hiredis, raw
  * sockets, forked clients running as `nobody` (ACL by SO_PEERCRED) and

@@ -1,4 +1,4 @@
-/* test_acl.c - acl.c: per-peer grants from the `access:` rules (SPEC §8, §9).
+/* test_acl.c - acl.c: per-peer grants from the `access:` rules (docs/reference.md §8, §9).
  * Configs come from YAML through config_load_buffer(); identities are real
  * NSS accounts of every Linux system (root 0/0, nobody 65534/nogroup 65534)
  * and an id no account has (4242). */

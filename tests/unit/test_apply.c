@@ -1,6 +1,6 @@
-/* test_apply.c - apply.c: parsed invalidation messages (SPEC §3) applied to a
- * real cache. Asserts the cache's contents, the stats counters of SPEC §4, the
- * per-publisher sequence tracking of SPEC §7 and the on_gap / on_write /
+/* test_apply.c - apply.c: parsed invalidation messages (docs/reference.md §3) applied to a
+ * real cache. Asserts the cache's contents, the stats counters of docs/reference.md §4, the
+ * per-publisher sequence tracking of docs/reference.md §7 and the on_gap / on_write /
  * on_hot callbacks. stats is a global: every test starts from zero. */
 #include <check.h>
 #include <stdarg.h>

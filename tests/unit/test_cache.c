@@ -1,4 +1,4 @@
-/* test_cache.c - the cache module's contract (cache.h, SPEC §2, §3, §6).
+/* test_cache.c - the cache module's contract (cache.h, docs/reference.md §2, §3, §6).
  *
  * In-process Check suite: entries, versions and tombstones, expiry,
  * negatives and fills, flush scopes, the secondary index, exact memory

@@ -1,4 +1,4 @@
-/* test_config.c - the YAML loader (SPEC §9): defaults, the example file,
+/* test_config.c - the YAML loader (docs/reference.md §9): defaults, the example file,
  * overrides, kinds and applications merging, access rules, and the exact
  * FILE:LINE:COLUMN text of each class of error. */
 #include <check.h>
@@ -206,7 +206,7 @@ static void check_builtin_applications(const struct config *c)
     check_strings(&c->applications[2].kinds, finance, 2);
 }
 
-/* Every default of SPEC §9, field by field. */
+/* Every default of docs/reference.md §9, field by field. */
 static void check_defaults(const struct config *c)
 {
     static const char *const active[] = {"active"};

@@ -1,4 +1,4 @@
-/* test_message.c - invalidation messages (SPEC §3): every op, field, type and
+/* test_message.c - invalidation messages (docs/reference.md §3): every op, field, type and
  * boundary; batches rejected whole; kind dispositions; timestamps; limits. */
 #include <check.h>
 #include <stdio.h>

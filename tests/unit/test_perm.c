@@ -1,4 +1,4 @@
-/* test_perm.c - permission pattern matching and validation (SPEC §2), as tables. */
+/* test_perm.c - permission pattern matching and validation (docs/reference.md §2), as tables. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>

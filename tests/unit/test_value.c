@@ -1,4 +1,4 @@
-/* test_value.c - value shapes (SPEC §2): validation, compact JSON, derived blobs. */
+/* test_value.c - value shapes (docs/reference.md §2): validation, compact JSON, derived blobs. */
 #include <check.h>
 #include <jansson.h>
 #include <math.h>
