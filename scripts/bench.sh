@@ -515,4 +515,6 @@ echo
 echo
 TENANTCACHED_BIN=$daemon_bin scripts/bench_csc.sh
 echo
+TENANTCACHED_BIN=$daemon_bin scripts/bench_continuity.sh
+echo
 echo "bench: done in ${elapsed} s ($(date -u '+%H:%M:%S UTC'))"

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# bench_continuity.sh - continuity across restarts, measured (run by `make
+# bench` after bench.sh, or alone): (1) warm restart: 1,000 seed-typical
+# tenants loaded through Redis pub/sub (build/bench/load), SIGTERM writes the
+# snapshot, then the time from starting the daemon again to its socket
+# answering PING with INFO snapshot_loaded_entries > 0, and the snapshot's
+# size against the daemon's RSS; (2) catch-up rate from `redis.stream`: the
+# daemon's subscription killed and BENCH_CONTINUITY_MESSAGES (600000) messages
+# published with FCALL tenantcached_publish in the same MULTI (so none arrive
+# live), then the time until INFO catchup_applied reaches that count. Starts
+# its own redis-server and daemons on sockets in a temporary directory and
+# stops them on exit. A benchmark: it prints figures, it asserts none.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+daemon_bin=${TENANTCACHED_BIN:-$root/tenantcached}
+tenants=${BENCH_CONTINUITY_TENANTS:-1000}
+messages=${BENCH_CONTINUITY_MESSAGES:-600000}
+channel=tenantcached:invalidate
+stream=tenantcached:log
+tools=$root/build/bench
+
+if [ ! -x "$tools/load" ]; then
+    mkdir -p "$tools"
+    read -ra hiredis_flags <<< "$(pkg-config --cflags --libs hiredis)"
+    cc -std=c11 -O2 -D_GNU_SOURCE -pthread -Iscripts/bench -o "$tools/load" \
+        scripts/bench/load.c scripts/bench/common.c scripts/bench/seed.c "${hiredis_flags[@]}"
+fi
+
+tmp=$(mktemp -d /tmp/tenantcached-bench-continuity.XXXXXX)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+info_field() { # SOCKET FIELD
+    redis-cli -s "$1" INFO everything 2>/dev/null | tr -d '\r' | awk -F: -v f="$2" '$1 == f { print $2 }'
+}
+rss_bytes() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"; }
+subscribed() { [ "$(redis-cli -s "$tmp/redis.sock" PUBSUB NUMSUB $channel | tail -1)" -ge 1 ]; }
+wait_until() { # TRIES COMMAND...: 10 ms apart
+    local n=$1 i; shift
+    for ((i = 0; i < n; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.01; done
+    echo "bench_continuity: timed out waiting for: $*" >&2
+    return 1
+}
+
+redis-server --port 0 --unixsocket "$tmp/redis.sock" --save "" --appendonly no \
+    --logfile "$tmp/redis.log" &
+pids+=($!)
+wait_until 500 redis-cli -s "$tmp/redis.sock" PING
+redis-cli -s "$tmp/redis.sock" FUNCTION LOAD REPLACE "$(cat scripts/tenantcached.lua)" >/dev/null
+
+cat >"$tmp/tc.yaml" <<EOT
+threads: 2
+listen:
+  socket: "$tmp/tc.sock"
+redis:
+  unix: "$tmp/redis.sock"
+  channels: [$channel]
+  stream: "$stream"
+memory:
+  max_bytes: 2gb
+  tenant_max_bytes: 128kb
+snapshot:
+  path: "$tmp/snapshot"
+  interval: 0
+EOT
+start_daemon() {
+    "$daemon_bin" -c "$tmp/tc.yaml" >>"$tmp/tc.log" 2>&1 &
+    daemon_pid=$!
+    pids+=("$daemon_pid")
+}
+pong() { [ "$(redis-cli -s "$tmp/tc.sock" PING 2>/dev/null)" = PONG ]; }
+loaded() { [ "$(info_field "$tmp/tc.sock" snapshot_loaded_entries)" -gt 0 ]; }
+
+# ---- 1. warm restart ----
+echo "bench_continuity: loading $tenants seed-typical tenants..." >&2
+start_daemon
+wait_until 1000 pong
+wait_until 1000 subscribed
+load_out=$("$tools/load" daemon "$tmp/redis.sock" "$tmp/tc.sock" 0 "$tenants")
+entries=$(info_field "$tmp/tc.sock" entries)
+rss=$(rss_bytes "$daemon_pid")
+kill -TERM "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true
+snapshot_bytes=$(stat -c %s "$tmp/snapshot")
+t0=$(now_ms)
+start_daemon
+wait_until 3000 pong
+t_pong=$(now_ms)
+wait_until 3000 loaded
+t_loaded=$(now_ms)
+loaded_entries=$(info_field "$tmp/tc.sock" snapshot_loaded_entries)
+wait_until 1000 subscribed
+
+# ---- 2. catch-up from the stream ----
+echo "bench_continuity: $messages messages published while the subscription is down..." >&2
+applied0=$(info_field "$tmp/tc.sock" catchup_applied)
+awk -v n="$messages" -v s="$stream" -v c="$channel" -v maxlen=$((messages + 1000)) '
+    function cmd(argc, a,   i, out) {
+        out = "*" argc "\r\n"
+        for (i = 1; i <= argc; i++) out = out "$" length(a[i]) "\r\n" a[i] "\r\n"
+        printf "%s", out
+    }
+    BEGIN {
+        a[1] = "MULTI"; cmd(1, a)
+        a[1] = "CLIENT"; a[2] = "KILL"; a[3] = "TYPE"; a[4] = "pubsub"; cmd(4, a)
+        a[1] = "FCALL"; a[2] = "tenantcached_publish"; a[3] = "1"; a[4] = s; a[5] = c; a[7] = maxlen
+        for (i = 0; i < n; i++) {
+            a[6] = sprintf("{\"op\":\"set\",\"tenant\":\"tenant-%06d\",\"kind\":\"credit\",\"key\":\"catchup-%03d\",\"value\":%d}", i % 1000, int(i / 1000) % 100, i)
+            cmd(7, a)
+        }
+        a[1] = "EXEC"; cmd(1, a)
+    }' > "$tmp/publish.resp"
+t_pub0=$(now_ms)
+redis-cli -s "$tmp/redis.sock" --pipe < "$tmp/publish.resp" > "$tmp/pipe.out"
+t_pub=$(now_ms)
+caught_up() { [ "$(info_field "$tmp/tc.sock" catchup_applied)" -ge $((applied0 + messages)) ]; }
+wait_until 12000 caught_up
+t_caught=$(now_ms)
+applied=$(($(info_field "$tmp/tc.sock" catchup_applied) - applied0))
+failed=$(info_field "$tmp/tc.sock" catchup_failed)
+
+ms() { awk -v v="$1" 'BEGIN { printf "%d ms", v }'; }
+echo "### Continuity: warm restart and catch-up ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+echo
+echo "| measurement | figure |"
+echo "|---|---|"
+echo "| seed-typical tenants loaded through pub/sub (build/bench/load) | $tenants tenants, $entries entries ($load_out) |"
+echo "| start to PING answered, snapshot loaded | $(ms $((t_pong - t0))) (snapshot_loaded_entries $loaded_entries; > 0 seen after $(ms $((t_loaded - t0)))) |"
+echo "| snapshot file size vs daemon RSS before the stop | $(awk -v a="$snapshot_bytes" -v b="$rss" 'BEGIN { printf "%.1f MB vs %.1f MB (%.2f)", a / 1e6, b / 1e6, a / b }') |"
+echo "| messages published while down (one MULTI: CLIENT KILL TYPE pubsub + FCALL tenantcached_publish) | $messages in $(ms $((t_pub - t_pub0))) |"
+echo "| catch-up: end of EXEC to catchup_applied = $messages (applied $applied, catchup_failed $failed) | $(ms $((t_caught - t_pub))), $(awk -v n="$applied" -v t=$((t_caught - t_pub)) 'BEGIN { printf "%.0f", (t > 0 ? n * 1000 / t : 0) }') msgs/s |"
+echo "| origin requests caused by a Redis restart, with / without the stream | not measured |"
+echo
+echo "Start-to-ready is from starting the process to PING answered (the snapshot loads before the socket answers). The catch-up time includes the resubscription (reconnect backoff)."
