@@ -1028,3 +1028,12 @@ bool harness_log_contains(const struct harness *h, const char *text)
     fclose(file);
     return found;
 }
+
+void harness_finish(struct harness *h)
+{
+    int code = h->daemon_pid > 0 ? harness_daemon_stop(h, SIGTERM) : 0;
+    if (code != 0)
+        harness_dump_log(h);
+    harness_cleanup(h);
+    ck_assert_msg(code == 0, "the daemon exited with %d on SIGTERM", code);
+}

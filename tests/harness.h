@@ -127,6 +127,12 @@ int harness_daemon_signal(struct harness *h, int sig);
 bool harness_daemon_alive(struct harness *h);
 /* Prints <dir>/daemon.log to stderr. */
 void harness_dump_log(const struct harness *h);
+
+/* A suite's teardown: stops the daemon with SIGTERM if it runs (dumping its
+ * log when it does not exit 0), cleans up, then fails the test unless the
+ * daemon exited 0 (under the sanitizer builds a leak or an error at exit
+ * shows here). */
+void harness_finish(struct harness *h);
 /* Runs $TENANTCACHED_BIN with args (NULL-terminated, not including argv[0])
  * to completion (killed after 10 s), capturing stdout and stderr into out
  * (NUL-terminated, truncated to size). Returns the exit code, 128+N if killed

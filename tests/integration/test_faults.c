@@ -80,11 +80,7 @@ static void teardown(void)
     client = NULL;
     if (h.redis_pid > 0)
         harness_redis_resume(&h); /* a test that failed while redis was paused */
-    int code = h.daemon_pid > 0 ? harness_daemon_stop(&h, SIGTERM) : 0;
-    if (code != 0)
-        harness_dump_log(&h);
-    harness_cleanup(&h);
-    ck_assert_msg(code == 0, "the daemon exited with %d on SIGTERM", code);
+    harness_finish(&h);
 }
 
 /* Starts the daemon with `redis_extra`, connects `client`; when redis runs,

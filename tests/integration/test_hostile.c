@@ -77,11 +77,7 @@ static void teardown(void)
     if (witness >= 0)
         close(witness);
     witness = -1;
-    int code = h.daemon_pid > 0 ? harness_daemon_stop(&h, SIGTERM) : 0;
-    if (code != 0)
-        harness_dump_log(&h);
-    harness_cleanup(&h);
-    ck_assert_msg(code == 0, "the daemon exited with %d on SIGTERM", code);
+    harness_finish(&h);
 }
 
 /* ---- raw sockets, for what a client library would never send ---- */

@@ -81,11 +81,7 @@ static void teardown(void)
     if (client != NULL)
         redisFree(client);
     client = NULL;
-    int code = h.daemon_pid > 0 ? harness_daemon_stop(&h, SIGTERM) : 0;
-    if (code != 0)
-        harness_dump_log(&h);
-    harness_cleanup(&h);
-    ck_assert_msg(code == 0, "the daemon exited with %d on SIGTERM", code);
+    harness_finish(&h);
 }
 
 /* Starts the daemon with tmpl (NULL: the harness default), waits for its

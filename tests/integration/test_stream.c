@@ -66,11 +66,7 @@ static void teardown(void)
     if (redis != NULL)
         redisFree(redis);
     redis = NULL;
-    int code = h.daemon_pid > 0 ? harness_daemon_stop(&h, SIGTERM) : 0;
-    if (code != 0)
-        harness_dump_log(&h);
-    harness_cleanup(&h);
-    ck_assert_msg(code == 0, "the daemon exited with %d on SIGTERM", code);
+    harness_finish(&h);
 }
 
 /* ---- redis ---- */
