@@ -229,6 +229,7 @@ static void check_defaults(const struct config *c)
     ck_assert_uint_eq(c->listen.idle_timeout_ms, 0);
     ck_assert_uint_eq(c->listen.max_reply_backlog, 16 * MB);
     ck_assert_uint_eq(c->listen.max_buffer_memory, 64 * MB);
+    ck_assert_uint_eq(c->listen.tracking_max_keys, 1000000);
 
     ck_assert_str_eq(c->redis.host, "127.0.0.1");
     ck_assert_uint_eq(c->redis.port, 6379);
@@ -328,6 +329,66 @@ START_TEST(test_example_file)
     ck_assert_msg(c != NULL, "%s", error);
     ck_assert_str_eq(c->path, "conf/tenantcached.yaml");
     /* it documents the defaults, so it changes none */
+    check_defaults(c);
+    config_free(c);
+}
+END_TEST
+
+/* The default column of docs/reference.md §9, written out as a config file,
+ * loads (so every documented key exists and its default is in range) and
+ * gives exactly the defaults of the key tables. The `kinds` table describes
+ * its defaults in words and is left out. */
+START_TEST(test_documented_defaults)
+{
+    FILE *file = fopen("docs/reference.md", "r");
+    static char yaml[16384];
+    char line[1024];
+    size_t used = 0, rows = 0;
+    bool in_keys = false, in_table = false;
+    const char *indent = ""; /* keys of a section are nested under its name */
+
+    ck_assert_ptr_nonnull(file);
+    while (fgets(line, sizeof(line), file) != NULL) {
+        if (strncmp(line, "## ", 3) == 0) {
+            in_keys = strncmp(line, "## 9. Configuration keys", 24) == 0;
+            continue;
+        }
+        if (!in_keys)
+            continue;
+        if (strncmp(line, "### ", 4) == 0) {
+            /* "### Top level", "### `listen`", ... */
+            char *name = strchr(line, '`'), *end = name ? strchr(name + 1, '`') : NULL;
+            in_table = strncmp(line, "### Top level", 13) == 0;
+            indent = "";
+            if (end != NULL && strncmp(name, "`kinds`", 7) != 0) {
+                in_table = true;
+                indent = "  ";
+                used += (size_t)snprintf(yaml + used, sizeof(yaml) - used, "%.*s:\n",
+                                         (int)(end - name - 1), name + 1);
+            }
+            continue;
+        }
+        /* | `key` | `default` | meaning | */
+        if (!in_table || strncmp(line, "| `", 3) != 0)
+            continue;
+        char *key = line + 3, *key_end = strchr(key, '`');
+        ck_assert_ptr_nonnull(key_end);
+        char *value = strstr(key_end, "| `");
+        ck_assert_msg(value != NULL, "no default for %.*s", (int)(key_end - key), key);
+        value += 3;
+        char *value_end = strstr(value, "` |");
+        ck_assert_ptr_nonnull(value_end);
+        used += (size_t)snprintf(yaml + used, sizeof(yaml) - used, "%s%.*s: %.*s\n", indent,
+                                 (int)(key_end - key), key, (int)(value_end - value), value);
+        ck_assert_uint_lt(used, sizeof(yaml));
+        rows++;
+    }
+    fclose(file);
+    /* the seven tables hold over fifty keys: the scan did find them */
+    ck_assert_uint_ge(rows, 50);
+
+    struct config *c = config_load_buffer("documented.yaml", yaml, used, error);
+    ck_assert_msg(c != NULL, "%s\n%s", error, yaml);
     check_defaults(c);
     config_free(c);
 }
@@ -1149,6 +1210,7 @@ static Suite *config_suite(void)
     tcase_add_test(load_case, test_defaults);
     tcase_add_test(load_case, test_empty_files_are_defaults);
     tcase_add_test(load_case, test_example_file);
+    tcase_add_test(load_case, test_documented_defaults);
     tcase_add_test(load_case, test_null_sections);
     tcase_add_test(load_case, test_override_top_level);
     tcase_add_test(load_case, test_override_listen);
