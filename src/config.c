@@ -68,6 +68,15 @@ typedef int field_parse(struct loader *l, const char *name, const yaml_event_t *
 
 struct section;
 
+/* A key's default, in the member its type reads: `number` for the integer,
+ * size, duration, mode, boolean and enum types, `ratio` for FIELD_RATIO,
+ * `text` for FIELD_STRING and the one item (or NULL: none) of FIELD_STRINGS. */
+union field_default {
+    uint64_t number;
+    double ratio;
+    const char *text;
+};
+
 struct field {
     const char *key;
     enum field_type type;
@@ -76,6 +85,7 @@ struct field {
     field_check *check;
     const struct section *section;
     field_parse *parse;
+    union field_default def; /* what config_defaults() stores; docs/reference.md §9 */
 };
 
 struct section {
@@ -124,87 +134,104 @@ static field_check check_shards, check_not_empty, check_socket_path, check_unix_
 
 #define AT(member) offsetof(struct config, member)
 #define KIND_AT(member) offsetof(struct config_kind, member)
-#define ROW(key, type, offset, min, max, check) {key, type, offset, min, max, check, NULL, NULL}
-#define KEY_STRING(key, offset, check) ROW(key, FIELD_STRING, offset, 0, 0, check)
-#define KEY_STRINGS(key, offset, min) ROW(key, FIELD_STRINGS, offset, min, 0, NULL)
-#define KEY_UINT(key, offset, min, max, check) ROW(key, FIELD_UINT, offset, min, max, check)
-#define KEY_SIZE(key, offset, min, max) ROW(key, FIELD_SIZE, offset, min, max, NULL)
-#define KEY_DURATION(key, offset, min) ROW(key, FIELD_DURATION, offset, min, DURATION_LIMIT, NULL)
-#define KEY_SCALAR(key, type, offset) ROW(key, type, offset, 0, 0, NULL)
-#define KEY_SECTION(key, section) {key, FIELD_SECTION, 0, 0, 0, NULL, &section, NULL}
-#define KEY_CUSTOM(key, parse) {key, FIELD_CUSTOM, 0, 0, 0, NULL, NULL, parse}
+#define ROW(key, type, offset, min, max, check, def)                                       \
+    {key, type, offset, min, max, check, NULL, NULL, def}
+#define NUMBER(value) {.number = (value)}
+#define KEY_STRING(key, offset, def, check) \
+    ROW(key, FIELD_STRING, offset, 0, 0, check, {.text = (def)})
+/* def: the list's one default item, or NULL for an empty list */
+#define KEY_STRINGS(key, offset, min, def) \
+    ROW(key, FIELD_STRINGS, offset, min, 0, NULL, {.text = (def)})
+#define KEY_UINT(key, offset, min, max, def, check) \
+    ROW(key, FIELD_UINT, offset, min, max, check, NUMBER(def))
+#define KEY_SIZE(key, offset, min, max, def) ROW(key, FIELD_SIZE, offset, min, max, NULL, NUMBER(def))
+#define KEY_DURATION(key, offset, min, def) \
+    ROW(key, FIELD_DURATION, offset, min, DURATION_LIMIT, NULL, NUMBER(def))
+#define KEY_RATIO(key, offset, def) ROW(key, FIELD_RATIO, offset, 0, 0, NULL, {.ratio = (def)})
+/* bool, mode and the enum types: def is the stored value */
+#define KEY_SCALAR(key, type, offset, def) ROW(key, type, offset, 0, 0, NULL, NUMBER(def))
+#define KEY_SECTION(key, section) {key, FIELD_SECTION, 0, 0, 0, NULL, &section, NULL, NUMBER(0)}
+#define KEY_CUSTOM(key, parse) {key, FIELD_CUSTOM, 0, 0, 0, NULL, NULL, parse, NUMBER(0)}
 #define SECTION(fields) {fields, UTIL_ARRAY_LEN(fields)}
 
+/* One row per key: name, where it is stored, its bounds, its default, and a
+ * check that needs more than the bounds. config_defaults() reads the defaults
+ * from these rows, so a new key is one row here plus its struct field. */
 static const struct field listen_fields[] = {
-    KEY_STRING("socket", AT(listen.socket), check_socket_path),
-    KEY_SCALAR("mode", FIELD_MODE, AT(listen.mode)),
-    KEY_STRING("group", AT(listen.group), NULL),
-    KEY_UINT("max_clients", AT(listen.max_clients), 1, 1048576, NULL),
-    KEY_SIZE("max_request_bytes", AT(listen.max_request_bytes), 64, GB),
-    KEY_UINT("max_args", AT(listen.max_args), 4, 1048576, NULL),
-    KEY_DURATION("idle_timeout", AT(listen.idle_timeout_ms), 0),
-    KEY_SIZE("max_reply_backlog", AT(listen.max_reply_backlog), KB, SIZE_LIMIT),
-    KEY_SIZE("max_buffer_memory", AT(listen.max_buffer_memory), MB, SIZE_LIMIT), /* 64mb */
-    KEY_UINT("tracking_max_keys", AT(listen.tracking_max_keys), 1, 100000000, NULL),
+    KEY_STRING("socket", AT(listen.socket), "/run/tenantcached/tenantcached.sock",
+               check_socket_path),
+    KEY_SCALAR("mode", FIELD_MODE, AT(listen.mode), 0660),
+    KEY_STRING("group", AT(listen.group), "", NULL),
+    KEY_UINT("max_clients", AT(listen.max_clients), 1, 1048576, 10000, NULL),
+    KEY_SIZE("max_request_bytes", AT(listen.max_request_bytes), 64, GB, MB),
+    KEY_UINT("max_args", AT(listen.max_args), 4, 1048576, 1024, NULL),
+    KEY_DURATION("idle_timeout", AT(listen.idle_timeout_ms), 0, 0),
+    KEY_SIZE("max_reply_backlog", AT(listen.max_reply_backlog), KB, SIZE_LIMIT, 16 * MB),
+    KEY_SIZE("max_buffer_memory", AT(listen.max_buffer_memory), MB, SIZE_LIMIT, 64 * MB),
+    KEY_UINT("tracking_max_keys", AT(listen.tracking_max_keys), 1, 100000000, 1000000, NULL),
 };
 
 static const struct field redis_fields[] = {
-    KEY_STRING("host", AT(redis.host), check_not_empty),
-    KEY_UINT("port", AT(redis.port), 1, 65535, NULL),
-    KEY_STRING("unix", AT(redis.unix_path), check_unix_path),
-    KEY_STRING("username", AT(redis.username), NULL),
-    KEY_STRING("password", AT(redis.password), NULL),
-    KEY_STRING("password_file", AT(redis.password_file), NULL),
-    KEY_UINT("db", AT(redis.db), 0, 1000, NULL),
-    KEY_STRINGS("channels", AT(redis.channels), 0),
-    KEY_STRINGS("patterns", AT(redis.patterns), 0),
-    KEY_DURATION("connect_timeout", AT(redis.connect_timeout_ms), 1),
-    KEY_DURATION("reconnect_min", AT(redis.reconnect_min_ms), 1),
-    KEY_DURATION("reconnect_max", AT(redis.reconnect_max_ms), 1),
-    KEY_SCALAR("on_reconnect", FIELD_ON_RECONNECT, AT(redis.on_reconnect)),
-    KEY_DURATION("max_stale", AT(redis.max_stale_ms), 1),
-    KEY_DURATION("heartbeat_timeout", AT(redis.heartbeat_timeout_ms), 0),
-    KEY_SIZE("max_message_bytes", AT(redis.max_message_bytes), 16, 512 * MB),
-    KEY_SCALAR("l2", FIELD_BOOL, AT(redis.l2)),
-    KEY_STRING("key_format", AT(redis.key_format), check_key_format),
-    KEY_CUSTOM("sentinels", parse_sentinels),
-    KEY_STRING("master_name", AT(redis.master_name), check_not_empty),
-    KEY_STRING("sentinel_password", AT(redis.sentinel_password), NULL),
-    KEY_STRING("stream", AT(redis.stream), NULL),
-    KEY_UINT("stream_batch", AT(redis.stream_batch), 1, 100000, NULL),
+    KEY_STRING("host", AT(redis.host), "127.0.0.1", check_not_empty),
+    KEY_UINT("port", AT(redis.port), 1, 65535, 6379, NULL),
+    KEY_STRING("unix", AT(redis.unix_path), "", check_unix_path),
+    KEY_STRING("username", AT(redis.username), "", NULL),
+    KEY_STRING("password", AT(redis.password), "", NULL),
+    KEY_STRING("password_file", AT(redis.password_file), "", NULL),
+    KEY_UINT("db", AT(redis.db), 0, 1000, 0, NULL),
+    KEY_STRINGS("channels", AT(redis.channels), 0, "tenantcached:invalidate"),
+    KEY_STRINGS("patterns", AT(redis.patterns), 0, NULL),
+    KEY_DURATION("connect_timeout", AT(redis.connect_timeout_ms), 1, SECOND),
+    KEY_DURATION("reconnect_min", AT(redis.reconnect_min_ms), 1, 100),
+    KEY_DURATION("reconnect_max", AT(redis.reconnect_max_ms), 1, 5 * SECOND),
+    KEY_SCALAR("on_reconnect", FIELD_ON_RECONNECT, AT(redis.on_reconnect),
+               CONFIG_ON_RECONNECT_FLUSH),
+    KEY_DURATION("max_stale", AT(redis.max_stale_ms), 1, 30 * SECOND),
+    KEY_DURATION("heartbeat_timeout", AT(redis.heartbeat_timeout_ms), 0, 0),
+    KEY_SIZE("max_message_bytes", AT(redis.max_message_bytes), 16, 512 * MB, MB),
+    KEY_SCALAR("l2", FIELD_BOOL, AT(redis.l2), false),
+    KEY_STRING("key_format", AT(redis.key_format), "cache:{tenant}:{kind}:{key}",
+               check_key_format),
+    KEY_CUSTOM("sentinels", parse_sentinels), /* default: none */
+    KEY_STRING("master_name", AT(redis.master_name), "mymaster", check_not_empty),
+    KEY_STRING("sentinel_password", AT(redis.sentinel_password), "", NULL),
+    KEY_STRING("stream", AT(redis.stream), "", NULL),
+    KEY_UINT("stream_batch", AT(redis.stream_batch), 1, 100000, 1000, NULL),
 };
 
 static const struct field origin_fields[] = {
-    KEY_STRING("url", AT(origin.url), check_origin_url),
-    KEY_DURATION("timeout", AT(origin.timeout_ms), 1),
-    KEY_DURATION("negative_ttl", AT(origin.negative_ttl_ms), 1),
-    KEY_UINT("max_concurrent", AT(origin.max_concurrent), 1, 65536, NULL),
+    KEY_STRING("url", AT(origin.url), "", check_origin_url),
+    KEY_DURATION("timeout", AT(origin.timeout_ms), 1, 500),
+    KEY_DURATION("negative_ttl", AT(origin.negative_ttl_ms), 1, 5 * SECOND),
+    KEY_UINT("max_concurrent", AT(origin.max_concurrent), 1, 65536, 64, NULL),
 };
 
 static const struct field memory_fields[] = {
-    KEY_SIZE("max_bytes", AT(memory.max_bytes), 64 * KB, SIZE_LIMIT),
-    KEY_SIZE("tenant_max_bytes", AT(memory.tenant_max_bytes), KB, SIZE_LIMIT),
-    KEY_UINT("max_tenants", AT(memory.max_tenants), 1, UINT_MAX, NULL),
-    KEY_SCALAR("high_watermark", FIELD_RATIO, AT(memory.high_watermark)),
-    KEY_SCALAR("low_watermark", FIELD_RATIO, AT(memory.low_watermark)),
-    KEY_UINT("hot_reads", AT(memory.hot_reads), 0, 1000000, NULL),
-    KEY_DURATION("tombstone_ttl", AT(memory.tombstone_ttl_ms), 1),
+    KEY_SIZE("max_bytes", AT(memory.max_bytes), 64 * KB, SIZE_LIMIT, 256 * MB),
+    KEY_SIZE("tenant_max_bytes", AT(memory.tenant_max_bytes), KB, SIZE_LIMIT, MB),
+    KEY_UINT("max_tenants", AT(memory.max_tenants), 1, UINT_MAX, 100000, NULL),
+    KEY_RATIO("high_watermark", AT(memory.high_watermark), 0.8),
+    KEY_RATIO("low_watermark", AT(memory.low_watermark), 0.7),
+    KEY_UINT("hot_reads", AT(memory.hot_reads), 0, 1000000, 0, NULL),
+    KEY_DURATION("tombstone_ttl", AT(memory.tombstone_ttl_ms), 1, 60 * SECOND),
 };
 
 static const struct field snapshot_fields[] = {
-    KEY_STRING("path", AT(snapshot.path), NULL),
-    KEY_DURATION("interval", AT(snapshot.interval_ms), 0),
+    KEY_STRING("path", AT(snapshot.path), "", NULL),
+    KEY_DURATION("interval", AT(snapshot.interval_ms), 0, 5 * MINUTE),
 };
 
 static const struct field metrics_fields[] = {
-    KEY_STRING("listen", AT(metrics.listen), check_metrics_listen),
+    KEY_STRING("listen", AT(metrics.listen), "", check_metrics_listen),
 };
 
-/* The entries of `kinds:` are parsed into a struct config_kind. */
+/* The entries of `kinds:` are parsed into a struct config_kind. The defaults
+ * are a new kind's; a built-in kind then takes its tier and ttl from
+ * builtin_kinds. */
 static const struct field kind_fields[] = {
-    KEY_SCALAR("tier", FIELD_TIER, KIND_AT(tier)),
-    KEY_DURATION("ttl", KIND_AT(ttl_ms), 0),
-    KEY_DURATION("l2_ttl", KIND_AT(l2_ttl_ms), 0),
+    KEY_SCALAR("tier", FIELD_TIER, KIND_AT(tier), CONFIG_TIER_REFERENCE),
+    KEY_DURATION("ttl", KIND_AT(ttl_ms), 0, 0),
+    KEY_DURATION("l2_ttl", KIND_AT(l2_ttl_ms), 0, HOUR),
 };
 
 static const struct section listen_section = SECTION(listen_fields);
@@ -215,12 +242,15 @@ static const struct section metrics_section = SECTION(metrics_fields);
 static const struct section snapshot_section = SECTION(snapshot_fields);
 static const struct section kind_section = SECTION(kind_fields);
 
+/* The defaults of kinds and applications are builtin_kinds and
+ * builtin_applications below; access has none. threads 0 is resolved to the
+ * number of online CPUs. */
 static const struct field root_fields[] = {
-    KEY_SCALAR("log_level", FIELD_LOG_LEVEL, AT(log_level)),
-    KEY_UINT("threads", AT(threads), 0, 1024, NULL),
-    KEY_UINT("shards", AT(shards), 1, 65536, check_shards),
-    KEY_STRING("application", AT(application), NULL), /* checked after the file */
-    KEY_STRINGS("active_statuses", AT(active_statuses), 1),
+    KEY_SCALAR("log_level", FIELD_LOG_LEVEL, AT(log_level), LOG_LEVEL_INFO),
+    KEY_UINT("threads", AT(threads), 0, 1024, 0, NULL),
+    KEY_UINT("shards", AT(shards), 1, 65536, 64, check_shards),
+    KEY_STRING("application", AT(application), "all", NULL), /* checked after the file */
+    KEY_STRINGS("active_statuses", AT(active_statuses), 1, "active"),
     KEY_SECTION("listen", listen_section),
     KEY_SECTION("redis", redis_section),
     KEY_SECTION("origin", origin_section),
@@ -255,7 +285,6 @@ static const struct {
 };
 _Static_assert(UTIL_ARRAY_LEN(builtin_kinds) == CONFIG_BUILTIN_KINDS, "built-in kinds");
 
-#define KIND_L2_TTL_DEFAULT HOUR
 
 static const char *const crm_kinds[] = {"credit", "role", "user"};
 static const char *const hrms_kinds[] = {"credit", "role", "user", "hierarchy"};
@@ -413,6 +442,56 @@ static unsigned online_cpus(void)
     if (n < 1)
         return 1;
     return n > 1024 ? 1024 : (unsigned)n;
+}
+
+/* Stores each row's default into base (which the rows' offsets are from),
+ * nested sections included. String members must be NULL or owned: they are
+ * replaced. Cannot fail. */
+static void store_defaults(const struct section *section, void *base)
+{
+    for (size_t i = 0; i < section->count; i++) {
+        const struct field *f = &section->fields[i];
+        void *target = (char *)base + f->offset;
+        switch (f->type) {
+        case FIELD_STRING:
+            free(*(char **)target);
+            *(char **)target = xstrdup(f->def.text);
+            break;
+        case FIELD_STRINGS:
+            strings_clear(target);
+            if (f->def.text != NULL)
+                strings_push(target, f->def.text);
+            break;
+        case FIELD_UINT:
+        case FIELD_MODE:
+            *(unsigned *)target = (unsigned)f->def.number;
+            break;
+        case FIELD_SIZE:
+        case FIELD_DURATION:
+            *(uint64_t *)target = f->def.number;
+            break;
+        case FIELD_BOOL:
+            *(bool *)target = f->def.number != 0;
+            break;
+        case FIELD_RATIO:
+            *(double *)target = f->def.ratio;
+            break;
+        case FIELD_LOG_LEVEL:
+            *(enum log_level *)target = (enum log_level)f->def.number;
+            break;
+        case FIELD_ON_RECONNECT:
+            *(enum config_on_reconnect *)target = (enum config_on_reconnect)f->def.number;
+            break;
+        case FIELD_TIER:
+            *(enum config_tier *)target = (enum config_tier)f->def.number;
+            break;
+        case FIELD_SECTION:
+            store_defaults(f->section, base);
+            break;
+        case FIELD_CUSTOM:
+            break;
+        }
+    }
 }
 
 /* ---- errors and events --------------------------------------------------- */
@@ -967,9 +1046,8 @@ static int parse_kind(struct loader *l, const yaml_event_t *key, void *state)
         kind = &c->kinds[index];
         memset(kind, 0, sizeof(*kind));
         memcpy(kind->name, name, len);
-        kind->tier = CONFIG_TIER_REFERENCE;
         kind->shape = CONFIG_SHAPE_ANY;
-        kind->l2_ttl_ms = KIND_L2_TTL_DEFAULT;
+        store_defaults(&kind_section, kind);
     }
     seen[index] = true;
 
@@ -1615,72 +1693,22 @@ done:
 
 /* ---- defaults and freeing ------------------------------------------------------ */
 
+/* The rows' defaults, then the built-in kinds and applications. */
 struct config *config_defaults(void)
 {
     struct config *c = xcalloc(1, sizeof(*c));
 
-    c->log_level = LOG_LEVEL_INFO;
-    c->threads = online_cpus();
-    c->shards = 64;
-    c->application = xstrdup("all");
-    strings_push(&c->active_statuses, "active");
-
-    c->listen.socket = xstrdup("/run/tenantcached/tenantcached.sock");
-    c->listen.mode = 0660;
-    c->listen.group = xstrdup("");
-    c->listen.max_clients = 10000;
-    c->listen.max_request_bytes = MB;
-    c->listen.max_args = 1024;
-    c->listen.idle_timeout_ms = 0;
-    c->listen.max_reply_backlog = 16 * MB;
-    c->listen.max_buffer_memory = 64 * MB;
-    c->listen.tracking_max_keys = 1000000;
-
-    c->redis.host = xstrdup("127.0.0.1");
-    c->redis.port = 6379;
-    c->redis.unix_path = xstrdup("");
-    c->redis.username = xstrdup("");
-    c->redis.password = xstrdup("");
-    c->redis.password_file = xstrdup("");
-    c->redis.db = 0;
-    strings_push(&c->redis.channels, "tenantcached:invalidate");
-    c->redis.connect_timeout_ms = SECOND;
-    c->redis.reconnect_min_ms = 100;
-    c->redis.reconnect_max_ms = 5 * SECOND;
-    c->redis.on_reconnect = CONFIG_ON_RECONNECT_FLUSH;
-    c->redis.max_stale_ms = 30 * SECOND;
-    c->redis.heartbeat_timeout_ms = 0;
-    c->redis.max_message_bytes = MB;
-    c->redis.l2 = false;
-    c->redis.key_format = xstrdup("cache:{tenant}:{kind}:{key}");
-    c->redis.master_name = xstrdup("mymaster");
-    c->redis.sentinel_password = xstrdup("");
-    c->redis.stream = xstrdup("");
-    c->redis.stream_batch = 1000;
-
-    c->snapshot.path = xstrdup("");
-    c->snapshot.interval_ms = 5 * 60 * SECOND;
-
-    c->origin.url = xstrdup("");
-    c->origin.timeout_ms = 500;
-    c->origin.negative_ttl_ms = 5 * SECOND;
-    c->origin.max_concurrent = 64;
-
-    c->memory.max_bytes = 256 * MB;
-    c->memory.tenant_max_bytes = MB;
-    c->memory.max_tenants = 100000;
-    c->memory.high_watermark = 0.8;
-    c->memory.low_watermark = 0.7;
-    c->memory.hot_reads = 0;
-    c->memory.tombstone_ttl_ms = 60 * SECOND;
+    store_defaults(&root_section, c);
+    if (c->threads == 0)
+        c->threads = online_cpus();
 
     for (size_t i = 0; i < UTIL_ARRAY_LEN(builtin_kinds); i++) {
         struct config_kind *kind = &c->kinds[i];
         snprintf(kind->name, sizeof(kind->name), "%s", builtin_kinds[i].name);
+        store_defaults(&kind_section, kind);
         kind->tier = builtin_kinds[i].tier;
         kind->shape = builtin_kinds[i].shape;
         kind->ttl_ms = builtin_kinds[i].ttl_ms;
-        kind->l2_ttl_ms = KIND_L2_TTL_DEFAULT;
         kind->cached = true; /* application: all */
     }
     c->kind_count = UTIL_ARRAY_LEN(builtin_kinds);
@@ -1692,8 +1720,6 @@ struct config *config_defaults(void)
         for (size_t k = 0; k < builtin_applications[i].count; k++)
             strings_push(&c->applications[i].kinds, builtin_applications[i].kinds[k]);
     }
-
-    c->metrics.listen = xstrdup("");
     return c;
 }
 
