@@ -13,12 +13,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "errors.h"
 #include "log.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/tenantcached/tenantcached.yaml"
 #define CONFIG_MAX_KINDS 64
 #define CONFIG_KIND_NAME_MAX 32
-#define CONFIG_ERROR_MAX 512
 
 enum config_tier {
     CONFIG_TIER_CRITICAL,
@@ -179,7 +179,7 @@ struct config {
 /* Loads and validates FILE. On success returns a new config (the caller owns
  * it; free with config_free()). On failure returns NULL and writes
  * "FILE:LINE:COLUMN: message" (or "FILE: message" when there is no position)
- * into error[CONFIG_ERROR_MAX]. */
+ * into error[ERROR_MAX] (errors.h). */
 struct config *config_load(const char *path, char *error);
 
 /* Parses the same YAML from memory; `name` stands in for the file name in

@@ -13,10 +13,10 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "errors.h"
 #include "names.h"
 #include "value.h"
 
-#define MESSAGE_ERROR_MAX 256
 #define MESSAGE_TENANT_MAX NAMES_TENANT_MAX
 #define MESSAGE_KEY_MAX NAMES_KEY_MAX
 #define MESSAGE_SRC_MAX 128
@@ -63,7 +63,7 @@ struct message_batch {
 
 /* Validates text[0..len) against the config's kinds and application filter.
  * Returns 0 and fills batch (free with message_batch_free()), or -1 with the
- * reason in error[MESSAGE_ERROR_MAX] (batch left empty). A payload longer
+ * reason in error[ERROR_MAX] (batch left empty). A payload longer
  * than config->redis.max_message_bytes is rejected without parsing. */
 int message_parse(const struct config *config, const char *text, size_t len,
                   struct message_batch *batch, char *error);

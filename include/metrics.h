@@ -8,17 +8,19 @@
 
 #include <stddef.h>
 
+#include "errors.h"
+
 struct cache;
 struct config;
 struct event_base;
 struct metrics;
 
-/* Starts serving when config->metrics.listen is set; returns NULL (and
- * nothing to stop) when it is not. On a bind failure returns NULL with the
- * reason in error and *failed set. The cache and config are borrowed. */
-struct metrics *metrics_start(struct event_base *base, struct cache *cache,
-                              const struct config *config, int *failed, char *error,
-                              size_t error_size);
+/* Starts serving when config->metrics.listen is set. Returns 0 with the
+ * server in *out, or 0 with *out NULL (nothing to stop) when metrics.listen is
+ * empty; -1 with the reason in error[ERROR_MAX] when it cannot serve (a bind
+ * failure). The cache and config are borrowed. */
+int metrics_start(struct event_base *base, struct cache *cache, const struct config *config,
+                  struct metrics **out, char *error);
 /* Applies a reloaded config (a changed address rebinds). Returns the metrics
  * server to use from now on, which may be NULL (turned off) or new. */
 struct metrics *metrics_reconfigure(struct metrics *metrics, struct event_base *base,

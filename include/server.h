@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 
+#include "errors.h"
+
 struct blocked;
 struct cache;
 struct config;
@@ -25,9 +27,9 @@ struct server;
  * file, refusing a live one), starts the query threads and begins accepting
  * on main_base. The cache and config are borrowed: the config must live until
  * server_reconfigure() or server_stop() returns. Returns NULL with a message
- * in error[error_size] on failure. */
+ * in error[ERROR_MAX] on failure. */
 struct server *server_start(struct event_base *main_base, struct cache *cache, struct fill *fill,
-                            const struct config *config, char *error, size_t error_size);
+                            const struct config *config, char *error);
 
 /* The fill engine's deliver callback (fill.h): hands a fill's answer to the
  * query thread of the connection that waits for it. Main thread. */
@@ -37,8 +39,7 @@ void server_deliver_fill(struct blocked *waiter, struct fill_result *result);
  * it, so the caller may free the old one on return. A changed socket path,
  * mode or group makes the server listen anew. Returns 0, or -1 with a
  * message if the new socket could not be made (the old one stays). */
-int server_reconfigure(struct server *server, const struct config *config, char *error,
-                       size_t error_size);
+int server_reconfigure(struct server *server, const struct config *config, char *error);
 
 /* Stops accepting, lets every connection finish the replies it has pending
  * (for at most a few seconds), stops the threads, removes the socket file and

@@ -35,12 +35,11 @@
 #include <stdint.h>
 
 #include "envelope.h"
+#include "errors.h"
 
 struct cache;
 struct config;
 struct event_base;
-
-#define SNAPSHOT_ERROR_MAX 256
 
 struct snapshot_publisher {
     char *src;
@@ -66,7 +65,7 @@ void snapshot_meta_clear(struct snapshot_meta *meta);
  * unexpired entries of kinds the config caches into cache and fills meta
  * (clear it with snapshot_meta_clear()). Returns the number of entries
  * loaded (0 with cache NULL), or -1 with the reason in error and nothing
- * changed. now_ms is monotonic, wall_ms the wall clock. */
+ * changed (error[ERROR_MAX], errors.h). now_ms is monotonic, wall_ms the wall clock. */
 int64_t snapshot_decode(const struct config *config, const unsigned char *data, size_t len,
                         struct cache *cache, uint64_t now_ms, uint64_t wall_ms,
                         struct snapshot_meta *meta, char *error);

@@ -18,8 +18,7 @@
 #include <stdint.h>
 
 #include "config.h"
-
-#define VALUE_ERROR_MAX 128
+#include "errors.h"
 
 /* A prepared value. json and derived are owned by the struct: free with
  * value_clear(). derived may be NULL (derived_len 0) for shapes without one.
@@ -35,7 +34,7 @@ struct value_prepared {
 
 /* Validates value for shape and fills out. Returns 0, or -1 with a reason such
  * as "credit value must be a number or an object with a number 'cost'" in
- * error[VALUE_ERROR_MAX] (out is then left empty). Does not take ownership of
+ * error[ERROR_MAX] (out is then left empty). Does not take ownership of
  * value. */
 int value_prepare(enum config_shape shape, json_t *value, struct value_prepared *out, char *error);
 

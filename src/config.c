@@ -507,13 +507,13 @@ static int fail(struct loader *l, const yaml_mark_t *mark, const char *fmt, ...)
     if (l->error[0] != '\0')
         return -1;
     if (mark != NULL)
-        n = snprintf(l->error, CONFIG_ERROR_MAX, "%s:%zu:%zu: ", l->name, mark->line + 1,
+        n = snprintf(l->error, ERROR_MAX, "%s:%zu:%zu: ", l->name, mark->line + 1,
                      mark->column + 1);
     else
-        n = snprintf(l->error, CONFIG_ERROR_MAX, "%s: ", l->name);
-    if (n >= 0 && n < CONFIG_ERROR_MAX) {
+        n = snprintf(l->error, ERROR_MAX, "%s: ", l->name);
+    if (n >= 0 && n < ERROR_MAX) {
         va_start(ap, fmt);
-        vsnprintf(l->error + n, CONFIG_ERROR_MAX - (size_t)n, fmt, ap);
+        vsnprintf(l->error + n, ERROR_MAX - (size_t)n, fmt, ap);
         va_end(ap);
     }
     return -1;
@@ -1662,7 +1662,7 @@ struct config *config_load(const char *path, char *error)
     error[0] = '\0';
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        snprintf(error, CONFIG_ERROR_MAX, "%s: cannot open: %s", path, strerror(errno));
+        snprintf(error, ERROR_MAX, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     text = xmalloc(FILE_MAX + 1);
@@ -1671,14 +1671,14 @@ struct config *config_load(const char *path, char *error)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            snprintf(error, CONFIG_ERROR_MAX, "%s: cannot read: %s", path, strerror(errno));
+            snprintf(error, ERROR_MAX, "%s: cannot read: %s", path, strerror(errno));
             goto done;
         }
         if (n == 0)
             break;
         len += (size_t)n;
         if (len > FILE_MAX) {
-            snprintf(error, CONFIG_ERROR_MAX, "%s: larger than %d bytes", path, FILE_MAX);
+            snprintf(error, ERROR_MAX, "%s: larger than %d bytes", path, FILE_MAX);
             goto done;
         }
     }

@@ -262,7 +262,7 @@ static bool job_answer_is_late(struct fill_job *job)
 static bool prepare(struct fill *fill, struct fill_job *job, const char *text, size_t len,
                     struct value_prepared *out, const char *source)
 {
-    char error[VALUE_ERROR_MAX];
+    char error[ERROR_MAX];
     if (value_prepare_text(fill->config->kinds[job->kind].shape, text, len, out, error) == 0)
         return true;
     log_limited(&fill->invalid_log, 10000, LOG_LEVEL_WARNING,

@@ -109,7 +109,7 @@ static void apply_payload(struct daemon *daemon, const char *where, const char *
                           size_t len)
 {
     struct message_batch batch;
-    char error[MESSAGE_ERROR_MAX];
+    char error[ERROR_MAX];
     if (message_parse(daemon->config, payload, len, &batch, error) != 0) {
         stats_add(&stats.messages_invalid, 1);
         log_limited(&daemon->invalid_log, 5000, LOG_LEVEL_WARNING,
@@ -266,7 +266,7 @@ static void load_snapshot(struct daemon *daemon)
 {
     if (daemon->config->snapshot.path[0] == '\0')
         return;
-    char error[SNAPSHOT_ERROR_MAX];
+    char error[ERROR_MAX];
     uint64_t started = util_monotonic_ms();
     int64_t loaded = snapshot_load(daemon->config, daemon->cache, started, util_realtime_ms(),
                                    &daemon->loaded, error);
@@ -370,15 +370,15 @@ static void remap_kinds(struct daemon *daemon, const struct config *old,
 static void reload(struct daemon *daemon)
 {
     notify_send("RELOADING=1");
-    char error[CONFIG_ERROR_MAX];
+    char error[ERROR_MAX];
     struct config *config = config_load(daemon->config_path, error);
     if (config == NULL) {
         log_error("reload refused, keeping the running configuration: %s", error);
         notify_send("READY=1");
         return;
     }
-    char server_error[256];
-    if (server_reconfigure(daemon->server, config, server_error, sizeof(server_error)) != 0) {
+    char server_error[ERROR_MAX];
+    if (server_reconfigure(daemon->server, config, server_error) != 0) {
         log_error("reload refused, keeping the running configuration: %s", server_error);
         config_free(config);
         notify_send("READY=1");
@@ -431,7 +431,7 @@ static void on_signal(evutil_socket_t signal_number, short events, void *arg)
 
 static int run(struct daemon *daemon)
 {
-    char error[256];
+    char error[ERROR_MAX];
     int status = 1;
     daemon->base = event_base_new();
     if (daemon->base == NULL) {
@@ -458,16 +458,12 @@ static int run(struct daemon *daemon)
     load_snapshot(daemon);
     daemon->fill = fill_create(daemon->base, daemon->cache, daemon->config, server_deliver_fill);
 
-    daemon->server = server_start(daemon->base, daemon->cache, daemon->fill, daemon->config, error,
-                                  sizeof(error));
+    daemon->server = server_start(daemon->base, daemon->cache, daemon->fill, daemon->config, error);
     if (daemon->server == NULL) {
         log_error("cannot serve queries: %s", error);
         goto cleanup;
     }
-    int metrics_failed = 0;
-    daemon->metrics = metrics_start(daemon->base, daemon->cache, daemon->config, &metrics_failed,
-                                    error, sizeof(error));
-    if (metrics_failed) {
+    if (metrics_start(daemon->base, daemon->cache, daemon->config, &daemon->metrics, error) != 0) {
         log_error("cannot serve metrics: %s", error);
         goto cleanup;
     }
@@ -588,7 +584,7 @@ int main(int argc, char **argv)
         return 2;
     }
     log_init();
-    char error[CONFIG_ERROR_MAX];
+    char error[ERROR_MAX];
     struct config *config = config_load(path, error);
     if (config == NULL) {
         fprintf(stderr, "%s\n", error);

@@ -33,10 +33,10 @@ static void fail_at(struct parse_ctx *ctx, const char *fmt, ...)
 
 static void fail_at(struct parse_ctx *ctx, const char *fmt, ...)
 {
-    size_t used = (size_t)snprintf(ctx->error, MESSAGE_ERROR_MAX, "%s", ctx->where);
+    size_t used = (size_t)snprintf(ctx->error, ERROR_MAX, "%s", ctx->where);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ctx->error + used, MESSAGE_ERROR_MAX - used, fmt, ap);
+    vsnprintf(ctx->error + used, ERROR_MAX - used, fmt, ap);
     va_end(ap);
 }
 
@@ -229,7 +229,7 @@ static int parse_kind(struct parse_ctx *ctx, json_t *obj, struct message_operati
 static int parse_operation(struct parse_ctx *ctx, json_t *obj, struct message_operation *op)
 {
     json_t *v;
-    char value_error[VALUE_ERROR_MAX];
+    char value_error[ERROR_MAX];
 
     memset(op, 0, sizeof(*op));
     op->kind = -1;
@@ -362,7 +362,7 @@ int message_parse(const struct config *config, const char *text, size_t len,
     batch->count = 0;
 
     if (len > config->redis.max_message_bytes) {
-        snprintf(error, MESSAGE_ERROR_MAX, "message too large (%zu bytes, limit %llu)", len,
+        snprintf(error, ERROR_MAX, "message too large (%zu bytes, limit %llu)", len,
                  (unsigned long long)config->redis.max_message_bytes);
         return -1;
     }
@@ -370,7 +370,7 @@ int message_parse(const struct config *config, const char *text, size_t len,
      * brackets is an error, not a stack overflow. */
     root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
-        snprintf(error, MESSAGE_ERROR_MAX, "invalid JSON at line %d column %d: %s", jerr.line,
+        snprintf(error, ERROR_MAX, "invalid JSON at line %d column %d: %s", jerr.line,
                  jerr.column, jerr.text);
         sanitize(error);
         return -1;
@@ -381,11 +381,11 @@ int message_parse(const struct config *config, const char *text, size_t len,
     } else { /* without JSON_DECODE_ANY the top level is an object or an array */
         count = json_array_size(root);
         if (count == 0) {
-            snprintf(error, MESSAGE_ERROR_MAX, "empty batch");
+            snprintf(error, ERROR_MAX, "empty batch");
             goto fail;
         }
         if (count > MESSAGE_BATCH_MAX) {
-            snprintf(error, MESSAGE_ERROR_MAX, "batch too large (%zu operations, limit %d)",
+            snprintf(error, ERROR_MAX, "batch too large (%zu operations, limit %d)",
                      count, MESSAGE_BATCH_MAX);
             goto fail;
         }

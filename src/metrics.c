@@ -200,12 +200,12 @@ static int metrics_listen_on(const struct addrinfo *ai)
  * ::1). Succeeds when at least one could be bound. Returns 0, or -1 with a
  * message in error and, when bind(2) or listen(2) failed, its errno in
  * *bind_errno. */
-static int metrics_bind(struct evhttp *http, const char *listen, char *error, size_t error_size,
+static int metrics_bind(struct evhttp *http, const char *listen, char *error,
                         int *bind_errno)
 {
     const char *colon = strrchr(listen, ':');
     if (colon == NULL || colon == listen || colon[1] == '\0') {
-        snprintf(error, error_size, "metrics.listen '%s' is not HOST:PORT", listen);
+        snprintf(error, ERROR_MAX, "metrics.listen '%s' is not HOST:PORT", listen);
         return -1;
     }
     char *host = xstrndup(listen, (size_t)(colon - listen));
@@ -223,7 +223,7 @@ static int metrics_bind(struct evhttp *http, const char *listen, char *error, si
     int rc = getaddrinfo(host, colon + 1, &hints, &list);
     free(host);
     if (rc != 0) {
-        snprintf(error, error_size, "metrics.listen %s: %s", listen, gai_strerror(rc));
+        snprintf(error, ERROR_MAX, "metrics.listen %s: %s", listen, gai_strerror(rc));
         return -1;
     }
     int bound = 0, first_errno = 0;
@@ -246,7 +246,7 @@ static int metrics_bind(struct evhttp *http, const char *listen, char *error, si
     freeaddrinfo(list);
     if (bound == 0) {
         *bind_errno = first_errno;
-        snprintf(error, error_size, "metrics.listen %s: %s", listen,
+        snprintf(error, ERROR_MAX, "metrics.listen %s: %s", listen,
                  strerror(first_errno ? first_errno : EADDRNOTAVAIL));
         return -1;
     }
@@ -262,7 +262,7 @@ static int metrics_bind(struct evhttp *http, const char *listen, char *error, si
  * *bind_errno (0 for other failures). */
 static struct metrics *metrics_create(struct event_base *base, struct cache *cache,
                                       const struct config *config, const char *listen,
-                                      char *error, size_t error_size, int *bind_errno)
+                                      char *error, int *bind_errno)
 {
     *bind_errno = 0;
     struct metrics *metrics = xcalloc(1, sizeof(*metrics));
@@ -271,7 +271,7 @@ static struct metrics *metrics_create(struct event_base *base, struct cache *cac
     metrics->listen = xstrdup(listen);
     metrics->http = evhttp_new(base);
     if (metrics->http == NULL) {
-        snprintf(error, error_size, "cannot create the metrics HTTP server");
+        snprintf(error, ERROR_MAX, "cannot create the metrics HTTP server");
         goto fail;
     }
     /* Scrapers send small GETs; anything else is refused before it costs. */
@@ -280,11 +280,11 @@ static struct metrics *metrics_create(struct event_base *base, struct cache *cac
     evhttp_set_max_headers_size(metrics->http, METRICS_MAX_HEADERS_BYTES);
     evhttp_set_max_body_size(metrics->http, METRICS_MAX_BODY_BYTES);
     if (evhttp_set_cb(metrics->http, "/metrics", metrics_handle_scrape, metrics) != 0) {
-        snprintf(error, error_size, "cannot register /metrics");
+        snprintf(error, ERROR_MAX, "cannot register /metrics");
         goto fail;
     }
     evhttp_set_gencb(metrics->http, metrics_handle_other, NULL);
-    if (metrics_bind(metrics->http, listen, error, error_size, bind_errno) != 0)
+    if (metrics_bind(metrics->http, listen, error, bind_errno) != 0)
         goto fail;
     log_info("serving metrics at http://%s/metrics", listen);
     return metrics;
@@ -294,20 +294,16 @@ fail:
     return NULL;
 }
 
-struct metrics *metrics_start(struct event_base *base, struct cache *cache,
-                              const struct config *config, int *failed, char *error,
-                              size_t error_size)
+int metrics_start(struct event_base *base, struct cache *cache, const struct config *config,
+                  struct metrics **out, char *error)
 {
-    *failed = 0;
     const char *listen = config->metrics.listen;
-    if (listen == NULL || listen[0] == '\0')
-        return NULL;
     int bind_errno;
-    struct metrics *metrics =
-        metrics_create(base, cache, config, listen, error, error_size, &bind_errno);
-    if (metrics == NULL)
-        *failed = 1;
-    return metrics;
+    *out = NULL;
+    if (listen == NULL || listen[0] == '\0')
+        return 0;
+    *out = metrics_create(base, cache, config, listen, error, &bind_errno);
+    return *out != NULL ? 0 : -1;
 }
 
 struct metrics *metrics_reconfigure(struct metrics *metrics, struct event_base *base,
@@ -323,11 +319,11 @@ struct metrics *metrics_reconfigure(struct metrics *metrics, struct event_base *
         metrics_stop(metrics);
         return NULL;
     }
-    char error[256];
+    char error[ERROR_MAX];
     int bind_errno;
     if (metrics == NULL) {
         struct metrics *fresh =
-            metrics_create(base, cache, config, listen, error, sizeof(error), &bind_errno);
+            metrics_create(base, cache, config, listen, error, &bind_errno);
         if (fresh == NULL)
             log_error("%s; metrics stay off", error);
         return fresh;
@@ -335,7 +331,7 @@ struct metrics *metrics_reconfigure(struct metrics *metrics, struct event_base *
     /* Bind the new address before letting go of the old one, so that a
      * mistyped address leaves the metrics where they were. */
     struct metrics *fresh =
-        metrics_create(base, cache, config, listen, error, sizeof(error), &bind_errno);
+        metrics_create(base, cache, config, listen, error, &bind_errno);
     if (fresh != NULL) {
         metrics_stop(metrics);
         return fresh;
@@ -349,11 +345,10 @@ struct metrics *metrics_reconfigure(struct metrics *metrics, struct event_base *
      * localhost:9187): let the old go, and take it back if the new still fails. */
     char *old_listen = xstrdup(metrics->listen);
     metrics_stop(metrics);
-    fresh = metrics_create(base, cache, config, listen, error, sizeof(error), &bind_errno);
+    fresh = metrics_create(base, cache, config, listen, error, &bind_errno);
     if (fresh == NULL) {
-        char retry_error[256];
-        fresh = metrics_create(base, cache, config, old_listen, retry_error, sizeof(retry_error),
-                               &bind_errno);
+        char retry_error[ERROR_MAX];
+        fresh = metrics_create(base, cache, config, old_listen, retry_error, &bind_errno);
         if (fresh != NULL)
             log_error("%s; metrics stay at %s", error, old_listen);
         else

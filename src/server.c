@@ -874,30 +874,30 @@ static void accept_error(struct evconnlistener *listener, void *arg)
 
 /* Creates, binds and listens on a Unix socket as docs/reference.md §8 says: a stale file
  * is replaced, a live listener makes us refuse. Returns the fd or -1. */
-static int listen_unix(const struct config *config, char *error, size_t error_size)
+static int listen_unix(const struct config *config, char *error)
 {
     const char *path = config->listen.socket;
     struct sockaddr_un address = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(address.sun_path)) {
-        snprintf(error, error_size, "socket path too long: %s", path);
+        snprintf(error, ERROR_MAX, "socket path too long: %s", path);
         return -1;
     }
     memcpy(address.sun_path, path, strlen(path) + 1);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
-        snprintf(error, error_size, "socket: %s", strerror(errno));
+        snprintf(error, ERROR_MAX, "socket: %s", strerror(errno));
         return -1;
     }
     struct stat status;
     if (lstat(path, &status) == 0) {
         if (!S_ISSOCK(status.st_mode)) {
-            snprintf(error, error_size, "%s exists and is not a socket", path);
+            snprintf(error, ERROR_MAX, "%s exists and is not a socket", path);
             goto fail;
         }
         int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (probe >= 0 && connect(probe, (struct sockaddr *)&address, sizeof(address)) == 0) {
             close(probe);
-            snprintf(error, error_size, "%s is in use by a running instance", path);
+            snprintf(error, ERROR_MAX, "%s is in use by a running instance", path);
             goto fail;
         }
         if (probe >= 0)
@@ -909,11 +909,11 @@ static int listen_unix(const struct config *config, char *error, size_t error_si
     int bound = bind(fd, (struct sockaddr *)&address, sizeof(address));
     umask(old_umask);
     if (bound != 0) {
-        snprintf(error, error_size, "bind %s: %s", path, strerror(errno));
+        snprintf(error, ERROR_MAX, "bind %s: %s", path, strerror(errno));
         goto fail;
     }
     if (chmod(path, mode) != 0) {
-        snprintf(error, error_size, "chmod %s: %s", path, strerror(errno));
+        snprintf(error, ERROR_MAX, "chmod %s: %s", path, strerror(errno));
         goto fail_unlink;
     }
     if (config->listen.group[0] != '\0') {
@@ -921,16 +921,16 @@ static int listen_unix(const struct config *config, char *error, size_t error_si
         struct group entry, *found = NULL;
         if (getgrnam_r(config->listen.group, &entry, buffer, sizeof(buffer), &found) != 0 ||
             found == NULL) {
-            snprintf(error, error_size, "listen.group: no group '%s'", config->listen.group);
+            snprintf(error, ERROR_MAX, "listen.group: no group '%s'", config->listen.group);
             goto fail_unlink;
         }
         if (chown(path, (uid_t)-1, found->gr_gid) != 0) {
-            snprintf(error, error_size, "chown %s: %s", path, strerror(errno));
+            snprintf(error, ERROR_MAX, "chown %s: %s", path, strerror(errno));
             goto fail_unlink;
         }
     }
     if (listen(fd, LISTEN_BACKLOG) != 0) {
-        snprintf(error, error_size, "listen %s: %s", path, strerror(errno));
+        snprintf(error, ERROR_MAX, "listen %s: %s", path, strerror(errno));
         goto fail_unlink;
     }
     return fd;
@@ -942,16 +942,15 @@ fail:
     return -1;
 }
 
-static int server_listen(struct server *server, const struct config *config, char *error,
-                         size_t error_size)
+static int server_listen(struct server *server, const struct config *config, char *error)
 {
-    int fd = listen_unix(config, error, error_size);
+    int fd = listen_unix(config, error);
     if (fd < 0)
         return -1;
     struct evconnlistener *listener = evconnlistener_new(
         server->main_base, accept_connection, server, LEV_OPT_CLOSE_ON_FREE, -1, fd);
     if (listener == NULL) {
-        snprintf(error, error_size, "cannot watch the socket");
+        snprintf(error, ERROR_MAX, "cannot watch the socket");
         close(fd);
         unlink(config->listen.socket);
         return -1;
@@ -969,7 +968,7 @@ static int server_listen(struct server *server, const struct config *config, cha
 }
 
 struct server *server_start(struct event_base *main_base, struct cache *cache, struct fill *fill,
-                            const struct config *config, char *error, size_t error_size)
+                            const struct config *config, char *error)
 {
     struct server *server = xcalloc(1, sizeof(*server));
     server->main_base = main_base;
@@ -984,17 +983,17 @@ struct server *server_start(struct event_base *main_base, struct cache *cache, s
     unsigned started = 0;
     for (unsigned i = 0; i < server->worker_count; i++) {
         if (worker_init(server, &server->workers[i], i) != 0) {
-            snprintf(error, error_size, "cannot set up query thread %u: %s", i, strerror(errno));
+            snprintf(error, ERROR_MAX, "cannot set up query thread %u: %s", i, strerror(errno));
             goto fail;
         }
     }
-    if (server_listen(server, config, error, error_size) != 0)
+    if (server_listen(server, config, error) != 0)
         goto fail;
     for (; started < server->worker_count; started++) {
         int rc = pthread_create(&server->workers[started].thread, NULL, worker_main,
                                 &server->workers[started]);
         if (rc != 0) {
-            snprintf(error, error_size, "pthread_create: %s", strerror(rc));
+            snprintf(error, ERROR_MAX, "pthread_create: %s", strerror(rc));
             goto fail;
         }
     }
@@ -1020,8 +1019,7 @@ fail:
     return NULL;
 }
 
-int server_reconfigure(struct server *server, const struct config *config, char *error,
-                       size_t error_size)
+int server_reconfigure(struct server *server, const struct config *config, char *error)
 {
     const struct config *old = server->config;
     if (strcmp(old->listen.socket, config->listen.socket) != 0 ||
@@ -1033,8 +1031,8 @@ int server_reconfigure(struct server *server, const struct config *config, char 
             server->listener = NULL;
             unlink(server->socket_path);
         }
-        if (server_listen(server, config, error, error_size) != 0) {
-            if (server->listener == NULL && server_listen(server, old, error, error_size) != 0)
+        if (server_listen(server, config, error) != 0) {
+            if (server->listener == NULL && server_listen(server, old, error) != 0)
                 log_error("cannot listen on %s again either", old->listen.socket);
             return -1;
         }

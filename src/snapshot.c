@@ -252,12 +252,12 @@ int snapshot_writer_commit(struct snapshot_writer *writer, const char *path, cha
 
     char temp[4096];
     if ((size_t)snprintf(temp, sizeof(temp), "%s.tmp", path) >= sizeof(temp)) {
-        snprintf(error, SNAPSHOT_ERROR_MAX, "path too long");
+        snprintf(error, ERROR_MAX, "path too long");
         return -1;
     }
     int fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
-        snprintf(error, SNAPSHOT_ERROR_MAX, "cannot create %.100s: %.100s", temp, strerror(errno));
+        snprintf(error, ERROR_MAX, "cannot create %.100s: %.100s", temp, strerror(errno));
         return -1;
     }
     int status = write_all(fd, b->data, header_len);
@@ -266,21 +266,21 @@ int snapshot_writer_commit(struct snapshot_writer *writer, const char *path, cha
     if (status == 0)
         status = write_all(fd, b->data + header_len, b->len - header_len);
     if (status != 0) {
-        snprintf(error, SNAPSHOT_ERROR_MAX, "cannot write %.100s: %.100s", temp, strerror(errno));
+        snprintf(error, ERROR_MAX, "cannot write %.100s: %.100s", temp, strerror(errno));
         goto fail;
     }
     if (fsync(fd) != 0) {
-        snprintf(error, SNAPSHOT_ERROR_MAX, "cannot fsync %.100s: %.100s", temp, strerror(errno));
+        snprintf(error, ERROR_MAX, "cannot fsync %.100s: %.100s", temp, strerror(errno));
         goto fail;
     }
     if (close(fd) != 0) {
         fd = -1;
-        snprintf(error, SNAPSHOT_ERROR_MAX, "cannot close %.100s: %.100s", temp, strerror(errno));
+        snprintf(error, ERROR_MAX, "cannot close %.100s: %.100s", temp, strerror(errno));
         goto fail;
     }
     fd = -1;
     if (rename(temp, path) != 0) {
-        snprintf(error, SNAPSHOT_ERROR_MAX, "cannot rename %.80s to %.80s: %.60s", temp, path,
+        snprintf(error, ERROR_MAX, "cannot rename %.80s to %.80s: %.60s", temp, path,
                  strerror(errno));
         goto fail;
     }
@@ -357,7 +357,7 @@ static int64_t decode_records(const struct config *config, struct snapshot_curso
         if (tag == 0)
             break;
         if (tag != 1) {
-            snprintf(error, SNAPSHOT_ERROR_MAX, "record %llu: unknown tag %llu",
+            snprintf(error, ERROR_MAX, "record %llu: unknown tag %llu",
                      (unsigned long long)records, (unsigned long long)tag);
             return -1;
         }
@@ -376,7 +376,7 @@ static int64_t decode_records(const struct config *config, struct snapshot_curso
             break;
         if (state > 1 || file_kind >= kinds->count || !names_valid_tenant(tenant, tenant_len) ||
             !names_valid_key(key, key_len) || (state == 1 && json_len != 0)) {
-            snprintf(error, SNAPSHOT_ERROR_MAX, "record %llu is malformed",
+            snprintf(error, ERROR_MAX, "record %llu is malformed",
                      (unsigned long long)records);
             return -1;
         }
@@ -386,10 +386,10 @@ static int64_t decode_records(const struct config *config, struct snapshot_curso
             continue;
         struct value_prepared value = {0};
         if (state == 0) {
-            char value_error[VALUE_ERROR_MAX];
+            char value_error[ERROR_MAX];
             if (value_prepare_text(config->kinds[kind].shape, json, json_len, &value,
                                    value_error) != 0) {
-                snprintf(error, SNAPSHOT_ERROR_MAX, "record %llu (kind %.100s): %.100s",
+                snprintf(error, ERROR_MAX, "record %llu (kind %.100s): %.100s",
                          (unsigned long long)records - 1, config->kinds[kind].name, value_error);
                 return -1;
             }
@@ -428,18 +428,18 @@ static int64_t decode_records(const struct config *config, struct snapshot_curso
         value_clear(&value);
     }
     if (c->failed) {
-        snprintf(error, SNAPSHOT_ERROR_MAX, "truncated after %llu records",
+        snprintf(error, ERROR_MAX, "truncated after %llu records",
                  (unsigned long long)records);
         return -1;
     }
     uint64_t count = get_uint(c, 8);
     if (c->failed || count != records) {
-        snprintf(error, SNAPSHOT_ERROR_MAX, "record count %llu, the file holds %llu",
+        snprintf(error, ERROR_MAX, "record count %llu, the file holds %llu",
                  (unsigned long long)count, (unsigned long long)records);
         return -1;
     }
     if (c->at != c->end) {
-        snprintf(error, SNAPSHOT_ERROR_MAX, "trailing bytes after the records");
+        snprintf(error, ERROR_MAX, "trailing bytes after the records");
         return -1;
     }
     return loaded;
@@ -451,26 +451,26 @@ int64_t snapshot_decode(const struct config *config, const unsigned char *data, 
 {
     memset(meta, 0, sizeof(*meta));
     if (len < SNAPSHOT_MAGIC_LEN + 4 + 8 || memcmp(data, SNAPSHOT_MAGIC, SNAPSHOT_MAGIC_LEN) != 0) {
-        snprintf(error, SNAPSHOT_ERROR_MAX, "not a tenantcached snapshot");
+        snprintf(error, ERROR_MAX, "not a tenantcached snapshot");
         return -1;
     }
     struct snapshot_cursor c = {data + SNAPSHOT_MAGIC_LEN, data + len - 8, false};
     uint64_t version = get_uint(&c, 4);
     if (version != SNAPSHOT_VERSION) {
-        snprintf(error, SNAPSHOT_ERROR_MAX, "format version %llu, this daemon reads %d",
+        snprintf(error, ERROR_MAX, "format version %llu, this daemon reads %d",
                  (unsigned long long)version, SNAPSHOT_VERSION);
         return -1;
     }
     struct snapshot_cursor sum = {data + len - 8, data + len, false};
     if (get_uint(&sum, 8) != snapshot_checksum(data, len - 8)) {
-        snprintf(error, SNAPSHOT_ERROR_MAX, "checksum mismatch (truncated or corrupt)");
+        snprintf(error, ERROR_MAX, "checksum mismatch (truncated or corrupt)");
         return -1;
     }
     uint64_t saved_at = get_uint(&c, 8);
     struct snapshot_kind_map kinds;
     uint64_t kind_count = get_uint(&c, 4);
     if (kind_count > SNAPSHOT_KINDS_MAX) {
-        snprintf(error, SNAPSHOT_ERROR_MAX, "%llu kinds", (unsigned long long)kind_count);
+        snprintf(error, ERROR_MAX, "%llu kinds", (unsigned long long)kind_count);
         return -1;
     }
     kinds.count = (unsigned)kind_count;
@@ -492,7 +492,7 @@ int64_t snapshot_decode(const struct config *config, const unsigned char *data, 
     read.stream_id.seq = get_uint(&c, 8);
     uint64_t publishers = get_uint(&c, 4);
     if (publishers > SNAPSHOT_PUBLISHERS_MAX) {
-        snprintf(error, SNAPSHOT_ERROR_MAX, "%llu publishers", (unsigned long long)publishers);
+        snprintf(error, ERROR_MAX, "%llu publishers", (unsigned long long)publishers);
         return -1;
     }
     for (uint64_t i = 0; i < publishers && !c.failed; i++) {
@@ -510,7 +510,7 @@ int64_t snapshot_decode(const struct config *config, const unsigned char *data, 
     }
     if (c.failed) {
         snapshot_meta_clear(&read);
-        snprintf(error, SNAPSHOT_ERROR_MAX, "truncated or malformed header");
+        snprintf(error, ERROR_MAX, "truncated or malformed header");
         return -1;
     }
     /* Checked whole first; then loaded. */
@@ -535,19 +535,19 @@ int64_t snapshot_load(const struct config *config, struct cache *cache, uint64_t
     memset(meta, 0, sizeof(*meta));
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(error, SNAPSHOT_ERROR_MAX, "cannot open %.100s: %.100s", path, strerror(errno));
+        snprintf(error, ERROR_MAX, "cannot open %.100s: %.100s", path, strerror(errno));
         return -1;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(error, SNAPSHOT_ERROR_MAX, "%.100s is not a regular file", path);
+        snprintf(error, ERROR_MAX, "%.100s is not a regular file", path);
         close(fd);
         return -1;
     }
     /* A snapshot is about the size of the cache it came from. */
     uint64_t limit = config->memory.max_bytes * 4 + 64 * 1024 * 1024;
     if ((uint64_t)st.st_size > limit) {
-        snprintf(error, SNAPSHOT_ERROR_MAX, "%.100s is too large (%lld bytes)", path,
+        snprintf(error, ERROR_MAX, "%.100s is too large (%lld bytes)", path,
                  (long long)st.st_size);
         close(fd);
         return -1;
@@ -566,7 +566,7 @@ int64_t snapshot_load(const struct config *config, struct cache *cache, uint64_t
     close(fd);
     int64_t loaded = -1;
     if (done != size)
-        snprintf(error, SNAPSHOT_ERROR_MAX, "cannot read %.100s", path);
+        snprintf(error, ERROR_MAX, "cannot read %.100s", path);
     else
         loaded = snapshot_decode(config, data, size, cache, now_ms, wall_ms, meta, error);
     free(data);
@@ -598,7 +598,7 @@ struct snapshot_saver {
     char *thread_path;
     atomic_bool thread_done;
     int thread_status;
-    char thread_error[SNAPSHOT_ERROR_MAX];
+    char thread_error[ERROR_MAX];
 };
 
 static struct snapshot_writer *saver_begin(struct snapshot_saver *saver,
@@ -766,7 +766,7 @@ void snapshot_saver_stop(struct snapshot_saver *saver)
     for (unsigned shard = 0; shard < cache_shard_count(saver->cache); shard++)
         snapshot_writer_add_shard(saver->writer, saver->cache, shard, util_monotonic_ms(),
                                   util_realtime_ms());
-    char error[SNAPSHOT_ERROR_MAX];
+    char error[ERROR_MAX];
     int status = snapshot_writer_commit(saver->writer, saver->path, error);
     saver_record(saver, status, snapshot_writer_entries(saver->writer), error);
     snapshot_writer_free(saver->writer);

@@ -394,16 +394,16 @@ static int prepare_credit(json_t *value, struct blob *b, char *error)
     if (json_is_object(value)) {
         cost = json_object_get(value, "cost");
         if (cost == NULL) {
-            snprintf(error, VALUE_ERROR_MAX, "credit object must have a number 'cost'");
+            snprintf(error, ERROR_MAX, "credit object must have a number 'cost'");
             return -1;
         }
     } else if (!json_is_number(value)) {
-        snprintf(error, VALUE_ERROR_MAX,
+        snprintf(error, ERROR_MAX,
                  "credit value must be a number or an object with a number 'cost'");
         return -1;
     }
     if (!json_is_number(cost) || !isfinite(json_number_value(cost))) {
-        snprintf(error, VALUE_ERROR_MAX, "credit cost must be a finite number");
+        snprintf(error, ERROR_MAX, "credit cost must be a finite number");
         return -1;
     }
 
@@ -442,27 +442,27 @@ static int prepare_role(json_t *value, struct blob *b, char *error)
     if (json_is_object(value)) {
         permissions = json_object_get(value, "permissions");
         if (permissions == NULL) {
-            snprintf(error, VALUE_ERROR_MAX, "role object must have an array 'permissions'");
+            snprintf(error, ERROR_MAX, "role object must have an array 'permissions'");
             return -1;
         }
     } else if (!json_is_array(value)) {
-        snprintf(error, VALUE_ERROR_MAX,
+        snprintf(error, ERROR_MAX,
                  "role value must be an array of permissions or an object with 'permissions'");
         return -1;
     }
     if (!json_is_array(permissions)) {
-        snprintf(error, VALUE_ERROR_MAX, "role permissions must be an array of strings");
+        snprintf(error, ERROR_MAX, "role permissions must be an array of strings");
         return -1;
     }
     size_t index;
     json_t *item;
     json_array_foreach(permissions, index, item) {
         if (!json_is_string(item)) {
-            snprintf(error, VALUE_ERROR_MAX, "role permissions must be an array of strings");
+            snprintf(error, ERROR_MAX, "role permissions must be an array of strings");
             return -1;
         }
         if (!perm_valid(json_string_value(item), json_string_length(item))) {
-            snprintf(error, VALUE_ERROR_MAX, "role permission %zu is not a valid pattern", index);
+            snprintf(error, ERROR_MAX, "role permission %zu is not a valid pattern", index);
             return -1;
         }
     }
@@ -480,22 +480,22 @@ static int prepare_user(json_t *value, struct blob *b, char *error)
         if (json_is_null(roles)) /* an optional field written as null is absent */
             roles = NULL;
         if (status == NULL) {
-            snprintf(error, VALUE_ERROR_MAX, "user object must have a string 'status'");
+            snprintf(error, ERROR_MAX, "user object must have a string 'status'");
             return -1;
         }
     } else if (!json_is_string(value)) {
-        snprintf(error, VALUE_ERROR_MAX,
+        snprintf(error, ERROR_MAX,
                  "user value must be a status string or an object with 'status'");
         return -1;
     }
     if (!json_is_string(status) || json_string_length(status) == 0) {
-        snprintf(error, VALUE_ERROR_MAX, "user status must be a non-empty string");
+        snprintf(error, ERROR_MAX, "user status must be a non-empty string");
         return -1;
     }
     /* A role id is the key of a role entry, so it follows the key alphabet:
      * anything else could never name a role. */
     if (roles != NULL && !strings_array_valid(roles, names_valid_key)) {
-        snprintf(error, VALUE_ERROR_MAX, "user roles must be an array of role ids");
+        snprintf(error, ERROR_MAX, "user roles must be an array of role ids");
         return -1;
     }
 
@@ -514,7 +514,7 @@ static int prepare_user(json_t *value, struct blob *b, char *error)
 static int prepare_hierarchy(json_t *value, struct blob *b, size_t *parent_offset, char *error)
 {
     if (!json_is_object(value)) {
-        snprintf(error, VALUE_ERROR_MAX, "hierarchy value must be an object");
+        snprintf(error, ERROR_MAX, "hierarchy value must be an object");
         return -1;
     }
     /* An optional field written as null is absent: publishers commonly send
@@ -526,12 +526,12 @@ static int prepare_hierarchy(json_t *value, struct blob *b, size_t *parent_offse
     if (parent != NULL && (!json_is_string(parent) ||
                            !names_valid_key(json_string_value(parent),
                                               json_string_length(parent)))) {
-        snprintf(error, VALUE_ERROR_MAX,
+        snprintf(error, ERROR_MAX,
                  "hierarchy parent must be an entity id (1-512 bytes, no spaces or controls)");
         return -1;
     }
     if (name != NULL && !json_is_string(name) && !json_is_null(name)) {
-        snprintf(error, VALUE_ERROR_MAX, "hierarchy name must be a string");
+        snprintf(error, ERROR_MAX, "hierarchy name must be a string");
         return -1;
     }
 
@@ -555,7 +555,7 @@ int value_prepare(enum config_shape shape, json_t *value, struct value_prepared 
 
     memset(out, 0, sizeof(*out));
     if (value == NULL) {
-        snprintf(error, VALUE_ERROR_MAX, "value is missing");
+        snprintf(error, ERROR_MAX, "value is missing");
         return -1;
     }
 
@@ -564,7 +564,7 @@ int value_prepare(enum config_shape shape, json_t *value, struct value_prepared 
         break;
     case CONFIG_SHAPE_OBJECT:
         if (!json_is_object(value)) {
-            snprintf(error, VALUE_ERROR_MAX, "value must be a JSON object");
+            snprintf(error, ERROR_MAX, "value must be a JSON object");
             rc = -1;
         }
         break;
@@ -581,7 +581,7 @@ int value_prepare(enum config_shape shape, json_t *value, struct value_prepared 
         rc = prepare_hierarchy(value, &b, &parent_offset, error);
         break;
     default:
-        snprintf(error, VALUE_ERROR_MAX, "unknown value shape %d", (int)shape);
+        snprintf(error, ERROR_MAX, "unknown value shape %d", (int)shape);
         rc = -1;
     }
     if (rc != 0)
@@ -634,7 +634,7 @@ int value_prepare_text(enum config_shape shape, const char *text, size_t len,
     /* json_loadb() rejects trailing garbage unless told otherwise. */
     json_t *value = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
     if (value == NULL) {
-        snprintf(error, VALUE_ERROR_MAX, "invalid JSON at position %d: %.80s", jerr.position,
+        snprintf(error, ERROR_MAX, "invalid JSON at position %d: %.80s", jerr.position,
                  jerr.text);
         sanitize(error);
         return -1;

@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char error[CONFIG_ERROR_MAX];
+    char error[ERROR_MAX];
     /* An exact-size copy, so that a read past the end is caught by ASan. */
     char *text = malloc(size ? size : 1);
     if (text == NULL)

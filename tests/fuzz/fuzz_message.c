@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         config = config_defaults(); /* kept for the whole run */
 
     struct message_batch batch;
-    char error[MESSAGE_ERROR_MAX];
+    char error[ERROR_MAX];
     if (message_parse(config, (const char *)data, size, &batch, error) == 0) {
         /* Touch what apply.c will read, so that a bad pointer shows up here. */
         for (size_t i = 0; i < batch.count; i++) {

@@ -48,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         file[size + i] = (unsigned char)(hash >> (8 * i));
 
     struct snapshot_meta meta;
-    char error[SNAPSHOT_ERROR_MAX];
+    char error[ERROR_MAX];
     int64_t loaded = snapshot_decode(config, file, size + 8, cache, 1000, 1700000000000ULL, &meta,
                                      error);
     if (loaded >= 0) {

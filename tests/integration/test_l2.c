@@ -65,7 +65,7 @@ static struct config *load_config(const char *extra)
              "  reconnect_max: 200ms\n"
              "%s",
              t.h.redis_socket, extra);
-    char error[CONFIG_ERROR_MAX];
+    char error[ERROR_MAX];
     struct config *config = config_load_buffer("test", yaml, strlen(yaml), error);
     ck_assert_msg(config != NULL, "config: %s", error);
     return config;
@@ -235,7 +235,7 @@ static void expect_found(const struct answer *a, const char *value, size_t len)
 START_TEST(test_disabled)
 {
     config_free(t.config);
-    char error[CONFIG_ERROR_MAX];
+    char error[ERROR_MAX];
     const char *yaml = "redis: {l2: false}\n";
     t.config = config_load_buffer("test", yaml, strlen(yaml), error);
     ck_assert_ptr_nonnull(t.config);

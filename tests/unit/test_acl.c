@@ -16,7 +16,7 @@
 
 static struct config *load(const char *yaml)
 {
-    char error[CONFIG_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     struct config *config = config_load_buffer("test.yaml", yaml, strlen(yaml), error);
     ck_assert_msg(config != NULL, "config rejected: %s", error);
     return config;

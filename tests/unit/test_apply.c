@@ -120,7 +120,7 @@ static void on_hot(void *arg, const char *tenant, size_t tenant_len, unsigned ki
 
 static struct config *load(const char *yaml)
 {
-    char error[CONFIG_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     struct config *loaded = config_load_buffer("test.yaml", yaml, strlen(yaml), error);
     ck_assert_msg(loaded != NULL, "config rejected: %s", error);
     return loaded;
@@ -185,7 +185,7 @@ static void send_at(uint64_t now, const char *fmt, ...)
     ck_assert_int_gt(len, 0);
     ck_assert_int_lt(len, (int)sizeof(text));
     struct message_batch batch;
-    char error[MESSAGE_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     ck_assert_msg(message_parse(config, text, (size_t)len, &batch, error) == 0,
                   "%s rejected: %s", text, error);
     apply_batch(apply, &batch, now);

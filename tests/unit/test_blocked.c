@@ -42,7 +42,7 @@ static void deliver(struct blocked *waiter, struct fill_result *result)
 static void setup(void)
 {
     const char *text = "origin:\n  url: \"http://127.0.0.1:9/{tenant}/{kind}/{key}\"\n";
-    char error[256] = "";
+    char error[ERROR_MAX] = "";
     config = config_load_buffer("test", text, strlen(text), error);
     ck_assert_msg(config != NULL, "config: %s", error);
     struct cache_limits limits = {

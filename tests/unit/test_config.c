@@ -14,7 +14,7 @@
 #define MB (1024 * KB)
 #define GB (1024 * MB)
 
-static char error[CONFIG_ERROR_MAX];
+static char error[ERROR_MAX];
 
 static struct config *load(const char *text)
 {

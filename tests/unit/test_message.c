@@ -25,7 +25,7 @@ static void teardown(void)
 
 static struct config *load_config(const char *yaml)
 {
-    char error[CONFIG_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     struct config *config = config_load_buffer("test.yaml", yaml, strlen(yaml), error);
     ck_assert_msg(config != NULL, "config: %s", error);
     return config;
@@ -35,7 +35,7 @@ static struct config *load_config(const char *yaml)
 static struct message_batch parse_ok_with(const struct config *config, const char *text)
 {
     struct message_batch batch;
-    char error[MESSAGE_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     int rc = message_parse(config, text, strlen(text), &batch, error);
     ck_assert_msg(rc == 0, "%s rejected: %s", text, error);
     ck_assert_uint_ge(batch.count, 1);
@@ -54,7 +54,7 @@ static void parse_bad_with(const struct config *config, const char *text, size_t
                            const char *want)
 {
     struct message_batch batch = {(struct message_operation *)0x1, 99};
-    char error[MESSAGE_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     int rc = message_parse(config, text, len, &batch, error);
     ck_assert_msg(rc == -1, "%.200s accepted", text);
     ck_assert_ptr_null(batch.operations);
@@ -283,7 +283,7 @@ START_TEST(test_error_names_index)
                        "{\"op\":\"del\",\"tenant\":\"a\",\"kind\":\"role\",\"key\":\"k\","
                        "\"version\":-4}]";
     struct message_batch b;
-    char error[MESSAGE_ERROR_MAX];
+    char error[ERROR_MAX];
     ck_assert_int_eq(message_parse(defaults, text, strlen(text), &b, error), -1);
     ck_assert_str_eq(error, "batch[3]: field 'version' must be a non-negative integer");
 
@@ -337,7 +337,7 @@ START_TEST(test_top_level)
     /* the length is honoured, not the NUL */
     const char *text = "{\"op\":\"flush\",\"tenant\":\"a\"}garbage";
     struct message_batch b;
-    char error[MESSAGE_ERROR_MAX];
+    char error[ERROR_MAX];
     size_t len = strlen(text) - strlen("garbage");
     ck_assert_int_eq(message_parse(defaults, text, len, &b, error), 0);
     message_batch_free(&b);
@@ -683,7 +683,7 @@ START_TEST(test_too_large)
     memcpy(text, msg, strlen(msg));
 
     struct message_batch b;
-    char error[MESSAGE_ERROR_MAX];
+    char error[ERROR_MAX];
     ck_assert_int_eq(message_parse(config, text, 100, &b, error), 0);
     message_batch_free(&b);
     parse_bad_with(config, text, 101, "message too large (101 bytes, limit 100)");

@@ -50,7 +50,7 @@ static void load_config(const char *listen)
 {
     char text[256];
     snprintf(text, sizeof(text), "metrics:\n  listen: \"%s\"\n", listen);
-    char error[256] = "";
+    char error[ERROR_MAX] = "";
     config = config_load_buffer("test", text, strlen(text), error);
     ck_assert_msg(config != NULL, "config: %s", error);
 }
@@ -67,11 +67,10 @@ static void setup(void)
     };
     cache = cache_create(1, &limits);
     base = event_base_new();
-    int failed = 0;
-    char error[256] = "";
-    metrics = metrics_start(base, cache, config, &failed, error, sizeof(error));
-    ck_assert_msg(metrics != NULL, "metrics_start: %s", error);
-    ck_assert_int_eq(failed, 0);
+    char error[ERROR_MAX] = "";
+    ck_assert_msg(metrics_start(base, cache, config, &metrics, error) == 0, "metrics_start: %s",
+                  error);
+    ck_assert_ptr_nonnull(metrics);
 }
 
 static void teardown(void)
@@ -165,12 +164,12 @@ END_TEST
 START_TEST(test_off_without_listen)
 {
     struct config *off;
-    char error[256] = "";
+    char error[ERROR_MAX] = "";
     off = config_load_buffer("test", "", 0, error);
     ck_assert_ptr_nonnull(off);
-    int failed = 0;
-    ck_assert_ptr_null(metrics_start(base, cache, off, &failed, error, sizeof(error)));
-    ck_assert_int_eq(failed, 0);
+    struct metrics *none = metrics;
+    ck_assert_int_eq(metrics_start(base, cache, off, &none, error), 0);
+    ck_assert_ptr_null(none);
     config_free(off);
 }
 END_TEST

@@ -43,7 +43,7 @@ static struct config *config_with_format(const char *format)
 {
     char text[512];
     snprintf(text, sizeof(text), "redis:\n  key_format: \"%s\"\n", format);
-    char error[256] = "";
+    char error[ERROR_MAX] = "";
     struct config *config = config_load_buffer("test", text, strlen(text), error);
     ck_assert_msg(config != NULL, "config: %s", error);
     return config;

@@ -77,7 +77,7 @@ static void put(struct cache *cache, const char *tenant, const char *kind, const
         return;
     }
     struct value_prepared value;
-    char error[VALUE_ERROR_MAX];
+    char error[ERROR_MAX];
     ck_assert_int_eq(value_prepare_text(config->kinds[k].shape, json, strlen(json), &value, error),
                      0);
     struct cache_value cv = {value.json, value.json_len, value.derived, value.derived_len,
@@ -121,7 +121,7 @@ static void save(struct cache *cache)
     snapshot_meta_clear(&meta);
     for (unsigned shard = 0; shard < cache_shard_count(cache); shard++)
         snapshot_writer_add_shard(writer, cache, shard, NOW_MS, WALL_MS);
-    char error[SNAPSHOT_ERROR_MAX];
+    char error[ERROR_MAX];
     ck_assert_msg(snapshot_writer_commit(writer, path, error) == 0, "%s", error);
     snapshot_writer_free(writer);
 }
@@ -158,7 +158,7 @@ START_TEST(test_round_trip)
     /* loaded 20 s later by the wall clock, at another monotonic time */
     struct cache *loaded = new_cache();
     struct snapshot_meta meta;
-    char error[SNAPSHOT_ERROR_MAX];
+    char error[ERROR_MAX];
     uint64_t now = 9000000ULL;
     int64_t count = snapshot_load(config, loaded, now, WALL_MS + 20000, &meta, error);
     ck_assert_msg(count == 4, "loaded %lld: %s", (long long)count, error);
@@ -205,7 +205,7 @@ START_TEST(test_damage_rejected_whole)
     unsigned char *data = read_file(&len);
     struct cache *target = new_cache();
     struct cache_stats figures;
-    char error[SNAPSHOT_ERROR_MAX];
+    char error[ERROR_MAX];
     struct snapshot_meta meta;
     /* every truncation */
     for (size_t cut = 0; cut < len; cut++) {
@@ -235,7 +235,7 @@ START_TEST(test_missing_file)
 {
     struct cache *cache = new_cache();
     struct snapshot_meta meta;
-    char error[SNAPSHOT_ERROR_MAX];
+    char error[ERROR_MAX];
     ck_assert_int_eq(snapshot_load(config, cache, NOW_MS, WALL_MS, &meta, error), -1);
     ck_assert_ptr_nonnull(strstr(error, "cannot open"));
     cache_destroy(cache);

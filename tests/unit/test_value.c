@@ -11,7 +11,7 @@
 /* Prepares text as shape; asserts success. */
 static void prepare_ok(enum config_shape shape, const char *text, struct value_prepared *out)
 {
-    char error[VALUE_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     int rc = value_prepare_text(shape, text, strlen(text), out, error);
     ck_assert_msg(rc == 0, "%s rejected: %s", text, error);
     ck_assert_ptr_nonnull(out->json);
@@ -23,7 +23,7 @@ static void prepare_ok(enum config_shape shape, const char *text, struct value_p
 static void prepare_bad(enum config_shape shape, const char *text, const char *want)
 {
     struct value_prepared out;
-    char error[VALUE_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     memset(&out, 0xa5, sizeof(out));
     int rc = value_prepare_text(shape, text, strlen(text), &out, error);
     ck_assert_msg(rc == -1, "%s accepted", text);
@@ -350,7 +350,7 @@ START_TEST(test_reals_round_trip)
     for (size_t i = 0; i < UTIL_ARRAY_LEN(reals); i++) {
         json_t *value = json_pack("{s:f}", "x", reals[i]);
         struct value_prepared v;
-        char error[VALUE_ERROR_MAX];
+        char error[ERROR_MAX];
         ck_assert_int_eq(value_prepare(CONFIG_SHAPE_ANY, value, &v, error), 0);
         json_decref(value);
         json_t *back = json_loads(v.json, 0, NULL);
@@ -371,7 +371,7 @@ static void assert_as_jansson(const char *text)
     ck_assert_msg(parsed != NULL, "%s: %s", text, jerr.text);
     char *want = json_dumps(parsed, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
     struct value_prepared v;
-    char error[VALUE_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     ck_assert_int_eq(value_prepare(CONFIG_SHAPE_ANY, parsed, &v, error), 0);
     ck_assert_str_eq(v.json, want);
     ck_assert_uint_eq(v.json_len, strlen(want));
@@ -407,7 +407,7 @@ START_TEST(test_compact_as_jansson)
         json_t *real = json_real(d);
         char *want = json_dumps(real, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
         struct value_prepared v;
-        char error[VALUE_ERROR_MAX] = "";
+        char error[ERROR_MAX] = "";
         ck_assert_int_eq(value_prepare(CONFIG_SHAPE_ANY, real, &v, error), 0);
         ck_assert_str_eq(v.json, want);
         value_clear(&v);
@@ -427,7 +427,7 @@ START_TEST(test_prepare_text_rejects_bad_json)
     prepare_bad(CONFIG_SHAPE_ANY, "nul", "invalid JSON");
     /* the length is honoured: the same text cut short is invalid */
     struct value_prepared v;
-    char error[VALUE_ERROR_MAX];
+    char error[ERROR_MAX];
     ck_assert_int_eq(value_prepare_text(CONFIG_SHAPE_ANY, "[1,2]", 4, &v, error), -1);
     ck_assert_int_eq(value_prepare_text(CONFIG_SHAPE_ANY, "[1,2]xyz", 5, &v, error), 0);
     ck_assert_str_eq(v.json, "[1,2]");
@@ -438,7 +438,7 @@ END_TEST
 START_TEST(test_prepare_null_value)
 {
     struct value_prepared v;
-    char error[VALUE_ERROR_MAX];
+    char error[ERROR_MAX];
     ck_assert_int_eq(value_prepare(CONFIG_SHAPE_ANY, NULL, &v, error), -1);
     ck_assert_ptr_null(v.json);
     /* value_clear() on a cleared value is harmless */
