@@ -1,7 +1,8 @@
 /* config.c - loads the YAML configuration of docs/reference.md §9 into a struct config.
  *
- * The loader pulls libyaml events and walks them against tables that say, for
- * each section, which keys exist and how each is typed, stored and bounded.
+ * The loader pulls YAML events (yaml_reader.c) and walks them against tables
+ * that say, for each section, which keys exist and how each is typed, stored,
+ * bounded and defaulted.
  * The first error stops the load and is reported as FILE:LINE:COLUMN: message.
  * Checks that involve several keys (or keys that may come in any order) run
  * once the whole file has been read, with the marks recorded on the way. */
@@ -21,10 +22,10 @@
 #include <sys/types.h>
 #include <sys/un.h>
 #include <unistd.h>
-#include <yaml.h>
 
 #include "names.h"
 #include "util.h"
+#include "yaml_reader.h"
 
 #define KB UINT64_C(1024)
 #define MB (1024 * KB)
@@ -108,11 +109,7 @@ struct kind_ref {
 };
 
 struct loader {
-    yaml_parser_t parser;
-    const char *name;
-    const char *text;
-    size_t len;
-    char *error;
+    struct yaml_reader reader;
     struct config *config;
     struct record *records;
     size_t record_count;
@@ -144,7 +141,8 @@ static field_check check_shards, check_not_empty, check_socket_path, check_unix_
     ROW(key, FIELD_STRINGS, offset, min, 0, NULL, {.text = (def)})
 #define KEY_UINT(key, offset, min, max, def, check) \
     ROW(key, FIELD_UINT, offset, min, max, check, NUMBER(def))
-#define KEY_SIZE(key, offset, min, max, def) ROW(key, FIELD_SIZE, offset, min, max, NULL, NUMBER(def))
+#define KEY_SIZE(key, offset, min, max, def) \
+    ROW(key, FIELD_SIZE, offset, min, max, NULL, NUMBER(def))
 #define KEY_DURATION(key, offset, min, def) \
     ROW(key, FIELD_DURATION, offset, min, DURATION_LIMIT, NULL, NUMBER(def))
 #define KEY_RATIO(key, offset, def) ROW(key, FIELD_RATIO, offset, 0, 0, NULL, {.ratio = (def)})
@@ -503,125 +501,17 @@ static int fail(struct loader *l, const yaml_mark_t *mark, const char *fmt, ...)
 static int fail(struct loader *l, const yaml_mark_t *mark, const char *fmt, ...)
 {
     va_list ap;
-    int n;
-    if (l->error[0] != '\0')
-        return -1;
-    if (mark != NULL)
-        n = snprintf(l->error, ERROR_MAX, "%s:%zu:%zu: ", l->name, mark->line + 1,
-                     mark->column + 1);
-    else
-        n = snprintf(l->error, ERROR_MAX, "%s: ", l->name);
-    if (n >= 0 && n < ERROR_MAX) {
-        va_start(ap, fmt);
-        vsnprintf(l->error + n, ERROR_MAX - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
+    va_start(ap, fmt);
+    yaml_reader_failv(&l->reader, mark, fmt, ap);
+    va_end(ap);
     return -1;
-}
-
-/* libyaml's reader reports a byte offset, not a mark: count lines and
- * characters (UTF-8 lead bytes) up to it. */
-static yaml_mark_t mark_at_offset(const char *text, size_t len, size_t offset)
-{
-    yaml_mark_t mark = {offset, 0, 0};
-    if (offset > len)
-        offset = len;
-    for (size_t i = 0; i < offset; i++) {
-        if (text[i] == '\n') {
-            mark.line++;
-            mark.column = 0;
-        } else if (((unsigned char)text[i] & 0xC0) != 0x80) {
-            mark.column++;
-        }
-    }
-    return mark;
-}
-
-static int syntax_error(struct loader *l, const yaml_parser_t *p)
-{
-    const char *problem = p->problem ? p->problem : "malformed YAML";
-    if (p->error == YAML_MEMORY_ERROR)
-        return fail(l, NULL, "out of memory while parsing");
-    if (p->error == YAML_READER_ERROR) {
-        yaml_mark_t mark = mark_at_offset(l->text, l->len, p->problem_offset);
-        return fail(l, &mark, "syntax error: %s", problem);
-    }
-    if (p->problem_mark.index < l->len && l->text[p->problem_mark.index] == '\t')
-        return fail(l, &p->problem_mark, "syntax error: %s (a tab: indent YAML with spaces)",
-                    problem);
-    if (p->context != NULL) {
-        /* `tenants: *` is the likely cause: YAML reads a lone star as an alias */
-        const char *hint = strcmp(p->context, "while scanning an alias") == 0
-                               ? "; write a lone * as \"*\""
-                               : "";
-        return fail(l, &p->problem_mark, "syntax error: %s (%s at %zu:%zu%s)", problem,
-                    p->context, p->context_mark.line + 1, p->context_mark.column + 1, hint);
-    }
-    return fail(l, &p->problem_mark, "syntax error: %s", problem);
-}
-
-/* The next event, or -1 on a syntax error or an alias (the event is then not
- * valid and must not be deleted). */
-static int next_event(struct loader *l, yaml_event_t *event)
-{
-    if (!yaml_parser_parse(&l->parser, event))
-        return syntax_error(l, &l->parser);
-    if (event->type == YAML_ALIAS_EVENT) {
-        yaml_mark_t mark = event->start_mark;
-        yaml_event_delete(event);
-        return fail(l, &mark, "aliases are not supported");
-    }
-    return 0;
-}
-
-static const char *describe(const yaml_event_t *event)
-{
-    switch (event->type) {
-    case YAML_MAPPING_START_EVENT:
-        return "a mapping";
-    case YAML_SEQUENCE_START_EVENT:
-        return "a list";
-    case YAML_SCALAR_EVENT:
-        return "a scalar";
-    default:
-        return "nothing";
-    }
 }
 
 static int wrong_type(struct loader *l, const char *name, const yaml_event_t *value,
                       const char *expected)
 {
     return fail(l, &value->start_mark, "'%s' must be %s, not %s", name, expected,
-                describe(value));
-}
-
-static const char *scalar(const yaml_event_t *event)
-{
-    return (const char *)event->data.scalar.value;
-}
-
-/* An empty plain scalar, `~` or `null`: YAML's null, which a string key reads
- * as "" and a list or mapping key as empty. */
-static bool is_null(const yaml_event_t *event)
-{
-    static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
-    if (event->type != YAML_SCALAR_EVENT || event->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return false;
-    for (size_t i = 0; i < UTIL_ARRAY_LEN(nulls); i++) {
-        if (strcmp(scalar(event), nulls[i]) == 0)
-            return true;
-    }
-    return false;
-}
-
-/* YAML allows "\0" in a quoted scalar; C strings do not. */
-static int scalar_text(struct loader *l, const char *name, const yaml_event_t *event,
-                       const char **text)
-{
-    *text = scalar(event);
-    if (strlen(*text) != event->data.scalar.length)
-        return fail(l, &event->start_mark, "'%s' contains a NUL byte", name);
-    return 0;
+                yaml_reader_describe(value));
 }
 
 static int key_text(struct loader *l, const char *where, const yaml_event_t *key,
@@ -629,25 +519,26 @@ static int key_text(struct loader *l, const char *where, const yaml_event_t *key
 {
     if (key->type != YAML_SCALAR_EVENT) {
         if (*where == '\0')
-            return fail(l, &key->start_mark, "keys must be scalars, not %s", describe(key));
+            return fail(l, &key->start_mark, "keys must be scalars, not %s",
+                        yaml_reader_describe(key));
         return fail(l, &key->start_mark, "keys in '%s' must be scalars, not %s", where,
-                    describe(key));
+                    yaml_reader_describe(key));
     }
-    return scalar_text(l, *where ? where : "key", key, text);
+    return yaml_reader_scalar_text(&l->reader, *where ? where : "key", key, text);
 }
 
 static int unknown_key(struct loader *l, const char *where, const yaml_event_t *key)
 {
     if (*where == '\0')
-        return fail(l, &key->start_mark, "unknown key '%s'", scalar(key));
-    return fail(l, &key->start_mark, "unknown key '%s' in '%s'", scalar(key), where);
+        return fail(l, &key->start_mark, "unknown key '%s'", yaml_reader_scalar(key));
+    return fail(l, &key->start_mark, "unknown key '%s' in '%s'", yaml_reader_scalar(key), where);
 }
 
 static int duplicate_key(struct loader *l, const char *where, const yaml_event_t *key)
 {
     if (*where == '\0')
-        return fail(l, &key->start_mark, "duplicate key '%s'", scalar(key));
-    return fail(l, &key->start_mark, "duplicate key '%s' in '%s'", scalar(key), where);
+        return fail(l, &key->start_mark, "duplicate key '%s'", yaml_reader_scalar(key));
+    return fail(l, &key->start_mark, "duplicate key '%s' in '%s'", yaml_reader_scalar(key), where);
 }
 
 static void record(struct loader *l, const struct field *field, const yaml_event_t *key,
@@ -700,13 +591,13 @@ static int range_error(struct loader *l, const char *name, const yaml_event_t *v
         snprintf(high, sizeof(high), "%" PRIu64, max);
     }
     return fail(l, &value->start_mark, "'%s' must be between %s and %s, got %s", name, low, high,
-                scalar(value));
+                yaml_reader_scalar(value));
 }
 
 static int parse_uint(struct loader *l, const char *name, const yaml_event_t *value,
                       uint64_t min, uint64_t max, uint64_t *out)
 {
-    const char *text = scalar(value), *end;
+    const char *text = yaml_reader_scalar(value), *end;
     size_t digits = strspn(text, "0123456789");
     uint64_t number;
     if (digits == 0 || text[digits] != '\0')
@@ -721,10 +612,10 @@ static int parse_uint(struct loader *l, const char *name, const yaml_event_t *va
 static int parse_bool(struct loader *l, const char *name, const yaml_event_t *value, bool *out)
 {
     static const char *const words[] = {"false", "no", "off", "true", "yes", "on"};
-    int i = lookup_word(scalar(value), words, UTIL_ARRAY_LEN(words));
+    int i = lookup_word(yaml_reader_scalar(value), words, UTIL_ARRAY_LEN(words));
     if (i < 0)
         return fail(l, &value->start_mark, "invalid boolean '%s' for '%s' (true or false)",
-                    scalar(value), name);
+                    yaml_reader_scalar(value), name);
     *out = i >= 3;
     return 0;
 }
@@ -732,7 +623,7 @@ static int parse_bool(struct loader *l, const char *name, const yaml_event_t *va
 static int parse_ratio(struct loader *l, const char *name, const yaml_event_t *value,
                        double *out)
 {
-    const char *text = scalar(value);
+    const char *text = yaml_reader_scalar(value);
     char *end;
     double ratio;
     if (!isdigit((unsigned char)text[0]) && text[0] != '.')
@@ -754,7 +645,7 @@ invalid:
 static int parse_mode(struct loader *l, const char *name, const yaml_event_t *value,
                       unsigned *out)
 {
-    const char *p = scalar(value);
+    const char *p = yaml_reader_scalar(value);
     unsigned mode = 0;
     if (p[0] == '0' && (p[1] == 'o' || p[1] == 'O'))
         p += 2;
@@ -766,19 +657,19 @@ static int parse_mode(struct loader *l, const char *name, const yaml_event_t *va
         mode = mode * 8 + (unsigned)(*p - '0');
         if (mode > 0777)
             return fail(l, &value->start_mark, "'%s' must be at most 0777, got %s", name,
-                        scalar(value));
+                        yaml_reader_scalar(value));
     }
     *out = mode;
     return 0;
 invalid:
     return fail(l, &value->start_mark, "invalid mode '%s' for '%s' (an octal number such as 0660)",
-                scalar(value), name);
+                yaml_reader_scalar(value), name);
 }
 
 static int parse_word(struct loader *l, const char *name, const yaml_event_t *value,
                       const char *const *words, size_t count, int *out)
 {
-    int i = lookup_word(scalar(value), words, count);
+    int i = lookup_word(yaml_reader_scalar(value), words, count);
     if (i < 0) {
         char list[128] = "";
         for (size_t w = 0; w < count; w++) {
@@ -786,7 +677,8 @@ static int parse_word(struct loader *l, const char *name, const yaml_event_t *va
             size_t used = strlen(list);
             snprintf(list + used, sizeof(list) - used, "%s%s", separator, words[w]);
         }
-        return fail(l, &value->start_mark, "'%s' must be %s, got %s", name, list, scalar(value));
+        return fail(l, &value->start_mark, "'%s' must be %s, got %s", name, list,
+                    yaml_reader_scalar(value));
     }
     *out = i;
     return 0;
@@ -798,7 +690,7 @@ static int parse_scalar(struct loader *l, const struct field *f, const char *nam
     const char *text;
     uint64_t number = 0;
     int word = 0;
-    if (scalar_text(l, name, value, &text) < 0)
+    if (yaml_reader_scalar_text(&l->reader, name, value, &text) < 0)
         return -1;
     if (f->type != FIELD_STRING && *text == '\0')
         return fail(l, &value->start_mark, "missing value for '%s'", name);
@@ -807,7 +699,7 @@ static int parse_scalar(struct loader *l, const struct field *f, const char *nam
     case FIELD_STRING: {
         char **string = target;
         free(*string);
-        *string = xstrdup(is_null(value) ? "" : text);
+        *string = xstrdup(yaml_reader_is_null(value) ? "" : text);
         break;
     }
     case FIELD_UINT:
@@ -869,7 +761,7 @@ typedef int item_check(struct loader *l, const char *name, const yaml_event_t *i
 static int parse_strings(struct loader *l, const char *name, const yaml_event_t *value,
                          size_t min, item_check *check, struct config_strings *out)
 {
-    if (is_null(value))
+    if (yaml_reader_is_null(value))
         goto done;
     if (value->type != YAML_SEQUENCE_START_EVENT)
         return wrong_type(l, name, value, "a list");
@@ -877,7 +769,7 @@ static int parse_strings(struct loader *l, const char *name, const yaml_event_t 
         yaml_event_t item;
         const char *text = NULL;
         int rc = 0;
-        if (next_event(l, &item) < 0)
+        if (yaml_reader_next(&l->reader, &item) < 0)
             return -1;
         if (item.type == YAML_SEQUENCE_END_EVENT) {
             yaml_event_delete(&item);
@@ -885,10 +777,10 @@ static int parse_strings(struct loader *l, const char *name, const yaml_event_t 
         }
         if (item.type != YAML_SCALAR_EVENT)
             rc = fail(l, &item.start_mark, "items of '%s' must be scalars, not %s", name,
-                      describe(&item));
-        else if (scalar_text(l, name, &item, &text) < 0)
+                      yaml_reader_describe(&item));
+        else if (yaml_reader_scalar_text(&l->reader, name, &item, &text) < 0)
             rc = -1;
-        else if (*text == '\0' || is_null(&item))
+        else if (*text == '\0' || yaml_reader_is_null(&item))
             rc = fail(l, &item.start_mark, "empty item in '%s'", name);
         if (rc == 0) {
             strings_push(out, text);
@@ -911,7 +803,7 @@ static int parse_value(struct loader *l, const struct field *f, const char *name
     void *target = (char *)base + f->offset;
     switch (f->type) {
     case FIELD_SECTION:
-        if (is_null(value))
+        if (yaml_reader_is_null(value))
             return 0;
         if (value->type != YAML_MAPPING_START_EVENT)
             return wrong_type(l, name, value, "a mapping");
@@ -960,7 +852,7 @@ static int parse_entry(struct loader *l, const struct section *section, void *ba
     *seen |= UINT64_C(1) << i;
 
     snprintf(name, sizeof(name), "%s%s%s", where, *where ? "." : "", f->key);
-    if (next_event(l, &value) < 0)
+    if (yaml_reader_next(&l->reader, &value) < 0)
         return -1;
     record(l, f, key, &value);
     rc = parse_value(l, f, name, base, &value);
@@ -976,7 +868,7 @@ static int parse_section(struct loader *l, const struct section *section, void *
     for (;;) {
         yaml_event_t key;
         int rc;
-        if (next_event(l, &key) < 0)
+        if (yaml_reader_next(&l->reader, &key) < 0)
             return -1;
         if (key.type == YAML_MAPPING_END_EVENT) {
             yaml_event_delete(&key);
@@ -996,7 +888,7 @@ typedef int entry_parse(struct loader *l, const yaml_event_t *key, void *state);
 static int parse_mapping(struct loader *l, const char *name, const yaml_event_t *value,
                          entry_parse *entry, void *state)
 {
-    if (is_null(value))
+    if (yaml_reader_is_null(value))
         return 0;
     if (value->type != YAML_MAPPING_START_EVENT)
         return wrong_type(l, name, value, "a mapping");
@@ -1004,7 +896,7 @@ static int parse_mapping(struct loader *l, const char *name, const yaml_event_t 
         yaml_event_t key;
         const char *text;
         int rc;
-        if (next_event(l, &key) < 0)
+        if (yaml_reader_next(&l->reader, &key) < 0)
             return -1;
         if (key.type == YAML_MAPPING_END_EVENT) {
             yaml_event_delete(&key);
@@ -1025,7 +917,7 @@ static int parse_kind(struct loader *l, const yaml_event_t *key, void *state)
 {
     struct config *c = l->config;
     bool *seen = state;
-    const char *name = scalar(key);
+    const char *name = yaml_reader_scalar(key);
     size_t len = key->data.scalar.length;
     char where[NAME_MAX_LEN];
     yaml_event_t value;
@@ -1052,9 +944,9 @@ static int parse_kind(struct loader *l, const yaml_event_t *key, void *state)
     seen[index] = true;
 
     snprintf(where, sizeof(where), "kinds.%s", name);
-    if (next_event(l, &value) < 0)
+    if (yaml_reader_next(&l->reader, &value) < 0)
         return -1;
-    if (is_null(&value))
+    if (yaml_reader_is_null(&value))
         rc = 0;
     else if (value.type != YAML_MAPPING_START_EVENT)
         rc = wrong_type(l, where, &value, "a mapping");
@@ -1102,7 +994,7 @@ static int parse_application(struct loader *l, const yaml_event_t *key, void *st
 {
     struct config *c = l->config;
     bool *seen_builtin = state;
-    const char *name = scalar(key);
+    const char *name = yaml_reader_scalar(key);
     struct config_strings kinds = {NULL, 0};
     struct config_application *app = NULL;
     char where[NAME_MAX_LEN];
@@ -1128,7 +1020,7 @@ static int parse_application(struct loader *l, const yaml_event_t *key, void *st
         return fail(l, &key->start_mark, "too many applications (at most %d)", APPLICATIONS_MAX);
 
     snprintf(where, sizeof(where), "applications.%s", name);
-    if (next_event(l, &value) < 0)
+    if (yaml_reader_next(&l->reader, &value) < 0)
         return -1;
     l->current_application = index;
     rc = parse_strings(l, where, &value, 1, check_application_kind, &kinds);
@@ -1185,7 +1077,7 @@ static int parse_rule_entry(struct loader *l, const yaml_event_t *key, void *sta
     };
     struct rule_state *s = state;
     struct config_access_rule *rule = s->rule;
-    const char *text = scalar(key);
+    const char *text = yaml_reader_scalar(key);
     char name[NAME_MAX_LEN];
     yaml_event_t value;
     int match = -1, rc = 0;
@@ -1208,7 +1100,7 @@ static int parse_rule_entry(struct loader *l, const yaml_event_t *key, void *sta
         return duplicate_key(l, "access", key);
 
     snprintf(name, sizeof(name), "access.%s", text);
-    if (next_event(l, &value) < 0)
+    if (yaml_reader_next(&l->reader, &value) < 0)
         return -1;
     if (match >= 0) {
         uint64_t id;
@@ -1217,9 +1109,9 @@ static int parse_rule_entry(struct loader *l, const yaml_event_t *key, void *sta
         rule->match = (enum config_access_match)match;
         if (value.type != YAML_SCALAR_EVENT)
             rc = wrong_type(l, name, &value, "a scalar");
-        else if (scalar_text(l, name, &value, &string) < 0)
+        else if (yaml_reader_scalar_text(&l->reader, name, &value, &string) < 0)
             rc = -1;
-        else if (*string == '\0' || is_null(&value))
+        else if (*string == '\0' || yaml_reader_is_null(&value))
             rc = fail(l, &value.start_mark, "missing value for '%s'", name);
         else if (match == CONFIG_ACCESS_USER || match == CONFIG_ACCESS_GROUP)
             rule->name = xstrdup(string);
@@ -1228,18 +1120,18 @@ static int parse_rule_entry(struct loader *l, const yaml_event_t *key, void *sta
             rule->id = (uint32_t)id;
     } else if (strcmp(text, "tenants") == 0) {
         s->have_tenants = true;
-        if (value.type == YAML_SCALAR_EVENT && strcmp(scalar(&value), "*") == 0)
+        if (value.type == YAML_SCALAR_EVENT && strcmp(yaml_reader_scalar(&value), "*") == 0)
             rule->all_tenants = true;
-        else if (value.type == YAML_SCALAR_EVENT && !is_null(&value))
+        else if (value.type == YAML_SCALAR_EVENT && !yaml_reader_is_null(&value))
             rc = fail(l, &value.start_mark, "'%s' must be \"*\" or a list of tenants, got %s",
-                      name, scalar(&value));
+                      name, yaml_reader_scalar(&value));
         else
             rc = parse_strings(l, name, &value, 0, check_tenant, &rule->tenants);
     } else {
         s->have_admin = true;
         if (value.type != YAML_SCALAR_EVENT)
             rc = wrong_type(l, name, &value, "a scalar");
-        else if (*scalar(&value) == '\0')
+        else if (*yaml_reader_scalar(&value) == '\0')
             rc = fail(l, &value.start_mark, "missing value for '%s'", name);
         else
             rc = parse_bool(l, name, &value, &rule->admin);
@@ -1251,7 +1143,7 @@ static int parse_rule_entry(struct loader *l, const yaml_event_t *key, void *sta
 static int parse_access(struct loader *l, const char *name, const yaml_event_t *value)
 {
     struct config *c = l->config;
-    if (is_null(value))
+    if (yaml_reader_is_null(value))
         return 0;
     if (value->type != YAML_SEQUENCE_START_EVENT)
         return wrong_type(l, name, value, "a list");
@@ -1259,7 +1151,7 @@ static int parse_access(struct loader *l, const char *name, const yaml_event_t *
         struct rule_state state = {NULL, false, false, false};
         yaml_event_t item;
         int rc;
-        if (next_event(l, &item) < 0)
+        if (yaml_reader_next(&l->reader, &item) < 0)
             return -1;
         if (item.type == YAML_SEQUENCE_END_EVENT) {
             yaml_event_delete(&item);
@@ -1267,7 +1159,7 @@ static int parse_access(struct loader *l, const char *name, const yaml_event_t *
         }
         if (item.type != YAML_MAPPING_START_EVENT) {
             rc = fail(l, &item.start_mark, "rules in 'access' must be mappings, not %s",
-                      describe(&item));
+                      yaml_reader_describe(&item));
             yaml_event_delete(&item);
             return rc;
         }
@@ -1552,69 +1444,24 @@ static int finish(struct loader *l)
 
 /* ---- loading ----------------------------------------------------------------- */
 
-/* A first pass over the events, so that a file that is not YAML at all reports
- * its syntax error rather than whatever key came before it. */
-static int check_syntax(struct loader *l)
-{
-    yaml_parser_t parser;
-    yaml_event_t event;
-    bool end = false;
-    int rc = 0;
-
-    if (!yaml_parser_initialize(&parser))
-        return fail(l, NULL, "out of memory");
-    yaml_parser_set_input_string(&parser, (const unsigned char *)l->text, l->len);
-    while (!end) {
-        if (!yaml_parser_parse(&parser, &event)) {
-            rc = syntax_error(l, &parser);
-            break;
-        }
-        end = event.type == YAML_STREAM_END_EVENT;
-        yaml_event_delete(&event);
-    }
-    yaml_parser_delete(&parser);
-    return rc;
-}
-
 static int load_stream(struct loader *l)
 {
-    yaml_event_t event;
-    int rc;
+    yaml_event_t root;
+    int rc = yaml_reader_root(&l->reader, &root);
 
-    if (next_event(l, &event) < 0) /* stream start */
-        return -1;
-    yaml_event_delete(&event);
-    if (next_event(l, &event) < 0)
-        return -1;
-    if (event.type == YAML_STREAM_END_EVENT) { /* empty, or only comments */
-        yaml_event_delete(&event);
-        return 0;
-    }
-    yaml_event_delete(&event); /* document start */
-
-    if (next_event(l, &event) < 0)
-        return -1;
-    if (event.type == YAML_MAPPING_START_EVENT)
+    if (rc <= 0)
+        return rc;
+    if (root.type == YAML_MAPPING_START_EVENT)
         rc = parse_section(l, &root_section, l->config, "");
-    else if (is_null(&event))
+    else if (yaml_reader_is_null(&root))
         rc = 0;
     else
-        rc = fail(l, &event.start_mark, "the configuration must be a mapping, not %s",
-                  describe(&event));
-    yaml_event_delete(&event);
+        rc = fail(l, &root.start_mark, "the configuration must be a mapping, not %s",
+                  yaml_reader_describe(&root));
+    yaml_event_delete(&root);
     if (rc < 0)
         return -1;
-
-    if (next_event(l, &event) < 0) /* document end */
-        return -1;
-    yaml_event_delete(&event);
-    if (next_event(l, &event) < 0)
-        return -1;
-    rc = event.type == YAML_STREAM_END_EVENT
-             ? 0
-             : fail(l, &event.start_mark, "only one YAML document is allowed");
-    yaml_event_delete(&event);
-    return rc;
+    return yaml_reader_end(&l->reader);
 }
 
 struct config *config_load_buffer(const char *name, const char *text, size_t len, char *error)
@@ -1623,26 +1470,15 @@ struct config *config_load_buffer(const char *name, const char *text, size_t len
     int rc = -1;
 
     memset(&l, 0, sizeof(l));
-    l.name = name;
-    l.text = text ? text : "";
-    l.len = text ? len : 0;
-    l.error = error;
-    l.error[0] = '\0';
     l.config = config_defaults();
     l.config->path = xstrdup(name);
 
-    if (!yaml_parser_initialize(&l.parser)) {
-        fail(&l, NULL, "out of memory");
-        goto done;
-    }
-    yaml_parser_set_input_string(&l.parser, (const unsigned char *)l.text, l.len);
-    rc = check_syntax(&l);
+    rc = yaml_reader_open(&l.reader, name, text, len, error);
     if (rc == 0)
         rc = load_stream(&l);
     if (rc == 0)
         rc = finish(&l);
-    yaml_parser_delete(&l.parser);
-done:
+    yaml_reader_close(&l.reader);
     free(l.records);
     free(l.refs);
     if (rc < 0) {
