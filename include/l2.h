@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "errors.h"
+
 struct config;
 struct event_base;
 struct l2;
@@ -26,10 +28,13 @@ enum l2_status {
 /* value is valid only during the call. */
 typedef void l2_done_fn(void *arg, enum l2_status status, const char *value, size_t len);
 
-/* Returns NULL when config->redis.l2 is false (or, logged, when the redis
- * address is unusable). The config is copied where needed. Starts connecting
- * from the loop: no callback runs before it returns. */
-struct l2 *l2_create(struct event_base *base, const struct config *config);
+/* Returns 0 with the client in *out, or 0 with *out NULL when
+ * config->redis.l2 is false; -1 (*out NULL) with the reason in
+ * error[ERROR_MAX] when the redis address is unusable. The config is copied
+ * where needed. Starts connecting from the loop: no callback runs before it
+ * returns. */
+int l2_create(struct event_base *base, const struct config *config, struct l2 **out,
+              char *error);
 /* Applies a reloaded config: reconnects if the address, credentials or db
  * changed (redis.l2 itself is the caller's business). NULL is a no-op. */
 void l2_reconfigure(struct l2 *l2, const struct config *config);

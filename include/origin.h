@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include "errors.h"
+
 struct config;
 struct event_base;
 struct origin;
@@ -22,8 +24,11 @@ enum origin_status {
 /* body is valid only during the call. */
 typedef void origin_done_fn(void *arg, enum origin_status status, const char *body, size_t len);
 
-/* Returns NULL when config->origin.url is empty or cannot be parsed (logged). */
-struct origin *origin_create(struct event_base *base, const struct config *config);
+/* Returns 0 with the client in *out, or 0 with *out NULL when
+ * config->origin.url is empty; -1 (*out NULL) with the reason in
+ * error[ERROR_MAX] when the URL cannot be parsed. */
+int origin_create(struct event_base *base, const struct config *config, struct origin **out,
+                  char *error);
 /* Starts a request; done is always called later, exactly once (also on
  * origin_destroy, with ORIGIN_FAILED). */
 void origin_get(struct origin *origin, const char *tenant, size_t tenant_len, const char *kind,

@@ -33,6 +33,8 @@
 
 #include <hiredis/async.h>
 
+#include "errors.h"
+
 struct config;
 struct event_base;
 struct redis_link;
@@ -68,10 +70,11 @@ const char *redis_link_config_problem(const struct config *config);
 /* Creates the link and starts connecting from the loop (no callback runs
  * before this returns). The config is copied; options and callbacks are
  * copied too (options->name and setup_stage must stay valid). Returns NULL
- * (logged) only on a config whose address is unusable. */
+ * with the reason in error[ERROR_MAX] only on a config whose address is
+ * unusable. */
 struct redis_link *redis_link_create(struct event_base *base, const struct config *config,
                                      const struct redis_link_options *options,
-                                     const struct redis_link_callbacks *callbacks);
+                                     const struct redis_link_callbacks *callbacks, char *error);
 
 /* Applies a reloaded config. The connection is made again when the address,
  * the credentials or (with select_db) the db changed, or when reconnect is

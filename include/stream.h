@@ -31,6 +31,7 @@
 #include <stddef.h>
 
 #include "envelope.h"
+#include "errors.h"
 
 struct config;
 struct event_base;
@@ -58,10 +59,13 @@ enum stream_live {
     STREAM_LIVE_HELD,      /* catching up: held, applied (or skipped) by the catch-up */
 };
 
-/* Returns NULL when config->redis.stream is "" (or, logged, when the Redis
- * address is unusable). Starts connecting from the loop; nothing is read
- * until stream_catch_up(). The config is copied where needed. */
-struct stream *stream_create(struct event_base *base, const struct config *config);
+/* Returns 0 with the stream reader in *out, or 0 with *out NULL when
+ * config->redis.stream is ""; -1 (*out NULL) with the reason in
+ * error[ERROR_MAX] when the Redis address is unusable. Starts connecting from
+ * the loop; nothing is read until stream_catch_up(). The config is copied
+ * where needed. */
+int stream_create(struct event_base *base, const struct config *config, struct stream **out,
+                  char *error);
 /* Sets the callbacks (before the first stream_catch_up()). */
 void stream_set_callbacks(struct stream *stream, const struct stream_callbacks *callbacks);
 /* Applies a reloaded config: stream_batch and the connection settings. A

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "errors.h"
+
 struct event_base;
 struct config;
 struct subscriber;
@@ -33,9 +35,9 @@ struct subscriber_callbacks {
 
 /* Creates the subscriber and starts connecting. The config is copied where
  * needed; the caller keeps ownership of it. Returns NULL only on a config it
- * cannot use (logged). */
+ * cannot use, with the reason in error[ERROR_MAX]. */
 struct subscriber *subscriber_start(struct event_base *base, const struct config *config,
-                                    const struct subscriber_callbacks *callbacks);
+                                    const struct subscriber_callbacks *callbacks, char *error);
 
 /* Applies a reloaded config: if the address, credentials, channels or
  * patterns changed, the connection is dropped and made again. */

@@ -484,27 +484,33 @@ struct fill *fill_create(struct event_base *base, struct cache *cache, const str
     fill->queue_event = event_new(base, -1, 0, drain_queue, fill);
     if (fill->queue_event == NULL)
         log_fatal("cannot create the fill queue event");
-    fill->l2 = l2_create(base, config);
-    fill->origin = origin_create(base, config);
+    char error[ERROR_MAX];
+    if (l2_create(base, config, &fill->l2, error) != 0)
+        log_error("%s; no L2 fills", error);
+    if (origin_create(base, config, &fill->origin, error) != 0)
+        log_error("%s; no L3 fills", error);
     return fill;
 }
 
 void fill_reconfigure(struct fill *fill, const struct config *config)
 {
     const struct config *old = fill->config;
+    char error[ERROR_MAX];
     fill->config = config;
     if (config->redis.l2 && fill->l2 != NULL) {
         l2_reconfigure(fill->l2, config);
     } else if (config->redis.l2 != old->redis.l2) {
         l2_destroy(fill->l2);
-        fill->l2 = l2_create(fill->base, config);
+        if (l2_create(fill->base, config, &fill->l2, error) != 0)
+            log_error("%s; no L2 fills", error);
     }
     if (strcmp(config->origin.url, old->origin.url) != 0 ||
         config->origin.timeout_ms != old->origin.timeout_ms ||
         config->origin.max_concurrent != old->origin.max_concurrent) {
         /* Requests in flight are answered as failures; new ones use the new origin. */
         struct origin *previous = fill->origin;
-        fill->origin = origin_create(fill->base, config);
+        if (origin_create(fill->base, config, &fill->origin, error) != 0)
+            log_error("%s; no L3 fills", error);
         origin_destroy(previous);
     }
 }

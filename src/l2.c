@@ -216,10 +216,12 @@ static void l2_on_up(void *arg, bool first)
              first ? "" : " again");
 }
 
-struct l2 *l2_create(struct event_base *base, const struct config *config)
+int l2_create(struct event_base *base, const struct config *config, struct l2 **out,
+              char *error)
 {
+    *out = NULL;
     if (!config->redis.l2)
-        return NULL;
+        return 0;
     struct l2 *l2 = xcalloc(1, sizeof(*l2));
     l2->base = base;
     l2->db = config->redis.db;
@@ -235,12 +237,13 @@ struct l2 *l2_create(struct event_base *base, const struct config *config)
         .on_down = NULL, /* pending GETs are answered by their NULL replies */
         .arg = l2,
     };
-    l2->link = redis_link_create(base, config, &options, &callbacks);
+    l2->link = redis_link_create(base, config, &options, &callbacks, error);
     if (l2->link == NULL) {
         free(l2);
-        return NULL;
+        return -1;
     }
-    return l2;
+    *out = l2;
+    return 0;
 }
 
 void l2_reconfigure(struct l2 *l2, const struct config *config)

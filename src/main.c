@@ -467,7 +467,8 @@ static int run(struct daemon *daemon)
         log_error("cannot serve metrics: %s", error);
         goto cleanup;
     }
-    daemon->stream = stream_create(daemon->base, daemon->config);
+    if (stream_create(daemon->base, daemon->config, &daemon->stream, error) != 0)
+        log_error("%s; no catch-up stream", error);
     if (daemon->stream != NULL) {
         const struct stream_callbacks stream_callbacks = {
             .on_entry = on_stream_entry,
@@ -490,9 +491,9 @@ static int run(struct daemon *daemon)
         .on_disconnected = on_disconnected,
         .arg = daemon,
     };
-    daemon->subscriber = subscriber_start(daemon->base, daemon->config, &callbacks);
+    daemon->subscriber = subscriber_start(daemon->base, daemon->config, &callbacks, error);
     if (daemon->subscriber == NULL) {
-        log_error("cannot start the Redis subscriber");
+        log_error("cannot start the Redis subscriber: %s", error);
         goto cleanup;
     }
     const int handled[] = {SIGTERM, SIGINT, SIGHUP};

@@ -95,16 +95,19 @@ static int parse_url(struct origin *origin, const char *url)
     return 0;
 }
 
-struct origin *origin_create(struct event_base *base, const struct config *config)
+int origin_create(struct event_base *base, const struct config *config, struct origin **out,
+                  char *error)
 {
+    *out = NULL;
     if (config->origin.url[0] == '\0')
-        return NULL;
+        return 0;
     struct origin *origin = xcalloc(1, sizeof(*origin));
     origin->base = base;
     if (parse_url(origin, config->origin.url) != 0) {
-        log_error("origin.url '%s' is not http://HOST[:PORT]/PATH", config->origin.url);
+        snprintf(error, ERROR_MAX, "origin.url '%s' is not http://HOST[:PORT]/PATH",
+                 config->origin.url);
         free(origin);
-        return NULL;
+        return -1;
     }
     /* Name servers from resolv.conf, names from /etc/hosts; without a usable
      * resolv.conf, /etc/hosts and numeric addresses still work. */
@@ -121,7 +124,8 @@ struct origin *origin_create(struct event_base *base, const struct config *confi
     origin->timeout_ms = config->origin.timeout_ms;
     origin->slot_count = config->origin.max_concurrent ? config->origin.max_concurrent : 1;
     origin->slots = xcalloc(origin->slot_count, sizeof(*origin->slots));
-    return origin;
+    *out = origin;
+    return 0;
 }
 
 /* The request path: the template with every placeholder replaced by its

@@ -547,11 +547,11 @@ static void link_master_moved(void *arg)
 
 struct redis_link *redis_link_create(struct event_base *base, const struct config *config,
                                      const struct redis_link_options *options,
-                                     const struct redis_link_callbacks *callbacks)
+                                     const struct redis_link_callbacks *callbacks, char *error)
 {
     const char *problem = redis_link_config_problem(config);
     if (problem != NULL) {
-        log_error("redis: %s", problem);
+        snprintf(error, ERROR_MAX, "redis: %s", problem);
         return NULL;
     }
     struct redis_link *link = xcalloc(1, sizeof(*link));

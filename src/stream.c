@@ -350,10 +350,12 @@ static void stream_on_down(void *arg, const char *reason)
 
 /* ---- the interface ---- */
 
-struct stream *stream_create(struct event_base *base, const struct config *config)
+int stream_create(struct event_base *base, const struct config *config, struct stream **out,
+                  char *error)
 {
+    *out = NULL;
     if (config->redis.stream[0] == '\0')
-        return NULL;
+        return 0;
     struct stream *stream = xcalloc(1, sizeof(*stream));
     stream->name = xstrdup(config->redis.stream);
     stream->batch = config->redis.stream_batch;
@@ -371,14 +373,15 @@ struct stream *stream_create(struct event_base *base, const struct config *confi
         .on_down = stream_on_down,
         .arg = stream,
     };
-    stream->link = redis_link_create(base, config, &options, &callbacks);
+    stream->link = redis_link_create(base, config, &options, &callbacks, error);
     if (stream->link == NULL) {
         free(stream->held);
         free(stream->name);
         free(stream);
-        return NULL;
+        return -1;
     }
-    return stream;
+    *out = stream;
+    return 0;
 }
 
 void stream_set_callbacks(struct stream *stream, const struct stream_callbacks *callbacks)

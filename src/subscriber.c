@@ -233,11 +233,11 @@ static void subscriber_probe_arm(struct subscriber *sub)
 }
 
 struct subscriber *subscriber_start(struct event_base *base, const struct config *config,
-                                    const struct subscriber_callbacks *callbacks)
+                                    const struct subscriber_callbacks *callbacks, char *error)
 {
     const char *problem = subscriber_config_problem(config);
     if (problem != NULL) {
-        log_error("redis: %s", problem);
+        snprintf(error, ERROR_MAX, "redis: %s", problem);
         return NULL;
     }
     struct subscriber *sub = xcalloc(1, sizeof(*sub));
@@ -257,7 +257,7 @@ struct subscriber *subscriber_start(struct event_base *base, const struct config
         .on_down = subscriber_on_down,
         .arg = sub,
     };
-    sub->link = redis_link_create(base, config, &options, &link_callbacks);
+    sub->link = redis_link_create(base, config, &options, &link_callbacks, error);
     if (sub->link == NULL) {
         subscriber_strings_free(&sub->channels);
         subscriber_strings_free(&sub->patterns);

@@ -100,7 +100,8 @@ static void teardown(void)
 
 static void start(void)
 {
-    t.l2 = l2_create(t.base, t.config);
+    char error[ERROR_MAX] = "";
+    ck_assert_msg(l2_create(t.base, t.config, &t.l2, error) == 0, "l2_create: %s", error);
     ck_assert_ptr_nonnull(t.l2);
 }
 
@@ -239,7 +240,9 @@ START_TEST(test_disabled)
     const char *yaml = "redis: {l2: false}\n";
     t.config = config_load_buffer("test", yaml, strlen(yaml), error);
     ck_assert_ptr_nonnull(t.config);
-    ck_assert_ptr_null(l2_create(t.base, t.config));
+    struct l2 *off = NULL;
+    ck_assert_int_eq(l2_create(t.base, t.config, &off, error), 0);
+    ck_assert_ptr_null(off);
     l2_destroy(NULL);
     ck_assert(!l2_ready(NULL));
 }

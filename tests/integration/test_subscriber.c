@@ -177,8 +177,9 @@ static void teardown(void)
 
 static void start(void)
 {
-    t.sub = subscriber_start(t.base, &t.config, &t.callbacks);
-    ck_assert_ptr_nonnull(t.sub);
+    char error[ERROR_MAX] = "";
+    t.sub = subscriber_start(t.base, &t.config, &t.callbacks, error);
+    ck_assert_msg(t.sub != NULL, "subscriber_start: %s", error);
 }
 
 static void pump_slice(int ms)
@@ -295,12 +296,15 @@ END_TEST
 
 START_TEST(test_unusable_config)
 {
+    char error[ERROR_MAX] = "";
     strings_clear(&t.config.redis.channels);
-    ck_assert_ptr_null(subscriber_start(t.base, &t.config, &t.callbacks));
+    ck_assert_ptr_null(subscriber_start(t.base, &t.config, &t.callbacks, error));
+    ck_assert_str_eq(error, "redis: no channels and no patterns to subscribe to");
     strings_add(&t.config.redis.channels, CHANNEL);
     set_string(&t.config.redis.unix_path, "");
     t.config.redis.port = 0;
-    ck_assert_ptr_null(subscriber_start(t.base, &t.config, &t.callbacks));
+    ck_assert_ptr_null(subscriber_start(t.base, &t.config, &t.callbacks, error));
+    ck_assert_str_eq(error, "redis: redis.port is out of range");
     subscriber_stop(NULL);
 }
 END_TEST
