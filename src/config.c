@@ -1559,33 +1559,35 @@ struct config *config_defaults(void)
     return c;
 }
 
+/* Frees what store_defaults() and the loader allocate for section's rows,
+ * nested sections included. Every string is zeroed first: some hold
+ * passwords, and the others cost nothing to clear. */
+static void free_rows(const struct section *section, void *base)
+{
+    for (size_t i = 0; i < section->count; i++) {
+        const struct field *f = &section->fields[i];
+        void *target = (char *)base + f->offset;
+        if (f->type == FIELD_STRING) {
+            char *string = *(char **)target;
+            if (string != NULL)
+                explicit_bzero(string, strlen(string));
+            free(string);
+        } else if (f->type == FIELD_STRINGS) {
+            strings_clear(target);
+        } else if (f->type == FIELD_SECTION) {
+            free_rows(f->section, base);
+        }
+    }
+}
+
 void config_free(struct config *config)
 {
     if (config == NULL)
         return;
     free(config->path);
-    free(config->application);
-    strings_clear(&config->active_statuses);
-    free(config->listen.socket);
-    free(config->listen.group);
-    free(config->redis.host);
-    free(config->redis.unix_path);
-    free(config->redis.username);
-    if (config->redis.password != NULL)
-        explicit_bzero(config->redis.password, strlen(config->redis.password));
-    free(config->redis.password);
-    free(config->redis.password_file);
-    strings_clear(&config->redis.channels);
-    strings_clear(&config->redis.patterns);
-    free(config->redis.key_format);
+    free_rows(&root_section, config);
+    /* the custom keys: their values are not in a row */
     strings_clear(&config->redis.sentinels);
-    free(config->redis.master_name);
-    if (config->redis.sentinel_password != NULL)
-        explicit_bzero(config->redis.sentinel_password, strlen(config->redis.sentinel_password));
-    free(config->redis.sentinel_password);
-    free(config->redis.stream);
-    free(config->origin.url);
-    free(config->snapshot.path);
     for (size_t i = 0; i < config->application_count; i++) {
         free(config->applications[i].name);
         strings_clear(&config->applications[i].kinds);
@@ -1596,6 +1598,5 @@ void config_free(struct config *config)
         strings_clear(&config->access[i].tenants);
     }
     free(config->access);
-    free(config->metrics.listen);
     free(config);
 }
