@@ -35,7 +35,7 @@ int main(void)
                 shape = config->kinds[k].shape;
         }
         struct value_prepared v;
-        char error[VALUE_ERROR_MAX];
+        char error[ERROR_MAX];
         if (value_prepare_text(shape, e.value, e.value_len, &v, error) != 0) {
             fprintf(stderr, "layout: %s %s: %s\n", e.kind, e.key, error);
             return 1;
