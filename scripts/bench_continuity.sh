@@ -26,37 +26,15 @@ channel=tenantcached:invalidate
 stream=tenantcached:log
 tools=$root/build/bench
 
-if [ ! -x "$tools/load" ] || [ ! -x "$tools/origin" ]; then
-    mkdir -p "$tools"
-    read -ra hiredis_flags <<< "$(pkg-config --cflags --libs hiredis)"
-    read -ra event_flags <<< "$(pkg-config --cflags --libs libevent)"
-    cc -std=c11 -O2 -D_GNU_SOURCE -pthread -Iscripts/bench -o "$tools/load" \
-        scripts/bench/load.c scripts/bench/common.c scripts/bench/seed.c "${hiredis_flags[@]}"
-    cc -std=c11 -O2 -D_GNU_SOURCE -pthread -Iscripts/bench -o "$tools/origin" \
-        scripts/bench/origin.c scripts/bench/seed.c "${event_flags[@]}"
-fi
-
-tmp=$(mktemp -d /tmp/tenantcached-bench-continuity.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
+# shellcheck source=scripts/bench/lib.sh
+. scripts/bench/lib.sh
+bench_tool load
+bench_tool origin
+bench_temporary continuity
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-info_field() { # SOCKET FIELD
-    redis-cli -s "$1" INFO everything 2>/dev/null | tr -d '\r' | awk -F: -v f="$2" '$1 == f { print $2 }'
-}
 rss_bytes() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"; }
 subscribed() { [ "$(redis-cli -s "$tmp/redis.sock" PUBSUB NUMSUB $channel | tail -1)" -ge 1 ]; }
-wait_until() { # TRIES COMMAND...: 10 ms apart
-    local n=$1 i; shift
-    for ((i = 0; i < n; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.01; done
-    echo "bench_continuity: timed out waiting for: $*" >&2
-    return 1
-}
 
 redis-server --port 0 --unixsocket "$tmp/redis.sock" --save "" --appendonly no \
     --logfile "$tmp/redis.log" &

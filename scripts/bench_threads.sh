@@ -20,28 +20,10 @@ channel=tenantcached:invalidate
 tools=$root/build/bench
 clients=50
 
-if [ ! -x "$tools/load" ]; then
-    mkdir -p "$tools"
-    read -ra hiredis_flags <<< "$(pkg-config --cflags --libs hiredis)"
-    cc -std=c11 -O2 -D_GNU_SOURCE -pthread -Iscripts/bench -o "$tools/load" \
-        scripts/bench/load.c scripts/bench/common.c scripts/bench/seed.c "${hiredis_flags[@]}"
-fi
-
-tmp=$(mktemp -d /tmp/tenantcached-bench-threads.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-
-wait_until() { # TRIES COMMAND...: 10 ms apart
-    local n=$1 i; shift
-    for ((i = 0; i < n; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.01; done
-    echo "bench_threads: timed out waiting for: $*" >&2
-    return 1
-}
+# shellcheck source=scripts/bench/lib.sh
+. scripts/bench/lib.sh
+bench_tool load
+bench_temporary threads
 pong() { [ "$(redis-cli -s "$1" PING 2>/dev/null)" = PONG ]; }
 subscribed() { [ "$(redis-cli -s "$tmp/redis.sock" PUBSUB NUMSUB $channel | tail -1)" -ge 1 ]; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
