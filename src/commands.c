@@ -634,7 +634,7 @@ static void command_flush(struct command_call *call)
         return;
     /* The epoch first: a fill that completes while the caches are being
      * flushed must not cache what it brought from before the flush. */
-    fill_note_flush(call->env->fill);
+    fill_note_flush(call->env->fill, every_tenant ? NULL : tenant, every_tenant ? 0 : tenant_len);
     uint64_t dropped = cache_flush(call->env->cache, every_tenant ? NULL : tenant,
                                    every_tenant ? 0 : tenant_len, kind);
     log_notice("FLUSH %.*s%s%.*s by uid %u dropped %llu entries", (int)tenant_len, tenant,
