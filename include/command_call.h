@@ -52,6 +52,7 @@ struct command {
      * repeats, ":integer" types a word, an upper-case word is a token
      * ("[SETNAME clientname]"). Parsed by command_docs.c. */
     const char *arguments;
+    const char *since;      /* COMMAND DOCS "since": the version that brought it */
 };
 
 extern const struct command commands_table[];

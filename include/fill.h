@@ -76,9 +76,10 @@ int fill_submit(struct fill *fill, const char *tenant, size_t tenant_len, unsign
 void fill_note_write(struct fill *fill, const char *tenant, size_t tenant_len, int kind,
                      const char *key, size_t key_len);
 
-/* Any thread: an admin FLUSH dropped entries; no fill in flight may cache
- * what it brings. */
-void fill_note_flush(struct fill *fill);
+/* Any thread, before the flush: the tenant's entries (tenant NULL: every
+ * tenant's) are being dropped, so no fill in flight for them may cache what
+ * it brings; fills of other tenants still do. */
+void fill_note_flush(struct fill *fill, const char *tenant, size_t tenant_len);
 
 /* Main thread: fills an entry nobody waits for (hot refresh). */
 void fill_refresh(struct fill *fill, const char *tenant, size_t tenant_len, unsigned kind,

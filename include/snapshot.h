@@ -5,8 +5,8 @@
  * value, version, expiry as wall-clock time, tier), the stream's last applied
  * ID and each publisher's last seq. Format (integers little-endian):
  *
- *   "TCSNAP\r\n"  u32 format version (1)  u64 saved at (wall ms)
- *   u32 kinds, each: u8 name length, name, u8 tier
+ *   "TCSNAP\r\n"  u32 format version (2)  u64 saved at (wall ms)
+ *   u32 kinds, each: u8 name length, name, u8 tier, u8 shape
  *   u8 has stream ID, u64 ms, u64 seq
  *   u32 publishers, each: u16 src length, src, u64 seq
  *   records, each: u8 1, u8 state (0 value, 1 tombstone), u8 kind (index in
@@ -14,7 +14,7 @@
  *     u32 JSON length, JSON, u64 version, u64 expires (wall ms, 0: never),
  *     u64 updated (wall ms)
  *   u8 0, u64 record count
- *   u64 FNV-1a 64 of every byte before it
+ *   u64 snapshot_checksum() of every byte before it
  *
  * Writing does not stop the loop: a save copies one cache shard per loop
  * iteration (each shard's read lock held only for its copy) and a thread of
@@ -23,10 +23,15 @@
  * stream after the ID recorded at the start, and replaying them is
  * harmless: every operation sets an entry's final state.
  *
- * Reading checks the whole file (checksum, every record, every value against
- * its kind's shape in the current config) before anything goes into the
- * cache: a missing, truncated, corrupt or incompatible file is reported and
- * changes nothing. */
+ * Reading maps the file and checks it whole (checksum, the framing of every
+ * record) before anything goes into the cache: a missing, truncated, corrupt
+ * or incompatible file is reported and changes nothing. Then up to
+ * config->threads threads (at most four) load it, each its own run of
+ * records, parsing each value once against its kind's shape. Records of a
+ * kind saved under another shape than the config gives it are left out; a
+ * value that does not fit its kind although the checksum holds (a file not
+ * written by the daemon) makes the load fail, and what was loaded is
+ * dropped again. */
 #ifndef TENANTCACHED_SNAPSHOT_H
 #define TENANTCACHED_SNAPSHOT_H
 
@@ -59,13 +64,20 @@ struct snapshot_meta {
 void snapshot_meta_add_publisher(struct snapshot_meta *meta, const char *src, uint64_t seq);
 void snapshot_meta_clear(struct snapshot_meta *meta);
 
+/* The checksum a file ends with, of data[0..len): FNV-1a 64 over
+ * little-endian 64-bit words (the last one zero-padded), then the length.
+ * Exported for the fuzz target, which appends it to its inputs. */
+uint64_t snapshot_checksum(const unsigned char *data, size_t len);
+
 /* ---- reading ---- */
 
 /* Checks data[0..len) whole against config, then (cache non-NULL) loads its
  * unexpired entries of kinds the config caches into cache and fills meta
  * (clear it with snapshot_meta_clear()). Returns the number of entries
  * loaded (0 with cache NULL), or -1 with the reason in error and nothing
- * changed (error[ERROR_MAX], errors.h). now_ms is monotonic, wall_ms the wall clock. */
+ * loaded: the cache is expected empty (it is emptied again when a value
+ * fails its shape part way through). now_ms is monotonic, wall_ms the wall
+ * clock. */
 int64_t snapshot_decode(const struct config *config, const unsigned char *data, size_t len,
                         struct cache *cache, uint64_t now_ms, uint64_t wall_ms,
                         struct snapshot_meta *meta, char *error);

@@ -517,4 +517,6 @@ TENANTCACHED_BIN=$daemon_bin scripts/bench_csc.sh
 echo
 TENANTCACHED_BIN=$daemon_bin scripts/bench_continuity.sh
 echo
+TENANTCACHED_BIN=$daemon_bin BENCH_RUNS=$runs scripts/bench_threads.sh
+echo
 echo "bench: done in ${elapsed} s ($(date -u '+%H:%M:%S UTC'))"

@@ -20,14 +20,9 @@ clk_tck=$(getconf CLK_TCK)
 export NODE_PATH=$root/tests/clients/node/node_modules
 [ -d "$NODE_PATH/redis" ] || (cd tests/clients/node && npm ci --no-audit --no-fund --loglevel=error)
 
-tmp=$(mktemp -d /tmp/tenantcached-bench-csc.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
+# shellcheck source=scripts/bench/lib.sh
+. scripts/bench/lib.sh
+bench_temporary csc
 
 redis-server --port 0 --unixsocket "$tmp/redis.sock" --save "" --appendonly no \
     --logfile "$tmp/redis.log" &

@@ -274,7 +274,7 @@ static void reply_docs(struct reply_buffer *out, const struct command *command)
     reply_bulk_string(out, "summary");
     reply_bulk_string(out, command->summary);
     reply_bulk_string(out, "since");
-    reply_bulk_string(out, "0.1.0");
+    reply_bulk_string(out, command->since);
     reply_bulk_string(out, "group");
     reply_bulk_string(out, command->group);
     if (first >= 0) {

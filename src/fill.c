@@ -23,6 +23,10 @@
 #include "util.h"
 
 #define TABLE_BUCKETS 1024
+/* Flushes remembered by tenant, so that a flush of one tenant discards the
+ * fills in flight for that tenant only. A job older than the log is
+ * treated as raced by a flush of its tenant. */
+#define FLUSH_LOG 64
 
 enum fill_stage {
     STAGE_L2,
@@ -59,6 +63,15 @@ struct submission {
     struct blocked *waiter;      /* NULL: a hot refresh, or a prefetch */
 };
 
+/* One flush of a tenant (every: of every tenant), numbered by the epoch it
+ * brought fill->flush_epoch to. */
+struct flush_record {
+    uint64_t epoch;
+    bool every;
+    size_t tenant_len;
+    char tenant[NAMES_TENANT_MAX];
+};
+
 struct fill {
     struct event_base *base;
     struct cache *cache;
@@ -69,6 +82,8 @@ struct fill {
     struct fill_job *table[TABLE_BUCKETS];
     uint64_t seed;
     _Atomic uint64_t flush_epoch; /* bumped by FLUSH from any thread */
+    pthread_mutex_t flush_lock;   /* guards flushes, and orders the bumps */
+    struct flush_record flushes[FLUSH_LOG]; /* epoch e at e % FLUSH_LOG */
 
     pthread_mutex_t lock;        /* guards the fields below */
     struct submission *queue;
@@ -117,6 +132,26 @@ static bool job_matches(const struct fill_job *job, uint64_t hash, const char *t
 static bool job_joinable(const struct fill *fill, const struct fill_job *job)
 {
     return !job->dirty && job->flush_epoch == atomic_load(&fill->flush_epoch);
+}
+
+/* True if a flush since the job started concerned its tenant (or the log
+ * no longer reaches back that far). Otherwise the job is brought up to the
+ * current epoch: the flushes it missed were of other tenants. */
+static bool job_flushed(struct fill *fill, struct fill_job *job)
+{
+    pthread_mutex_lock(&fill->flush_lock);
+    uint64_t now = atomic_load(&fill->flush_epoch);
+    bool flushed = now - job->flush_epoch > FLUSH_LOG;
+    for (uint64_t epoch = job->flush_epoch + 1; !flushed && epoch <= now; epoch++) {
+        const struct flush_record *record = &fill->flushes[epoch % FLUSH_LOG];
+        flushed = record->epoch != epoch || record->every ||
+                  (record->tenant_len == job->tenant_len &&
+                   memcmp(record->tenant, job->tenant, job->tenant_len) == 0);
+    }
+    if (!flushed)
+        job->flush_epoch = now;
+    pthread_mutex_unlock(&fill->flush_lock);
+    return flushed;
 }
 
 /* The job a new miss of the entry may join, or NULL. Several jobs of one
@@ -177,28 +212,37 @@ static void cache_outcome(struct fill *fill, struct fill_job *job, enum fill_sta
         .key = job->key,
         .key_len = job->key_len,
     };
-    if (status == FILL_VALUE) {
-        const struct config_kind *kind = &config->kinds[job->kind];
-        struct cache_value stored = {
-            .json = value->json,
-            .json_len = value->json_len,
-            .derived = value->derived,
-            .derived_len = value->derived_len,
-            .index_key = value->index_key,
-            .index_key_len = value->index_key_len,
-        };
-        struct cache_write write = {
-            .critical = kind->tier == CONFIG_TIER_CRITICAL,
-            .expires_ms = kind->ttl_ms ? now + kind->ttl_ms : 0,
-            .updated_ms = util_realtime_ms(),
-            .if_absent = true,
-            .epoch = &fill->flush_epoch,
-            .epoch_seen = job->flush_epoch,
-        };
-        cache_set(fill->cache, &key, &stored, &write, now);
-    } else if (status == FILL_NOT_FOUND && from_origin) {
-        cache_set_negative(fill->cache, &key, now + config->origin.negative_ttl_ms,
-                           &fill->flush_epoch, job->flush_epoch, now);
+    /* A flush of another tenant between the check in job_complete() and
+     * the write makes the write fail on the epoch: then it is tried again. */
+    for (;;) {
+        uint64_t epoch_seen = job->flush_epoch;
+        enum cache_status written = CACHE_OK;
+        if (status == FILL_VALUE) {
+            const struct config_kind *kind = &config->kinds[job->kind];
+            struct cache_value stored = {
+                .json = value->json,
+                .json_len = value->json_len,
+                .derived = value->derived,
+                .derived_len = value->derived_len,
+                .index_key = value->index_key,
+                .index_key_len = value->index_key_len,
+            };
+            struct cache_write write = {
+                .critical = kind->tier == CONFIG_TIER_CRITICAL,
+                .expires_ms = kind->ttl_ms ? now + kind->ttl_ms : 0,
+                .updated_ms = util_realtime_ms(),
+                .if_absent = true,
+                .epoch = &fill->flush_epoch,
+                .epoch_seen = epoch_seen,
+            };
+            written = cache_set(fill->cache, &key, &stored, &write, now);
+        } else if (status == FILL_NOT_FOUND && from_origin) {
+            written = cache_set_negative(fill->cache, &key, now + config->origin.negative_ttl_ms,
+                                         &fill->flush_epoch, epoch_seen, now);
+        }
+        if (written != CACHE_STALE || atomic_load(&fill->flush_epoch) == epoch_seen ||
+            job_flushed(fill, job))
+            return;
     }
 }
 
@@ -211,7 +255,7 @@ static void job_complete(struct fill_job *job, enum fill_status status,
     struct fill *fill = job->fill;
     job_unlink(fill, job);
     job->stage = STAGE_DONE;
-    if (job->flush_epoch != atomic_load(&fill->flush_epoch))
+    if (job->flush_epoch != atomic_load(&fill->flush_epoch) && job_flushed(fill, job))
         job->dirty = true;
     if (status == FILL_UNAVAILABLE) {
         stats_add(&stats.fill_errors, 1);
@@ -481,6 +525,7 @@ struct fill *fill_create(struct event_base *base, struct cache *cache, const str
     fill->deliver = deliver;
     fill->seed = util_monotonic_us();
     pthread_mutex_init(&fill->lock, NULL);
+    pthread_mutex_init(&fill->flush_lock, NULL);
     fill->queue_event = event_new(base, -1, 0, drain_queue, fill);
     if (fill->queue_event == NULL)
         log_fatal("cannot create the fill queue event");
@@ -578,10 +623,20 @@ void fill_remap_kinds(struct fill *fill, const int *map, unsigned map_count)
     }
 }
 
-void fill_note_flush(struct fill *fill)
+void fill_note_flush(struct fill *fill, const char *tenant, size_t tenant_len)
 {
-    if (fill != NULL)
-        atomic_fetch_add(&fill->flush_epoch, 1);
+    if (fill == NULL)
+        return;
+    pthread_mutex_lock(&fill->flush_lock);
+    uint64_t epoch = atomic_load(&fill->flush_epoch) + 1;
+    struct flush_record *record = &fill->flushes[epoch % FLUSH_LOG];
+    record->epoch = epoch;
+    record->every = tenant == NULL || tenant_len > sizeof(record->tenant);
+    record->tenant_len = record->every ? 0 : tenant_len;
+    if (!record->every)
+        memcpy(record->tenant, tenant, tenant_len);
+    atomic_store(&fill->flush_epoch, epoch);
+    pthread_mutex_unlock(&fill->flush_lock);
 }
 
 void fill_refresh(struct fill *fill, const char *tenant, size_t tenant_len, unsigned kind,
@@ -616,5 +671,6 @@ void fill_destroy(struct fill *fill)
     origin_destroy(fill->origin);
     event_free(fill->queue_event);
     pthread_mutex_destroy(&fill->lock);
+    pthread_mutex_destroy(&fill->flush_lock);
     free(fill);
 }

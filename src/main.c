@@ -155,9 +155,9 @@ static void on_stream_entry(void *arg, const struct envelope_id *id, const char 
 
 static void drop_everything(struct daemon *daemon, const char *why)
 {
-    uint64_t dropped = cache_flush(daemon->cache, NULL, 0, -1);
     /* A fill in flight read its value before now: answered, never cached. */
-    fill_note_flush(daemon->fill);
+    fill_note_flush(daemon->fill, NULL, 0);
+    uint64_t dropped = cache_flush(daemon->cache, NULL, 0, -1);
     log_notice("%s: dropped all %llu cached entries (redis.on_reconnect: flush)", why,
                (unsigned long long)dropped);
 }

@@ -4,6 +4,7 @@
  * socket answers and runs the saver. */
 #include "snapshot.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,26 +28,64 @@
 
 #define SNAPSHOT_MAGIC "TCSNAP\r\n"
 #define SNAPSHOT_MAGIC_LEN 8
-#define SNAPSHOT_VERSION 1
+#define SNAPSHOT_VERSION 2
 #define SNAPSHOT_KINDS_MAX 64
 #define SNAPSHOT_PUBLISHERS_MAX 65536
 #define SNAPSHOT_SRC_MAX 1024
 
 #define SNAPSHOT_CHECKSUM_SEED 0xcbf29ce484222325ULL
+#define SNAPSHOT_CHECKSUM_PRIME 0x100000001b3ULL
 
-/* FNV-1a 64 of data, continuing from hash (SNAPSHOT_CHECKSUM_SEED to start). */
-static uint64_t snapshot_checksum_more(uint64_t hash, const unsigned char *data, size_t len)
+/* The checksum is FNV-1a over 64-bit little-endian words instead of bytes:
+ * eight times fewer dependent multiplications, which made the byte-wise
+ * form a tenth of the load time. Each step is a bijection of the state, so
+ * a change confined to one word always changes the sum. */
+struct checksum {
+    uint64_t hash;
+    uint64_t length;
+    unsigned char pending[8];
+    size_t pending_len;
+};
+
+static uint64_t load_word(const unsigned char *bytes)
 {
-    for (size_t i = 0; i < len; i++) {
-        hash ^= data[i];
-        hash *= 0x100000001b3ULL;
-    }
-    return hash;
+    uint64_t word;
+    memcpy(&word, bytes, sizeof(word));
+    return le64toh(word);
 }
 
-static uint64_t snapshot_checksum(const unsigned char *data, size_t len)
+static void checksum_add(struct checksum *sum, const unsigned char *data, size_t len)
 {
-    return snapshot_checksum_more(SNAPSHOT_CHECKSUM_SEED, data, len);
+    sum->length += len;
+    if (sum->pending_len > 0) {
+        while (len > 0 && sum->pending_len < 8) {
+            sum->pending[sum->pending_len++] = *data++;
+            len--;
+        }
+        if (sum->pending_len < 8)
+            return;
+        sum->hash = (sum->hash ^ load_word(sum->pending)) * SNAPSHOT_CHECKSUM_PRIME;
+        sum->pending_len = 0;
+    }
+    for (; len >= 8; data += 8, len -= 8)
+        sum->hash = (sum->hash ^ load_word(data)) * SNAPSHOT_CHECKSUM_PRIME;
+    memcpy(sum->pending, data, len);
+    sum->pending_len = len;
+}
+
+static uint64_t checksum_end(struct checksum *sum)
+{
+    unsigned char last[8] = {0};
+    memcpy(last, sum->pending, sum->pending_len);
+    uint64_t hash = (sum->hash ^ load_word(last)) * SNAPSHOT_CHECKSUM_PRIME;
+    return (hash ^ sum->length) * SNAPSHOT_CHECKSUM_PRIME;
+}
+
+uint64_t snapshot_checksum(const unsigned char *data, size_t len)
+{
+    struct checksum sum = {.hash = SNAPSHOT_CHECKSUM_SEED};
+    checksum_add(&sum, data, len);
+    return checksum_end(&sum);
 }
 
 /* ---- meta ---- */
@@ -128,6 +168,7 @@ struct snapshot_writer *snapshot_writer_begin(const struct config *config,
         put_uint(b, len, 1);
         put_bytes(b, config->kinds[i].name, len);
         put_uint(b, config->kinds[i].tier == CONFIG_TIER_CRITICAL ? 1 : 0, 1);
+        put_uint(b, (uint64_t)config->kinds[i].shape, 1);
     }
     put_uint(b, meta->has_stream_id ? 1 : 0, 1);
     put_uint(b, meta->has_stream_id ? meta->stream_id.ms : 0, 8);
@@ -191,6 +232,9 @@ uint64_t snapshot_writer_add_shard(struct snapshot_writer *writer, struct cache 
      * the lock is taken. */
     size_t guess = writer->shard_count > 1 ? writer->shards[writer->shard_count - 2].len : 0;
     buffer_reserve(writer->current, guess + guess / 2 + 4096);
+    /* Touch the fresh pages now: a page fault per 4 KB taken inside the
+     * lock costs more than the copy itself. */
+    memset(writer->current->data, 0, writer->current->cap);
     uint64_t start = util_monotonic_us();
     cache_foreach_entry(cache, shard, writer_entry, writer);
     return util_monotonic_us() - start;
@@ -244,11 +288,12 @@ int snapshot_writer_commit(struct snapshot_writer *writer, const char *path, cha
     size_t header_len = b->len;
     put_uint(b, 0, 1);
     put_uint(b, writer->entries, 8);
-    uint64_t sum = snapshot_checksum(b->data, header_len);
+    struct checksum sum = {.hash = SNAPSHOT_CHECKSUM_SEED};
+    checksum_add(&sum, b->data, header_len);
     for (size_t i = 0; i < writer->shard_count; i++)
-        sum = snapshot_checksum_more(sum, writer->shards[i].data, writer->shards[i].len);
-    sum = snapshot_checksum_more(sum, b->data + header_len, b->len - header_len);
-    put_uint(b, sum, 8);
+        checksum_add(&sum, writer->shards[i].data, writer->shards[i].len);
+    checksum_add(&sum, b->data + header_len, b->len - header_len);
+    put_uint(b, checksum_end(&sum), 8);
 
     char temp[4096];
     if ((size_t)snprintf(temp, sizeof(temp), "%s.tmp", path) >= sizeof(temp)) {
@@ -338,99 +383,111 @@ static const char *get_bytes(struct snapshot_cursor *c, size_t len)
 }
 
 struct snapshot_kind_map {
-    int config_kind[SNAPSHOT_KINDS_MAX]; /* -1: not cached by this config */
+    int config_kind[SNAPSHOT_KINDS_MAX]; /* -1: not cached by this config, or
+                                          * cached with another shape */
     unsigned count;
 };
 
-/* One pass over the records: checks them all (cache NULL) or loads them.
- * Returns the entries loaded, or -1 with error set. */
-static int64_t decode_records(const struct config *config, struct snapshot_cursor *c,
-                              const struct snapshot_kind_map *kinds, struct cache *cache,
-                              uint64_t now_ms, uint64_t wall_ms, char *error)
+/* One record as read from the file; the pointers are into the file. */
+struct snapshot_record {
+    unsigned state;          /* 0 value, 1 tombstone */
+    unsigned file_kind;
+    const char *tenant;
+    size_t tenant_len;
+    const char *key;
+    size_t key_len;
+    const char *json;
+    size_t json_len;
+    uint64_t version;
+    uint64_t expires;        /* wall ms; 0: never */
+    uint64_t updated;
+};
+
+/* Reads the record at c. Returns 1, 0 at the end marker, or -1 with error
+ * set (number: the record's index, for the message). */
+static int read_record(struct snapshot_cursor *c, const struct snapshot_kind_map *kinds,
+                       uint64_t number, struct snapshot_record *r, char *error)
 {
-    uint64_t records = 0;
-    int64_t loaded = 0;
-    for (;;) {
-        uint64_t tag = get_uint(c, 1);
-        if (c->failed)
-            break;
-        if (tag == 0)
-            break;
-        if (tag != 1) {
-            snprintf(error, ERROR_MAX, "record %llu: unknown tag %llu",
-                     (unsigned long long)records, (unsigned long long)tag);
-            return -1;
-        }
-        uint64_t state = get_uint(c, 1);
-        uint64_t file_kind = get_uint(c, 1);
-        size_t tenant_len = (size_t)get_uint(c, 1);
-        const char *tenant = get_bytes(c, tenant_len);
-        size_t key_len = (size_t)get_uint(c, 2);
-        const char *key = get_bytes(c, key_len);
-        size_t json_len = (size_t)get_uint(c, 4);
-        const char *json = get_bytes(c, json_len);
-        uint64_t version = get_uint(c, 8);
-        uint64_t expires = get_uint(c, 8);
-        uint64_t updated = get_uint(c, 8);
-        if (c->failed)
-            break;
-        if (state > 1 || file_kind >= kinds->count || !names_valid_tenant(tenant, tenant_len) ||
-            !names_valid_key(key, key_len) || (state == 1 && json_len != 0)) {
-            snprintf(error, ERROR_MAX, "record %llu is malformed",
-                     (unsigned long long)records);
-            return -1;
-        }
-        records++;
-        int kind = kinds->config_kind[file_kind];
-        if (kind < 0 || (expires != 0 && expires <= wall_ms))
-            continue;
-        struct value_prepared value = {0};
-        if (state == 0) {
-            char value_error[ERROR_MAX];
-            if (value_prepare_text(config->kinds[kind].shape, json, json_len, &value,
-                                   value_error) != 0) {
-                snprintf(error, ERROR_MAX, "record %llu (kind %.100s): %.100s",
-                         (unsigned long long)records - 1, config->kinds[kind].name, value_error);
-                return -1;
-            }
-        }
-        if (cache != NULL) {
-            struct cache_key cache_key = {
-                .tenant = tenant,
-                .tenant_len = tenant_len,
-                .kind = (unsigned)kind,
-                .key = key,
-                .key_len = key_len,
-            };
-            struct cache_write write = {
-                .critical = config->kinds[kind].tier == CONFIG_TIER_CRITICAL,
-                .has_version = version != 0,
-                .version = version,
-                .expires_ms = expires != 0 ? now_ms + (expires - wall_ms) : 0,
-                .updated_ms = updated,
-            };
-            enum cache_status status;
-            if (state == 0) {
-                struct cache_value cache_value = {
-                    .json = value.json,
-                    .json_len = value.json_len,
-                    .derived = value.derived,
-                    .derived_len = value.derived_len,
-                    .index_key = value.index_key,
-                    .index_key_len = value.index_key_len,
-                };
-                status = cache_set(cache, &cache_key, &cache_value, &write, now_ms);
-            } else {
-                status = cache_delete(cache, &cache_key, &write, now_ms);
-            }
-            loaded += status == CACHE_OK;
-        }
-        value_clear(&value);
-    }
-    if (c->failed) {
-        snprintf(error, ERROR_MAX, "truncated after %llu records",
-                 (unsigned long long)records);
+    uint64_t tag = get_uint(c, 1);
+    if (c->failed)
+        goto truncated;
+    if (tag == 0)
+        return 0;
+    if (tag != 1) {
+        snprintf(error, ERROR_MAX, "record %llu: unknown tag %llu",
+                 (unsigned long long)number, (unsigned long long)tag);
         return -1;
+    }
+    r->state = (unsigned)get_uint(c, 1);
+    r->file_kind = (unsigned)get_uint(c, 1);
+    r->tenant_len = (size_t)get_uint(c, 1);
+    r->tenant = get_bytes(c, r->tenant_len);
+    r->key_len = (size_t)get_uint(c, 2);
+    r->key = get_bytes(c, r->key_len);
+    r->json_len = (size_t)get_uint(c, 4);
+    r->json = get_bytes(c, r->json_len);
+    r->version = get_uint(c, 8);
+    r->expires = get_uint(c, 8);
+    r->updated = get_uint(c, 8);
+    if (c->failed)
+        goto truncated;
+    if (r->state > 1 || r->file_kind >= kinds->count ||
+        !names_valid_tenant(r->tenant, r->tenant_len) || !names_valid_key(r->key, r->key_len) ||
+        (r->state == 1 && r->json_len != 0)) {
+        snprintf(error, ERROR_MAX, "record %llu is malformed", (unsigned long long)number);
+        return -1;
+    }
+    return 1;
+truncated:
+    snprintf(error, ERROR_MAX, "truncated after %llu records", (unsigned long long)number);
+    return -1;
+}
+
+/* Loading runs on up to this many threads, each over its own run of
+ * records: parsing the values is most of a load, and nothing else runs yet. */
+#define SNAPSHOT_LOADERS_MAX 4
+
+/* One run of records to load, and what came of it. */
+struct load_part {
+    const struct config *config;
+    const struct snapshot_kind_map *kinds;
+    struct cache *cache;
+    struct snapshot_cursor cursor; /* at the run's first record */
+    uint64_t first;                /* its index in the file */
+    uint64_t count;
+    uint64_t now_ms;
+    uint64_t wall_ms;
+    int64_t loaded;                /* -1: failed, error says why */
+    char error[ERROR_MAX];
+};
+
+/* Checks the framing of every record (not the values: see load_run) and the
+ * trailer, and cuts the records into at most `wanted` runs of about equal
+ * bytes. Returns the number of runs, or -1 with error set. */
+static int frame_records(struct snapshot_cursor *c, const struct snapshot_kind_map *kinds,
+                         struct load_part *parts, int wanted, char *error)
+{
+    const unsigned char *start = c->at;
+    size_t span = (size_t)(c->end - c->at);
+    uint64_t records = 0;
+    int runs = 0;
+    for (;;) {
+        struct snapshot_cursor at = *c;
+        struct snapshot_record record;
+        int status = read_record(c, kinds, records, &record, error);
+        if (status < 0)
+            return -1;
+        if (status == 0)
+            break;
+        /* a new run starts at the first record past its share of the bytes */
+        if (runs == 0 || (runs < wanted && (size_t)(at.at - start) >= span / (size_t)wanted *
+                                                                          (size_t)runs)) {
+            parts[runs].cursor = at;
+            parts[runs].first = records;
+            runs++;
+        }
+        parts[runs - 1].count++;
+        records++;
     }
     uint64_t count = get_uint(c, 8);
     if (c->failed || count != records) {
@@ -440,6 +497,97 @@ static int64_t decode_records(const struct config *config, struct snapshot_curso
     }
     if (c->at != c->end) {
         snprintf(error, ERROR_MAX, "trailing bytes after the records");
+        return -1;
+    }
+    return runs;
+}
+
+/* Loads one run of framed records into the cache. Values are checked
+ * against their kind's shape only here, not while framing: the file was
+ * written from values that passed that check under the same shape (the
+ * kinds table says which) and its checksum holds, so a value failing it now
+ * means a file crafted to look valid, and the caller empties the cache
+ * again. Parsing every value once instead of twice halves the load. */
+static void *load_run(void *arg)
+{
+    struct load_part *part = arg;
+    const struct config *config = part->config;
+    part->loaded = 0;
+    for (uint64_t i = 0; i < part->count; i++) {
+        struct snapshot_record r;
+        if (read_record(&part->cursor, part->kinds, part->first + i, &r, part->error) != 1) {
+            part->loaded = -1;
+            break;
+        }
+        int kind = part->kinds->config_kind[r.file_kind];
+        if (kind < 0 || (r.expires != 0 && r.expires <= part->wall_ms))
+            continue;
+        struct cache_key key = {
+            .tenant = r.tenant,
+            .tenant_len = r.tenant_len,
+            .kind = (unsigned)kind,
+            .key = r.key,
+            .key_len = r.key_len,
+        };
+        struct cache_write write = {
+            .critical = config->kinds[kind].tier == CONFIG_TIER_CRITICAL,
+            .has_version = r.version != 0,
+            .version = r.version,
+            .expires_ms = r.expires != 0 ? part->now_ms + (r.expires - part->wall_ms) : 0,
+            .updated_ms = r.updated,
+        };
+        if (r.state == 1) {
+            part->loaded += cache_delete(part->cache, &key, &write, part->now_ms) == CACHE_OK;
+            continue;
+        }
+        struct value_prepared value;
+        char value_error[ERROR_MAX];
+        if (value_prepare_text(config->kinds[kind].shape, r.json, r.json_len, &value,
+                               value_error) != 0) {
+            snprintf(part->error, ERROR_MAX, "record %llu (kind %.100s): %.100s",
+                     (unsigned long long)(part->first + i), config->kinds[kind].name,
+                     value_error);
+            part->loaded = -1;
+            break;
+        }
+        struct cache_value cache_value = {
+            .json = value.json,
+            .json_len = value.json_len,
+            .derived = value.derived,
+            .derived_len = value.derived_len,
+            .index_key = value.index_key,
+            .index_key_len = value.index_key_len,
+        };
+        part->loaded += cache_set(part->cache, &key, &cache_value, &write, part->now_ms) == CACHE_OK;
+        value_clear(&value);
+    }
+    return NULL;
+}
+
+/* Loads the runs, parts[1..] on threads of their own (inline if a thread
+ * cannot start). Returns the entries loaded, or -1 with error set. */
+static int64_t load_runs(struct load_part *parts, int runs, char *error)
+{
+    pthread_t threads[SNAPSHOT_LOADERS_MAX];
+    bool started[SNAPSHOT_LOADERS_MAX] = {false};
+    for (int i = 1; i < runs; i++)
+        started[i] = pthread_create(&threads[i], NULL, load_run, &parts[i]) == 0;
+    load_run(&parts[0]);
+    int64_t loaded = 0;
+    int failed = -1;
+    for (int i = 0; i < runs; i++) {
+        if (i > 0) {
+            if (started[i])
+                pthread_join(threads[i], NULL);
+            else
+                load_run(&parts[i]);
+        }
+        if (parts[i].loaded < 0 && failed < 0)
+            failed = i;
+        loaded += parts[i].loaded;
+    }
+    if (failed >= 0) {
+        snprintf(error, ERROR_MAX, "%s", parts[failed].error);
         return -1;
     }
     return loaded;
@@ -478,10 +626,12 @@ int64_t snapshot_decode(const struct config *config, const unsigned char *data, 
         size_t name_len = (size_t)get_uint(&c, 1);
         const char *name = get_bytes(&c, name_len);
         (void)get_uint(&c, 1); /* the tier then; the config's applies now */
+        uint64_t shape = get_uint(&c, 1);
         kinds.config_kind[i] = -1;
         for (unsigned k = 0; name != NULL && k < config->kind_count; k++) {
             if (strlen(config->kinds[k].name) == name_len &&
-                memcmp(config->kinds[k].name, name, name_len) == 0 && config->kinds[k].cached)
+                memcmp(config->kinds[k].name, name, name_len) == 0 && config->kinds[k].cached &&
+                (uint64_t)config->kinds[k].shape == shape)
                 kinds.config_kind[i] = (int)k;
         }
     }
@@ -513,16 +663,32 @@ int64_t snapshot_decode(const struct config *config, const unsigned char *data, 
         snprintf(error, ERROR_MAX, "truncated or malformed header");
         return -1;
     }
-    /* Checked whole first; then loaded. */
-    struct snapshot_cursor records = c;
-    if (decode_records(config, &records, &kinds, NULL, now_ms, wall_ms, error) < 0) {
+    /* Framing checked whole first; then loaded. */
+    struct load_part parts[SNAPSHOT_LOADERS_MAX];
+    memset(parts, 0, sizeof(parts));
+    int wanted = config->threads < 1 ? 1 : (int)config->threads;
+    if (wanted > SNAPSHOT_LOADERS_MAX)
+        wanted = SNAPSHOT_LOADERS_MAX;
+    int runs = frame_records(&c, &kinds, parts, wanted, error);
+    if (runs < 0) {
         snapshot_meta_clear(&read);
         return -1;
     }
     int64_t loaded = 0;
-    if (cache != NULL) {
-        records = c;
-        loaded = decode_records(config, &records, &kinds, cache, now_ms, wall_ms, error);
+    if (cache != NULL && runs > 0) {
+        for (int i = 0; i < runs; i++) {
+            parts[i].config = config;
+            parts[i].kinds = &kinds;
+            parts[i].cache = cache;
+            parts[i].now_ms = now_ms;
+            parts[i].wall_ms = wall_ms;
+        }
+        loaded = load_runs(parts, runs, error);
+        if (loaded < 0) {
+            cache_flush(cache, NULL, 0, -1);
+            snapshot_meta_clear(&read);
+            return -1;
+        }
     }
     *meta = read;
     return loaded;
@@ -553,23 +719,20 @@ int64_t snapshot_load(const struct config *config, struct cache *cache, uint64_t
         return -1;
     }
     size_t size = (size_t)st.st_size;
-    unsigned char *data = xmalloc(size + 1);
-    size_t done = 0;
-    while (done < size) {
-        ssize_t n = read(fd, data + done, size - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        done += (size_t)n;
+    if (size == 0) {
+        close(fd);
+        snprintf(error, ERROR_MAX, "not a tenantcached snapshot");
+        return -1;
     }
+    /* Mapped, not read: the file is decoded in place, without a copy. */
+    void *data = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
     close(fd);
-    int64_t loaded = -1;
-    if (done != size)
-        snprintf(error, ERROR_MAX, "cannot read %.100s", path);
-    else
-        loaded = snapshot_decode(config, data, size, cache, now_ms, wall_ms, meta, error);
-    free(data);
+    if (data == MAP_FAILED) {
+        snprintf(error, ERROR_MAX, "cannot read %.100s: %.100s", path, strerror(errno));
+        return -1;
+    }
+    int64_t loaded = snapshot_decode(config, data, size, cache, now_ms, wall_ms, meta, error);
+    munmap(data, size);
     return loaded;
 }
 

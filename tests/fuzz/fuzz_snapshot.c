@@ -3,8 +3,8 @@
  *
  * A random file almost never carries a valid checksum, which would stop the
  * fuzzer at the first check; so the input is taken as a snapshot without its
- * trailing checksum, and the target appends the right one (the FNV-1a 64 the
- * format uses) before decoding. Inputs shorter than the header are decoded
+ * trailing checksum, and the target appends the right one
+ * (snapshot_checksum()) before decoding. Inputs shorter than the header are decoded
  * as they are.
  *
  *   make fuzz-build && ./build-fuzz/fuzz_snapshot tests/fuzz/corpus/snapshot */
@@ -39,11 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (size > 0)
         memcpy(file, data, size);
-    uint64_t hash = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < size; i++) {
-        hash ^= file[i];
-        hash *= 0x100000001b3ULL;
-    }
+    uint64_t hash = snapshot_checksum(file, size);
     for (size_t i = 0; i < 8; i++)
         file[size + i] = (unsigned char)(hash >> (8 * i));
 

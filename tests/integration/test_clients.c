@@ -410,6 +410,7 @@ START_TEST(test_command)
         ck_assert_str_eq(doc->element[2 * i]->str, fields[i]);
     ck_assert_str_eq(doc->element[1]->str, "1 if the user is active and a role of theirs grants "
                                            "the permission, 0 if not, nil if the user is unknown");
+    ck_assert_str_eq(doc->element[3]->str, "0.1.0"); /* since */
     ck_assert_str_eq(doc->element[5]->str, "tenantcached");
     char arguments[1024];
     harness_describe_reply(doc->element[7], arguments, sizeof(arguments));
@@ -428,6 +429,7 @@ START_TEST(test_command)
      * and a token argument (redis-cli shows it as redis-server's). */
     redisReply *hello = redisCommand(client, "COMMAND DOCS hello");
     ck_assert_int_eq(hello->type, REDIS_REPLY_ARRAY);
+    ck_assert_str_eq(hello->element[1]->element[3]->str, "0.2.0"); /* since */
     redisReply *outer = hello->element[1]->element[7]->element[0];
     harness_describe_reply(outer->element[9]->element[0], arguments, sizeof(arguments));
     ck_assert_str_eq(arguments, "[name,protover,type,integer,display_text,protover]");

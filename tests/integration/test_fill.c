@@ -1231,6 +1231,36 @@ START_TEST(test_concurrent_misses_share_one_fill)
 }
 END_TEST
 
+START_TEST(test_flush_spares_other_tenants_fills)
+{
+    /* A FLUSH of one tenant discards the fills in flight for that tenant
+     * only: another tenant's fill that completes after it is cached. */
+    origin_put("beta", "config", "kept", "\"b\"", ORIGIN_HOLD);
+    origin_put("acme", "config", "gone", "\"a\"", ORIGIN_HOLD);
+    redisContext *beta = send_async("GET beta config kept");
+    redisContext *acme = send_async("GET acme config gone");
+    ck_assert(origin_wait_count("beta", "config", "kept", 1, WAIT_MS));
+    ck_assert(origin_wait_count("acme", "config", "gone", 1, WAIT_MS));
+    redisContext *admin = send_async("FLUSH acme");
+    redisReply *reply = receive(admin);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STATUS);
+    freeReplyObject(reply);
+    redisFree(admin);
+    origin_release_all();
+    reply = receive(beta);
+    check_bulk(reply, "\"b\"", "the other tenant's fill");
+    freeReplyObject(reply);
+    redisFree(beta);
+    reply = receive(acme);
+    check_bulk(reply, "\"a\"", "the flushed tenant's fill");
+    freeReplyObject(reply);
+    redisFree(acme);
+    expect_info("fills_discarded", 1);
+    expect_bulk("\"b\"", "GET beta config kept");
+    expect_origin(1, "beta", "config", "kept");
+}
+END_TEST
+
 START_TEST(test_invalidate_during_fill)
 {
     origin_put("acme", "config", "race", "\"v1\"", ORIGIN_HOLD);
@@ -2388,6 +2418,7 @@ int main(void)
     tcase_add_test(fill, test_l3_hit_written_back_to_l2);
     tcase_add_test(fill, test_l3_write_back_without_expiry);
     tcase_add_test(fill, test_commands_fill);
+    tcase_add_test(fill, test_flush_spares_other_tenants_fills);
     tcase_add_test(fill, test_url_encoding);
     tcase_add_test(fill, test_not_found_is_negative);
     tcase_add_test(fill, test_negative_expires);

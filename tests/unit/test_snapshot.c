@@ -1,8 +1,10 @@
 /* test_snapshot.c - the snapshot file (docs/reference.md §6): a cache written
  * and read back entry for entry (values, versions, tombstones, expiry as wall
  * time, the stream ID, publishers); expired entries and kinds the config does
- * not cache left out; every truncation and every flipped byte rejected with
- * the cache untouched. */
+ * not cache (or saved under another shape) left out; every truncation and
+ * every flipped byte rejected with the cache untouched; a value that does
+ * not fit its kind in a file with a right checksum loads nothing; the same
+ * cache loaded whatever the number of loading threads. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,6 +244,112 @@ START_TEST(test_missing_file)
 }
 END_TEST
 
+/* Loading runs over several threads, each with its own run of records; the
+ * result is the same cache whatever the number. */
+START_TEST(test_loaded_alike_by_any_number_of_threads)
+{
+    struct cache *cache = new_cache();
+    char tenant[32], key[32], json[64];
+    for (int t = 0; t < 40; t++) {
+        snprintf(tenant, sizeof(tenant), "tenant-%02d", t);
+        for (int k = 0; k < 50; k++) {
+            snprintf(key, sizeof(key), "key-%02d", k);
+            snprintf(json, sizeof(json), "{\"n\":%d}", t * 100 + k);
+            put(cache, tenant, "profile", key, json, (uint64_t)k + 1, 0);
+        }
+    }
+    save(cache);
+    cache_destroy(cache);
+    for (unsigned threads = 1; threads <= 5; threads++) {
+        config->threads = threads;
+        struct cache *loaded = new_cache();
+        struct snapshot_meta meta;
+        char error[ERROR_MAX];
+        ck_assert_int_eq(snapshot_load(config, loaded, NOW_MS, WALL_MS, &meta, error), 2000);
+        snapshot_meta_clear(&meta);
+        for (int t = 0; t < 40; t++) {
+            snprintf(tenant, sizeof(tenant), "tenant-%02d", t);
+            for (int k = 0; k < 50; k++) {
+                snprintf(key, sizeof(key), "key-%02d", k);
+                char expected[64], got[64];
+                snprintf(expected, sizeof(expected), "{\"n\":%d}", t * 100 + k);
+                uint64_t version = 0;
+                look(loaded, tenant, "profile", key, NOW_MS, got, sizeof(got), &version);
+                ck_assert_str_eq(got, expected);
+                ck_assert_uint_eq(version, (uint64_t)k + 1);
+            }
+        }
+        cache_destroy(loaded);
+    }
+}
+END_TEST
+
+/* A kind saved under another shape than the config gives it now (a
+ * daemon that changed a kind's shape) is left out; the rest loads. */
+START_TEST(test_kind_of_another_shape_left_out)
+{
+    struct cache *cache = filled();
+    int role = kind_of("role");
+    enum config_shape shape = config->kinds[role].shape;
+    config->kinds[role].shape = CONFIG_SHAPE_ANY;
+    save(cache);
+    config->kinds[role].shape = shape;
+    cache_destroy(cache);
+    struct cache *loaded = new_cache();
+    struct snapshot_meta meta;
+    char error[ERROR_MAX];
+    ck_assert_int_eq(snapshot_load(config, loaded, NOW_MS, WALL_MS, &meta, error), 4);
+    snapshot_meta_clear(&meta);
+    char got[64];
+    uint64_t version = 0;
+    look(loaded, "beta", "role", "sales", NOW_MS, got, sizeof(got), &version);
+    ck_assert_str_eq(got, "(none)");
+    look(loaded, "acme", "credit", "op", NOW_MS, got, sizeof(got), &version);
+    ck_assert_str_eq(got, "3");
+    cache_destroy(loaded);
+}
+END_TEST
+
+/* A file with a right checksum whose value does not fit its kind (made by
+ * hand, not by the daemon) loads nothing, even what came before it. */
+START_TEST(test_crafted_value_loads_nothing)
+{
+    struct cache *cache = filled();
+    put(cache, "acme", "credit", "zz", "4", 0, 0);
+    save(cache);
+    cache_destroy(cache);
+    size_t len;
+    unsigned char *data = read_file(&len);
+    /* the credit values "3" and "4" become "x", then the checksum is redone */
+    unsigned changed = 0;
+    for (size_t i = 4; i + 1 < len - 8; i++) {
+        if ((data[i] == '3' || data[i] == '4') && data[i - 4] == 1 && data[i - 3] == 0 &&
+            data[i - 2] == 0 && data[i - 1] == 0) {
+            data[i] = 'x';
+            changed++;
+        }
+    }
+    ck_assert_uint_eq(changed, 2);
+    uint64_t sum = snapshot_checksum(data, len - 8);
+    for (size_t i = 0; i < 8; i++)
+        data[len - 8 + i] = (unsigned char)(sum >> (8 * i));
+    for (unsigned threads = 1; threads <= 2; threads++) {
+        config->threads = threads;
+        struct cache *target = new_cache();
+        struct snapshot_meta meta;
+        char error[ERROR_MAX];
+        ck_assert_int_eq(snapshot_decode(config, data, len, target, NOW_MS, WALL_MS, &meta, error),
+                         -1);
+        ck_assert_ptr_nonnull(strstr(error, "kind credit"));
+        ck_assert_uint_eq(meta.publisher_count, 0);
+        struct cache_stats figures;
+        cache_get_stats(target, &figures);
+        ck_assert_uint_eq(figures.entries, 0);
+        cache_destroy(target);
+    }
+}
+END_TEST
+
 static Suite *snapshot_suite(void)
 {
     Suite *suite = suite_create("snapshot");
@@ -251,6 +359,9 @@ static Suite *snapshot_suite(void)
     tcase_add_test(file, test_round_trip);
     tcase_add_test(file, test_damage_rejected_whole);
     tcase_add_test(file, test_missing_file);
+    tcase_add_test(file, test_loaded_alike_by_any_number_of_threads);
+    tcase_add_test(file, test_kind_of_another_shape_left_out);
+    tcase_add_test(file, test_crafted_value_loads_nothing);
     suite_add_tcase(suite, file);
     return suite;
 }
