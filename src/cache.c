@@ -37,27 +37,46 @@
  * when there are no more). */
 #define NEGATIVE_TENANT_SAMPLES 256
 
+/* The entry header: times in 32 bits (see entry_set_expiry()), the update
+ * time in 48, one recency word plus a one-byte distance to the read before
+ * it (LRU-2), lengths as narrow as the names allow, flags in one byte. Only
+ * with hot refresh on does an entry carry a read counter (count_read()). */
 struct cache_entry {
     struct cache_entry *next;   /* chain in the tenant's table */
     struct cache_tenant *tenant;
     uint64_t version;
-    uint64_t expires_ms;        /* monotonic; 0: never */
-    uint64_t updated_ms;
     _Atomic uint32_t access;    /* logical clock of the last read */
-    _Atomic uint32_t previous;  /* ... and of the read before it (0: none) */
-    _Atomic uint32_t reads;     /* minute (high 16 bits), reads in it (low 16) */
-    uint32_t reference_slot;    /* index in cache->reference (a reference value) or
-                                 * cache->negative (a negative entry), or NO_SLOT */
+    uint32_t expires;           /* expiry tick, low 32 bits (ENTRY_EXPIRES set) */
+    uint32_t updated_lo;        /* wall-clock ms of the change: low 32 bits ... */
+    uint16_t updated_hi;        /* ... and the next 16 (year 10889 and before) */
+    uint16_t key_len;           /* <= NAMES_KEY_MAX */
     uint32_t value_len;
     uint32_t derived_len;
-    uint16_t key_len;
+    uint32_t reference_slot;    /* index in cache->reference (a reference value) or
+                                 * cache->negative (a negative entry), or NO_SLOT */
     uint16_t index_len;
-    uint8_t kind;
-    uint8_t state;
-    uint8_t critical;
-    uint8_t index_shared;       /* the index key is the derived blob's tail, not copied */
+    uint8_t kind;               /* < KIND_LIMIT */
+    uint8_t flags;              /* state (ENTRY_STATE) and the ENTRY_* bits below */
+    _Atomic uint8_t gap;        /* log-coded reads between the last read and the one
+                                 * before it (gap_encode()); 0: read once at most */
     char data[];                /* key NUL value NUL derived [index] */
 };
+
+#define ENTRY_STATE 0x03          /* enum cache_entry_state */
+#define ENTRY_CRITICAL 0x04
+#define ENTRY_INDEX_SHARED 0x08   /* the index key is the derived blob's tail, not copied */
+#define ENTRY_EXPIRES 0x10        /* it has an expiry */
+#define ENTRY_EXPIRES_COARSE 0x20 /* the expiry counts units of COARSE_MS, not ms */
+#define ENTRY_COUNTED 0x40        /* a read counter follows the data (count_read()) */
+/* Expiries less than FINE_RANGE_MS ahead are kept in ms, wrapping every 2^32
+ * ms (49 days): they are told apart from the current time as long as they
+ * are less than 2^31 ms (24 days) away, which the margin and the sweep (it
+ * visits every entry every few minutes) guarantee. Farther ones (TTLs go up
+ * to a year) count units of COARSE_MS, rounded up: 2^31 of them is 69 years. */
+#define FINE_RANGE_MS (1ull << 30)
+#define COARSE_SHIFT 10
+#define COARSE_MS (1ull << COARSE_SHIFT)
+#define UPDATED_MAX ((1ull << 48) - 1)
 
 /* Bytes of an entry before its data: the allocation starts the data right
  * after the last field, not at the struct's padded size. */
@@ -125,6 +144,9 @@ struct cache {
     _Atomic uint32_t clock;
     _Atomic uint64_t wall_ms;
     _Atomic unsigned hot_reads;  /* limits.hot_reads, for the readers */
+    /* The writers' latest now_ms: what cache_foreach_entry() tells the
+     * wrapped expiries apart by. */
+    _Atomic uint64_t now_ms;
 
     /* The writer's own: every reference entry and every tenant, for sampling. */
     struct cache_entry **reference;
@@ -219,7 +241,7 @@ static const unsigned char *entry_derived_ptr(const struct cache_entry *entry)
 static const char *entry_index_ptr(const struct cache_entry *entry)
 {
     const char *end = (const char *)entry_derived_ptr(entry) + entry->derived_len;
-    return entry->index_shared ? end - entry->index_len : end;
+    return (entry->flags & ENTRY_INDEX_SHARED) ? end - entry->index_len : end;
 }
 
 /* True if the index key is the derived blob's last bytes (a hierarchy
@@ -232,21 +254,89 @@ static bool index_in_derived(const struct cache_value *value)
                   value->index_key, value->index_key_len) == 0;
 }
 
-/* Bytes an entry for key and value allocates. */
-static size_t entry_size(const struct cache_key *key, const struct cache_value *value)
+
+static enum cache_entry_state entry_state(const struct cache_entry *entry)
 {
-    size_t size = ENTRY_HEADER + key->key_len + 2;
-    if (value != NULL) {
-        size += value->json_len + value->derived_len;
-        if (value->index_key != NULL && !index_in_derived(value))
-            size += value->index_key_len;
+    return (enum cache_entry_state)(entry->flags & ENTRY_STATE);
+}
+
+static bool entry_critical(const struct cache_entry *entry)
+{
+    return (entry->flags & ENTRY_CRITICAL) != 0;
+}
+
+/* Stores the expiry (monotonic ms, 0: never) of an entry written at now_ms. */
+static void entry_set_expiry(struct cache_entry *entry, uint64_t expires_ms, uint64_t now_ms)
+{
+    entry->flags &= (uint8_t)~(ENTRY_EXPIRES | ENTRY_EXPIRES_COARSE);
+    entry->expires = 0;
+    if (expires_ms == 0)
+        return;
+    entry->flags |= ENTRY_EXPIRES;
+    if (expires_ms < now_ms)
+        expires_ms = now_ms; /* already expired: so it stays, however far back */
+    if (expires_ms - now_ms < FINE_RANGE_MS) {
+        entry->expires = (uint32_t)expires_ms;
+    } else {
+        entry->flags |= ENTRY_EXPIRES_COARSE;
+        entry->expires = (uint32_t)((expires_ms + COARSE_MS - 1) >> COARSE_SHIFT);
     }
-    return size;
 }
 
 static bool entry_expired(const struct cache_entry *entry, uint64_t now_ms)
 {
-    return entry->expires_ms != 0 && entry->expires_ms <= now_ms;
+    if (!(entry->flags & ENTRY_EXPIRES))
+        return false;
+    if (entry->flags & ENTRY_EXPIRES_COARSE)
+        return (int32_t)((uint32_t)(now_ms >> COARSE_SHIFT) - entry->expires) >= 0;
+    return (int32_t)((uint32_t)now_ms - entry->expires) >= 0;
+}
+
+/* The expiry as monotonic ms (0: never), told apart from the wrapped
+ * values by reference_ms, a time less than 2^31 ticks away from it. */
+static uint64_t entry_expires_ms(const struct cache_entry *entry, uint64_t reference_ms)
+{
+    if (!(entry->flags & ENTRY_EXPIRES))
+        return 0;
+    if (entry->flags & ENTRY_EXPIRES_COARSE) {
+        uint64_t units = reference_ms >> COARSE_SHIFT;
+        units += (uint64_t)(int64_t)(int32_t)(entry->expires - (uint32_t)units);
+        return units << COARSE_SHIFT;
+    }
+    return reference_ms + (uint64_t)(int64_t)(int32_t)(entry->expires - (uint32_t)reference_ms);
+}
+
+static void entry_set_updated(struct cache_entry *entry, uint64_t updated_ms)
+{
+    if (updated_ms > UPDATED_MAX)
+        updated_ms = UPDATED_MAX;
+    entry->updated_lo = (uint32_t)updated_ms;
+    entry->updated_hi = (uint16_t)(updated_ms >> 32);
+}
+
+static uint64_t entry_updated(const struct cache_entry *entry)
+{
+    return (uint64_t)entry->updated_hi << 32 | entry->updated_lo;
+}
+
+/* The distance between an entry's last two reads, in logical clock ticks,
+ * in one byte: exact below 16, then 3 significant bits (within 12.5%),
+ * enough to order entries by their second-to-last read. 0 stands for "no
+ * read before the last", so a distance of 0 is coded as 1. */
+static uint8_t gap_encode(uint32_t distance)
+{
+    if (distance < 16)
+        return (uint8_t)(distance ? distance : 1);
+    int bit = 31 - __builtin_clz(distance); /* 4 .. 31 */
+    return (uint8_t)(16 + (bit - 4) * 8 + ((distance >> (bit - 3)) & 7));
+}
+
+static uint32_t gap_decode(uint8_t code)
+{
+    if (code < 16)
+        return code;
+    unsigned bit = (unsigned)(code - 16) / 8 + 4;
+    return (8u | ((unsigned)(code - 16) & 7)) << (bit - 3);
 }
 
 /* The hash is not stored (4 bytes an entry): a chain holds two entries on
@@ -258,16 +348,81 @@ static bool entry_matches(const struct cache_entry *entry, unsigned kind, const 
            memcmp(entry->data, key, key_len) == 0;
 }
 
+/* ---- hot reads ----
+ *
+ * How often an entry was read in the last minute (hot refresh) is counted
+ * only when limits.hot_reads is set (it is off by default): the entries
+ * written then carry a counter after their data (ENTRY_COUNTED), holding the
+ * minute (high 16 bits) and the reads in it (low 16). Entries written while
+ * it was off have none and count as never read. */
+
+/* Bytes of the data an entry with these lengths holds, its counter aside. */
+static size_t data_size(size_t key_len, size_t json_len, size_t derived_len, size_t index_len)
+{
+    return key_len + 1 + json_len + 1 + derived_len + index_len;
+}
+
+/* Offset of the read counter from the entry's start: after the data,
+ * aligned for the atomic. */
+static size_t counter_offset(size_t data_bytes)
+{
+    return (ENTRY_HEADER + data_bytes + 3) & ~(size_t)3;
+}
+
+static _Atomic uint32_t *entry_reads(const struct cache_entry *entry)
+{
+    size_t index = (entry->flags & ENTRY_INDEX_SHARED) ? 0 : entry->index_len;
+    size_t offset =
+        counter_offset(data_size(entry->key_len, entry->value_len, entry->derived_len, index));
+    return (_Atomic uint32_t *)((uintptr_t)entry + offset);
+}
+
+static uint32_t current_minute(struct cache *cache)
+{
+    return (uint32_t)((load(&cache->wall_ms) / 60000) & 0xffff);
+}
+
+/* Counts a read. Racy by design (a read lost at a minute's turn does not
+ * matter), never locked. */
+static void count_read(struct cache *cache, const struct cache_entry *entry)
+{
+    if (!(entry->flags & ENTRY_COUNTED))
+        return;
+    _Atomic uint32_t *counter = entry_reads(entry);
+    uint32_t minute = current_minute(cache);
+    uint32_t reads = atomic_load_explicit(counter, memory_order_relaxed);
+    if ((reads >> 16) != minute)
+        atomic_store_explicit(counter, (minute << 16) | 1, memory_order_relaxed);
+    else if ((reads & 0xffff) != 0xffff)
+        atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+}
+
 /* Reads of the entry in the current minute, or in the previous one when
  * the current one has just begun: "read N times a minute" (hot refresh). */
 static uint32_t recent_read_count(struct cache *cache, const struct cache_entry *entry)
 {
-    uint32_t reads = atomic_load_explicit(&entry->reads, memory_order_relaxed);
-    uint32_t minute = (uint32_t)((load(&cache->wall_ms) / 60000) & 0xffff);
+    if (!(entry->flags & ENTRY_COUNTED))
+        return 0;
+    uint32_t reads = atomic_load_explicit(entry_reads(entry), memory_order_relaxed);
+    uint32_t minute = current_minute(cache);
     uint32_t stamp = reads >> 16;
     if (stamp == minute || stamp == ((minute - 1) & 0xffff))
         return reads & 0xffff;
     return 0;
+}
+
+/* Bytes an entry for key and value allocates, with a read counter when
+ * `counted`. */
+static size_t entry_size(const struct cache_key *key, const struct cache_value *value,
+                         bool counted)
+{
+    size_t data = data_size(key->key_len, 0, 0, 0);
+    if (value != NULL) {
+        data += value->json_len + value->derived_len;
+        if (value->index_key != NULL && !index_in_derived(value))
+            data += value->index_key_len;
+    }
+    return counted ? counter_offset(data) + sizeof(uint32_t) : ENTRY_HEADER + data;
 }
 
 /* ---- accounting ---- */
@@ -410,7 +565,7 @@ static void reference_remove(struct cache *cache, struct cache_entry *entry)
 {
     if (entry->reference_slot == NO_SLOT)
         return;
-    if (entry->state == CACHE_ENTRY_NEGATIVE) {
+    if (entry_state(entry) == CACHE_ENTRY_NEGATIVE) {
         negative_remove(cache, entry);
         return;
     }
@@ -631,31 +786,31 @@ static void index_remove(struct cache *cache, struct cache_tenant *tenant, struc
 
 /* ---- entries ---- */
 
+/* A new entry, with a read counter when `counted`. Cannot fail. */
 static struct cache_entry *entry_create(const struct cache_key *key, const struct cache_value *value,
-                                        enum cache_entry_state state)
+                                        enum cache_entry_state state, bool counted)
 {
     size_t json_len = value ? value->json_len : 0;
     size_t derived_len = value ? value->derived_len : 0;
     size_t index_len = value && value->index_key ? value->index_key_len : 0;
     bool index_shared = index_in_derived(value);
-    struct cache_entry *entry = xmalloc(entry_size(key, value));
+    struct cache_entry *entry = xmalloc(entry_size(key, value, counted));
     entry->next = NULL;
     entry->tenant = NULL;
     entry->version = 0;
-    entry->expires_ms = 0;
-    entry->updated_ms = 0;
+    entry->expires = 0;
+    entry->updated_lo = 0;
+    entry->updated_hi = 0;
     atomic_init(&entry->access, 0);
-    atomic_init(&entry->previous, 0);
-    atomic_init(&entry->reads, 0);
+    atomic_init(&entry->gap, 0);
     entry->reference_slot = NO_SLOT;
     entry->value_len = (uint32_t)json_len;
     entry->key_len = (uint16_t)key->key_len;
     entry->derived_len = (uint32_t)derived_len;
     entry->index_len = (uint16_t)index_len;
     entry->kind = (uint8_t)key->kind;
-    entry->state = (uint8_t)state;
-    entry->critical = 0;
-    entry->index_shared = index_shared;
+    entry->flags = (uint8_t)((unsigned)state | (index_shared ? ENTRY_INDEX_SHARED : 0) |
+                             (counted ? ENTRY_COUNTED : 0));
     char *cursor = entry->data;
     memcpy(cursor, key->key, key->key_len);
     cursor += key->key_len;
@@ -669,6 +824,8 @@ static struct cache_entry *entry_create(const struct cache_key *key, const struc
     cursor += derived_len;
     if (index_len > 0 && !index_shared)
         memcpy(cursor, value->index_key, index_len);
+    if (counted)
+        atomic_init(entry_reads(entry), 0);
     return entry;
 }
 
@@ -727,15 +884,15 @@ static void entry_link(struct cache *cache, struct cache_tenant *tenant, struct 
     usage->bytes += (uint64_t)bytes;
     account_tenant(cache, tenant, bytes);
     adjust(&cache->entries, 1);
-    if (entry->critical) {
+    if (entry_critical(entry)) {
         tenant->critical_bytes += (uint64_t)bytes;
         adjust(&cache->critical_bytes, bytes);
-    } else if (entry->state == CACHE_ENTRY_VALUE) {
+    } else if (entry_state(entry) == CACHE_ENTRY_VALUE) {
         reference_add(cache, entry);
-    } else if (entry->state == CACHE_ENTRY_NEGATIVE) {
+    } else if (entry_state(entry) == CACHE_ENTRY_NEGATIVE) {
         negative_add(cache, entry);
     }
-    if (entry->index_len > 0 && entry->state == CACHE_ENTRY_VALUE)
+    if (entry->index_len > 0 && entry_state(entry) == CACHE_ENTRY_VALUE)
         index_add(cache, tenant, entry);
     notify_change(cache, entry);
 }
@@ -755,12 +912,12 @@ static struct cache_entry *entry_detach(struct cache *cache, struct cache_tenant
     usage->bytes -= (uint64_t)bytes;
     account_tenant(cache, tenant, -bytes);
     adjust(&cache->entries, -1);
-    if (entry->critical) {
+    if (entry_critical(entry)) {
         tenant->critical_bytes -= (uint64_t)bytes;
         adjust(&cache->critical_bytes, -bytes);
     }
     reference_remove(cache, entry);
-    if (entry->index_len > 0 && entry->state == CACHE_ENTRY_VALUE)
+    if (entry->index_len > 0 && entry_state(entry) == CACHE_ENTRY_VALUE)
         index_remove(cache, tenant, entry);
     entry->next = NULL;
     return entry;
@@ -851,15 +1008,20 @@ static void evict_entry(struct cache *cache, struct cache_entry *victim, _Atomic
  * again and again, which on skewed traffic keeps more hits than plain LRU. */
 static bool colder(const struct cache_entry *a, const struct cache_entry *b)
 {
-    uint32_t a_previous = atomic_load_explicit(&a->previous, memory_order_relaxed);
-    uint32_t b_previous = atomic_load_explicit(&b->previous, memory_order_relaxed);
-    if (a_previous != b_previous) {
-        if (a_previous == 0 || b_previous == 0)
-            return a_previous == 0;
-        return older(a_previous, b_previous);
+    uint32_t a_access = atomic_load_explicit(&a->access, memory_order_relaxed);
+    uint32_t b_access = atomic_load_explicit(&b->access, memory_order_relaxed);
+    uint8_t a_gap = atomic_load_explicit(&a->gap, memory_order_relaxed);
+    uint8_t b_gap = atomic_load_explicit(&b->gap, memory_order_relaxed);
+    if (a_gap == 0 || b_gap == 0) {
+        if (a_gap != b_gap)
+            return a_gap == 0;
+    } else {
+        uint32_t a_previous = a_access - gap_decode(a_gap);
+        uint32_t b_previous = b_access - gap_decode(b_gap);
+        if (a_previous != b_previous)
+            return older(a_previous, b_previous);
     }
-    return older(atomic_load_explicit(&a->access, memory_order_relaxed),
-                 atomic_load_explicit(&b->access, memory_order_relaxed));
+    return older(a_access, b_access);
 }
 
 /* Evicts the coldest of a sample of reference entries (see colder()), from
@@ -889,7 +1051,7 @@ static bool evict_reference(struct cache *cache, struct cache_tenant *tenant)
         for (uint32_t i = 0; i < tenant->bucket_count && seen < EVICTION_SAMPLES; i++) {
             struct cache_entry *entry = tenant->buckets[(start + i) & (tenant->bucket_count - 1)];
             for (; entry != NULL; entry = entry->next) {
-                if (entry->reference_slot == NO_SLOT || entry->state != CACHE_ENTRY_VALUE)
+                if (entry->reference_slot == NO_SLOT || entry_state(entry) != CACHE_ENTRY_VALUE)
                     continue;
                 if (victim == NULL || colder(entry, victim))
                     victim = entry;
@@ -1009,7 +1171,7 @@ static uint64_t insert_cost(const struct cache *cache, const struct cache_tenant
                             const struct cache_key *key, const struct cache_value *value)
 {
     size_t index_len = value && value->index_key ? value->index_key_len : 0;
-    uint64_t cost = alloc_bound(cache, entry_size(key, value));
+    uint64_t cost = alloc_bound(cache, entry_size(key, value, cache->limits.hot_reads != 0));
     if (tenant == NULL)
         cost += alloc_bound(cache, sizeof(struct cache_tenant) + key->tenant_len + 1) +
                 alloc_bound(cache, INITIAL_BUCKETS * sizeof(struct cache_entry *));
@@ -1082,16 +1244,17 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
     uint64_t tenant_hash = util_hash(key->tenant, key->tenant_len, cache->seed);
     struct cache_shard *shard = shard_of(cache, tenant_hash);
     uint32_t hash = entry_hash(cache, key->kind, key->key, key->key_len);
+    store(&cache->now_ms, now_ms);
 
     /* Only the holder of cache->writer changes the structure: look without
      * the shard lock. */
     struct cache_tenant *tenant = shard_find_tenant(shard, tenant_hash, key->tenant, key->tenant_len);
     struct cache_entry *existing = live_entry(tenant, hash, key, now_ms);
     if (existing != NULL) {
-        if (write->if_absent && existing->state != CACHE_ENTRY_NEGATIVE)
+        if (write->if_absent && entry_state(existing) != CACHE_ENTRY_NEGATIVE)
             return CACHE_EXISTS;
         if (write->has_version && write->version <= existing->version &&
-            existing->state != CACHE_ENTRY_NEGATIVE)
+            entry_state(existing) != CACHE_ENTRY_NEGATIVE)
             return CACHE_STALE;
     }
 
@@ -1141,11 +1304,13 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
     struct cache_entry *entry = entry_create(
         key, stored,
         mode == WRITE_SET ? CACHE_ENTRY_VALUE
-                          : (mode == WRITE_DELETE ? CACHE_ENTRY_TOMBSTONE : CACHE_ENTRY_NEGATIVE));
+                          : (mode == WRITE_DELETE ? CACHE_ENTRY_TOMBSTONE : CACHE_ENTRY_NEGATIVE),
+        cache->limits.hot_reads != 0);
     entry->version = write->has_version ? write->version : 0;
-    entry->expires_ms = write->expires_ms;
-    entry->updated_ms = write->updated_ms;
-    entry->critical = write->critical && mode == WRITE_SET;
+    entry_set_expiry(entry, write->expires_ms, now_ms);
+    entry_set_updated(entry, write->updated_ms);
+    if (write->critical && mode == WRITE_SET)
+        entry->flags |= ENTRY_CRITICAL;
     atomic_store_explicit(&entry->access, tick(cache), memory_order_relaxed);
 
     pthread_rwlock_wrlock(&shard->lock);
@@ -1238,7 +1403,7 @@ static enum cache_status do_invalidate(struct cache *cache, const struct cache_k
         return CACHE_STALE;
     /* A tombstone is not an entry to drop: it must keep blocking fills of
      * the deleted data until it expires. */
-    if ((*slot)->state == CACHE_ENTRY_TOMBSTONE && !entry_expired(*slot, now_ms))
+    if (entry_state(*slot) == CACHE_ENTRY_TOMBSTONE && !entry_expired(*slot, now_ms))
         return CACHE_OK;
     *recent_reads = recent_read_count(cache, *slot);
     pthread_rwlock_wrlock(&shard->lock);
@@ -1331,6 +1496,7 @@ uint64_t cache_flush(struct cache *cache, const char *tenant_name, size_t tenant
 
 static uint64_t do_sweep(struct cache *cache, uint64_t now_ms, unsigned budget)
 {
+    store(&cache->now_ms, now_ms);
     uint64_t reclaimed = 0;
     unsigned scanned = 0;
     uint32_t tenants_visited = 0;
@@ -1496,23 +1662,6 @@ uint64_t cache_remap_kinds(struct cache *cache, const int *map, unsigned map_cou
 
 /* ---- readers ---- */
 
-static uint32_t current_minute(struct cache *cache)
-{
-    return (uint32_t)((load(&cache->wall_ms) / 60000) & 0xffff);
-}
-
-/* Counts a read in the entry's per-minute counter, for hot refresh. Racy by
- * design (a read lost at a minute's turn does not matter), never locked. */
-static void count_read(struct cache *cache, struct cache_entry *entry)
-{
-    uint32_t minute = current_minute(cache);
-    uint32_t reads = atomic_load_explicit(&entry->reads, memory_order_relaxed);
-    if ((reads >> 16) != minute)
-        atomic_store_explicit(&entry->reads, (minute << 16) | 1, memory_order_relaxed);
-    else if ((reads & 0xffff) != 0xffff)
-        atomic_fetch_add_explicit(&entry->reads, 1, memory_order_relaxed);
-}
-
 void cache_read_begin(struct cache *cache, const char *tenant, size_t tenant_len, uint64_t now_ms,
                       struct cache_reader *reader)
 {
@@ -1560,7 +1709,7 @@ const struct cache_entry *cache_read_find(struct cache_reader *reader, unsigned 
     atomic_fetch_add_explicit(&tenant->hits, 1, memory_order_relaxed);
     uint32_t last = atomic_load_explicit(&entry->access, memory_order_relaxed);
     if (last != reader->stamp) {
-        atomic_store_explicit(&entry->previous, last, memory_order_relaxed);
+        atomic_store_explicit(&entry->gap, gap_encode(reader->stamp - last), memory_order_relaxed);
         atomic_store_explicit(&entry->access, reader->stamp, memory_order_relaxed);
     }
     if (atomic_load_explicit(&reader->cache->hot_reads, memory_order_relaxed) != 0)
@@ -1588,12 +1737,12 @@ void cache_read_index(struct cache_reader *reader, unsigned kind, const char *in
 
 enum cache_entry_state cache_entry_state(const struct cache_entry *entry)
 {
-    return (enum cache_entry_state)entry->state;
+    return entry_state(entry);
 }
 
 bool cache_entry_critical(const struct cache_entry *entry)
 {
-    return entry->critical != 0;
+    return entry_critical(entry);
 }
 
 const char *cache_entry_key(const struct cache_entry *entry, size_t *len)
@@ -1621,7 +1770,7 @@ uint64_t cache_entry_version(const struct cache_entry *entry)
 
 uint64_t cache_entry_updated_ms(const struct cache_entry *entry)
 {
-    return entry->updated_ms;
+    return entry_updated(entry);
 }
 
 /* ---- whole-cache walks ---- */
@@ -1644,6 +1793,7 @@ uint64_t cache_foreach_entry(struct cache *cache, unsigned shard_index,
         return 0;
     struct cache_shard *shard = &cache->shards[shard_index];
     uint64_t shown = 0;
+    uint64_t now_ms = load(&cache->now_ms);
     pthread_rwlock_rdlock(&shard->lock);
     for (uint32_t b = 0; b < shard->bucket_count; b++) {
         for (struct cache_tenant *tenant = shard->buckets[b]; tenant != NULL;
@@ -1651,9 +1801,9 @@ uint64_t cache_foreach_entry(struct cache *cache, unsigned shard_index,
             for (uint32_t e = 0; e < tenant->bucket_count; e++) {
                 for (struct cache_entry *entry = tenant->buckets[e]; entry != NULL;
                      entry = entry->next) {
-                    if (entry->state == CACHE_ENTRY_NEGATIVE)
+                    if (entry_state(entry) == CACHE_ENTRY_NEGATIVE)
                         continue;
-                    bool tombstone = entry->state == CACHE_ENTRY_TOMBSTONE;
+                    bool tombstone = entry_state(entry) == CACHE_ENTRY_TOMBSTONE;
                     struct cache_entry_view view = {
                         .tenant = tenant->name,
                         .tenant_len = tenant->name_len,
@@ -1663,10 +1813,10 @@ uint64_t cache_foreach_entry(struct cache *cache, unsigned shard_index,
                         .json = tombstone ? "" : entry_value_ptr(entry),
                         .json_len = tombstone ? 0 : entry->value_len,
                         .tombstone = tombstone,
-                        .critical = entry->critical != 0,
+                        .critical = entry_critical(entry),
                         .version = entry->version,
-                        .expires_ms = entry->expires_ms,
-                        .updated_ms = entry->updated_ms,
+                        .expires_ms = entry_expires_ms(entry, now_ms),
+                        .updated_ms = entry_updated(entry),
                     };
                     fn(arg, &view);
                     shown++;
