@@ -790,6 +790,66 @@ START_TEST(test_eviction_lru2_far_reads)
 }
 END_TEST
 
+/* A tenant's open-addressing table under churn: sets, drops (which move
+ * later entries back), expiry, kind flushes and growth; every key is found
+ * exactly when it should be. */
+START_TEST(test_table_churn)
+{
+    struct cache *cache = cache_unlimited(1);
+    enum { KEYS = 3000 };
+    static bool live[KEYS];
+    char key[32];
+    struct cache_write expiring = reference_write();
+    expiring.expires_ms = NOW + 10;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < KEYS; i++) {
+            if ((i * 7 + round) % 3 == 0)
+                continue;
+            snprintf(key, sizeof(key), "k%d", i);
+            struct cache_write *w = i % 5 == 0 ? &expiring : NULL;
+            struct cache_write plain = reference_write();
+            ck_assert_int_eq(put(cache, "acme", i % 2 ? KIND_USER : KIND_PROFILE, key, "1",
+                                 w ? w : &plain, NOW),
+                             CACHE_OK);
+            live[i] = true;
+        }
+        for (int i = round; i < KEYS; i += 4) {
+            snprintf(key, sizeof(key), "k%d", i);
+            struct cache_key k = key_of("acme", i % 2 ? KIND_USER : KIND_PROFILE, key);
+            ck_assert_int_eq(cache_invalidate(cache, &k, false, 0, NOW, NULL), CACHE_OK);
+            live[i] = false;
+        }
+        for (int i = 0; i < KEYS; i++) {
+            snprintf(key, sizeof(key), "k%d", i);
+            ck_assert_msg(present(cache, "acme", i % 2 ? KIND_USER : KIND_PROFILE, key, NOW) ==
+                              live[i],
+                          "round %d key %s", round, key);
+        }
+    }
+    /* The expiring ones go; the rest stay findable. */
+    cache_sweep(cache, NOW + 10, 1u << 30);
+    for (int i = 0; i < KEYS; i += 5)
+        live[i] = false;
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        ck_assert(present(cache, "acme", i % 2 ? KIND_USER : KIND_PROFILE, key, NOW + 10) ==
+                  live[i]);
+    }
+    /* Dropping one kind leaves the other whole. */
+    uint64_t users = 0;
+    for (int i = 1; i < KEYS; i += 2)
+        users += live[i];
+    ck_assert_uint_eq(cache_flush(cache, "acme", 4, KIND_USER), users);
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        ck_assert(present(cache, "acme", i % 2 ? KIND_USER : KIND_PROFILE, key, NOW + 10) ==
+                  (i % 2 == 0 && live[i]));
+    }
+    walk_tenants(cache);
+    cache_destroy(cache);
+}
+END_TEST
+
 /* LRU-2: an entry read again and again outlives entries referenced only
  * once, even more recent ones; among those, the older goes first. */
 START_TEST(test_eviction_prefers_entries_read_once)
@@ -2478,6 +2538,7 @@ static Suite *cache_suite(void)
     tcase_add_test(versions, test_invalidate_reports_recent_reads);
     tcase_add_test(versions, test_expiry_ranges);
     tcase_add_test(versions, test_eviction_lru2_far_reads);
+    tcase_add_test(versions, test_table_churn);
     tcase_add_test(versions, test_negative);
     tcase_add_test(versions, test_if_absent);
     suite_add_tcase(suite, versions);
