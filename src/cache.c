@@ -103,11 +103,6 @@ struct kind_usage {
     uint64_t bytes;
 };
 
-/* A negative entry and its tenant, in cache->negative. */
-struct negative_ref {
-    struct cache_entry *entry;
-    struct cache_tenant *tenant;
-};
 
 struct cache_tenant {
     struct cache_tenant *next;  /* chain in the shard's table */
@@ -167,7 +162,7 @@ struct cache {
     uint32_t *reference_tree;   /* tenant_capacity + 1 nodes, 1-based */
     /* Every negative entry: the first to go, and bounded as a whole (a peer
      * asking for made-up names must not push real data out). */
-    struct negative_ref *negative;
+    struct cache_entry **negative;
     uint32_t negative_count;
     uint32_t negative_capacity;
     uint64_t negative_bytes;
@@ -367,33 +362,62 @@ static bool entry_matches(const struct cache_entry *entry, unsigned kind, const 
            memcmp(entry->data, key, key_len) == 0;
 }
 
-/* ---- hot reads ----
+/* ---- an entry's tail ----
  *
- * How often an entry was read in the last minute (hot refresh) is counted
- * only when limits.hot_reads is set (it is off by default): the entries
- * written then carry a counter after their data (ENTRY_COUNTED), holding the
- * minute (high 16 bits) and the reads in it (low 16). Entries written while
- * it was off have none and count as never read. */
+ * Two things only some entries need follow their data, 8-byte aligned: a
+ * negative entry's tenant (negative entries are evicted from the cache's
+ * list of them, which must lead back to the tenant), then, when hot refresh
+ * is on (limits.hot_reads; off by default) as the entry is written, a read
+ * counter (ENTRY_COUNTED): the minute (high 16 bits) and the reads in it
+ * (low 16). Entries written while it was off have none and count as never
+ * read. */
 
-/* Bytes of the data an entry with these lengths holds, its counter aside. */
+/* Bytes of the data an entry with these lengths holds. */
 static size_t data_size(size_t key_len, size_t json_len, size_t derived_len, size_t index_len)
 {
     return key_len + 1 + json_len + 1 + derived_len + index_len;
 }
 
-/* Offset of the read counter from the entry's start: after the data,
- * aligned for the atomic. */
-static size_t counter_offset(size_t data_bytes)
+/* Offset of the tail from the entry's start, after `data_bytes` of data. */
+static size_t tail_offset(size_t data_bytes)
 {
-    return (ENTRY_HEADER + data_bytes + 3) & ~(size_t)3;
+    return (ENTRY_HEADER + data_bytes + 7) & ~(size_t)7;
+}
+
+/* Bytes of an entry with `data_bytes` of data and the tail it needs. */
+static size_t entry_size_for(size_t data_bytes, bool negative, bool counted)
+{
+    if (!negative && !counted)
+        return ENTRY_HEADER + data_bytes;
+    return tail_offset(data_bytes) + (negative ? sizeof(struct cache_tenant *) : 0) +
+           (counted ? sizeof(uint32_t) : 0);
+}
+
+static unsigned char *entry_tail(const struct cache_entry *entry)
+{
+    size_t index = (entry->flags & ENTRY_INDEX_SHARED) ? 0 : entry->index_len;
+    size_t data = data_size(entry->key_len, entry->value_len, entry->derived_len, index);
+    return (unsigned char *)((uintptr_t)entry + tail_offset(data));
+}
+
+static struct cache_tenant *negative_tenant(const struct cache_entry *entry)
+{
+    struct cache_tenant *tenant;
+    memcpy(&tenant, entry_tail(entry), sizeof(tenant));
+    return tenant;
+}
+
+static void set_negative_tenant(struct cache_entry *entry, struct cache_tenant *tenant)
+{
+    memcpy(entry_tail(entry), &tenant, sizeof(tenant));
 }
 
 static _Atomic uint32_t *entry_reads(const struct cache_entry *entry)
 {
-    size_t index = (entry->flags & ENTRY_INDEX_SHARED) ? 0 : entry->index_len;
-    size_t offset =
-        counter_offset(data_size(entry->key_len, entry->value_len, entry->derived_len, index));
-    return (_Atomic uint32_t *)((uintptr_t)entry + offset);
+    unsigned char *tail = entry_tail(entry);
+    if (entry_state(entry) == CACHE_ENTRY_NEGATIVE)
+        tail += sizeof(struct cache_tenant *);
+    return (_Atomic uint32_t *)(void *)tail;
 }
 
 static uint32_t current_minute(struct cache *cache)
@@ -430,10 +454,10 @@ static uint32_t recent_read_count(struct cache *cache, const struct cache_entry 
     return 0;
 }
 
-/* Bytes an entry for key and value allocates, with a read counter when
- * `counted`. */
+/* Bytes an entry for key and value allocates (a negative one when
+ * `negative`, with a read counter when `counted`). */
 static size_t entry_size(const struct cache_key *key, const struct cache_value *value,
-                         bool counted)
+                         bool negative, bool counted)
 {
     size_t data = data_size(key->key_len, 0, 0, 0);
     if (value != NULL) {
@@ -441,7 +465,7 @@ static size_t entry_size(const struct cache_key *key, const struct cache_value *
         if (value->index_key != NULL && !index_in_derived(value))
             data += value->index_key_len;
     }
-    return counted ? counter_offset(data) + sizeof(uint32_t) : ENTRY_HEADER + data;
+    return entry_size_for(data, negative, counted);
 }
 
 /* ---- accounting ---- */
@@ -584,7 +608,8 @@ static void negative_add(struct cache *cache, struct cache_tenant *tenant,
         account_overhead(cache, (int64_t)util_alloc_size(cache->negative) - (int64_t)before);
     }
     entry->version = cache->negative_count;
-    cache->negative[cache->negative_count++] = (struct negative_ref){entry, tenant};
+    cache->negative[cache->negative_count++] = entry;
+    set_negative_tenant(entry, tenant);
     store(&cache->negative_entries, cache->negative_count);
     tenant->negative_count++;
     cache->negative_bytes += (uint64_t)entry_bytes(entry);
@@ -594,10 +619,10 @@ static void negative_remove(struct cache *cache, struct cache_tenant *tenant,
                             struct cache_entry *entry)
 {
     uint32_t slot = (uint32_t)entry->version;
-    struct negative_ref last = cache->negative[--cache->negative_count];
+    struct cache_entry *last = cache->negative[--cache->negative_count];
     store(&cache->negative_entries, cache->negative_count);
     cache->negative[slot] = last;
-    last.entry->version = slot;
+    last->version = slot;
     entry->version = 0;
     tenant->negative_count--;
     cache->negative_bytes -= (uint64_t)entry_bytes(entry);
@@ -962,7 +987,8 @@ static struct cache_entry *entry_create(const struct cache_key *key, const struc
     size_t derived_len = value ? value->derived_len : 0;
     size_t index_len = value && value->index_key ? value->index_key_len : 0;
     bool index_shared = index_in_derived(value);
-    struct cache_entry *entry = xmalloc(entry_size(key, value, counted));
+    struct cache_entry *entry =
+        xmalloc(entry_size(key, value, state == CACHE_ENTRY_NEGATIVE, counted));
     entry->version = 0;
     entry->expires = 0;
     entry->updated_lo = 0;
@@ -989,6 +1015,8 @@ static struct cache_entry *entry_create(const struct cache_key *key, const struc
     cursor += derived_len;
     if (index_len > 0 && !index_shared)
         memcpy(cursor, value->index_key, index_len);
+    if (state == CACHE_ENTRY_NEGATIVE)
+        set_negative_tenant(entry, NULL);
     if (counted)
         atomic_init(entry_reads(entry), 0);
     return entry;
@@ -1253,18 +1281,16 @@ static bool evict_negative(struct cache *cache)
 {
     if (cache->negative_count == 0)
         return false;
-    struct negative_ref victim = {NULL, NULL};
+    struct cache_entry *victim = NULL;
     uint32_t count = cache->negative_count;
     uint32_t samples = count < EVICTION_SAMPLES ? count : EVICTION_SAMPLES;
     for (uint32_t i = 0; i < samples; i++) {
-        struct negative_ref candidate =
-            cache->negative[sample_slot(cache, i, count, EVICTION_SAMPLES)];
-        if (victim.entry == NULL ||
-            older(atomic_load_explicit(&candidate.entry->access, memory_order_relaxed),
-                  atomic_load_explicit(&victim.entry->access, memory_order_relaxed)))
+        struct cache_entry *candidate = cache->negative[sample_slot(cache, i, count, EVICTION_SAMPLES)];
+        if (victim == NULL || older(atomic_load_explicit(&candidate->access, memory_order_relaxed),
+                                    atomic_load_explicit(&victim->access, memory_order_relaxed)))
             victim = candidate;
     }
-    evict_entry(cache, victim.tenant, victim.entry, &cache->evictions_negative);
+    evict_entry(cache, negative_tenant(victim), victim, &cache->evictions_negative);
     return true;
 }
 
@@ -1276,7 +1302,7 @@ static bool evict_negative_tenant(struct cache *cache)
     uint32_t count = cache->negative_count;
     for (uint32_t i = 0; i < count && i < NEGATIVE_TENANT_SAMPLES; i++) {
         struct cache_tenant *tenant =
-            cache->negative[sample_slot(cache, i, count, NEGATIVE_TENANT_SAMPLES)].tenant;
+            negative_tenant(cache->negative[sample_slot(cache, i, count, NEGATIVE_TENANT_SAMPLES)]);
         if (tenant->negative_count != tenant->entry_count)
             continue;
         uint64_t dropped = tenant->negative_count;
@@ -1352,10 +1378,11 @@ static bool make_room(struct cache *cache, uint64_t needed, const struct cache_t
 /* What a new entry may add to its tenant, including the growth of the
  * tenant's tables it joins: an upper bound, so that the limits hold. */
 static uint64_t insert_cost(const struct cache *cache, const struct cache_tenant *tenant,
-                            const struct cache_key *key, const struct cache_value *value)
+                            const struct cache_key *key, const struct cache_value *value,
+                            bool negative)
 {
     size_t index_len = value && value->index_key ? value->index_key_len : 0;
-    uint64_t cost = alloc_bound(cache, entry_size(key, value, cache->limits.hot_reads != 0));
+    uint64_t cost = alloc_bound(cache, entry_size(key, value, negative, cache->limits.hot_reads != 0));
     if (tenant == NULL)
         cost += alloc_bound(cache, sizeof(struct cache_tenant) + key->tenant_len + 1) +
                 alloc_bound(cache, table_bytes(INITIAL_SLOTS));
@@ -1449,7 +1476,7 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
      * evicts another tenant's data, negative entries aside. */
     bool query = write->if_absent;
     for (;;) {
-        uint64_t cost = insert_cost(cache, tenant, key, stored);
+        uint64_t cost = insert_cost(cache, tenant, key, stored, mode == WRITE_NEGATIVE);
         uint64_t freed = existing ? (uint64_t)entry_bytes(existing) : 0;
         uint64_t needed = cost > freed ? cost - freed : 0;
         if (cost > cache->limits.tenant_max_bytes)
