@@ -518,10 +518,13 @@ layout=$("$tools/layout")
 note "$tools/layout"
 if [ -n "${mem[1000.d_own_over]:-}" ]; then
     l_header=$(field header "$layout"); l_derived=$(field derived "$layout"); l_alloc=$(field alloc "$layout")
-    echo "Layout of the daemon's bytes per entry beyond the entry's own key + compact value (accounted, 1,000 tenants, $(fmt "${mem[1000.d_own_over]}" 1) B):"
-    echo "entry header $l_header B, two NUL terminators 2 B, derived query data $l_derived B, allocator's size word and rounding $l_alloc B"
-    echo "(\`$tools/layout\`: the seed entries prepared as the daemon does), and the rest, $(fmt "$(calc "${mem[1000.d_own_over]} - $l_header - 2 - $l_derived - $l_alloc")" 1) B: the tenant's hash"
-    echo "buckets, the reference-entry array, the hierarchy index and the tenant records."
+    l_tables=$(field tables "$layout")
+    l_known=$(calc "$l_header + 2 + $l_derived + $l_alloc + $l_tables")
+    echo "Layout of the daemon's bytes per entry beyond the entry's own key + compact value (1,000 tenants: $(fmt "${mem[1000.d_own_over]}" 1) B accounted, $(fmt "${mem[1000.d_rss_own_over]}" 1) B of RSS):"
+    echo "entry header $l_header B, two NUL terminators 2 B, derived query data $l_derived B, allocator's size word and rounding $l_alloc B,"
+    echo "the tenant's own tables $l_tables B (its open-addressing table and tags, hierarchy index, per-kind figures and record)"
+    echo "(\`$tools/layout\`: the seed entries prepared and cached as the daemon does), and the rest, $(fmt "$(calc "${mem[1000.d_own_over]} - $l_known")" 1) B accounted /"
+    echo "$(fmt "$(calc "${mem[1000.d_rss_own_over]} - $l_known")" 1) B of RSS: the tables all tenants share (shards, the tenant list and its Fenwick tree) and, for RSS, the allocator's free space."
     echo
 fi
 fi
