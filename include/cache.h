@@ -8,8 +8,10 @@
  * a writer (writes are serialised, see the thread rules below) holds a shard
  * only for the time of one entry's change.
  *
- * Each entry is one allocation: header, key, compact JSON value and the
- * "derived" blob from value.c. Memory is accounted exactly from what the
+ * Each entry is one allocation: a 37-byte header (no pointers; times in 32
+ * or 48 bits), key, compact JSON value and the "derived" blob from value.c;
+ * a tenant finds its entries in an open-addressing table of pointers and
+ * one-byte hash tags. Memory is accounted exactly from what the
  * allocator holds, per tenant and in all, and kept within the limits by
  * evicting, in this order: expired entries, negative entries (origin 404s,
  * which together hold at most an eighth of max_bytes), least-recently-used
@@ -67,8 +69,9 @@ struct cache_write {
     bool critical;          /* the kind's tier */
     bool has_version;       /* false: always applies, the version becomes 0 */
     uint64_t version;
-    uint64_t expires_ms;    /* monotonic ms; 0: never */
-    uint64_t updated_ms;    /* wall-clock ms of the change */
+    uint64_t expires_ms;    /* monotonic ms; 0: never. Kept to the ms when less
+                             * than 12 days ahead, else rounded up to 1.024 s */
+    uint64_t updated_ms;    /* wall-clock ms of the change (kept below 2^48) */
     bool if_absent;         /* a fill: never replace a live entry or tombstone */
     /* A fill: not written (CACHE_STALE) if *epoch no longer equals
      * epoch_seen once the writers' lock is held, so that a flush that bumps
@@ -199,8 +202,8 @@ enum cache_status cache_invalidate(struct cache *cache, const struct cache_key *
  * kind >= 0. Returns the number of entries dropped. */
 uint64_t cache_flush(struct cache *cache, const char *tenant, size_t tenant_len, int kind);
 
-/* Reclaims expired entries and tombstones, scanning at most `budget` hash
- * buckets from where the last call stopped. Returns entries reclaimed. */
+/* Reclaims expired entries and tombstones, scanning at most `budget` table
+ * slots from where the last call stopped. Returns entries reclaimed. */
 uint64_t cache_sweep(struct cache *cache, uint64_t now_ms, unsigned budget);
 /* The adaptive shrink: when usage is above the high watermark, evicts
  * least-recently-used reference entries (at most `budget` of them per call)

@@ -14,7 +14,11 @@
 # knobs, for quicker looks: BENCH_RUNS (3), BENCH_REQUESTS (200000, per
 # unpipelined redis-benchmark run), BENCH_PIPELINED_REQUESTS (1000000),
 # BENCH_SUSTAIN_SECONDS (60), BENCH_MEMORY_TENANTS ("1 100 1000 10000"),
-# BENCH_ZIPF_REQUESTS (300000), TENANTCACHED_BIN (./tenantcached).
+# BENCH_ZIPF_REQUESTS (300000), TENANTCACHED_BIN (./tenantcached), BENCH_ONLY
+# (all sections when empty; else a space-separated list of "queries" for
+# rows 1-4, "memory" for row 5 and the memory tables, "hitratio" for row 6,
+# "csc", "continuity" and "threads" for the scripts run at the end), e.g.
+# BENCH_ONLY=memory BENCH_MEMORY_TENANTS=1000 for the memory rows alone.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,6 +30,7 @@ pipelined_requests=${BENCH_PIPELINED_REQUESTS:-1000000}
 sustain_seconds=${BENCH_SUSTAIN_SECONDS:-60}
 memory_tenants=${BENCH_MEMORY_TENANTS:-"1 100 1000 10000"}
 zipf_requests=${BENCH_ZIPF_REQUESTS:-300000}
+only=${BENCH_ONLY:-}
 zipf_warmup=$((zipf_requests / 6))
 zipf_tenants=1000
 zipf_keys=25
@@ -40,6 +45,9 @@ clients=50
 channel=tenantcached:invalidate
 tools=$root/build/bench
 clk_tck=$(getconf CLK_TCK)
+# wants SECTION: true if BENCH_ONLY is empty or names SECTION.
+wants() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }
+wants memory || memory_tenants=""
 started=$(date +%s)
 
 for tool in redis-server redis-cli redis-benchmark pkg-config; do
@@ -217,6 +225,8 @@ load_start=$(loadavg)
 
 # ===== rows 1-4: one redis-server, one daemon, the same 1,000 tenants =====
 
+if wants queries; then
+
 echo "bench: loading $query_tenants seed-typical tenants into redis-server and tenantcached..." >&2
 start_redis main
 main_redis_pid=$redis_pid
@@ -312,6 +322,7 @@ wait_for "the daemon to resubscribe" subscribed "$tmp/main.sock" 1 || true
 reconnects_burst=$(($(info_field "$tmp/tc.sock" redis redis_reconnects) - reconnects_before - reconnects_sustain))
 output_limit=$(redis-cli -s "$tmp/main.sock" CONFIG GET client-output-buffer-limit | tail -n 1 | sed 's/.*pubsub/pubsub/')
 stop "$tc_pid"
+fi
 
 # ===== row 5 and the memory table: fresh processes for each tenant count =====
 
@@ -357,7 +368,9 @@ done
 
 # ===== row 6: hit ratio of the reference tier, 10% of the data, Zipf(0.99) =====
 
+if wants hitratio; then
 echo "bench: hit ratio on a Zipf(0.99) trace of $zipf_requests requests..." >&2
+wants queries || start_redis main
 "$tools/origin" "$tmp/origin.port" &
 pids+=("$!")
 wait_for "the origin" test -s "$tmp/origin.port"
@@ -379,6 +392,7 @@ note "$tools/hitratio $tmp/zipf.sock $zipf_tenants $zipf_keys $zipf_requests $zi
 stop "$zipf_pid"
 if [ "$(field bad_replies "$zipf")" != 0 ] || [ "$(field fill_errors "$zipf")" != 0 ]; then
     echo "bench: hit ratio: some GETs were not answered with the value: $zipf" >&2
+fi
 fi
 
 load_end=$(loadavg)
@@ -403,6 +417,7 @@ verdict() { awk -v r="$1" -v op="$2" -v l="$3" 'BEGIN {
 rows=()
 row() { rows+=("| $1 | $2 | $3 | $4 | $5 | $6 | $7 |"); }
 
+if wants queries; then
 for pipeline in 1 16; do
     p="-P $pipeline"
     d=$(median "get.d.$pipeline.rps"); r=$(median "get.r.$pipeline.rps"); q=$(ratio "$d" "$r")
@@ -449,6 +464,7 @@ d=$(median lat.d.p99); r=$(median lat.r.p99); q=$(ratio "$d" "$r")
 row 4 "publish-to-visible p50 / p99 (µs) at $(fmt "$latency_rate" 0) msg/s (Redis: to a plain subscriber; publisher >1 ms late: d $(median lat.d.late), r $(median lat.r.late))" \
     "$(median lat.d.p50) / $d" "$(median lat.r.p50) / $r" "$q (p99)" "p99 ≤ 1,000 µs" \
     "$(verdict "$(ratio "$d" 1000)" '<=' 1.0)"
+fi
 for tenants in $memory_tenants; do
     case $tenants in 1000|10000) ;; *) continue ;; esac
     d=${mem[$tenants.d_rss]}; r=${mem[$tenants.r_rss]}; q=$(ratio "$d" "$r")
@@ -461,29 +477,33 @@ for tenants in $memory_tenants; do
     row 5 "bytes of RSS per entry beyond the entry's own key + compact value, $(fmt "$tenants" 0) tenants (layout below)" "$(fmt "$d" 1)" "" "" "daemon ≤ 32" \
         "$(verdict "$(ratio "$d" 32)" '<=' 1.0)"
 done
+if wants hitratio; then
 d=$(field daemon_hit_ratio "$zipf"); r=$(field lru_hit_ratio "$zipf"); q=$(ratio "$d" "$r")
 row 6 "reference-tier hit ratio, budget $(fmt "$zipf_budget" 0) B = 10% of the data (watermarks 1.0/0.99), Zipf(0.99), $(fmt "$zipf_requests" 0) GETs (exact LRU: same budget, $(field entry_cost "$zipf") B/entry as the daemon accounts it = $(field lru_capacity "$zipf") entries)" \
     "$(fmt "$d" 2 100)%" "$(fmt "$r" 2 100)% (exact LRU)" "$q" "≥ 1.0" "$(verdict "$q" '>=' 1.0)"
 row 6 "the same, exact LRU holding only as many entries as the daemon did at the end ($(field daemon_entries "$zipf")); LRU with no per-entry overhead ($(field lru_payload_capacity "$zipf") entries)" \
     "$(fmt "$d" 2 100)%" "$(fmt "$(field lru_at_daemon_entries "$zipf")" 2 100)% / $(fmt "$(field lru_payload_hit_ratio "$zipf")" 2 100)%" \
     "$(ratio "$d" "$(field lru_at_daemon_entries "$zipf")")" "(informative)" ""
+fi
 
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 echo
 echo "## tenantcached vs redis-server ($(date -u '+%Y-%m-%d %H:%M UTC'))"
 echo
 echo "$(nproc) cores (${cpu_model:-unknown CPU}), redis-server $(redis-server --version | cut -d' ' -f3 | tr -d 'v='), $("$daemon_bin" --version 2>&1 | head -n 1)."
-echo "Median of $runs runs for rows 1-4; rows 5-6 are one deterministic run. Load average at start $load_start, at end $load_end."
+echo "Median of $runs runs for rows 1-4; rows 5-6 are one deterministic run. Load average at start $load_start, at end $load_end.${only:+ Only: $only.}"
 echo "Ratio = tenantcached ÷ the third column. CPU = utime+stime of the server process from /proc/PID/stat, before/after, ÷ requests."
 echo
 echo "| # | measurement | tenantcached | redis-server (or named baseline) | ratio | goal | met |"
 echo "|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
+if wants memory; then
 echo "### Memory per seed-typical tenant"
 echo
 echo "Each tenant: 30 credit costs, 10 roles, 50 users, 10 configs, 25 profiles (~600 B), 20 hierarchy entities = 145 entries,"
-echo "$(fmt "$(calc "${mem[1.payload]:-0} / 1")" 0) bytes of key names (cache:{tenant}:{kind}:{key}) and JSON values. Fresh processes per row; figures are growth over the idle process ÷ tenants."
+first_tenants=${memory_tenants%% *}
+echo "$(fmt "$(calc "${mem[$first_tenants.payload]:-0} / $first_tenants")" 0) bytes of key names (cache:{tenant}:{kind}:{key}) and JSON values. Fresh processes per row; figures are growth over the idle process ÷ tenants."
 echo
 echo "| tenants | daemon RSS/tenant | daemon used_memory/tenant | redis used_memory/tenant | redis RSS/tenant | seed's estimate | daemon RSS ÷ redis RSS | load rate (msg/s) |"
 echo "|---|---|---|---|---|---|---|---|"
@@ -498,11 +518,15 @@ layout=$("$tools/layout")
 note "$tools/layout"
 if [ -n "${mem[1000.d_own_over]:-}" ]; then
     l_header=$(field header "$layout"); l_derived=$(field derived "$layout"); l_alloc=$(field alloc "$layout")
-    echo "Layout of the daemon's bytes per entry beyond the entry's own key + compact value (accounted, 1,000 tenants, $(fmt "${mem[1000.d_own_over]}" 1) B):"
-    echo "entry header $l_header B, two NUL terminators 2 B, derived query data $l_derived B, allocator's size word and rounding $l_alloc B"
-    echo "(\`$tools/layout\`: the seed entries prepared as the daemon does), and the rest, $(fmt "$(calc "${mem[1000.d_own_over]} - $l_header - 2 - $l_derived - $l_alloc")" 1) B: the tenant's hash"
-    echo "buckets, the reference-entry array, the hierarchy index and the tenant records."
+    l_tables=$(field tables "$layout")
+    l_known=$(calc "$l_header + 2 + $l_derived + $l_alloc + $l_tables")
+    echo "Layout of the daemon's bytes per entry beyond the entry's own key + compact value (1,000 tenants: $(fmt "${mem[1000.d_own_over]}" 1) B accounted, $(fmt "${mem[1000.d_rss_own_over]}" 1) B of RSS):"
+    echo "entry header $l_header B, two NUL terminators 2 B, derived query data $l_derived B, allocator's size word and rounding $l_alloc B,"
+    echo "the tenant's own tables $l_tables B (its open-addressing table and tags, hierarchy index, per-kind figures and record)"
+    echo "(\`$tools/layout\`: the seed entries prepared and cached as the daemon does), and the rest, $(fmt "$(calc "${mem[1000.d_own_over]} - $l_known")" 1) B accounted /"
+    echo "$(fmt "$(calc "${mem[1000.d_rss_own_over]} - $l_known")" 1) B of RSS: the tables all tenants share (shards, the tenant list and its Fenwick tree) and, for RSS, the allocator's free space."
     echo
+fi
 fi
 echo "### Commands"
 echo
@@ -513,10 +537,16 @@ printf '%s\n' "${commands[@]}"
 echo '```'
 echo
 echo
-TENANTCACHED_BIN=$daemon_bin scripts/bench_csc.sh
-echo
-TENANTCACHED_BIN=$daemon_bin scripts/bench_continuity.sh
-echo
-TENANTCACHED_BIN=$daemon_bin BENCH_RUNS=$runs scripts/bench_threads.sh
-echo
+if wants csc; then
+    TENANTCACHED_BIN=$daemon_bin scripts/bench_csc.sh
+    echo
+fi
+if wants continuity; then
+    TENANTCACHED_BIN=$daemon_bin scripts/bench_continuity.sh
+    echo
+fi
+if wants threads; then
+    TENANTCACHED_BIN=$daemon_bin BENCH_RUNS=$runs scripts/bench_threads.sh
+    echo
+fi
 echo "bench: done in ${elapsed} s ($(date -u '+%H:%M:%S UTC'))"

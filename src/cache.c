@@ -1,15 +1,20 @@
 /* cache.c - the sharded, two-tier, per-tenant store (see cache.h).
  *
- * Layout: cache -> shards (rwlock + hash table of tenants) -> tenant (hash
- * table of entries, per-kind usage, a secondary index) -> entries (one
- * allocation each: header, key, JSON value, derived blob, index key).
+ * Layout: cache -> shards (rwlock + hash table of tenants) -> tenant (an
+ * open-addressing table of entries with one-byte hash tags, per-kind usage,
+ * a secondary index) -> entries (one allocation each: a 37-byte header with
+ * no pointers, key, JSON value, derived blob, index key, and for some a
+ * tail: a negative entry's tenant, a read counter for hot refresh).
  *
  * Writers are serialised by one mutex (cache->writer: the apply thread, and
  * FLUSH from a query thread), so the structures used to choose victims (the
- * array of every reference entry, the array of every tenant) belong to
- * whoever holds it and need no other lock; readers only touch each entry's atomic
- * recency stamp. Recency is a logical clock (one tick per read), which keeps
- * sampled LRU accurate however fast reads come. */
+ * array of every tenant with a Fenwick tree of their reference entry counts,
+ * the array of every negative entry) belong to whoever holds it and need no
+ * other lock; readers only touch each entry's atomic recency word and gap
+ * byte. Recency is a logical clock (one tick per read session), which keeps
+ * sampled LRU accurate however fast reads come. Expiries are 32-bit
+ * millisecond ticks compared on the wrapping clock (see entry_set_expiry()),
+ * so the writers' and readers' now_ms must be one monotonic clock. */
 #include "cache.h"
 
 #include <pthread.h>
@@ -22,11 +27,11 @@
 #include "stats.h"
 #include "util.h"
 
-#define NO_SLOT UINT32_MAX
 #define EVICTION_SAMPLES 16
 #define TENANT_SAMPLES 16
 #define INITIAL_BUCKETS 8
-#define REFERENCE_MIN_CAPACITY 256
+#define INITIAL_SLOTS 8
+#define NEGATIVE_MIN_CAPACITY 256
 #define TENANTS_MIN_CAPACITY 64
 #define INDEX_MEMBERS_MIN 4
 #define KIND_LIMIT 64
@@ -37,33 +42,54 @@
  * when there are no more). */
 #define NEGATIVE_TENANT_SAMPLES 256
 
+/* The entry header: times in 32 bits (see entry_set_expiry()), the update
+ * time in 48, one recency word plus a one-byte distance to the read before
+ * it (LRU-2), lengths as narrow as the names allow, flags in one byte. Only
+ * with hot refresh on does an entry carry a read counter (count_read()). */
 struct cache_entry {
-    struct cache_entry *next;   /* chain in the tenant's table */
-    struct cache_tenant *tenant;
-    uint64_t version;
-    uint64_t expires_ms;        /* monotonic; 0: never */
-    uint64_t updated_ms;
+    uint64_t version;           /* a negative entry: its index in cache->negative */
     _Atomic uint32_t access;    /* logical clock of the last read */
-    _Atomic uint32_t previous;  /* ... and of the read before it (0: none) */
-    _Atomic uint32_t reads;     /* minute (high 16 bits), reads in it (low 16) */
-    uint32_t reference_slot;    /* index in cache->reference (a reference value) or
-                                 * cache->negative (a negative entry), or NO_SLOT */
+    uint32_t expires;           /* expiry tick, low 32 bits (ENTRY_EXPIRES set) */
+    uint32_t updated_lo;        /* wall-clock ms of the change: low 32 bits ... */
+    uint16_t updated_hi;        /* ... and the next 16 (year 10889 and before) */
+    uint16_t key_len;           /* <= NAMES_KEY_MAX */
     uint32_t value_len;
     uint32_t derived_len;
-    uint16_t key_len;
     uint16_t index_len;
-    uint8_t kind;
-    uint8_t state;
-    uint8_t critical;
-    uint8_t index_shared;       /* the index key is the derived blob's tail, not copied */
+    uint8_t kind;               /* < KIND_LIMIT */
+    uint8_t flags;              /* state (ENTRY_STATE) and the ENTRY_* bits below */
+    _Atomic uint8_t gap;        /* log-coded reads between the last read and the one
+                                 * before it (gap_encode()); 0: read once at most */
     char data[];                /* key NUL value NUL derived [index] */
 };
+
+#define ENTRY_STATE 0x03          /* enum cache_entry_state */
+#define ENTRY_CRITICAL 0x04
+#define ENTRY_INDEX_SHARED 0x08   /* the index key is the derived blob's tail, not copied */
+#define ENTRY_EXPIRES 0x10        /* it has an expiry */
+#define ENTRY_EXPIRES_COARSE 0x20 /* the expiry counts units of COARSE_MS, not ms */
+#define ENTRY_COUNTED 0x40        /* a read counter follows the data (count_read()) */
+/* Expiries less than FINE_RANGE_MS ahead are kept in ms, wrapping every 2^32
+ * ms (49 days): they are told apart from the current time as long as they
+ * are less than 2^31 ms (24 days) away, which the margin and the sweep (it
+ * visits every entry every few minutes) guarantee. Farther ones (TTLs go up
+ * to a year) count units of COARSE_MS, rounded up: 2^31 of them is 69 years. */
+#define FINE_RANGE_MS (1ull << 30)
+#define COARSE_SHIFT 10
+#define COARSE_MS (1ull << COARSE_SHIFT)
+#define UPDATED_MAX ((1ull << 48) - 1)
 
 /* Bytes of an entry before its data: the allocation starts the data right
  * after the last field, not at the struct's padded size. */
 #define ENTRY_HEADER offsetof(struct cache_entry, data)
-/* Entries per bucket a tenant's table holds before it doubles. */
-#define LOAD_FACTOR 2
+/* A tenant's table (open addressing, linear probing) grows when more than
+ * LOAD_MAX_16THS/16 of its slots are taken, to hold 3/2 of its entries:
+ * between 2/3 and 13/16 full, about 12 bytes an entry with its tags. */
+#define LOAD_MAX_16THS 13
+#define TAG_USED 0x80             /* a tag's high bit: the slot is taken */
+/* Tries at a random slot of a tenant's table for a reference entry before
+ * walking on from the last one. */
+#define SLOT_TRIES 4
 
 /* The entries of one kind sharing one index key (a parent's children). */
 struct index_node {
@@ -82,11 +108,15 @@ struct kind_usage {
     uint64_t bytes;
 };
 
+
 struct cache_tenant {
     struct cache_tenant *next;  /* chain in the shard's table */
     uint64_t hash;
-    struct cache_entry **buckets;
-    uint32_t bucket_count;
+    /* The entries: `capacity` slots, then as many tags (one byte each: the
+     * entry hash's low bits with TAG_USED set, 0 for a free slot) in the same
+     * allocation, so that most probes never touch an entry. */
+    struct cache_entry **slots;
+    uint32_t capacity;
     uint32_t entry_count;
     uint32_t reference_count;
     uint32_t negative_count;    /* its negative entries (origin 404s) */
@@ -125,11 +155,16 @@ struct cache {
     _Atomic uint32_t clock;
     _Atomic uint64_t wall_ms;
     _Atomic unsigned hot_reads;  /* limits.hot_reads, for the readers */
+    /* The writers' latest now_ms: what cache_foreach_entry() tells the
+     * wrapped expiries apart by. */
+    _Atomic uint64_t now_ms;
 
-    /* The writer's own: every reference entry and every tenant, for sampling. */
-    struct cache_entry **reference;
+    /* The writer's own, for choosing victims: every tenant, and over the
+     * same slots a Fenwick tree of their reference entry counts (so that a
+     * reference entry is sampled uniformly: a tenant in proportion to its
+     * count, then a slot of its table). */
     uint32_t reference_count;
-    uint32_t reference_capacity;
+    uint32_t *reference_tree;   /* tenant_capacity + 1 nodes, 1-based */
     /* Every negative entry: the first to go, and bounded as a whole (a peer
      * asking for made-up names must not push real data out). */
     struct cache_entry **negative;
@@ -140,7 +175,7 @@ struct cache {
     uint32_t tenant_count;
     uint32_t tenant_capacity;
     uint32_t sweep_tenant;
-    uint32_t sweep_bucket;
+    uint32_t sweep_slot;
     uint64_t random_state;
     bool shrinking;
 
@@ -219,7 +254,7 @@ static const unsigned char *entry_derived_ptr(const struct cache_entry *entry)
 static const char *entry_index_ptr(const struct cache_entry *entry)
 {
     const char *end = (const char *)entry_derived_ptr(entry) + entry->derived_len;
-    return entry->index_shared ? end - entry->index_len : end;
+    return (entry->flags & ENTRY_INDEX_SHARED) ? end - entry->index_len : end;
 }
 
 /* True if the index key is the derived blob's last bytes (a hierarchy
@@ -232,21 +267,95 @@ static bool index_in_derived(const struct cache_value *value)
                   value->index_key, value->index_key_len) == 0;
 }
 
-/* Bytes an entry for key and value allocates. */
-static size_t entry_size(const struct cache_key *key, const struct cache_value *value)
+
+static enum cache_entry_state entry_state(const struct cache_entry *entry)
 {
-    size_t size = ENTRY_HEADER + key->key_len + 2;
-    if (value != NULL) {
-        size += value->json_len + value->derived_len;
-        if (value->index_key != NULL && !index_in_derived(value))
-            size += value->index_key_len;
+    return (enum cache_entry_state)(entry->flags & ENTRY_STATE);
+}
+
+static bool entry_critical(const struct cache_entry *entry)
+{
+    return (entry->flags & ENTRY_CRITICAL) != 0;
+}
+
+/* The version; 0 for a negative entry (whose field holds something else). */
+static uint64_t entry_version(const struct cache_entry *entry)
+{
+    return entry_state(entry) == CACHE_ENTRY_NEGATIVE ? 0 : entry->version;
+}
+
+/* Stores the expiry (monotonic ms, 0: never) of an entry written at now_ms. */
+static void entry_set_expiry(struct cache_entry *entry, uint64_t expires_ms, uint64_t now_ms)
+{
+    entry->flags &= (uint8_t)~(ENTRY_EXPIRES | ENTRY_EXPIRES_COARSE);
+    entry->expires = 0;
+    if (expires_ms == 0)
+        return;
+    entry->flags |= ENTRY_EXPIRES;
+    if (expires_ms < now_ms)
+        expires_ms = now_ms; /* already expired: so it stays, however far back */
+    if (expires_ms - now_ms < FINE_RANGE_MS) {
+        entry->expires = (uint32_t)expires_ms;
+    } else {
+        entry->flags |= ENTRY_EXPIRES_COARSE;
+        entry->expires = (uint32_t)((expires_ms + COARSE_MS - 1) >> COARSE_SHIFT);
     }
-    return size;
 }
 
 static bool entry_expired(const struct cache_entry *entry, uint64_t now_ms)
 {
-    return entry->expires_ms != 0 && entry->expires_ms <= now_ms;
+    if (!(entry->flags & ENTRY_EXPIRES))
+        return false;
+    if (entry->flags & ENTRY_EXPIRES_COARSE)
+        return (int32_t)((uint32_t)(now_ms >> COARSE_SHIFT) - entry->expires) >= 0;
+    return (int32_t)((uint32_t)now_ms - entry->expires) >= 0;
+}
+
+/* The expiry as monotonic ms (0: never), told apart from the wrapped
+ * values by reference_ms, a time less than 2^31 ticks away from it. */
+static uint64_t entry_expires_ms(const struct cache_entry *entry, uint64_t reference_ms)
+{
+    if (!(entry->flags & ENTRY_EXPIRES))
+        return 0;
+    if (entry->flags & ENTRY_EXPIRES_COARSE) {
+        uint64_t units = reference_ms >> COARSE_SHIFT;
+        units += (uint64_t)(int64_t)(int32_t)(entry->expires - (uint32_t)units);
+        return units << COARSE_SHIFT;
+    }
+    return reference_ms + (uint64_t)(int64_t)(int32_t)(entry->expires - (uint32_t)reference_ms);
+}
+
+static void entry_set_updated(struct cache_entry *entry, uint64_t updated_ms)
+{
+    if (updated_ms > UPDATED_MAX)
+        updated_ms = UPDATED_MAX;
+    entry->updated_lo = (uint32_t)updated_ms;
+    entry->updated_hi = (uint16_t)(updated_ms >> 32);
+}
+
+static uint64_t entry_updated(const struct cache_entry *entry)
+{
+    return (uint64_t)entry->updated_hi << 32 | entry->updated_lo;
+}
+
+/* The distance between an entry's last two reads, in logical clock ticks,
+ * in one byte: exact below 16, then 3 significant bits (within 12.5%),
+ * enough to order entries by their second-to-last read. 0 stands for "no
+ * read before the last", so a distance of 0 is coded as 1. */
+static uint8_t gap_encode(uint32_t distance)
+{
+    if (distance < 16)
+        return (uint8_t)(distance ? distance : 1);
+    int bit = 31 - __builtin_clz(distance); /* 4 .. 31 */
+    return (uint8_t)(16 + (bit - 4) * 8 + ((distance >> (bit - 3)) & 7));
+}
+
+static uint32_t gap_decode(uint8_t code)
+{
+    if (code < 16)
+        return code;
+    unsigned bit = (unsigned)(code - 16) / 8 + 4;
+    return (8u | ((unsigned)(code - 16) & 7)) << (bit - 3);
 }
 
 /* The hash is not stored (4 bytes an entry): a chain holds two entries on
@@ -258,16 +367,110 @@ static bool entry_matches(const struct cache_entry *entry, unsigned kind, const 
            memcmp(entry->data, key, key_len) == 0;
 }
 
+/* ---- an entry's tail ----
+ *
+ * Two things only some entries need follow their data, 8-byte aligned: a
+ * negative entry's tenant (negative entries are evicted from the cache's
+ * list of them, which must lead back to the tenant), then, when hot refresh
+ * is on (limits.hot_reads; off by default) as the entry is written, a read
+ * counter (ENTRY_COUNTED): the minute (high 16 bits) and the reads in it
+ * (low 16). Entries written while it was off have none and count as never
+ * read. */
+
+/* Bytes of the data an entry with these lengths holds. */
+static size_t data_size(size_t key_len, size_t json_len, size_t derived_len, size_t index_len)
+{
+    return key_len + 1 + json_len + 1 + derived_len + index_len;
+}
+
+/* Offset of the tail from the entry's start, after `data_bytes` of data. */
+static size_t tail_offset(size_t data_bytes)
+{
+    return (ENTRY_HEADER + data_bytes + 7) & ~(size_t)7;
+}
+
+/* Bytes of an entry with `data_bytes` of data and the tail it needs. */
+static size_t entry_size_for(size_t data_bytes, bool negative, bool counted)
+{
+    if (!negative && !counted)
+        return ENTRY_HEADER + data_bytes;
+    return tail_offset(data_bytes) + (negative ? sizeof(struct cache_tenant *) : 0) +
+           (counted ? sizeof(uint32_t) : 0);
+}
+
+static unsigned char *entry_tail(const struct cache_entry *entry)
+{
+    size_t index = (entry->flags & ENTRY_INDEX_SHARED) ? 0 : entry->index_len;
+    size_t data = data_size(entry->key_len, entry->value_len, entry->derived_len, index);
+    return (unsigned char *)((uintptr_t)entry + tail_offset(data));
+}
+
+static struct cache_tenant *negative_tenant(const struct cache_entry *entry)
+{
+    struct cache_tenant *tenant;
+    memcpy(&tenant, entry_tail(entry), sizeof(tenant));
+    return tenant;
+}
+
+static void set_negative_tenant(struct cache_entry *entry, struct cache_tenant *tenant)
+{
+    memcpy(entry_tail(entry), &tenant, sizeof(tenant));
+}
+
+static _Atomic uint32_t *entry_reads(const struct cache_entry *entry)
+{
+    unsigned char *tail = entry_tail(entry);
+    if (entry_state(entry) == CACHE_ENTRY_NEGATIVE)
+        tail += sizeof(struct cache_tenant *);
+    return (_Atomic uint32_t *)(void *)tail;
+}
+
+static uint32_t current_minute(struct cache *cache)
+{
+    return (uint32_t)((load(&cache->wall_ms) / 60000) & 0xffff);
+}
+
+/* Counts a read. Racy by design (a read lost at a minute's turn does not
+ * matter), never locked. */
+static void count_read(struct cache *cache, const struct cache_entry *entry)
+{
+    if (!(entry->flags & ENTRY_COUNTED))
+        return;
+    _Atomic uint32_t *counter = entry_reads(entry);
+    uint32_t minute = current_minute(cache);
+    uint32_t reads = atomic_load_explicit(counter, memory_order_relaxed);
+    if ((reads >> 16) != minute)
+        atomic_store_explicit(counter, (minute << 16) | 1, memory_order_relaxed);
+    else if ((reads & 0xffff) != 0xffff)
+        atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+}
+
 /* Reads of the entry in the current minute, or in the previous one when
  * the current one has just begun: "read N times a minute" (hot refresh). */
 static uint32_t recent_read_count(struct cache *cache, const struct cache_entry *entry)
 {
-    uint32_t reads = atomic_load_explicit(&entry->reads, memory_order_relaxed);
-    uint32_t minute = (uint32_t)((load(&cache->wall_ms) / 60000) & 0xffff);
+    if (!(entry->flags & ENTRY_COUNTED))
+        return 0;
+    uint32_t reads = atomic_load_explicit(entry_reads(entry), memory_order_relaxed);
+    uint32_t minute = current_minute(cache);
     uint32_t stamp = reads >> 16;
     if (stamp == minute || stamp == ((minute - 1) & 0xffff))
         return reads & 0xffff;
     return 0;
+}
+
+/* Bytes an entry for key and value allocates (a negative one when
+ * `negative`, with a read counter when `counted`). */
+static size_t entry_size(const struct cache_key *key, const struct cache_value *value,
+                         bool negative, bool counted)
+{
+    size_t data = data_size(key->key_len, 0, 0, 0);
+    if (value != NULL) {
+        data += value->json_len + value->derived_len;
+        if (value->index_key != NULL && !index_in_derived(value))
+            data += value->index_key_len;
+    }
+    return entry_size_for(data, negative, counted);
 }
 
 /* ---- accounting ---- */
@@ -356,47 +559,77 @@ void cache_set_wall_clock(struct cache *cache, uint64_t wall_ms)
 
 /* ---- the writer's victim arrays ---- */
 
-static void reference_add(struct cache *cache, struct cache_entry *entry)
+/* Adds delta to the reference count of the tenant in slot `slot` of
+ * cache->tenants, in the Fenwick tree. */
+static void reference_tree_add(struct cache *cache, uint32_t slot, int64_t delta)
 {
-    if (cache->reference_count == cache->reference_capacity) {
-        size_t before = util_alloc_size(cache->reference);
-        cache->reference_capacity =
-            cache->reference_capacity ? cache->reference_capacity * 2 : REFERENCE_MIN_CAPACITY;
-        cache->reference = xrealloc(cache->reference,
-                                    cache->reference_capacity * sizeof(*cache->reference));
-        account_overhead(cache, (int64_t)util_alloc_size(cache->reference) - (int64_t)before);
-    }
-    entry->reference_slot = cache->reference_count;
-    cache->reference[cache->reference_count++] = entry;
-    entry->tenant->reference_count++;
+    for (uint32_t i = slot + 1; i <= cache->tenant_capacity; i += i & (~i + 1))
+        cache->reference_tree[i] = (uint32_t)((int64_t)cache->reference_tree[i] + delta);
 }
 
-static void negative_add(struct cache *cache, struct cache_entry *entry)
+/* The slot of cache->tenants holding reference entry number `rank` (0 ..
+ * reference_count - 1) when they are counted tenant by tenant. */
+static uint32_t reference_tree_find(const struct cache *cache, uint32_t rank)
+{
+    uint32_t position = 0;
+    uint32_t step = 1;
+    while (step * 2 <= cache->tenant_capacity)
+        step *= 2;
+    for (; step > 0; step /= 2) {
+        uint32_t next = position + step;
+        if (next <= cache->tenant_capacity && cache->reference_tree[next] <= rank) {
+            position = next;
+            rank -= cache->reference_tree[next];
+        }
+    }
+    return position; /* the 1-based node after the last prefix <= rank: 0-based slot */
+}
+
+static void reference_add(struct cache *cache, struct cache_tenant *tenant)
+{
+    cache->reference_count++;
+    tenant->reference_count++;
+    reference_tree_add(cache, tenant->tenant_slot, 1);
+}
+
+static void reference_remove(struct cache *cache, struct cache_tenant *tenant)
+{
+    cache->reference_count--;
+    tenant->reference_count--;
+    reference_tree_add(cache, tenant->tenant_slot, -1);
+}
+
+/* A negative entry keeps its index in cache->negative in its version field
+ * (a negative entry has no version: cache_entry_version() says 0). */
+static void negative_add(struct cache *cache, struct cache_tenant *tenant,
+                         struct cache_entry *entry)
 {
     if (cache->negative_count == cache->negative_capacity) {
         size_t before = util_alloc_size(cache->negative);
         cache->negative_capacity =
-            cache->negative_capacity ? cache->negative_capacity * 2 : REFERENCE_MIN_CAPACITY;
+            cache->negative_capacity ? cache->negative_capacity * 2 : NEGATIVE_MIN_CAPACITY;
         cache->negative = xrealloc(cache->negative,
                                    cache->negative_capacity * sizeof(*cache->negative));
         account_overhead(cache, (int64_t)util_alloc_size(cache->negative) - (int64_t)before);
     }
-    entry->reference_slot = cache->negative_count;
+    entry->version = cache->negative_count;
     cache->negative[cache->negative_count++] = entry;
+    set_negative_tenant(entry, tenant);
     store(&cache->negative_entries, cache->negative_count);
-    entry->tenant->negative_count++;
+    tenant->negative_count++;
     cache->negative_bytes += (uint64_t)entry_bytes(entry);
 }
 
-static void negative_remove(struct cache *cache, struct cache_entry *entry)
+static void negative_remove(struct cache *cache, struct cache_tenant *tenant,
+                            struct cache_entry *entry)
 {
-    uint32_t slot = entry->reference_slot;
+    uint32_t slot = (uint32_t)entry->version;
     struct cache_entry *last = cache->negative[--cache->negative_count];
     store(&cache->negative_entries, cache->negative_count);
     cache->negative[slot] = last;
-    last->reference_slot = slot;
-    entry->reference_slot = NO_SLOT;
-    entry->tenant->negative_count--;
+    last->version = slot;
+    entry->version = 0;
+    tenant->negative_count--;
     cache->negative_bytes -= (uint64_t)entry_bytes(entry);
     if (cache->negative_count == 0) {
         account_overhead(cache, -(int64_t)util_alloc_size(cache->negative));
@@ -406,27 +639,18 @@ static void negative_remove(struct cache *cache, struct cache_entry *entry)
     }
 }
 
-static void reference_remove(struct cache *cache, struct cache_entry *entry)
+/* Rebuilds the Fenwick tree for the current tenant_capacity. */
+static void reference_tree_build(struct cache *cache)
 {
-    if (entry->reference_slot == NO_SLOT)
-        return;
-    if (entry->state == CACHE_ENTRY_NEGATIVE) {
-        negative_remove(cache, entry);
-        return;
+    size_t before = util_alloc_size(cache->reference_tree);
+    free(cache->reference_tree);
+    cache->reference_tree = NULL;
+    if (cache->tenant_capacity > 0) {
+        cache->reference_tree = xcalloc(cache->tenant_capacity + 1, sizeof(*cache->reference_tree));
+        for (uint32_t i = 0; i < cache->tenant_count; i++)
+            reference_tree_add(cache, i, cache->tenants[i]->reference_count);
     }
-    uint32_t slot = entry->reference_slot;
-    struct cache_entry *last = cache->reference[--cache->reference_count];
-    cache->reference[slot] = last;
-    last->reference_slot = slot;
-    entry->reference_slot = NO_SLOT;
-    entry->tenant->reference_count--;
-    if (cache->reference_count == 0) {
-        /* Give the array back, so an emptied cache weighs what a new one does. */
-        account_overhead(cache, -(int64_t)util_alloc_size(cache->reference));
-        free(cache->reference);
-        cache->reference = NULL;
-        cache->reference_capacity = 0;
-    }
+    account_overhead(cache, (int64_t)util_alloc_size(cache->reference_tree) - (int64_t)before);
 }
 
 static void tenants_add(struct cache *cache, struct cache_tenant *tenant)
@@ -437,23 +661,152 @@ static void tenants_add(struct cache *cache, struct cache_tenant *tenant)
             cache->tenant_capacity ? cache->tenant_capacity * 2 : TENANTS_MIN_CAPACITY;
         cache->tenants = xrealloc(cache->tenants, cache->tenant_capacity * sizeof(*cache->tenants));
         account_overhead(cache, (int64_t)util_alloc_size(cache->tenants) - (int64_t)before);
+        reference_tree_build(cache);
     }
     tenant->tenant_slot = cache->tenant_count;
     cache->tenants[cache->tenant_count++] = tenant;
+    reference_tree_add(cache, tenant->tenant_slot, tenant->reference_count);
 }
 
 static void tenants_remove(struct cache *cache, struct cache_tenant *tenant)
 {
     uint32_t slot = tenant->tenant_slot;
+    reference_tree_add(cache, slot, -(int64_t)tenant->reference_count);
     struct cache_tenant *last = cache->tenants[--cache->tenant_count];
-    cache->tenants[slot] = last;
-    last->tenant_slot = slot;
+    if (last != tenant) {
+        reference_tree_add(cache, last->tenant_slot, -(int64_t)last->reference_count);
+        cache->tenants[slot] = last;
+        last->tenant_slot = slot;
+        reference_tree_add(cache, slot, last->reference_count);
+    }
     if (cache->tenant_count == 0) {
-        account_overhead(cache, -(int64_t)util_alloc_size(cache->tenants));
+        account_overhead(cache, -(int64_t)(util_alloc_size(cache->tenants) +
+                                           util_alloc_size(cache->reference_tree)));
         free(cache->tenants);
+        free(cache->reference_tree);
         cache->tenants = NULL;
+        cache->reference_tree = NULL;
         cache->tenant_capacity = 0;
     }
+}
+
+/* ---- a tenant's table of entries ---- */
+
+/* Bytes of a table of `capacity` slots and their tags. */
+static size_t table_bytes(uint32_t capacity)
+{
+    return capacity * (sizeof(struct cache_entry *) + 1);
+}
+
+static uint8_t *table_tags(const struct cache_tenant *tenant)
+{
+    return (uint8_t *)(tenant->slots + tenant->capacity);
+}
+
+static uint8_t tag_of(uint32_t hash)
+{
+    return (uint8_t)(hash | TAG_USED);
+}
+
+/* The slot a hash starts probing at (any capacity, not only powers of 2). */
+static uint32_t home_slot(uint32_t hash, uint32_t capacity)
+{
+    /* The high bits pick the slot; the tag is the low ones. */
+    return (uint32_t)(((uint64_t)hash * capacity) >> 32);
+}
+
+/* The table's capacity once it holds `count` entries: 3/2 of them, a
+ * multiple of 8. */
+static uint32_t table_capacity_for(uint32_t count)
+{
+    uint32_t capacity = count + count / 2 + 1;
+    return (capacity + 7) & ~7u;
+}
+
+/* True if one more entry makes the table fuller than LOAD_MAX_16THS/16. */
+static bool table_full(const struct cache_tenant *tenant)
+{
+    return (uint64_t)(tenant->entry_count + 1) * 16 > (uint64_t)tenant->capacity * LOAD_MAX_16THS;
+}
+
+static uint32_t entry_rehash(const struct cache *cache, const struct cache_entry *entry)
+{
+    return entry_hash(cache, entry->kind, entry->data, entry->key_len);
+}
+
+/* The slot holding (kind, key), or else the free slot where it would go.
+ * The table always has a free slot, so this ends. */
+static uint32_t table_find(const struct cache_tenant *tenant, uint32_t hash, unsigned kind,
+                           const char *key, size_t key_len)
+{
+    const uint8_t *tags = table_tags(tenant);
+    uint8_t tag = tag_of(hash);
+    uint32_t i = home_slot(hash, tenant->capacity);
+    for (;;) {
+        if (tags[i] == 0)
+            return i;
+        if (tags[i] == tag && entry_matches(tenant->slots[i], kind, key, key_len))
+            return i;
+        if (++i == tenant->capacity)
+            i = 0;
+    }
+}
+
+/* Puts entry into free slot i. */
+static void table_put(struct cache_tenant *tenant, uint32_t i, struct cache_entry *entry,
+                      uint32_t hash)
+{
+    tenant->slots[i] = entry;
+    table_tags(tenant)[i] = tag_of(hash);
+}
+
+/* Empties slot i, moving back the entries after it that probed past it
+ * (no deletion markers: a table never fills up with them). Entries only
+ * move to i or after it, wrapping at the end. */
+static void table_take(const struct cache *cache, struct cache_tenant *tenant, uint32_t i)
+{
+    uint8_t *tags = table_tags(tenant);
+    uint32_t capacity = tenant->capacity;
+    uint32_t hole = i;
+    uint32_t j = i;
+    for (;;) {
+        if (++j == capacity)
+            j = 0;
+        if (tags[j] == 0)
+            break;
+        uint32_t home = home_slot(entry_rehash(cache, tenant->slots[j]), capacity);
+        /* j may fill the hole unless its home lies cyclically in (hole, j]. */
+        uint32_t from_home = (j + capacity - home) % capacity;
+        uint32_t from_hole = (j + capacity - hole) % capacity;
+        if (from_home >= from_hole) {
+            tenant->slots[hole] = tenant->slots[j];
+            tags[hole] = tags[j];
+            hole = j;
+        }
+    }
+    tenant->slots[hole] = NULL;
+    tags[hole] = 0;
+}
+
+/* Grows the table to hold one more entry comfortably; the shard is
+ * write-locked. */
+static void table_grow(struct cache *cache, struct cache_tenant *tenant)
+{
+    struct cache_tenant grown = {.capacity = table_capacity_for(tenant->entry_count + 1)};
+    grown.slots = xcalloc(1, table_bytes(grown.capacity));
+    for (uint32_t i = 0; i < tenant->capacity; i++) {
+        struct cache_entry *entry = tenant->slots[i];
+        if (entry == NULL)
+            continue;
+        uint32_t hash = entry_rehash(cache, entry);
+        table_put(&grown, table_find(&grown, hash, entry->kind, entry->data, entry->key_len),
+                  entry, hash);
+    }
+    account_tenant(cache, tenant,
+                   (int64_t)util_alloc_size(grown.slots) - (int64_t)util_alloc_size(tenant->slots));
+    free(tenant->slots);
+    tenant->slots = grown.slots;
+    tenant->capacity = grown.capacity;
 }
 
 /* ---- tenants ---- */
@@ -497,8 +850,8 @@ static struct cache_tenant *tenant_create(struct cache *cache, struct cache_shar
     tenant->hash = hash;
     tenant->name_len = (uint8_t)len;
     memcpy(tenant->name, name, len);
-    tenant->bucket_count = INITIAL_BUCKETS;
-    tenant->buckets = xcalloc(tenant->bucket_count, sizeof(*tenant->buckets));
+    tenant->capacity = INITIAL_SLOTS;
+    tenant->slots = xcalloc(1, table_bytes(INITIAL_SLOTS));
     atomic_store_explicit(&tenant->access, tick(cache), memory_order_relaxed);
     if (shard->tenant_count + 1 > shard->bucket_count)
         shard_grow(cache, shard);
@@ -509,7 +862,7 @@ static struct cache_tenant *tenant_create(struct cache *cache, struct cache_shar
     tenants_add(cache, tenant);
     adjust(&cache->tenant_total, 1);
     account_tenant(cache, tenant,
-                   (int64_t)(util_alloc_size(tenant) + util_alloc_size(tenant->buckets)));
+                   (int64_t)(util_alloc_size(tenant) + util_alloc_size(tenant->slots)));
     return tenant;
 }
 
@@ -631,31 +984,29 @@ static void index_remove(struct cache *cache, struct cache_tenant *tenant, struc
 
 /* ---- entries ---- */
 
+/* A new entry, with a read counter when `counted`. Cannot fail. */
 static struct cache_entry *entry_create(const struct cache_key *key, const struct cache_value *value,
-                                        enum cache_entry_state state)
+                                        enum cache_entry_state state, bool counted)
 {
     size_t json_len = value ? value->json_len : 0;
     size_t derived_len = value ? value->derived_len : 0;
     size_t index_len = value && value->index_key ? value->index_key_len : 0;
     bool index_shared = index_in_derived(value);
-    struct cache_entry *entry = xmalloc(entry_size(key, value));
-    entry->next = NULL;
-    entry->tenant = NULL;
+    struct cache_entry *entry =
+        xmalloc(entry_size(key, value, state == CACHE_ENTRY_NEGATIVE, counted));
     entry->version = 0;
-    entry->expires_ms = 0;
-    entry->updated_ms = 0;
+    entry->expires = 0;
+    entry->updated_lo = 0;
+    entry->updated_hi = 0;
     atomic_init(&entry->access, 0);
-    atomic_init(&entry->previous, 0);
-    atomic_init(&entry->reads, 0);
-    entry->reference_slot = NO_SLOT;
+    atomic_init(&entry->gap, 0);
     entry->value_len = (uint32_t)json_len;
     entry->key_len = (uint16_t)key->key_len;
     entry->derived_len = (uint32_t)derived_len;
     entry->index_len = (uint16_t)index_len;
     entry->kind = (uint8_t)key->kind;
-    entry->state = (uint8_t)state;
-    entry->critical = 0;
-    entry->index_shared = index_shared;
+    entry->flags = (uint8_t)((unsigned)state | (index_shared ? ENTRY_INDEX_SHARED : 0) |
+                             (counted ? ENTRY_COUNTED : 0));
     char *cursor = entry->data;
     memcpy(cursor, key->key, key->key_len);
     cursor += key->key_len;
@@ -669,57 +1020,29 @@ static struct cache_entry *entry_create(const struct cache_key *key, const struc
     cursor += derived_len;
     if (index_len > 0 && !index_shared)
         memcpy(cursor, value->index_key, index_len);
+    if (state == CACHE_ENTRY_NEGATIVE)
+        set_negative_tenant(entry, NULL);
+    if (counted)
+        atomic_init(entry_reads(entry), 0);
     return entry;
 }
 
-static struct cache_entry **tenant_slot(struct cache_tenant *tenant, uint32_t hash, unsigned kind,
-                                        const char *key, size_t key_len)
-{
-    struct cache_entry **slot = &tenant->buckets[hash & (tenant->bucket_count - 1)];
-    for (; *slot != NULL; slot = &(*slot)->next) {
-        if (entry_matches(*slot, kind, key, key_len))
-            return slot;
-    }
-    return slot;
-}
-
-static void tenant_grow(struct cache *cache, struct cache_tenant *tenant)
-{
-    uint32_t count = tenant->bucket_count * 2;
-    struct cache_entry **buckets = xcalloc(count, sizeof(*buckets));
-    for (uint32_t i = 0; i < tenant->bucket_count; i++) {
-        struct cache_entry *entry = tenant->buckets[i];
-        while (entry != NULL) {
-            struct cache_entry *next = entry->next;
-            uint32_t bucket = entry_hash(cache, entry->kind, entry->data, entry->key_len) & (count - 1);
-            entry->next = buckets[bucket];
-            buckets[bucket] = entry;
-            entry = next;
-        }
-    }
-    account_tenant(cache, tenant,
-                   (int64_t)util_alloc_size(buckets) - (int64_t)util_alloc_size(tenant->buckets));
-    free(tenant->buckets);
-    tenant->buckets = buckets;
-    tenant->bucket_count = count;
-}
-
-/* Tells the change hook that entry (linked to its tenant) changes. */
-static void notify_change(const struct cache *cache, const struct cache_entry *entry)
+/* Tells the change hook that entry (linked to tenant) changes. */
+static void notify_change(const struct cache *cache, const struct cache_tenant *tenant,
+                          const struct cache_entry *entry)
 {
     if (cache->change_fn == NULL || cache->flushing_all)
         return;
-    cache->change_fn(cache->change_arg, entry->tenant->name, entry->tenant->name_len, entry->kind,
-                     entry->data, entry->key_len);
+    cache->change_fn(cache->change_arg, tenant->name, tenant->name_len, entry->kind, entry->data,
+                     entry->key_len);
 }
 
-/* Links a new entry into its tenant; the shard is write-locked. */
-static void entry_link(struct cache *cache, struct cache_tenant *tenant, struct cache_entry **slot,
-                       struct cache_entry *entry)
+/* Links a new entry into its tenant at free slot i (from table_find(),
+ * after any table_grow()); the shard is write-locked. */
+static void entry_link(struct cache *cache, struct cache_tenant *tenant, uint32_t i,
+                       struct cache_entry *entry, uint32_t hash)
 {
-    entry->tenant = tenant;
-    entry->next = *slot;
-    *slot = entry;
+    table_put(tenant, i, entry, hash);
     tenant->entry_count++;
     int64_t bytes = entry_bytes(entry);
     struct kind_usage *usage = tenant_kind(cache, tenant, entry->kind);
@@ -727,27 +1050,28 @@ static void entry_link(struct cache *cache, struct cache_tenant *tenant, struct 
     usage->bytes += (uint64_t)bytes;
     account_tenant(cache, tenant, bytes);
     adjust(&cache->entries, 1);
-    if (entry->critical) {
+    if (entry_critical(entry)) {
         tenant->critical_bytes += (uint64_t)bytes;
         adjust(&cache->critical_bytes, bytes);
-    } else if (entry->state == CACHE_ENTRY_VALUE) {
-        reference_add(cache, entry);
-    } else if (entry->state == CACHE_ENTRY_NEGATIVE) {
-        negative_add(cache, entry);
+    } else if (entry_state(entry) == CACHE_ENTRY_VALUE) {
+        reference_add(cache, tenant);
+    } else if (entry_state(entry) == CACHE_ENTRY_NEGATIVE) {
+        negative_add(cache, tenant, entry);
     }
-    if (entry->index_len > 0 && entry->state == CACHE_ENTRY_VALUE)
+    if (entry->index_len > 0 && entry_state(entry) == CACHE_ENTRY_VALUE)
         index_add(cache, tenant, entry);
-    notify_change(cache, entry);
+    notify_change(cache, tenant, entry);
 }
 
-/* Takes *slot out of its tenant, with everything counted for it, and
- * returns it; the shard is write-locked. */
+/* Takes the entry in slot i out of its tenant, with everything counted for
+ * it, and returns it; the shard is write-locked. Entries after slot i may
+ * move back into it (table_take()). */
 static struct cache_entry *entry_detach(struct cache *cache, struct cache_tenant *tenant,
-                                        struct cache_entry **slot)
+                                        uint32_t i)
 {
-    struct cache_entry *entry = *slot;
-    notify_change(cache, entry);
-    *slot = entry->next;
+    struct cache_entry *entry = tenant->slots[i];
+    notify_change(cache, tenant, entry);
+    table_take(cache, tenant, i);
     tenant->entry_count--;
     int64_t bytes = entry_bytes(entry);
     struct kind_usage *usage = tenant_kind(cache, tenant, entry->kind);
@@ -755,30 +1079,33 @@ static struct cache_entry *entry_detach(struct cache *cache, struct cache_tenant
     usage->bytes -= (uint64_t)bytes;
     account_tenant(cache, tenant, -bytes);
     adjust(&cache->entries, -1);
-    if (entry->critical) {
+    if (entry_critical(entry)) {
         tenant->critical_bytes -= (uint64_t)bytes;
         adjust(&cache->critical_bytes, -bytes);
+    } else if (entry_state(entry) == CACHE_ENTRY_VALUE) {
+        reference_remove(cache, tenant);
+    } else if (entry_state(entry) == CACHE_ENTRY_NEGATIVE) {
+        negative_remove(cache, tenant, entry);
     }
-    reference_remove(cache, entry);
-    if (entry->index_len > 0 && entry->state == CACHE_ENTRY_VALUE)
+    if (entry->index_len > 0 && entry_state(entry) == CACHE_ENTRY_VALUE)
         index_remove(cache, tenant, entry);
-    entry->next = NULL;
     return entry;
 }
 
-/* Unlinks and frees *slot. The shard is write-locked, and readers only hold
- * entries under the read lock, so nobody can still be looking at it. */
-static void entry_unlink(struct cache *cache, struct cache_tenant *tenant, struct cache_entry **slot)
+/* Unlinks and frees the entry in slot i. The shard is write-locked, and
+ * readers only hold entries under the read lock, so nobody can still be
+ * looking at it. */
+static void entry_unlink(struct cache *cache, struct cache_tenant *tenant, uint32_t i)
 {
-    free(entry_detach(cache, tenant, slot));
+    free(entry_detach(cache, tenant, i));
 }
 
 /* Frees a tenant with all it holds; the shard is write-locked. */
 static void tenant_destroy(struct cache *cache, struct cache_shard *shard, struct cache_tenant *tenant)
 {
-    for (uint32_t i = 0; i < tenant->bucket_count; i++) {
-        while (tenant->buckets[i] != NULL)
-            entry_unlink(cache, tenant, &tenant->buckets[i]);
+    for (uint32_t i = 0; i < tenant->capacity; i++) {
+        while (tenant->slots[i] != NULL)
+            entry_unlink(cache, tenant, i);
     }
     struct cache_tenant **link = &shard->buckets[(tenant->hash >> 20) & (shard->bucket_count - 1)];
     while (*link != tenant)
@@ -810,7 +1137,7 @@ static void tenant_destroy(struct cache *cache, struct cache_shard *shard, struc
     }
     free(tenant->index_buckets);
     free(tenant->kinds);
-    free(tenant->buckets);
+    free(tenant->slots);
     free(tenant);
 }
 
@@ -829,16 +1156,15 @@ static struct cache_shard *tenant_shard(const struct cache *cache, const struct 
     return shard_of(cache, tenant->hash);
 }
 
-static void evict_entry(struct cache *cache, struct cache_entry *victim, _Atomic uint64_t *counter)
+static void evict_entry(struct cache *cache, struct cache_tenant *tenant, struct cache_entry *victim,
+                        _Atomic uint64_t *counter)
 {
-    struct cache_tenant *tenant = victim->tenant;
     struct cache_shard *shard = tenant_shard(cache, tenant);
     pthread_rwlock_wrlock(&shard->lock);
-    struct cache_entry **slot =
-        tenant_slot(tenant, entry_hash(cache, victim->kind, victim->data, victim->key_len),
-                    victim->kind, victim->data, victim->key_len);
-    if (*slot == victim)
-        entry_unlink(cache, tenant, slot);
+    uint32_t i = table_find(tenant, entry_rehash(cache, victim), victim->kind, victim->data,
+                            victim->key_len);
+    if (tenant->slots[i] == victim)
+        entry_unlink(cache, tenant, i);
     if (tenant->entry_count == 0)
         tenant_destroy(cache, shard, tenant);
     pthread_rwlock_unlock(&shard->lock);
@@ -851,55 +1177,106 @@ static void evict_entry(struct cache *cache, struct cache_entry *victim, _Atomic
  * again and again, which on skewed traffic keeps more hits than plain LRU. */
 static bool colder(const struct cache_entry *a, const struct cache_entry *b)
 {
-    uint32_t a_previous = atomic_load_explicit(&a->previous, memory_order_relaxed);
-    uint32_t b_previous = atomic_load_explicit(&b->previous, memory_order_relaxed);
-    if (a_previous != b_previous) {
-        if (a_previous == 0 || b_previous == 0)
-            return a_previous == 0;
-        return older(a_previous, b_previous);
+    uint32_t a_access = atomic_load_explicit(&a->access, memory_order_relaxed);
+    uint32_t b_access = atomic_load_explicit(&b->access, memory_order_relaxed);
+    uint8_t a_gap = atomic_load_explicit(&a->gap, memory_order_relaxed);
+    uint8_t b_gap = atomic_load_explicit(&b->gap, memory_order_relaxed);
+    if (a_gap == 0 || b_gap == 0) {
+        if (a_gap != b_gap)
+            return a_gap == 0;
+    } else {
+        uint32_t a_previous = a_access - gap_decode(a_gap);
+        uint32_t b_previous = b_access - gap_decode(b_gap);
+        if (a_previous != b_previous)
+            return older(a_previous, b_previous);
     }
-    return older(atomic_load_explicit(&a->access, memory_order_relaxed),
-                 atomic_load_explicit(&b->access, memory_order_relaxed));
+    return older(a_access, b_access);
+}
+
+static bool is_reference(const struct cache_entry *entry)
+{
+    return entry != NULL && !entry_critical(entry) && entry_state(entry) == CACHE_ENTRY_VALUE;
+}
+
+/* The coldest entry so far and its tenant. */
+struct victim {
+    struct cache_entry *entry;
+    struct cache_tenant *tenant;
+};
+
+static void consider(struct victim *victim, struct cache_tenant *tenant, struct cache_entry *entry)
+{
+    if (victim->entry == NULL || colder(entry, victim->entry)) {
+        victim->entry = entry;
+        victim->tenant = tenant;
+    }
+}
+
+/* Looks at up to `samples` reference entries of the tenant, walking its
+ * table from a random slot (all of them when it has no more). */
+static void sample_tenant(struct cache *cache, struct cache_tenant *tenant, uint32_t samples,
+                          struct victim *victim)
+{
+    uint32_t start = (uint32_t)(next_random(cache) % tenant->capacity);
+    uint32_t seen = 0;
+    for (uint32_t n = 0; n < tenant->capacity && seen < samples; n++) {
+        uint32_t i = start + n < tenant->capacity ? start + n : start + n - tenant->capacity;
+        if (!is_reference(tenant->slots[i]))
+            continue;
+        consider(victim, tenant, tenant->slots[i]);
+        seen++;
+    }
+}
+
+/* A reference entry of the tenant (it has one) at about uniform: a few
+ * random slots, then the next one on from the last. */
+static struct cache_entry *random_reference(struct cache *cache, const struct cache_tenant *tenant)
+{
+    uint32_t i = 0;
+    for (int t = 0; t < SLOT_TRIES; t++) {
+        i = (uint32_t)(next_random(cache) % tenant->capacity);
+        if (is_reference(tenant->slots[i]))
+            return tenant->slots[i];
+    }
+    while (!is_reference(tenant->slots[i]))
+        i = i + 1 < tenant->capacity ? i + 1 : 0;
+    return tenant->slots[i];
 }
 
 /* Evicts the coldest of a sample of reference entries (see colder()), from
- * the whole cache (tenant NULL) or from one tenant. Returns false if there
+ * the whole cache (tenant NULL) or from one tenant. The whole cache's sample
+ * picks each entry by its rank among all of them (the Fenwick tree finds its
+ * tenant), so that every reference entry is as likely to be looked at
+ * whatever the size of its tenant; with no more than EVICTION_SAMPLES of
+ * them, each is looked at and the choice is exact. Returns false if there
  * was none to evict. */
 static bool evict_reference(struct cache *cache, struct cache_tenant *tenant)
 {
-    struct cache_entry *victim = NULL;
-    if (tenant == NULL) {
-        if (cache->reference_count == 0)
-            return false;
-        uint32_t count = cache->reference_count;
-        uint32_t samples = count < EVICTION_SAMPLES ? count : EVICTION_SAMPLES;
-        for (uint32_t i = 0; i < samples; i++) {
-            struct cache_entry *candidate =
-                cache->reference[sample_slot(cache, i, count, EVICTION_SAMPLES)];
-            if (victim == NULL || colder(candidate, victim))
-                victim = candidate;
-        }
-    } else {
+    struct victim victim = {NULL, NULL};
+    if (tenant != NULL) {
         if (tenant->reference_count == 0)
             return false;
-        /* Sample the tenant's buckets from a random start; the writer owns
-         * the structure, so no lock is needed just to look. */
-        uint32_t start = (uint32_t)next_random(cache);
-        int seen = 0;
-        for (uint32_t i = 0; i < tenant->bucket_count && seen < EVICTION_SAMPLES; i++) {
-            struct cache_entry *entry = tenant->buckets[(start + i) & (tenant->bucket_count - 1)];
-            for (; entry != NULL; entry = entry->next) {
-                if (entry->reference_slot == NO_SLOT || entry->state != CACHE_ENTRY_VALUE)
-                    continue;
-                if (victim == NULL || colder(entry, victim))
-                    victim = entry;
-                seen++;
-            }
+        /* The writer owns the structure: no lock is needed just to look. */
+        sample_tenant(cache, tenant, EVICTION_SAMPLES, &victim);
+    } else if (cache->reference_count == 0) {
+        return false;
+    } else if (cache->reference_count <= EVICTION_SAMPLES) {
+        /* Every tenant holding some, once each: ranks are grouped by tenant. */
+        for (uint32_t rank = 0; rank < cache->reference_count;) {
+            struct cache_tenant *holder = cache->tenants[reference_tree_find(cache, rank)];
+            sample_tenant(cache, holder, holder->reference_count, &victim);
+            rank += holder->reference_count;
         }
-        if (victim == NULL)
-            return false;
+    } else {
+        for (uint32_t i = 0; i < EVICTION_SAMPLES; i++) {
+            uint32_t rank = (uint32_t)(next_random(cache) % cache->reference_count);
+            struct cache_tenant *holder = cache->tenants[reference_tree_find(cache, rank)];
+            consider(&victim, holder, random_reference(cache, holder));
+        }
     }
-    evict_entry(cache, victim, &cache->evictions_reference);
+    if (victim.entry == NULL)
+        return false;
+    evict_entry(cache, victim.tenant, victim.entry, &cache->evictions_reference);
     return true;
 }
 
@@ -918,7 +1295,7 @@ static bool evict_negative(struct cache *cache)
                                     atomic_load_explicit(&victim->access, memory_order_relaxed)))
             victim = candidate;
     }
-    evict_entry(cache, victim, &cache->evictions_negative);
+    evict_entry(cache, negative_tenant(victim), victim, &cache->evictions_negative);
     return true;
 }
 
@@ -930,7 +1307,7 @@ static bool evict_negative_tenant(struct cache *cache)
     uint32_t count = cache->negative_count;
     for (uint32_t i = 0; i < count && i < NEGATIVE_TENANT_SAMPLES; i++) {
         struct cache_tenant *tenant =
-            cache->negative[sample_slot(cache, i, count, NEGATIVE_TENANT_SAMPLES)]->tenant;
+            negative_tenant(cache->negative[sample_slot(cache, i, count, NEGATIVE_TENANT_SAMPLES)]);
         if (tenant->negative_count != tenant->entry_count)
             continue;
         uint64_t dropped = tenant->negative_count;
@@ -1006,15 +1383,16 @@ static bool make_room(struct cache *cache, uint64_t needed, const struct cache_t
 /* What a new entry may add to its tenant, including the growth of the
  * tenant's tables it joins: an upper bound, so that the limits hold. */
 static uint64_t insert_cost(const struct cache *cache, const struct cache_tenant *tenant,
-                            const struct cache_key *key, const struct cache_value *value)
+                            const struct cache_key *key, const struct cache_value *value,
+                            bool negative)
 {
     size_t index_len = value && value->index_key ? value->index_key_len : 0;
-    uint64_t cost = alloc_bound(cache, entry_size(key, value));
+    uint64_t cost = alloc_bound(cache, entry_size(key, value, negative, cache->limits.hot_reads != 0));
     if (tenant == NULL)
         cost += alloc_bound(cache, sizeof(struct cache_tenant) + key->tenant_len + 1) +
-                alloc_bound(cache, INITIAL_BUCKETS * sizeof(struct cache_entry *));
-    else if (tenant->entry_count + 1 > tenant->bucket_count * LOAD_FACTOR)
-        cost += alloc_bound(cache, tenant->bucket_count * 2 * sizeof(struct cache_entry *));
+                alloc_bound(cache, table_bytes(INITIAL_SLOTS));
+    else if (table_full(tenant))
+        cost += alloc_bound(cache, table_bytes(table_capacity_for(tenant->entry_count + 1)));
     if (tenant == NULL || key->kind >= tenant->kind_capacity)
         cost += alloc_bound(cache, kinds_capacity(key->kind) * sizeof(struct kind_usage));
     if (index_len > 0) {
@@ -1040,18 +1418,16 @@ static uint64_t insert_cost(const struct cache *cache, const struct cache_tenant
 /* What a new entry may add to the tables every tenant shares (counted in
  * the cache's bytes, not in any tenant's): an upper bound. */
 static uint64_t shared_cost(const struct cache *cache, const struct cache_shard *shard,
-                            const struct cache_tenant *tenant, bool reference)
+                            const struct cache_tenant *tenant)
 {
     uint64_t cost = 0;
-    if (reference && cache->reference_count == cache->reference_capacity)
-        cost += alloc_bound(cache, (cache->reference_capacity ? cache->reference_capacity * 2
-                                                              : REFERENCE_MIN_CAPACITY) *
-                                       sizeof(*cache->reference));
     if (tenant == NULL) {
-        if (cache->tenant_count == cache->tenant_capacity)
-            cost += alloc_bound(cache, (cache->tenant_capacity ? cache->tenant_capacity * 2
-                                                               : TENANTS_MIN_CAPACITY) *
-                                           sizeof(*cache->tenants));
+        if (cache->tenant_count == cache->tenant_capacity) {
+            uint64_t capacity =
+                cache->tenant_capacity ? cache->tenant_capacity * 2ull : TENANTS_MIN_CAPACITY;
+            cost += alloc_bound(cache, capacity * sizeof(*cache->tenants)) +
+                    alloc_bound(cache, (capacity + 1) * sizeof(*cache->reference_tree));
+        }
         if (shard->tenant_count + 1 > shard->bucket_count)
             cost += alloc_bound(cache, shard->bucket_count * 2 * sizeof(*shard->buckets));
     }
@@ -1064,7 +1440,8 @@ static struct cache_entry *live_entry(struct cache_tenant *tenant, uint32_t hash
 {
     if (tenant == NULL)
         return NULL;
-    struct cache_entry *entry = *tenant_slot(tenant, hash, key->kind, key->key, key->key_len);
+    struct cache_entry *entry =
+        tenant->slots[table_find(tenant, hash, key->kind, key->key, key->key_len)];
     return entry != NULL && !entry_expired(entry, now_ms) ? entry : NULL;
 }
 
@@ -1082,16 +1459,17 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
     uint64_t tenant_hash = util_hash(key->tenant, key->tenant_len, cache->seed);
     struct cache_shard *shard = shard_of(cache, tenant_hash);
     uint32_t hash = entry_hash(cache, key->kind, key->key, key->key_len);
+    store(&cache->now_ms, now_ms);
 
     /* Only the holder of cache->writer changes the structure: look without
      * the shard lock. */
     struct cache_tenant *tenant = shard_find_tenant(shard, tenant_hash, key->tenant, key->tenant_len);
     struct cache_entry *existing = live_entry(tenant, hash, key, now_ms);
     if (existing != NULL) {
-        if (write->if_absent && existing->state != CACHE_ENTRY_NEGATIVE)
+        if (write->if_absent && entry_state(existing) != CACHE_ENTRY_NEGATIVE)
             return CACHE_EXISTS;
-        if (write->has_version && write->version <= existing->version &&
-            existing->state != CACHE_ENTRY_NEGATIVE)
+        if (write->has_version && write->version <= entry_version(existing) &&
+            entry_state(existing) != CACHE_ENTRY_NEGATIVE)
             return CACHE_STALE;
     }
 
@@ -1099,12 +1477,11 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
      * tenant itself, which changes what the write costs: plan again after
      * each until the room is there for what is really left. */
     const struct cache_value *stored = mode == WRITE_SET ? value : NULL;
-    bool reference = mode == WRITE_SET && !write->critical;
     /* A fill is a query's write: for a tenant with nothing cached it never
      * evicts another tenant's data, negative entries aside. */
     bool query = write->if_absent;
     for (;;) {
-        uint64_t cost = insert_cost(cache, tenant, key, stored);
+        uint64_t cost = insert_cost(cache, tenant, key, stored, mode == WRITE_NEGATIVE);
         uint64_t freed = existing ? (uint64_t)entry_bytes(existing) : 0;
         uint64_t needed = cost > freed ? cost - freed : 0;
         if (cost > cache->limits.tenant_max_bytes)
@@ -1128,7 +1505,7 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
             if (!evict_negative_tenant(cache) && (query || !evict_tenant(cache, NULL)))
                 goto not_cached;
         } else {
-            needed += shared_cost(cache, shard, tenant, reference);
+            needed += shared_cost(cache, shard, tenant);
             if (load(&cache->bytes) + needed <= cache->limits.max_bytes)
                 break;
             if (!make_room(cache, needed, tenant, query && tenant == NULL, now_ms))
@@ -1141,24 +1518,25 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
     struct cache_entry *entry = entry_create(
         key, stored,
         mode == WRITE_SET ? CACHE_ENTRY_VALUE
-                          : (mode == WRITE_DELETE ? CACHE_ENTRY_TOMBSTONE : CACHE_ENTRY_NEGATIVE));
+                          : (mode == WRITE_DELETE ? CACHE_ENTRY_TOMBSTONE : CACHE_ENTRY_NEGATIVE),
+        cache->limits.hot_reads != 0);
     entry->version = write->has_version ? write->version : 0;
-    entry->expires_ms = write->expires_ms;
-    entry->updated_ms = write->updated_ms;
-    entry->critical = write->critical && mode == WRITE_SET;
+    entry_set_expiry(entry, write->expires_ms, now_ms);
+    entry_set_updated(entry, write->updated_ms);
+    if (write->critical && mode == WRITE_SET)
+        entry->flags |= ENTRY_CRITICAL;
     atomic_store_explicit(&entry->access, tick(cache), memory_order_relaxed);
 
     pthread_rwlock_wrlock(&shard->lock);
     if (tenant == NULL)
         tenant = tenant_create(cache, shard, tenant_hash, key->tenant, key->tenant_len);
-    struct cache_entry **slot = tenant_slot(tenant, hash, key->kind, key->key, key->key_len);
-    if (*slot != NULL)
+    uint32_t slot = table_find(tenant, hash, key->kind, key->key, key->key_len);
+    if (tenant->slots[slot] != NULL)
         entry_unlink(cache, tenant, slot);
-    if (tenant->entry_count + 1 > tenant->bucket_count * LOAD_FACTOR) {
-        tenant_grow(cache, tenant);
-        slot = tenant_slot(tenant, hash, key->kind, key->key, key->key_len);
-    }
-    entry_link(cache, tenant, slot, entry);
+    if (table_full(tenant))
+        table_grow(cache, tenant);
+    entry_link(cache, tenant, table_find(tenant, hash, key->kind, key->key, key->key_len), entry,
+               hash);
     pthread_rwlock_unlock(&shard->lock);
 
     /* The costs above are upper bounds; should one ever fall short, settle
@@ -1173,8 +1551,8 @@ not_cached:
     tenant = shard_find_tenant(shard, tenant_hash, key->tenant, key->tenant_len);
     if (tenant != NULL) {
         pthread_rwlock_wrlock(&shard->lock);
-        struct cache_entry **old = tenant_slot(tenant, hash, key->kind, key->key, key->key_len);
-        if (*old != NULL)
+        uint32_t old = table_find(tenant, hash, key->kind, key->key, key->key_len);
+        if (tenant->slots[old] != NULL)
             entry_unlink(cache, tenant, old);
         if (tenant->entry_count == 0)
             tenant_destroy(cache, shard, tenant);
@@ -1231,16 +1609,17 @@ static enum cache_status do_invalidate(struct cache *cache, const struct cache_k
     if (tenant == NULL)
         return CACHE_OK;
     uint32_t hash = entry_hash(cache, key->kind, key->key, key->key_len);
-    struct cache_entry **slot = tenant_slot(tenant, hash, key->kind, key->key, key->key_len);
-    if (*slot == NULL)
+    uint32_t slot = table_find(tenant, hash, key->kind, key->key, key->key_len);
+    struct cache_entry *entry = tenant->slots[slot];
+    if (entry == NULL)
         return CACHE_OK;
-    if (has_version && !entry_expired(*slot, now_ms) && version <= (*slot)->version)
+    if (has_version && !entry_expired(entry, now_ms) && version <= entry_version(entry))
         return CACHE_STALE;
     /* A tombstone is not an entry to drop: it must keep blocking fills of
      * the deleted data until it expires. */
-    if ((*slot)->state == CACHE_ENTRY_TOMBSTONE && !entry_expired(*slot, now_ms))
+    if (entry_state(entry) == CACHE_ENTRY_TOMBSTONE && !entry_expired(entry, now_ms))
         return CACHE_OK;
-    *recent_reads = recent_read_count(cache, *slot);
+    *recent_reads = recent_read_count(cache, entry);
     pthread_rwlock_wrlock(&shard->lock);
     entry_unlink(cache, tenant, slot);
     if (tenant->entry_count == 0)
@@ -1255,15 +1634,15 @@ static uint64_t flush_tenant(struct cache *cache, struct cache_shard *shard,
                              struct cache_tenant *tenant, int kind)
 {
     uint64_t dropped = 0;
-    for (uint32_t i = 0; i < tenant->bucket_count; i++) {
-        struct cache_entry **slot = &tenant->buckets[i];
-        while (*slot != NULL) {
-            if (kind < 0 || (*slot)->kind == (unsigned)kind) {
-                entry_unlink(cache, tenant, slot);
-                dropped++;
-            } else {
-                slot = &(*slot)->next;
-            }
+    /* Taking an entry moves later ones back into its slot (or, wrapping,
+     * into slots already seen, which is harmless): look at it again. */
+    for (uint32_t i = 0; i < tenant->capacity && tenant->entry_count > 0;) {
+        struct cache_entry *entry = tenant->slots[i];
+        if (entry != NULL && (kind < 0 || entry->kind == (unsigned)kind)) {
+            entry_unlink(cache, tenant, i);
+            dropped++;
+        } else {
+            i++;
         }
     }
     if (tenant->entry_count == 0)
@@ -1331,6 +1710,7 @@ uint64_t cache_flush(struct cache *cache, const char *tenant_name, size_t tenant
 
 static uint64_t do_sweep(struct cache *cache, uint64_t now_ms, unsigned budget)
 {
+    store(&cache->now_ms, now_ms);
     uint64_t reclaimed = 0;
     unsigned scanned = 0;
     uint32_t tenants_visited = 0;
@@ -1340,29 +1720,27 @@ static uint64_t do_sweep(struct cache *cache, uint64_t now_ms, unsigned budget)
     while (scanned < budget && cache->tenant_count > 0 && tenants_visited <= pass) {
         if (cache->sweep_tenant >= cache->tenant_count) {
             cache->sweep_tenant = 0;
-            cache->sweep_bucket = 0;
+            cache->sweep_slot = 0;
         }
         struct cache_tenant *tenant = cache->tenants[cache->sweep_tenant];
         struct cache_shard *shard = tenant_shard(cache, tenant);
         bool locked = false;
-        while (scanned < budget && cache->sweep_bucket < tenant->bucket_count) {
-            struct cache_entry **slot = &tenant->buckets[cache->sweep_bucket];
-            while (*slot != NULL) {
-                if (entry_expired(*slot, now_ms)) {
-                    if (!locked) {
-                        pthread_rwlock_wrlock(&shard->lock);
-                        locked = true;
-                    }
-                    entry_unlink(cache, tenant, slot);
-                    reclaimed++;
-                } else {
-                    slot = &(*slot)->next;
+        while (scanned < budget && cache->sweep_slot < tenant->capacity) {
+            struct cache_entry *entry = tenant->slots[cache->sweep_slot];
+            if (entry != NULL && entry_expired(entry, now_ms)) {
+                if (!locked) {
+                    pthread_rwlock_wrlock(&shard->lock);
+                    locked = true;
                 }
+                /* A later entry may move into the slot: look at it again. */
+                entry_unlink(cache, tenant, cache->sweep_slot);
+                reclaimed++;
+            } else {
+                cache->sweep_slot++;
+                scanned++;
             }
-            cache->sweep_bucket++;
-            scanned++;
         }
-        bool tenant_done = cache->sweep_bucket >= tenant->bucket_count;
+        bool tenant_done = cache->sweep_slot >= tenant->capacity;
         if (tenant->entry_count == 0) {
             if (!locked) {
                 pthread_rwlock_wrlock(&shard->lock);
@@ -1370,10 +1748,10 @@ static uint64_t do_sweep(struct cache *cache, uint64_t now_ms, unsigned budget)
             }
             /* The last tenant moves into this slot: sweep it next. */
             tenant_destroy(cache, shard, tenant);
-            cache->sweep_bucket = 0;
+            cache->sweep_slot = 0;
         } else if (tenant_done) {
             cache->sweep_tenant++;
-            cache->sweep_bucket = 0;
+            cache->sweep_slot = 0;
         }
         if (locked)
             pthread_rwlock_unlock(&shard->lock);
@@ -1443,35 +1821,40 @@ void cache_enforce(struct cache *cache, uint64_t now_ms)
 static uint64_t remap_tenant(struct cache *cache, struct cache_tenant *tenant, const int *map,
                              unsigned map_count)
 {
-    struct cache_entry *moved = NULL;
+    /* Renumbered entries are taken out, then put back under their new
+     * kind: a short-lived list, freed here. */
+    struct cache_entry **moved = NULL;
+    uint32_t moved_count = 0;
     uint64_t dropped = 0;
-    for (uint32_t i = 0; i < tenant->bucket_count; i++) {
-        struct cache_entry **slot = &tenant->buckets[i];
-        while (*slot != NULL) {
-            unsigned kind = (*slot)->kind;
-            int to = kind < map_count ? map[kind] : -1;
-            if (to >= 0 && (unsigned)to == kind) {
-                slot = &(*slot)->next;
-                continue;
-            }
-            struct cache_entry *entry = entry_detach(cache, tenant, slot);
-            if (to < 0) {
-                free(entry);
-                dropped++;
-                continue;
-            }
-            entry->kind = (uint8_t)to;
-            entry->next = moved;
-            moved = entry;
+    for (uint32_t i = 0; i < tenant->capacity;) {
+        struct cache_entry *entry = tenant->slots[i];
+        unsigned kind = entry ? entry->kind : 0;
+        int to = kind < map_count ? map[kind] : -1;
+        if (entry == NULL || (to >= 0 && (unsigned)to == kind)) {
+            i++;
+            continue;
         }
+        /* A later entry may move into slot i: look at it again. */
+        entry_detach(cache, tenant, i);
+        if (to < 0) {
+            free(entry);
+            dropped++;
+            continue;
+        }
+        entry->kind = (uint8_t)to;
+        if (moved == NULL)
+            moved = xmalloc(((size_t)tenant->entry_count + 1) * sizeof(*moved));
+        moved[moved_count++] = entry;
     }
-    while (moved != NULL) {
-        struct cache_entry *entry = moved;
-        moved = entry->next;
-        uint32_t hash = entry_hash(cache, entry->kind, entry->data, entry->key_len);
-        entry_link(cache, tenant, tenant_slot(tenant, hash, entry->kind, entry->data, entry->key_len),
-                   entry);
+    for (uint32_t m = 0; m < moved_count; m++) {
+        struct cache_entry *entry = moved[m];
+        uint32_t hash = entry_rehash(cache, entry);
+        if (table_full(tenant))
+            table_grow(cache, tenant);
+        entry_link(cache, tenant, table_find(tenant, hash, entry->kind, entry->data, entry->key_len),
+                   entry, hash);
     }
+    free(moved);
     return dropped;
 }
 
@@ -1495,23 +1878,6 @@ uint64_t cache_remap_kinds(struct cache *cache, const int *map, unsigned map_cou
 }
 
 /* ---- readers ---- */
-
-static uint32_t current_minute(struct cache *cache)
-{
-    return (uint32_t)((load(&cache->wall_ms) / 60000) & 0xffff);
-}
-
-/* Counts a read in the entry's per-minute counter, for hot refresh. Racy by
- * design (a read lost at a minute's turn does not matter), never locked. */
-static void count_read(struct cache *cache, struct cache_entry *entry)
-{
-    uint32_t minute = current_minute(cache);
-    uint32_t reads = atomic_load_explicit(&entry->reads, memory_order_relaxed);
-    if ((reads >> 16) != minute)
-        atomic_store_explicit(&entry->reads, (minute << 16) | 1, memory_order_relaxed);
-    else if ((reads & 0xffff) != 0xffff)
-        atomic_fetch_add_explicit(&entry->reads, 1, memory_order_relaxed);
-}
 
 void cache_read_begin(struct cache *cache, const char *tenant, size_t tenant_len, uint64_t now_ms,
                       struct cache_reader *reader)
@@ -1546,7 +1912,7 @@ const struct cache_entry *cache_read_find(struct cache_reader *reader, unsigned 
     struct cache_entry *entry = NULL;
     if (tenant != NULL) {
         uint32_t hash = entry_hash(reader->cache, kind, key, key_len);
-        entry = *tenant_slot(tenant, hash, kind, key, key_len);
+        entry = tenant->slots[table_find(tenant, hash, kind, key, key_len)];
         if (entry != NULL && entry_expired(entry, reader->now_ms))
             entry = NULL;
     }
@@ -1560,7 +1926,7 @@ const struct cache_entry *cache_read_find(struct cache_reader *reader, unsigned 
     atomic_fetch_add_explicit(&tenant->hits, 1, memory_order_relaxed);
     uint32_t last = atomic_load_explicit(&entry->access, memory_order_relaxed);
     if (last != reader->stamp) {
-        atomic_store_explicit(&entry->previous, last, memory_order_relaxed);
+        atomic_store_explicit(&entry->gap, gap_encode(reader->stamp - last), memory_order_relaxed);
         atomic_store_explicit(&entry->access, reader->stamp, memory_order_relaxed);
     }
     if (atomic_load_explicit(&reader->cache->hot_reads, memory_order_relaxed) != 0)
@@ -1588,12 +1954,12 @@ void cache_read_index(struct cache_reader *reader, unsigned kind, const char *in
 
 enum cache_entry_state cache_entry_state(const struct cache_entry *entry)
 {
-    return (enum cache_entry_state)entry->state;
+    return entry_state(entry);
 }
 
 bool cache_entry_critical(const struct cache_entry *entry)
 {
-    return entry->critical != 0;
+    return entry_critical(entry);
 }
 
 const char *cache_entry_key(const struct cache_entry *entry, size_t *len)
@@ -1616,12 +1982,12 @@ const void *cache_entry_derived(const struct cache_entry *entry, size_t *len)
 
 uint64_t cache_entry_version(const struct cache_entry *entry)
 {
-    return entry->version;
+    return entry_version(entry);
 }
 
 uint64_t cache_entry_updated_ms(const struct cache_entry *entry)
 {
-    return entry->updated_ms;
+    return entry_updated(entry);
 }
 
 /* ---- whole-cache walks ---- */
@@ -1644,33 +2010,32 @@ uint64_t cache_foreach_entry(struct cache *cache, unsigned shard_index,
         return 0;
     struct cache_shard *shard = &cache->shards[shard_index];
     uint64_t shown = 0;
+    uint64_t now_ms = load(&cache->now_ms);
     pthread_rwlock_rdlock(&shard->lock);
     for (uint32_t b = 0; b < shard->bucket_count; b++) {
         for (struct cache_tenant *tenant = shard->buckets[b]; tenant != NULL;
              tenant = tenant->next) {
-            for (uint32_t e = 0; e < tenant->bucket_count; e++) {
-                for (struct cache_entry *entry = tenant->buckets[e]; entry != NULL;
-                     entry = entry->next) {
-                    if (entry->state == CACHE_ENTRY_NEGATIVE)
-                        continue;
-                    bool tombstone = entry->state == CACHE_ENTRY_TOMBSTONE;
-                    struct cache_entry_view view = {
-                        .tenant = tenant->name,
-                        .tenant_len = tenant->name_len,
-                        .kind = entry->kind,
-                        .key = entry->data,
-                        .key_len = entry->key_len,
-                        .json = tombstone ? "" : entry_value_ptr(entry),
-                        .json_len = tombstone ? 0 : entry->value_len,
-                        .tombstone = tombstone,
-                        .critical = entry->critical != 0,
-                        .version = entry->version,
-                        .expires_ms = entry->expires_ms,
-                        .updated_ms = entry->updated_ms,
-                    };
-                    fn(arg, &view);
-                    shown++;
-                }
+            for (uint32_t e = 0; e < tenant->capacity; e++) {
+                const struct cache_entry *entry = tenant->slots[e];
+                if (entry == NULL || entry_state(entry) == CACHE_ENTRY_NEGATIVE)
+                    continue;
+                bool tombstone = entry_state(entry) == CACHE_ENTRY_TOMBSTONE;
+                struct cache_entry_view view = {
+                    .tenant = tenant->name,
+                    .tenant_len = tenant->name_len,
+                    .kind = entry->kind,
+                    .key = entry->data,
+                    .key_len = entry->key_len,
+                    .json = tombstone ? "" : entry_value_ptr(entry),
+                    .json_len = tombstone ? 0 : entry->value_len,
+                    .tombstone = tombstone,
+                    .critical = entry_critical(entry),
+                    .version = entry_version(entry),
+                    .expires_ms = entry_expires_ms(entry, now_ms),
+                    .updated_ms = entry_updated(entry),
+                };
+                fn(arg, &view);
+                shown++;
             }
         }
     }
@@ -1762,7 +2127,7 @@ void cache_destroy(struct cache *cache)
         free(shard->buckets);
         pthread_rwlock_destroy(&shard->lock);
     }
-    free(cache->reference);
+    free(cache->reference_tree);
     free(cache->negative);
     free(cache->tenants);
     free(cache->shards);

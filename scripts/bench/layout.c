@@ -3,14 +3,20 @@
  *   layout
  *
  * Prepares the 145 entries of one seed-typical tenant as the daemon does
- * (value_prepare_text() with the default kinds' shapes) and prints, per
- * entry on average: the entry's own key + compact value, the fixed header
+ * (value_prepare_text() with the default kinds' shapes and tiers), stores
+ * them in a cache of the daemon's own (cache.c), and prints, per entry on
+ * average: the entry's own key + compact value, the fixed header
  * (cache_entry_header_bytes()), the two NUL terminators, the derived query
- * data, and what glibc adds to an allocation of that size (its size word
- * and the rounding to 16 bytes, from malloc_usable_size()). Built against
- * the daemon's own objects; bench.sh subtracts these from the measured
- * accounted bytes per entry to show what the tables and tenant records take. */
+ * data, what glibc adds to an allocation of that size (its size word and
+ * the rounding to 16 bytes, from malloc_usable_size()), and the tenant's
+ * tables: what the cache accounts to the tenant beyond its entries' own
+ * allocations (its open-addressing table and tags, the hierarchy index, the
+ * per-kind figures and the tenant record). Built against the daemon's own
+ * objects; bench.sh subtracts these from the measured bytes per entry to
+ * show what is left (the tables every tenant shares, and for RSS the
+ * allocator's free space). */
 #include <malloc.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,39 +26,85 @@
 #include "seed.h"
 #include "value.h"
 
+#define TENANT "tenant-000007"
+
+/* True if the index key is the derived blob's tail (the cache then keeps
+ * it once, as cache.c's index_in_derived() decides). */
+static bool index_shared(const struct value_prepared *v)
+{
+    return v->index_key != NULL && v->index_key_len > 0 && v->derived_len >= v->index_key_len &&
+           memcmp(v->derived + v->derived_len - v->index_key_len, v->index_key,
+                  v->index_key_len) == 0;
+}
+
 int main(void)
 {
     struct config *config = config_defaults();
+    struct cache_limits limits = {.max_bytes = 1ull << 40, .tenant_max_bytes = 1ull << 40,
+                                  .max_tenants = 1000, .high_watermark = 1.0,
+                                  .low_watermark = 1.0};
+    struct cache *cache = cache_create(1, &limits);
     size_t header = cache_entry_header_bytes();
-    double own = 0, derived = 0, slack = 0;
+    double own = 0, derived = 0, slack = 0, allocated = 0;
     unsigned n = 0;
     for (unsigned i = 0; i < SEED_ENTRIES_PER_TENANT; i++) {
         struct seed_entry e;
         seed_entry(7, i, &e);
-        enum config_shape shape = CONFIG_SHAPE_ANY;
+        const struct config_kind *kind = NULL;
+        unsigned kind_index = 0;
         for (size_t k = 0; k < config->kind_count; k++) {
-            if (strcmp(config->kinds[k].name, e.kind) == 0)
-                shape = config->kinds[k].shape;
+            if (strcmp(config->kinds[k].name, e.kind) == 0) {
+                kind = &config->kinds[k];
+                kind_index = (unsigned)k;
+            }
+        }
+        if (kind == NULL) {
+            fprintf(stderr, "layout: no kind %s\n", e.kind);
+            return 1;
         }
         struct value_prepared v;
         char error[ERROR_MAX];
-        if (value_prepare_text(shape, e.value, e.value_len, &v, error) != 0) {
+        if (value_prepare_text(kind->shape, e.value, e.value_len, &v, error) != 0) {
             fprintf(stderr, "layout: %s %s: %s\n", e.kind, e.key, error);
             return 1;
         }
-        size_t size = header + strlen(e.key) + 2 + v.json_len + v.derived_len;
+        size_t size = header + strlen(e.key) + 2 + v.json_len + v.derived_len +
+                      (v.index_key != NULL && !index_shared(&v) ? v.index_key_len : 0);
         void *block = malloc(size);
         if (block == NULL)
             return 1;
-        slack += (double)(malloc_usable_size(block) + sizeof(size_t) - size);
+        size_t held = malloc_usable_size(block) + sizeof(size_t);
+        slack += (double)(held - size);
+        allocated += (double)held;
         free(block);
         own += (double)(strlen(e.key) + v.json_len);
         derived += (double)v.derived_len;
         n++;
+
+        struct cache_key key = {.tenant = TENANT, .tenant_len = strlen(TENANT),
+                                .kind = kind_index, .key = e.key, .key_len = strlen(e.key)};
+        struct cache_value value = {.json = v.json, .json_len = v.json_len,
+                                    .derived = v.derived, .derived_len = v.derived_len,
+                                    .index_key = v.index_key, .index_key_len = v.index_key_len};
+        struct cache_write write = {.critical = kind->tier == CONFIG_TIER_CRITICAL,
+                                    .updated_ms = 1};
+        if (cache_set(cache, &key, &value, &write, 1) != CACHE_OK) {
+            fprintf(stderr, "layout: %s %s not cached\n", e.kind, e.key);
+            return 1;
+        }
         value_clear(&v);
     }
-    printf("entries=%u own=%.1f header=%zu nul=2 derived=%.1f alloc=%.1f\n", n, own / n, header,
-           derived / n, slack / n);
+    struct cache_tenant_stats *tenant = malloc(sizeof(*tenant));
+    if (tenant == NULL || !cache_tenant_get_stats(cache, TENANT, strlen(TENANT), tenant) ||
+        tenant->entries != n) {
+        fprintf(stderr, "layout: the tenant is not cached whole\n");
+        return 1;
+    }
+    double tables = ((double)tenant->bytes - allocated) / n;
+    printf("entries=%u own=%.1f header=%zu nul=2 derived=%.1f alloc=%.1f tables=%.1f\n", n,
+           own / n, header, derived / n, slack / n, tables);
+    free(tenant);
+    cache_destroy(cache);
     config_free(config);
     return 0;
 }

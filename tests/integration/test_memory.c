@@ -212,8 +212,9 @@ END_TEST
 START_TEST(test_watermark_shrink)
 {
     start("8mb", "1mb", 100000, "0.5", "0.3");
-    /* About 60% of the limit: under max_bytes, over the high watermark. */
-    flood("profile", 10, 600, 600, "w");
+    /* About 60% of the limit (some 690 bytes an entry): under max_bytes,
+     * over the high watermark. */
+    flood("profile", 10, 720, 600, "w");
     long long max = harness_info_int(client, "max_memory");
     long long low = (long long)(0.3 * (double)max);
     long long used = 0;

@@ -706,6 +706,150 @@ START_TEST(test_ttl_expiry)
 }
 END_TEST
 
+/* Expiries are kept in 32 bits (docs/reference.md §6 TTLs): in ms across
+ * the 32-bit wrap of the clock, and farther ones (a TTL of a year) within
+ * COARSE rounding; the snapshot walk shows them as monotonic ms again. */
+struct expiry_seen {
+    uint64_t expires_ms[4];
+    uint64_t updated_ms[4];
+    unsigned count;
+};
+
+static void collect_expiry(void *arg, const struct cache_entry_view *entry)
+{
+    struct expiry_seen *seen = arg;
+    unsigned i = entry->key[0] == 'n' ? 0 : (entry->key[0] == 'f' ? 1 : 2);
+    seen->expires_ms[i] = entry->expires_ms;
+    seen->updated_ms[i] = entry->updated_ms;
+    seen->count++;
+}
+
+START_TEST(test_expiry_ranges)
+{
+    struct cache *cache = cache_unlimited(1);
+    const uint64_t year = 365ull * 24 * 3600 * 1000;
+    /* just below a 32-bit wrap of the millisecond clock */
+    const uint64_t now = (5ull << 32) - 100;
+    struct cache_write w = reference_write();
+    w.expires_ms = now + 200; /* after the wrap */
+    w.updated_ms = 253402300799999ull; /* 9999-12-31T23:59:59.999Z */
+    ck_assert_int_eq(put(cache, "acme", KIND_AUDIT, "near", "1", &w, now), CACHE_OK);
+    w.expires_ms = now + year;
+    ck_assert_int_eq(put(cache, "acme", KIND_AUDIT, "far", "2", &w, now), CACHE_OK);
+    w.expires_ms = 0;
+    ck_assert_int_eq(put(cache, "acme", KIND_AUDIT, "xnever", "3", &w, now), CACHE_OK);
+
+    ck_assert(present(cache, "acme", KIND_AUDIT, "near", now + 199));
+    ck_assert(!present(cache, "acme", KIND_AUDIT, "near", now + 200));
+    ck_assert(present(cache, "acme", KIND_AUDIT, "far", now + year - 1));
+    ck_assert(!present(cache, "acme", KIND_AUDIT, "far", now + year + 1024));
+    ck_assert(present(cache, "acme", KIND_AUDIT, "xnever", now + 2 * year));
+
+    struct expiry_seen seen = {0};
+    ck_assert_uint_eq(cache_foreach_entry(cache, 0, collect_expiry, &seen), 3);
+    ck_assert_uint_eq(seen.expires_ms[0], now + 200);
+    ck_assert_uint_ge(seen.expires_ms[1], now + year);
+    ck_assert_uint_lt(seen.expires_ms[1], now + year + 1024);
+    ck_assert_uint_eq(seen.expires_ms[2], 0);
+    ck_assert_uint_eq(seen.updated_ms[0], 253402300799999ull);
+
+    /* The sweep tells them apart the same way. */
+    ck_assert_uint_eq(cache_sweep(cache, now + 199, 1000), 0);
+    ck_assert_uint_eq(cache_sweep(cache, now + 200, 1000), 1);
+    ck_assert_uint_eq(cache_sweep(cache, now + year - 1, 1000), 0);
+    ck_assert_uint_eq(cache_sweep(cache, now + year + 1024, 1000), 1);
+    ck_assert_uint_eq(stats_of(cache).entries, 1);
+    cache_destroy(cache);
+}
+END_TEST
+
+/* LRU-2 ordering holds when the reads are far apart on the logical clock
+ * (the distance to the read before the last is kept approximately). */
+START_TEST(test_eviction_lru2_far_reads)
+{
+    struct cache *cache = cache_unlimited(4);
+    ck_assert_int_eq(put_ref(cache, "acme", KIND_PROFILE, "old", "1"), CACHE_OK);
+    ck_assert_int_eq(put_ref(cache, "acme", KIND_PROFILE, "new", "1"), CACHE_OK);
+    ck_assert_int_eq(put_crit(cache, "other", KIND_CREDIT, "c", "1"), CACHE_OK);
+    /* "old" read twice long ago; then 100000 sessions on another tenant;
+     * then "new" read twice: "new"'s read before the last is the more
+     * recent, so "old" goes first. */
+    for (int i = 0; i < 2; i++)
+        ck_assert(present(cache, "acme", KIND_PROFILE, "old", NOW));
+    for (int i = 0; i < 100000; i++)
+        touch_tenant(cache, "other", NOW);
+    for (int i = 0; i < 2; i++)
+        ck_assert(present(cache, "acme", KIND_PROFILE, "new", NOW));
+    uint64_t all = stats_of(cache).bytes;
+    struct cache_limits limits = limits_of(all - 1, UNLIMITED, 1000000);
+    cache_set_limits(cache, &limits);
+    cache_enforce(cache, NOW);
+    ck_assert(!present(cache, "acme", KIND_PROFILE, "old", NOW));
+    ck_assert(present(cache, "acme", KIND_PROFILE, "new", NOW));
+    cache_destroy(cache);
+}
+END_TEST
+
+/* A tenant's open-addressing table under churn: sets, drops (which move
+ * later entries back), expiry, kind flushes and growth; every key is found
+ * exactly when it should be. */
+START_TEST(test_table_churn)
+{
+    struct cache *cache = cache_unlimited(1);
+    enum { KEYS = 3000 };
+    static bool live[KEYS];
+    char key[32];
+    struct cache_write expiring = reference_write();
+    expiring.expires_ms = NOW + 10;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < KEYS; i++) {
+            if ((i * 7 + round) % 3 == 0)
+                continue;
+            snprintf(key, sizeof(key), "k%d", i);
+            struct cache_write *w = i % 5 == 0 ? &expiring : NULL;
+            struct cache_write plain = reference_write();
+            ck_assert_int_eq(put(cache, "acme", i % 2 ? KIND_USER : KIND_PROFILE, key, "1",
+                                 w ? w : &plain, NOW),
+                             CACHE_OK);
+            live[i] = true;
+        }
+        for (int i = round; i < KEYS; i += 4) {
+            snprintf(key, sizeof(key), "k%d", i);
+            struct cache_key k = key_of("acme", i % 2 ? KIND_USER : KIND_PROFILE, key);
+            ck_assert_int_eq(cache_invalidate(cache, &k, false, 0, NOW, NULL), CACHE_OK);
+            live[i] = false;
+        }
+        for (int i = 0; i < KEYS; i++) {
+            snprintf(key, sizeof(key), "k%d", i);
+            ck_assert_msg(present(cache, "acme", i % 2 ? KIND_USER : KIND_PROFILE, key, NOW) ==
+                              live[i],
+                          "round %d key %s", round, key);
+        }
+    }
+    /* The expiring ones go; the rest stay findable. */
+    cache_sweep(cache, NOW + 10, 1u << 30);
+    for (int i = 0; i < KEYS; i += 5)
+        live[i] = false;
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        ck_assert(present(cache, "acme", i % 2 ? KIND_USER : KIND_PROFILE, key, NOW + 10) ==
+                  live[i]);
+    }
+    /* Dropping one kind leaves the other whole. */
+    uint64_t users = 0;
+    for (int i = 1; i < KEYS; i += 2)
+        users += live[i];
+    ck_assert_uint_eq(cache_flush(cache, "acme", 4, KIND_USER), users);
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        ck_assert(present(cache, "acme", i % 2 ? KIND_USER : KIND_PROFILE, key, NOW + 10) ==
+                  (i % 2 == 0 && live[i]));
+    }
+    walk_tenants(cache);
+    cache_destroy(cache);
+}
+END_TEST
+
 /* LRU-2: an entry read again and again outlives entries referenced only
  * once, even more recent ones; among those, the older goes first. */
 START_TEST(test_eviction_prefers_entries_read_once)
@@ -2392,6 +2536,9 @@ static Suite *cache_suite(void)
     tcase_add_test(versions, test_invalidate);
     tcase_add_test(versions, test_invalidate_keeps_tombstone);
     tcase_add_test(versions, test_invalidate_reports_recent_reads);
+    tcase_add_test(versions, test_expiry_ranges);
+    tcase_add_test(versions, test_eviction_lru2_far_reads);
+    tcase_add_test(versions, test_table_churn);
     tcase_add_test(versions, test_negative);
     tcase_add_test(versions, test_if_absent);
     suite_add_tcase(suite, versions);
