@@ -358,8 +358,9 @@ static uint32_t gap_decode(uint8_t code)
     return (8u | ((unsigned)(code - 16) & 7)) << (bit - 3);
 }
 
-/* The hash is not stored (4 bytes an entry): a chain holds two entries on
- * average, and kind and length tell most of them apart before the bytes. */
+/* The hash is not stored (4 bytes an entry): the table's one-byte tags
+ * leave one probe in 128 to get here by chance, and kind and length tell
+ * most of those apart before the bytes. */
 static bool entry_matches(const struct cache_entry *entry, unsigned kind, const char *key,
                           size_t key_len)
 {
