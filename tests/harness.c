@@ -1037,3 +1037,113 @@ void harness_finish(struct harness *h)
     harness_cleanup(h);
     ck_assert_msg(code == 0, "the daemon exited with %d on SIGTERM", code);
 }
+
+/* --- asserting helpers shared by the suites ------------------------------ */
+
+redisContext *harness_start_subscribed(struct harness *h, const char *tmpl, int timeout_ms)
+{
+    ck_assert_int_eq(harness_daemon_start(h, tmpl), 0);
+    ck_assert(harness_wait_subscribed(h, timeout_ms));
+    redisContext *c = harness_connect(h);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+void harness_publish_ok(struct harness *h, const char *channel, const char *payload)
+{
+    int receivers = harness_publish(h, channel, payload);
+    ck_assert_msg(receivers >= 1, "PUBLISH %s '%.80s': %d receivers", channel, payload, receivers);
+}
+
+void harness_publishf(struct harness *h, const char *channel, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    char *payload = NULL;
+    int n = vasprintf(&payload, fmt, args);
+    va_end(args);
+    ck_assert_msg(n >= 0, "vasprintf failed");
+    harness_publish_ok(h, channel, payload);
+    free(payload);
+}
+
+void harness_publish_set(struct harness *h, const char *channel, const char *tenant,
+                         const char *kind, const char *key, const char *json)
+{
+    harness_publishf(h, channel,
+                     "{\"op\":\"set\",\"tenant\":\"%s\",\"kind\":\"%s\",\"key\":\"%s\",\"value\":%s}",
+                     tenant, kind, key, json);
+}
+
+void harness_sync_stream(struct harness *h, redisContext *c, const char *channel, const char *kind,
+                         const char *value, int timeout_ms)
+{
+    /* one counter per test process: Check forks every test, and a key is
+     * never reused within one */
+    static int marker;
+    char key[32];
+    snprintf(key, sizeof(key), "m%d", ++marker);
+    harness_publish_set(h, channel, "sync", kind, key, value);
+    ck_assert_msg(harness_wait_reply(c, timeout_ms, value, "GET sync %s %s", kind, key),
+                  "the stream marker sync/%s/%s never became visible", kind, key);
+}
+
+int harness_raw_open(const struct harness *h)
+{
+    int fd = harness_raw_connect(h);
+    ck_assert_msg(fd >= 0, "connect to the daemon: %s", strerror(errno));
+    return fd;
+}
+
+void harness_raw_send(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int error = errno;
+            char reply[512];
+            bool closed = false;
+            harness_raw_read(fd, reply, sizeof(reply) - 1, 1000, &closed);
+            ck_abort_msg("send to fd %d (%zu bytes left): %s; the daemon said '%s'%s", fd, len,
+                         n < 0 ? strerror(error) : "nothing written", reply,
+                         closed ? " and closed" : "");
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+void harness_redis_load_library(redisContext *redis)
+{
+    const char *path = getenv("TENANTCACHED_LUA");
+    if (path == NULL)
+        path = "scripts/tenantcached.lua";
+    FILE *file = fopen(path, "r");
+    ck_assert_msg(file != NULL, "cannot open the function library %s: %s", path, strerror(errno));
+    static char code[65536];
+    size_t len = fread(code, 1, sizeof(code) - 1, file);
+    fclose(file);
+    ck_assert_msg(len > 0 && len < sizeof(code) - 1, "%s: %zu bytes", path, len);
+    code[len] = '\0';
+    redisReply *reply = redisCommand(redis, "FUNCTION LOAD REPLACE %s", code);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_msg(reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "tenantcached") == 0,
+                  "FUNCTION LOAD: %s", reply->type == REDIS_REPLY_ERROR ? reply->str : "?");
+    freeReplyObject(reply);
+}
+
+void harness_fcall_publish(redisContext *redis, const char *stream, const char *channel, char *id,
+                           size_t size, const char *message)
+{
+    redisReply *reply =
+        redisCommand(redis, "FCALL tenantcached_publish 1 %s %s %s", stream, channel, message);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_msg(reply->type == REDIS_REPLY_STRING, "FCALL: %s",
+                  reply->type == REDIS_REPLY_ERROR ? reply->str : "not a string");
+    if (id != NULL)
+        snprintf(id, size, "%s", reply->str);
+    freeReplyObject(reply);
+}

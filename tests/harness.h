@@ -177,6 +177,42 @@ int harness_raw_connect(const struct harness *h);
  * bytes); *closed tells whether EOF or a reset was seen. */
 size_t harness_raw_read(int fd, char *buffer, size_t want, int timeout_ms, bool *closed);
 
+/* --- asserting helpers (Check): each fails the test instead of returning -- */
+
+/* Starts the daemon (tmpl as harness_daemon_start takes it), waits until redis
+ * counts a subscriber, and returns a new connection to the daemon (the caller
+ * frees it with redisFree()). */
+redisContext *harness_start_subscribed(struct harness *h, const char *tmpl, int timeout_ms);
+/* PUBLISH that at least one subscriber (the daemon) must receive. */
+void harness_publish_ok(struct harness *h, const char *channel, const char *payload);
+void harness_publishf(struct harness *h, const char *channel, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Publishes {"op":"set","tenant":..,"kind":..,"key":..,"value":json}; json is
+ * pasted in as it is (a JSON text). */
+void harness_publish_set(struct harness *h, const char *channel, const char *tenant,
+                         const char *kind, const char *key, const char *json);
+/* Publishes a marker entry sync/<kind>/m<N> = value (a JSON text whose GET
+ * reply is the same text) and waits until GET on c returns it: every message
+ * published before it over the same connection has then been applied. The
+ * marker lives in tenant "sync", so other tenants' figures are untouched. */
+void harness_sync_stream(struct harness *h, redisContext *c, const char *channel, const char *kind,
+                         const char *value, int timeout_ms);
+
+/* harness_raw_connect() that fails the test when it cannot connect. */
+int harness_raw_open(const struct harness *h);
+/* Writes all of data (no SIGPIPE); fails the test, with what the daemon
+ * answered before it closed, when the write cannot complete. */
+void harness_raw_send(int fd, const void *data, size_t len);
+
+/* FUNCTION LOAD REPLACE of the project's function library
+ * ($TENANTCACHED_LUA, default scripts/tenantcached.lua) into redis; asserts
+ * that redis names it "tenantcached". */
+void harness_redis_load_library(redisContext *redis);
+/* FCALL tenantcached_publish 1 stream channel message, which must succeed;
+ * the new entry's ID into id (size bytes) unless id is NULL. */
+void harness_fcall_publish(redisContext *redis, const char *stream, const char *channel, char *id,
+                           size_t size, const char *message);
+
 /* Milliseconds on CLOCK_MONOTONIC; sleep for ms. */
 long long harness_now_ms(void);
 void harness_sleep_ms(int ms);

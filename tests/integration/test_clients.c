@@ -64,10 +64,7 @@ static void teardown(void)
 
 static void start_daemon(const char *tmpl)
 {
-    ck_assert_int_eq(harness_daemon_start(&h, tmpl), 0);
-    ck_assert(harness_wait_subscribed(&h, WAIT_MS));
-    client = harness_connect(&h);
-    ck_assert_ptr_nonnull(client);
+    client = harness_start_subscribed(&h, tmpl, WAIT_MS);
 }
 
 static void start_default(void)
@@ -111,15 +108,6 @@ static void describe(char *got, size_t size, const char *fmt, ...)
     harness_describe_reply(reply, got, size);
     if (reply != NULL)
         freeReplyObject(reply);
-}
-
-static void set_value(const char *tenant, const char *kind, const char *key, const char *json)
-{
-    char payload[512];
-    snprintf(payload, sizeof(payload),
-             "{\"op\":\"set\",\"tenant\":\"%s\",\"kind\":\"%s\",\"key\":\"%s\",\"value\":%s}",
-             tenant, kind, key, json);
-    ck_assert_int_ge(harness_publish(&h, CHANNEL, payload), 1);
 }
 
 /* Sends raw bytes on a new connection and asserts the exact bytes answered. */
@@ -169,7 +157,7 @@ END_TEST
 START_TEST(test_resp3)
 {
     start_default();
-    set_value("acme", "credit", "op", "5");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "op", "5");
     ck_assert(harness_wait_reply(client, WAIT_MS, "5", "GET acme credit op"));
     int fd = harness_raw_connect(&h);
     ck_assert_int_ge(fd, 0);
@@ -204,7 +192,7 @@ END_TEST
 START_TEST(test_multi_exec)
 {
     start_default();
-    set_value("acme", "credit", "op", "5");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "op", "5");
     ck_assert(harness_wait_reply(client, WAIT_MS, "5", "GET acme credit op"));
     expect("-ERR EXEC without MULTI", "EXEC");
     expect("-ERR DISCARD without MULTI", "DISCARD");

@@ -156,11 +156,6 @@ static bool wait_for(int timeout_ms, const char *expected, const char *fmt, ...)
     return false;
 }
 
-static long long info(const char *field)
-{
-    return harness_info_int(client, field);
-}
-
 /* HEALTH's `redis` field and `stale_seconds`. */
 static void health(char *redis, size_t size, long long *stale_seconds)
 {
@@ -190,57 +185,18 @@ static void expect_health(const char *redis, long long min_stale, long long max_
                   "HEALTH stale_seconds is %lld, expected %lld..%lld", stale, min_stale, max_stale);
 }
 
-/* True when the daemon's log holds text. */
-static bool log_contains(const char *text)
-{
-    return harness_log_contains(&h, text);
-}
-
 /* ---- publishing ---- */
-
-static void publish(const char *payload)
-{
-    ck_assert_int_ge(harness_publish(&h, CHANNEL, payload), 1);
-}
-
-static void publishf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void publishf(const char *fmt, ...)
-{
-    char payload[2048];
-    va_list args;
-    va_start(args, fmt);
-    int n = vsnprintf(payload, sizeof(payload), fmt, args);
-    va_end(args);
-    ck_assert(n > 0 && (size_t)n < sizeof(payload));
-    publish(payload);
-}
-
-/* Publishes a marker (a reference kind, so it is readable while the stream
- * is stale) and waits until it is visible: every message published before it
- * has then been applied. */
-static void sync_stream(void)
-{
-    static int marker;
-    ++marker;
-    publishf("{\"op\":\"set\",\"tenant\":\"sync\",\"kind\":\"profile\",\"key\":\"m%d\","
-             "\"value\":{\"m\":%d}}",
-             marker, marker);
-    char expected[64];
-    snprintf(expected, sizeof(expected), "{\"m\":%d}", marker);
-    ck_assert(wait_for(WAIT_MS, expected, "GET sync profile m%d", marker));
-}
 
 /* The entries every staleness test reads: a credit, a profile, and a user
  * whose role grants crm.read. */
 static void publish_fixture(void)
 {
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3}");
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"profile\",\"key\":\"u1\","
+    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3}");
+    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"profile\",\"key\":\"u1\","
             "\"value\":{\"name\":\"Ann\"}}");
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"sales\","
+    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"sales\","
             "\"value\":[\"crm.*\"]}");
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\","
+    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\","
             "\"value\":{\"status\":\"active\",\"roles\":[\"sales\"]}}");
     ck_assert(wait_for(WAIT_MS, "active", "STATUS acme u1"));
 }
@@ -259,8 +215,8 @@ static void expect_fixture_fresh(void)
  * counted. */
 static void expect_fixture_stale(void)
 {
-    long long refused = info("stale_refused");
-    long long served = info("stale_served");
+    long long refused = harness_info_int(client, "stale_refused");
+    long long served = harness_info_int(client, "stale_served");
     expect("-STALE invalidation stream down for *", "GET acme credit op");
     expect("-STALE *", "CREDIT acme op");
     expect("-STALE *", "CAN acme u1 crm.read");
@@ -270,8 +226,8 @@ static void expect_fixture_stale(void)
     expect("-STALE *", "PERMS acme sales");
     expect("-STALE *", "MGET cache:acme:profile:u1 cache:acme:credit:op");
     expect("{\"name\":\"Ann\"}", "GET acme profile u1");
-    ck_assert_int_eq(info("stale_refused"), refused + 8);
-    ck_assert_int_eq(info("stale_served"), served + 2); /* the MGET's profile, then GET */
+    ck_assert_int_eq(harness_info_int(client, "stale_refused"), refused + 8);
+    ck_assert_int_eq(harness_info_int(client, "stale_served"), served + 2); /* the MGET's profile, then GET */
 }
 
 /* ---- kill -9 and restart ---- */
@@ -280,9 +236,9 @@ START_TEST(test_kill_restart_flush)
 {
     start_all("");
     publish_fixture();
-    ck_assert_int_eq(info("entries"), 4);
+    ck_assert_int_eq(harness_info_int(client, "entries"), 4);
     expect_health("connected", 0, 0);
-    ck_assert_int_eq(info("redis_disconnected_seconds"), 0);
+    ck_assert_int_eq(harness_info_int(client, "redis_disconnected_seconds"), 0);
 
     ck_assert_int_eq(harness_redis_stop(&h, SIGKILL), 0);
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 0));
@@ -290,36 +246,36 @@ START_TEST(test_kill_restart_flush)
     /* within max_stale (30 s by default) everything is served as it was */
     expect_fixture_fresh();
     harness_sleep_ms(1100);
-    ck_assert_int_ge(info("redis_disconnected_seconds"), 1);
+    ck_assert_int_ge(harness_info_int(client, "redis_disconnected_seconds"), 1);
     expect_health("disconnected", 1, 3);
-    ck_assert_int_eq(info("stale_refused"), 0);
-    ck_assert_int_eq(info("stale_served"), 0);
+    ck_assert_int_eq(harness_info_int(client, "stale_refused"), 0);
+    ck_assert_int_eq(harness_info_int(client, "stale_served"), 0);
 
     ck_assert_int_eq(harness_redis_start(&h), 0);
     ck_assert(harness_wait_subscribed(&h, WAIT_MS));
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
-    ck_assert_int_eq(info("redis_reconnects"), 1);
-    ck_assert_int_eq(info("redis_disconnected_seconds"), 0);
+    ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 1);
+    ck_assert_int_eq(harness_info_int(client, "redis_disconnected_seconds"), 0);
     expect_health("connected", 0, 0);
     /* on_reconnect: flush dropped everything: what changed meanwhile is lost */
-    ck_assert_int_eq(info("entries"), 0);
+    ck_assert_int_eq(harness_info_int(client, "entries"), 0);
     expect("(nil)", "GET acme credit op");
     expect("(nil)", "CREDIT acme op");
     expect("(nil)", "CAN acme u1 crm.read");
     expect("(nil)", "GET acme profile u1");
-    ck_assert(log_contains("dropped all 4 cached entries"));
+    ck_assert(harness_log_contains(&h, "dropped all 4 cached entries"));
     /* the new subscription delivers */
-    long long applied = info("messages_applied");
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":5}");
+    long long applied = harness_info_int(client, "messages_applied");
+    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":5}");
     ck_assert(wait_for(WAIT_MS, "5", "CREDIT acme op"));
-    ck_assert_int_eq(info("messages_applied"), applied + 1);
+    ck_assert_int_eq(harness_info_int(client, "messages_applied"), applied + 1);
 
     /* a second outage counts a second reconnect */
     ck_assert_int_eq(harness_redis_stop(&h, SIGKILL), 0);
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 0));
     ck_assert_int_eq(harness_redis_start(&h), 0);
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
-    ck_assert_int_eq(info("redis_reconnects"), 2);
+    ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 2);
     expect("(nil)", "CREDIT acme op");
 }
 END_TEST
@@ -334,15 +290,15 @@ START_TEST(test_kill_restart_keep)
     ck_assert_int_eq(harness_redis_start(&h), 0);
     ck_assert(harness_wait_subscribed(&h, WAIT_MS));
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
-    ck_assert_int_eq(info("redis_reconnects"), 1);
+    ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 1);
     expect_health("connected", 0, 0);
     /* keep: the operator accepts staleness; nothing was dropped */
-    ck_assert_int_eq(info("entries"), 4);
+    ck_assert_int_eq(harness_info_int(client, "entries"), 4);
     expect_fixture_fresh();
-    ck_assert(!log_contains("dropped all"));
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":6}");
+    ck_assert(!harness_log_contains(&h, "dropped all"));
+    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":6}");
     ck_assert(wait_for(WAIT_MS, "6", "CREDIT acme op"));
-    ck_assert_int_eq(info("entries"), 4);
+    ck_assert_int_eq(harness_info_int(client, "entries"), 4);
 }
 END_TEST
 
@@ -364,11 +320,11 @@ START_TEST(test_client_kill_pubsub)
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
     ck_assert(harness_wait_subscribed(&h, WAIT_MS));
     expect_health("connected", 0, 0);
-    ck_assert_int_eq(info("entries"), 0);
+    ck_assert_int_eq(harness_info_int(client, "entries"), 0);
     expect("(nil)", "GET acme credit op");
     expect("(nil)", "GET acme profile u1");
-    ck_assert(log_contains("resubscribed after a disconnect"));
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":7}");
+    ck_assert(harness_log_contains(&h, "resubscribed after a disconnect"));
+    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":7}");
     ck_assert(wait_for(WAIT_MS, "7", "CREDIT acme op"));
 
     /* twice more, quickly: each is one reconnect */
@@ -474,10 +430,10 @@ START_TEST(test_paused_redis_stale)
                   "redis paused for %lld ms (max_stale 1s): GET acme credit op still served "
                   "(expected -STALE ...); INFO redis_connected:%lld redis_disconnected_seconds:%lld "
                   "stale_refused:%lld; HEALTH redis:%s stale_seconds:%lld",
-                  harness_now_ms() - paused_at, info("redis_connected"),
-                  info("redis_disconnected_seconds"), info("stale_refused"), state, stale_seconds);
+                  harness_now_ms() - paused_at, harness_info_int(client, "redis_connected"),
+                  harness_info_int(client, "redis_disconnected_seconds"), harness_info_int(client, "stale_refused"), state, stale_seconds);
     expect_fixture_stale();
-    ck_assert_int_ge(info("redis_disconnected_seconds"), 1);
+    ck_assert_int_ge(harness_info_int(client, "redis_disconnected_seconds"), 1);
     expect_health("disconnected", 1, 10);
 
     ck_assert_int_eq(harness_redis_resume(&h), 0);
@@ -497,7 +453,7 @@ START_TEST(test_paused_redis_stale)
     }
     ck_assert_msg(strcmp(got, "3") == 0 || strcmp(got, "(nil)") == 0,
                   "after the resume, GET acme credit op is '%s'", got);
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":8}");
+    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":8}");
     ck_assert(wait_for(WAIT_MS, "8", "CREDIT acme op"));
 }
 END_TEST
@@ -515,7 +471,7 @@ START_TEST(test_paused_redis_heartbeat)
     ck_assert_int_ge(atomic_load(&beater.sent), 5);
     expect_fixture_fresh();
     expect_health("connected", 0, 0);
-    ck_assert_int_eq(info("seq_gaps"), 0);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 0);
 
     ck_assert_int_eq(harness_redis_pause(&h), 0);
     long long paused_at = harness_now_ms();
@@ -525,24 +481,24 @@ START_TEST(test_paused_redis_heartbeat)
      * before the pause), give or take the 100 ms housekeeping tick */
     ck_assert_msg(took >= 1300 && took <= 2200, "-STALE after %lld ms of pause", took);
     expect_fixture_stale();
-    ck_assert_int_ge(info("redis_disconnected_seconds"), 1);
+    ck_assert_int_ge(harness_info_int(client, "redis_disconnected_seconds"), 1);
     /* Both signals saw it: the publisher went silent, and the pub/sub
      * connection's liveness probe went unanswered. */
     expect_health("disconnected", 1, 10);
-    ck_assert(log_contains("a publisher has been silent for over 500ms"));
-    ck_assert(log_contains("liveness probe"));
+    ck_assert(harness_log_contains(&h, "a publisher has been silent for over 500ms"));
+    ck_assert(harness_log_contains(&h, "liveness probe"));
 
     ck_assert_int_eq(harness_redis_resume(&h), 0);
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
     /* Resubscribed: what was published meanwhile may be lost, so the
      * default on_reconnect: flush dropped everything; fresh data serves. */
-    ck_assert_int_eq(info("redis_reconnects"), 1);
-    ck_assert_int_eq(info("entries"), 0);
+    ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 1);
+    ck_assert_int_eq(harness_info_int(client, "entries"), 0);
     publish_fixture();
     ck_assert(wait_for(3000, "3", "GET acme credit op"));
     expect_fixture_fresh();
     expect_health("connected", 0, 0);
-    ck_assert_int_eq(info("redis_disconnected_seconds"), 0);
+    ck_assert_int_eq(harness_info_int(client, "redis_disconnected_seconds"), 0);
     beater_stop(&beater);
 }
 END_TEST
@@ -554,8 +510,8 @@ START_TEST(test_redis_never_up)
     long long started = harness_now_ms();
     start_daemon("  max_stale: 1s\n");
     expect("+PONG", "PING");
-    ck_assert_int_eq(info("redis_connected"), 0);
-    ck_assert_int_eq(info("redis_reconnects"), 0);
+    ck_assert_int_eq(harness_info_int(client, "redis_connected"), 0);
+    ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 0);
     expect_health("disconnected", 0, 1);
     if (harness_now_ms() - started < 800) /* still within max_stale */
         expect("(nil)", "GET acme credit op");
@@ -563,11 +519,11 @@ START_TEST(test_redis_never_up)
     ck_assert(wait_for(2000, "-STALE *", "GET acme credit op"));
     expect("-STALE *", "CREDIT acme op");
     expect("-STALE *", "CAN acme u1 crm.read");
-    long long served = info("stale_served");
+    long long served = harness_info_int(client, "stale_served");
     expect("(nil)", "GET acme profile u1");
-    ck_assert_int_eq(info("stale_served"), served + 1);
-    ck_assert_int_ge(info("stale_refused"), 3);
-    ck_assert_int_ge(info("redis_disconnected_seconds"), 1);
+    ck_assert_int_eq(harness_info_int(client, "stale_served"), served + 1);
+    ck_assert_int_ge(harness_info_int(client, "stale_refused"), 3);
+    ck_assert_int_ge(harness_info_int(client, "redis_disconnected_seconds"), 1);
     expect_health("disconnected", 1, 10);
     expect("+PONG", "PING");
 
@@ -575,12 +531,12 @@ START_TEST(test_redis_never_up)
     ck_assert(harness_wait_subscribed(&h, WAIT_MS));
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
     /* the first subscription is not a reconnect */
-    ck_assert_int_eq(info("redis_reconnects"), 0);
+    ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 0);
     expect_health("connected", 0, 0);
     expect("(nil)", "GET acme credit op");
     publish_fixture();
     expect_fixture_fresh();
-    ck_assert_int_eq(info("messages_applied"), 4);
+    ck_assert_int_eq(harness_info_int(client, "messages_applied"), 4);
 }
 END_TEST
 
@@ -591,7 +547,7 @@ START_TEST(test_slow_subscriber)
     const char *const args[] = {"--client-output-buffer-limit", "pubsub 64kb 32kb 1", NULL};
     ck_assert_int_eq(harness_redis_start_args(&h, args), 0);
     start_daemon("");
-    publish("{\"op\":\"set\",\"tenant\":\"slow\",\"kind\":\"config\",\"key\":\"old\",\"value\":1}");
+    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"slow\",\"kind\":\"config\",\"key\":\"old\",\"value\":1}");
     ck_assert(wait_for(WAIT_MS, "1", "GET slow config old"));
 
     enum { KEYS = 20, MESSAGES = 100, PAD = 10000 };
@@ -643,7 +599,7 @@ START_TEST(test_slow_subscriber)
         dropped = strstr(line, "output buffer limits") != NULL;
     fclose(log);
     ck_assert_msg(dropped, "redis did not log an output buffer limit disconnection");
-    ck_assert_int_eq(info("messages_invalid"), 0);
+    ck_assert_int_eq(harness_info_int(client, "messages_invalid"), 0);
 
     /* the new subscription delivers, large messages included */
     int n = snprintf(payload, PAD + 256,
@@ -652,7 +608,7 @@ START_TEST(test_slow_subscriber)
                      MESSAGES + 1, MESSAGES + 1);
     memset(payload + n, 'y', PAD);
     snprintf(payload + n + PAD, 256, "\"}}");
-    publish(payload);
+    harness_publish_ok(&h, CHANNEL, payload);
     char prefix[64];
     snprintf(prefix, sizeof(prefix), "{\"v\":%d,*", MESSAGES + 1);
     ck_assert(wait_for(WAIT_MS, prefix, "GET slow config k0"));
@@ -664,14 +620,14 @@ END_TEST
 
 static void set_seq(const char *src, unsigned long long seq, const char *key, int value)
 {
-    publishf("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"%s\",\"value\":%d,"
+    harness_publishf(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"%s\",\"value\":%d,"
              "\"src\":\"%s\",\"seq\":%llu}",
              key, value, src, seq);
 }
 
 static void heartbeat(const char *src, unsigned long long seq)
 {
-    publishf("{\"op\":\"heartbeat\",\"src\":\"%s\",\"seq\":%llu}", src, seq);
+    harness_publishf(&h, CHANNEL, "{\"op\":\"heartbeat\",\"src\":\"%s\",\"seq\":%llu}", src, seq);
 }
 
 START_TEST(test_seq_gaps)
@@ -681,8 +637,8 @@ START_TEST(test_seq_gaps)
     set_seq("p", 1, "a", 1);
     set_seq("p", 2, "b", 2);
     set_seq("p", 3, "c", 3);
-    sync_stream();
-    ck_assert_int_eq(info("seq_gaps"), 0);
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 0);
     expect("1", "GET acme config a");
     expect("2", "GET acme config b");
     expect("3", "GET acme config c");
@@ -690,21 +646,21 @@ START_TEST(test_seq_gaps)
     /* another publisher: 1, 2, 5 */
     set_seq("q", 1, "q1", 1);
     set_seq("q", 2, "q2", 2);
-    sync_stream();
-    ck_assert_int_eq(info("entries"), 7);
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+    ck_assert_int_eq(harness_info_int(client, "entries"), 7);
     set_seq("q", 5, "q5", 5);
-    sync_stream();
-    ck_assert_int_eq(info("seq_gaps"), 1);
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 1);
     /* dropped before seq 5 was applied: everything older is gone, seq 5 stays */
     expect("(nil)", "GET acme config a");
     expect("(nil)", "GET acme config c");
     expect("(nil)", "GET acme config q1");
     expect("(nil)", "GET acme config q2");
     expect("5", "GET acme config q5");
-    ck_assert_int_eq(info("entries"), 2); /* q5 and the last sync marker */
-    ck_assert(log_contains("publisher 'q' jumped from seq 2 to 5"));
-    ck_assert(log_contains("messages from publisher 'q' were lost"));
-    ck_assert_int_eq(info("redis_reconnects"), 0);
+    ck_assert_int_eq(harness_info_int(client, "entries"), 2); /* q5 and the last sync marker */
+    ck_assert(harness_log_contains(&h, "publisher 'q' jumped from seq 2 to 5"));
+    ck_assert(harness_log_contains(&h, "messages from publisher 'q' were lost"));
+    ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 0);
 
     /* a restarted publisher starts at 1 again: not a gap */
     set_seq("q", 1, "r1", 1);
@@ -713,8 +669,8 @@ START_TEST(test_seq_gaps)
     set_seq("q", 2, "r2", 22);
     set_seq("q", 3, "r3", 3);
     set_seq("q", 3, "r3", 33);
-    sync_stream();
-    ck_assert_int_eq(info("seq_gaps"), 1);
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 1);
     expect("1", "GET acme config r1");
     expect("22", "GET acme config r2");
     expect("33", "GET acme config r3");
@@ -722,67 +678,67 @@ START_TEST(test_seq_gaps)
 
     /* a heartbeat with the last seq: nothing */
     heartbeat("q", 3);
-    sync_stream();
-    ck_assert_int_eq(info("seq_gaps"), 1);
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 1);
     expect("33", "GET acme config r3");
     /* the other publisher goes on from 3 */
     set_seq("p", 4, "d", 4);
-    sync_stream();
-    ck_assert_int_eq(info("seq_gaps"), 1);
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 1);
     expect("4", "GET acme config d");
 
     /* a heartbeat past the last seq: its last message (4) was lost */
     heartbeat("q", 4);
-    sync_stream();
-    ck_assert_int_eq(info("seq_gaps"), 2);
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 2);
     expect("(nil)", "GET acme config r3");
     expect("(nil)", "GET acme config d");
-    ck_assert(log_contains("publisher 'q' jumped from seq 3 to 4 (heartbeat)"));
+    ck_assert(harness_log_contains(&h, "publisher 'q' jumped from seq 3 to 4 (heartbeat)"));
     /* and the count goes on from the heartbeat's seq */
     set_seq("q", 5, "s5", 5);
-    sync_stream();
-    ck_assert_int_eq(info("seq_gaps"), 2);
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 2);
     expect("5", "GET acme config s5");
 
     /* a batch: consecutive seqs are fine; a jump inside one drops what came
      * before it, the rest of the batch applies */
-    publish("[{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"b5\",\"value\":5,\"src\":\"p\",\"seq\":5},"
+    harness_publish_ok(&h, CHANNEL, "[{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"b5\",\"value\":5,\"src\":\"p\",\"seq\":5},"
             "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"b6\",\"value\":6,\"src\":\"p\",\"seq\":6}]");
-    sync_stream();
-    ck_assert_int_eq(info("seq_gaps"), 2);
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 2);
     expect("5", "GET acme config b5");
     expect("6", "GET acme config b6");
-    publish("[{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"b7\",\"value\":7,\"src\":\"p\",\"seq\":7},"
+    harness_publish_ok(&h, CHANNEL, "[{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"b7\",\"value\":7,\"src\":\"p\",\"seq\":7},"
             "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"b9\",\"value\":9,\"src\":\"p\",\"seq\":9},"
             "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"b10\",\"value\":10,\"src\":\"p\",\"seq\":10}]");
-    sync_stream();
-    ck_assert_int_eq(info("seq_gaps"), 3);
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 3);
     expect("(nil)", "GET acme config b5");
     expect("(nil)", "GET acme config b7");
     expect("9", "GET acme config b9");
     expect("10", "GET acme config b10");
 
     /* messages without src/seq never count */
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"plain\",\"value\":1}");
-    sync_stream();
-    ck_assert_int_eq(info("seq_gaps"), 3);
+    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"plain\",\"value\":1}");
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 3);
     /* a heartbeat from a publisher never seen: a baseline, not a gap */
     heartbeat("new", 40);
     set_seq("new", 41, "n41", 41);
-    sync_stream();
-    ck_assert_int_eq(info("seq_gaps"), 3);
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 3);
     expect("41", "GET acme config n41");
     expect("1", "GET acme config plain");
-    ck_assert_int_eq(info("messages_invalid"), 0);
+    ck_assert_int_eq(harness_info_int(client, "messages_invalid"), 0);
 
     /* a numbered message that is rejected was not applied: the next one
      * finds its seq missing, which is a gap (the safe reading) */
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"x\","
+    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"x\","
             "\"value\":\"not a number\",\"src\":\"new\",\"seq\":42}");
     set_seq("new", 43, "n43", 43);
-    sync_stream();
-    ck_assert_int_eq(info("messages_invalid"), 1);
-    ck_assert_int_eq(info("seq_gaps"), 4);
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+    ck_assert_int_eq(harness_info_int(client, "messages_invalid"), 1);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 4);
     expect("(nil)", "GET acme config n41");
     expect("43", "GET acme config n43");
 }
@@ -794,16 +750,16 @@ START_TEST(test_seq_gap_keep)
     set_seq("p", 1, "a", 1);
     set_seq("p", 2, "b", 2);
     set_seq("p", 4, "d", 4);
-    sync_stream();
-    ck_assert_int_eq(info("seq_gaps"), 1);
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 1);
     /* keep: counted and logged, nothing dropped */
     expect("1", "GET acme config a");
     expect("2", "GET acme config b");
     expect("4", "GET acme config d");
-    ck_assert(log_contains("publisher 'p' jumped from seq 2 to 4"));
+    ck_assert(harness_log_contains(&h, "publisher 'p' jumped from seq 2 to 4"));
     heartbeat("p", 6);
-    sync_stream();
-    ck_assert_int_eq(info("seq_gaps"), 2);
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 2);
     expect("1", "GET acme config a");
 }
 END_TEST
@@ -814,7 +770,7 @@ START_TEST(test_seq_after_reconnect)
     start_all("");
     set_seq("p", 1, "a", 1);
     set_seq("p", 2, "b", 2);
-    sync_stream();
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     redisContext *admin = harness_redis_connect(&h);
     ck_assert_ptr_nonnull(admin);
     redisReply *reply = redisCommand(admin, "CLIENT KILL TYPE pubsub");
@@ -824,12 +780,12 @@ START_TEST(test_seq_after_reconnect)
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_reconnects", 1));
     ck_assert(harness_wait_subscribed(&h, WAIT_MS));
     set_seq("p", 9, "i", 9);
-    sync_stream();
-    ck_assert_int_eq(info("seq_gaps"), 0);
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 0);
     expect("9", "GET acme config i");
     set_seq("p", 11, "k", 11);
-    sync_stream();
-    ck_assert_int_eq(info("seq_gaps"), 1);
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 1);
 }
 END_TEST
 
@@ -853,23 +809,23 @@ START_TEST(test_heartbeat_timeout)
     expect_fixture_stale();
     expect("-STALE *", "GET acme config cfg");
     expect_health("connected", 0, 10);
-    ck_assert(log_contains("a publisher has been silent for over 500ms"));
+    ck_assert(harness_log_contains(&h, "a publisher has been silent for over 500ms"));
 
     /* a heartbeat (seq == last): fresh again, nothing dropped */
     heartbeat("authz", 1);
     ck_assert(wait_for(2000, "3", "GET acme credit op"));
     expect_fixture_fresh();
     expect("1", "GET acme config cfg");
-    ck_assert_int_eq(info("seq_gaps"), 0);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 0);
 
     /* silent again, then a data message: fresh again */
     ck_assert(wait_for(3000, "-STALE *", "CREDIT acme op"));
     set_seq("authz", 2, "cfg", 2);
     ck_assert(wait_for(2000, "2", "GET acme config cfg"));
     expect_fixture_fresh();
-    ck_assert_int_eq(info("seq_gaps"), 0);
-    ck_assert_int_eq(info("redis_reconnects"), 0);
-    ck_assert_int_eq(info("redis_connected"), 1);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 0);
+    ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 0);
+    ck_assert_int_eq(harness_info_int(client, "redis_connected"), 1);
 }
 END_TEST
 
@@ -881,24 +837,24 @@ START_TEST(test_heartbeat_last_retires_src)
     publish_fixture();
     set_seq("retiring", 1, "cfg", 1);
     ck_assert(wait_for(WAIT_MS, "1", "GET acme config cfg"));
-    publishf("{\"op\":\"heartbeat\",\"src\":\"retiring\",\"seq\":1,\"last\":true}");
-    sync_stream();
+    harness_publishf(&h, CHANNEL, "{\"op\":\"heartbeat\",\"src\":\"retiring\",\"seq\":1,\"last\":true}");
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     /* Well past heartbeat_timeout + max_stale (and short of 10 times the
      * timeout, when a silent src is forgotten anyway). */
     harness_sleep_ms(1500);
     expect_fixture_fresh();
     expect("1", "GET acme config cfg");
-    ck_assert(log_contains("publisher 'retiring' retired at seq 1"));
-    ck_assert_int_eq(info("seq_gaps"), 0);
+    ck_assert(harness_log_contains(&h, "publisher 'retiring' retired at seq 1"));
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 0);
     /* It may come back: numbered again from wherever it starts. */
     set_seq("retiring", 1, "cfg", 2);
     ck_assert(wait_for(WAIT_MS, "2", "GET acme config cfg"));
-    ck_assert_int_eq(info("seq_gaps"), 0);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 0);
     /* A "last" that is not a boolean is an invalid message. */
-    long long invalid = info("messages_invalid");
-    publishf("{\"op\":\"heartbeat\",\"src\":\"retiring\",\"seq\":1,\"last\":1}");
-    sync_stream();
-    ck_assert_int_eq(info("messages_invalid"), invalid + 1);
+    long long invalid = harness_info_int(client, "messages_invalid");
+    harness_publishf(&h, CHANNEL, "{\"op\":\"heartbeat\",\"src\":\"retiring\",\"seq\":1,\"last\":1}");
+    harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+    ck_assert_int_eq(harness_info_int(client, "messages_invalid"), invalid + 1);
 }
 END_TEST
 
@@ -916,9 +872,9 @@ START_TEST(test_silent_src_forgotten)
     ck_assert(wait_for(5000, "3", "GET acme credit op"));
     expect_fixture_fresh();
     expect("1", "GET acme config cfg");
-    ck_assert(log_contains("publisher 'gone' silent for over 2000ms: forgotten"));
-    ck_assert_int_eq(info("seq_gaps"), 0);
-    ck_assert_int_eq(info("redis_reconnects"), 0);
+    ck_assert(harness_log_contains(&h, "publisher 'gone' silent for over 2000ms: forgotten"));
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 0);
+    ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 0);
 }
 END_TEST
 
@@ -1109,8 +1065,8 @@ START_TEST(test_flush_discards_fill_in_flight)
         if (round == 0) {
             set_seq("p", 1, "a", 1);
             set_seq("p", 3, "c", 3); /* seq 2 was lost */
-            sync_stream();
-            ck_assert_int_eq(info("seq_gaps"), 1);
+            harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
+            ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 1);
         } else {
             redisContext *admin = harness_redis_connect(&h);
             ck_assert_ptr_nonnull(admin);
@@ -1121,7 +1077,7 @@ START_TEST(test_flush_discards_fill_in_flight)
             ck_assert(harness_wait_info(client, WAIT_MS, "redis_reconnects", 1));
             ck_assert(harness_wait_subscribed(&h, WAIT_MS));
         }
-        long long discarded = info("fills_discarded");
+        long long discarded = harness_info_int(client, "fills_discarded");
         /* the origin answers what it read before the flush */
         slow_origin_release();
         redisReply *reply = NULL;
@@ -1143,8 +1099,8 @@ START_TEST(test_flush_discards_fill_in_flight)
         ck_assert_msg(strcmp(got, "2") == 0,
                       "after a %s flush, a fill begun before it was cached: GET acme config k%d "
                       "is '%s' (the origin now has 2); fills_discarded %lld -> %lld",
-                      flushes[round], round, got, discarded, info("fills_discarded"));
-        ck_assert_int_eq(info("fills_discarded"), discarded + 1);
+                      flushes[round], round, got, discarded, harness_info_int(client, "fills_discarded"));
+        ck_assert_int_eq(harness_info_int(client, "fills_discarded"), discarded + 1);
     }
     redisFree(waiter);
     slow_origin_stop();
@@ -1437,17 +1393,17 @@ static void convergence(bool stream)
             "convergence: %ld publishes (%ld retries), %u keys published, %u present, "
             "%lld reconnects, %lld applied, %lld stale, %lld gaps\n",
             atomic_load(&c->published), atomic_load(&c->retries), published_keys, present,
-            info("redis_reconnects"), info("messages_applied"), info("messages_stale"),
-            info("seq_gaps"));
+            harness_info_int(client, "redis_reconnects"), harness_info_int(client, "messages_applied"), harness_info_int(client, "messages_stale"),
+            harness_info_int(client, "seq_gaps"));
     ck_assert_msg(wrong == 0, "%u keys hold a value other than the last published", wrong);
     /* the check means something only if much survived the last flush */
     ck_assert_uint_ge(published_keys, CONV_KEYS * 9 / 10);
     ck_assert_uint_ge(present, 200);
     /* two kills and two CLIENT KILLs, plus any pause the probe noticed */
-    ck_assert_int_ge(info("redis_reconnects"), 4);
-    ck_assert_int_eq(info("messages_invalid"), 0);
+    ck_assert_int_ge(harness_info_int(client, "redis_reconnects"), 4);
+    ck_assert_int_eq(harness_info_int(client, "messages_invalid"), 0);
     /* every loss was a whole subscription, handled by the resubscribe */
-    ck_assert_int_eq(info("seq_gaps"), 0);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 0);
     if (stream) {
         /* nothing lost, nothing flushed: every key whose last op was a set
          * holds its last value */
@@ -1455,9 +1411,9 @@ static void convergence(bool stream)
         for (unsigned key = 0; key < CONV_KEYS; key++)
             live_keys += c->version[key] > 0 && !c->deleted[key];
         ck_assert_uint_eq(present, live_keys);
-        ck_assert_int_eq(info("catchup_failed"), 0);
-        ck_assert_int_gt(info("catchup_applied"), 0);
-        ck_assert(!log_contains("dropped all"));
+        ck_assert_int_eq(harness_info_int(client, "catchup_failed"), 0);
+        ck_assert_int_gt(harness_info_int(client, "catchup_applied"), 0);
+        ck_assert(!harness_log_contains(&h, "dropped all"));
     }
     free(c);
 }
