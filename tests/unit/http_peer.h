@@ -5,7 +5,7 @@
  * remembers the paths it was asked for, and can hold requests unanswered
  * until the test releases them (for requests in flight and queueing).
  *
- * Header-only (static functions) because the Makefile builds each unit suite
+ * Header-only (static inline functions) because the Makefile builds each unit suite
  * from its one test_*.c; include it from one translation unit per binary. */
 #ifndef TENANTCACHED_TESTS_HTTP_PEER_H
 #define TENANTCACHED_TESTS_HTTP_PEER_H
@@ -20,14 +20,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
+
+#include "unit_loop.h"
 
 #define HTTP_PEER_ROUTES 8
 #define HTTP_PEER_SEEN 64
 #define HTTP_PEER_HELD 16
-/* How long a test waits for the loop to reach a state before it fails: a
- * bound against hanging, not a speed assertion. */
-#define HTTP_PEER_WAIT_MS 10000
 
 struct http_peer {
     struct event_base *base;
@@ -39,15 +37,16 @@ struct http_peer {
         char body[256];
     } routes[HTTP_PEER_ROUTES];
     size_t route_count;
-    bool hold;                                   /* keep requests unanswered */
+    bool hold; /* keep requests unanswered */
     struct evhttp_request *held[HTTP_PEER_HELD];
     size_t held_count;
-    char seen[HTTP_PEER_SEEN][256];              /* paths asked for, in order */
+    char seen[HTTP_PEER_SEEN][256]; /* paths asked for, in order */
     size_t seen_count;
+    size_t seen_wanted; /* for http_peer_run_until_seen */
 };
 
 /* The answer of the route for path: its code and body; 404 "" when none. */
-static void http_peer_respond(struct http_peer *peer, struct evhttp_request *request)
+static inline void http_peer_respond(struct http_peer *peer, struct evhttp_request *request)
 {
     const char *uri = evhttp_request_get_uri(request);
     int code = 404;
@@ -64,7 +63,7 @@ static void http_peer_respond(struct http_peer *peer, struct evhttp_request *req
     evbuffer_free(buffer);
 }
 
-static void http_peer_request(struct evhttp_request *request, void *arg)
+static inline void http_peer_request(struct evhttp_request *request, void *arg)
 {
     struct http_peer *peer = arg;
     if (peer->seen_count < HTTP_PEER_SEEN)
@@ -79,7 +78,7 @@ static void http_peer_request(struct evhttp_request *request, void *arg)
 }
 
 /* Listens on 127.0.0.1 on a free port; fails the test when it cannot. */
-static void http_peer_start(struct http_peer *peer, struct event_base *base)
+static inline void http_peer_start(struct http_peer *peer, struct event_base *base)
 {
     memset(peer, 0, sizeof(*peer));
     peer->base = base;
@@ -89,14 +88,13 @@ static void http_peer_start(struct http_peer *peer, struct event_base *base)
     ck_assert_ptr_nonnull(bound);
     struct sockaddr_in address;
     socklen_t length = sizeof(address);
-    ck_assert_int_eq(getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&address,
-                                 &length),
-                     0);
+    ck_assert_int_eq(
+        getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&address, &length), 0);
     peer->port = ntohs(address.sin_port);
     evhttp_set_gencb(peer->http, http_peer_request, peer);
 }
 
-static void http_peer_stop(struct http_peer *peer)
+static inline void http_peer_stop(struct http_peer *peer)
 {
     if (peer->http != NULL)
         evhttp_free(peer->http);
@@ -104,7 +102,8 @@ static void http_peer_stop(struct http_peer *peer)
 }
 
 /* path (with its query) answers code with body. */
-static void http_peer_route(struct http_peer *peer, const char *path, int code, const char *body)
+static inline void http_peer_route(struct http_peer *peer, const char *path, int code,
+                                   const char *body)
 {
     ck_assert_uint_lt(peer->route_count, HTTP_PEER_ROUTES);
     snprintf(peer->routes[peer->route_count].path, sizeof(peer->routes[0].path), "%s", path);
@@ -114,7 +113,7 @@ static void http_peer_route(struct http_peer *peer, const char *path, int code, 
 }
 
 /* Answers the held requests from the table, in order, and stops holding. */
-static void http_peer_release(struct http_peer *peer)
+static inline void http_peer_release(struct http_peer *peer)
 {
     peer->hold = false;
     for (size_t i = 0; i < peer->held_count; i++)
@@ -123,51 +122,24 @@ static void http_peer_release(struct http_peer *peer)
 }
 
 /* "http://127.0.0.1:PORT" followed by path into buf. */
-static const char *http_peer_url(const struct http_peer *peer, const char *path, char *buf,
-                                 size_t size)
+static inline const char *http_peer_url(const struct http_peer *peer, const char *path, char *buf,
+                                        size_t size)
 {
     snprintf(buf, size, "http://127.0.0.1:%u%s", (unsigned)peer->port, path);
     return buf;
 }
 
-static long long http_peer_now_ms(void)
+static inline bool http_peer_seen_enough(const void *arg)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    const struct http_peer *peer = arg;
+    return peer->seen_count >= peer->seen_wanted;
 }
 
-/* Runs the loop until *flag is true; fails the test after HTTP_PEER_WAIT_MS. */
-static void http_peer_run_until(struct event_base *base, const bool *flag, const char *what)
+/* Runs the loop until the peer has seen count requests in all. */
+static inline void http_peer_run_until_seen(struct http_peer *peer, size_t count)
 {
-    long long deadline = http_peer_now_ms() + HTTP_PEER_WAIT_MS;
-    while (!*flag && http_peer_now_ms() < deadline) {
-        struct timeval tick = {0, 10000};
-        event_base_loopexit(base, &tick);
-        event_base_loop(base, 0);
-    }
-    ck_assert_msg(*flag, "the loop never got to: %s", what);
-}
-
-/* Runs the loop until the peer has seen count requests. */
-static void http_peer_run_until_seen(struct http_peer *peer, size_t count)
-{
-    long long deadline = http_peer_now_ms() + HTTP_PEER_WAIT_MS;
-    while (peer->seen_count < count && http_peer_now_ms() < deadline) {
-        struct timeval tick = {0, 10000};
-        event_base_loopexit(peer->base, &tick);
-        event_base_loop(peer->base, 0);
-    }
-    ck_assert_msg(peer->seen_count >= count, "the origin saw %zu requests, not %zu",
-                  peer->seen_count, count);
-}
-
-/* Runs the loop for about ms (to show that nothing more happens). */
-static void http_peer_run_for(struct event_base *base, int ms)
-{
-    struct timeval span = {ms / 1000, (ms % 1000) * 1000};
-    event_base_loopexit(base, &span);
-    event_base_loop(base, 0);
+    peer->seen_wanted = count;
+    unit_loop_run_until_fn(peer->base, http_peer_seen_enough, peer, "the origin's requests");
 }
 
 #endif

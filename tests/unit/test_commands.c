@@ -313,7 +313,8 @@ START_TEST(test_access_rules)
              "log_level: error\naccess:\n  - {uid: %u, tenants: [acme]}\n", (unsigned)getuid());
     start(yaml);
     publish_acme();
-    publish("{\"op\":\"set\",\"tenant\":\"globex\",\"kind\":\"credit\",\"key\":\"op\",\"value\":1}");
+    publish("{\"op\":\"set\",\"tenant\":\"globex\",\"kind\":\"credit\",\"key\":\"op\","
+            "\"value\":1}");
     EXPECT("$3\r\n3.5\r\n", "CREDIT", "acme", "crm.leads.create");
     EXPECT("-NOPERM this user has no access to tenant 'globex'\r\n", "CREDIT", "globex", "op");
     EXPECT("-NOPERM this user has no access to tenant 'globex'\r\n", "GET", "globex", "credit",

@@ -100,7 +100,7 @@ static void run_until_delivered(size_t count)
 {
     delivered_wanted = count;
     delivered_enough = delivered_count >= count;
-    http_peer_run_until(base, &delivered_enough, "the deliveries");
+    unit_loop_run_until(base, &delivered_enough, "the deliveries");
     ck_assert_uint_eq(delivered_count, count);
 }
 
@@ -213,7 +213,7 @@ START_TEST(test_misses_share_one_fill)
     http_peer_run_until_seen(&peer, 1);
     submit("user", "u1", WAITER(1));
     submit("user", "u1", WAITER(2));
-    http_peer_run_for(base, 50); /* let the engine take the two submissions */
+    unit_loop_run_for(base, 50); /* let the engine take the two submissions */
     http_peer_release(&peer);
     run_until_delivered(3);
     ck_assert_uint_eq(peer.seen_count, 1);

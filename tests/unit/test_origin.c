@@ -92,7 +92,7 @@ START_TEST(test_found_with_its_body)
     struct answer answer;
     get("acme", "role", "sales", &answer);
     ck_assert(!answer.done); /* later, never inside origin_get */
-    http_peer_run_until(base, &answer.done, "the answer");
+    unit_loop_run_until(base, &answer.done, "the answer");
     ck_assert_int_eq(answer.calls, 1);
     ck_assert_int_eq(answer.status, ORIGIN_FOUND);
     ck_assert_str_eq(answer.body, "[\"crm.*\"]");
@@ -106,8 +106,9 @@ START_TEST(test_parts_are_url_encoded)
     start("/e/{tenant}/{kind}/{key}?again={key}", "");
     struct answer answer;
     get("acme", "config", "a b/c?d&e%", &answer);
-    http_peer_run_until(base, &answer.done, "the answer");
-    ck_assert_str_eq(peer.seen[0], "/e/acme/config/a%20b%2Fc%3Fd%26e%25?again=a%20b%2Fc%3Fd%26e%25");
+    unit_loop_run_until(base, &answer.done, "the answer");
+    ck_assert_str_eq(peer.seen[0],
+                     "/e/acme/config/a%20b%2Fc%3Fd%26e%25?again=a%20b%2Fc%3Fd%26e%25");
 }
 END_TEST
 
@@ -123,10 +124,10 @@ START_TEST(test_status_classes)
     get("acme", "config", "broken", &broken);
     get("acme", "config", "moved", &moved);
     get("acme", "config", "empty", &empty);
-    http_peer_run_until(base, &missing.done, "missing");
-    http_peer_run_until(base, &broken.done, "broken");
-    http_peer_run_until(base, &moved.done, "moved");
-    http_peer_run_until(base, &empty.done, "empty");
+    unit_loop_run_until(base, &missing.done, "missing");
+    unit_loop_run_until(base, &broken.done, "broken");
+    unit_loop_run_until(base, &moved.done, "moved");
+    unit_loop_run_until(base, &empty.done, "empty");
     ck_assert_int_eq(missing.status, ORIGIN_NOT_FOUND);
     ck_assert_int_eq(broken.status, ORIGIN_FAILED);
     ck_assert_int_eq(moved.status, ORIGIN_FAILED);
@@ -142,7 +143,7 @@ START_TEST(test_refused_is_failed)
     http_peer_stop(&peer); /* nothing listens on the port any more */
     struct answer answer;
     get("acme", "config", "k", &answer);
-    http_peer_run_until(base, &answer.done, "the answer");
+    unit_loop_run_until(base, &answer.done, "the answer");
     ck_assert_int_eq(answer.status, ORIGIN_FAILED);
     ck_assert_int_eq(answer.calls, 1);
 }
@@ -161,11 +162,11 @@ START_TEST(test_max_concurrent_queues_in_order)
     get("acme", "config", "c", &c);
     http_peer_run_until_seen(&peer, 1);
     /* one connection: b and c wait while a is held */
-    http_peer_run_for(base, 200);
+    unit_loop_run_for(base, 200);
     ck_assert_uint_eq(peer.seen_count, 1);
     ck_assert(!a.done && !b.done && !c.done);
     http_peer_release(&peer);
-    http_peer_run_until(base, &c.done, "the last answer");
+    unit_loop_run_until(base, &c.done, "the last answer");
     ck_assert(a.done && b.done);
     ck_assert_str_eq(a.body, "1");
     ck_assert_str_eq(b.body, "2");
@@ -183,11 +184,11 @@ START_TEST(test_timeout_fails_the_request)
     peer.hold = true; /* never answered */
     struct answer answer;
     get("acme", "config", "slow", &answer);
-    http_peer_run_until(base, &answer.done, "the timeout");
+    unit_loop_run_until(base, &answer.done, "the timeout");
     ck_assert_int_eq(answer.status, ORIGIN_FAILED);
     ck_assert_int_eq(answer.calls, 1);
     http_peer_release(&peer); /* a late answer changes nothing */
-    http_peer_run_for(base, 100);
+    unit_loop_run_for(base, 100);
     ck_assert_int_eq(answer.calls, 1);
 }
 END_TEST
