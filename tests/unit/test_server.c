@@ -49,8 +49,8 @@ static long long now_ms(void)
 static struct config *load(const char *path, const char *extra)
 {
     char yaml[1024];
-    snprintf(yaml, sizeof(yaml), "log_level: error\nthreads: 2\nlisten:\n  socket: \"%s\"\n%s", path,
-             extra);
+    snprintf(yaml, sizeof(yaml), "log_level: error\nthreads: 2\nlisten:\n  socket: \"%s\"\n%s",
+             path, extra);
     char error[CONFIG_ERROR_MAX] = "";
     struct config *loaded = config_load_buffer("test.yaml", yaml, strlen(yaml), error);
     ck_assert_msg(loaded != NULL, "config rejected: %s", error);
