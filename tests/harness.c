@@ -3,9 +3,11 @@
  * and the safety nets that keep a failed test from leaving them behind). */
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -21,6 +23,7 @@
 #include <unistd.h>
 
 #include <check.h>
+#include <event2/event.h>
 
 #define HARNESS_SLOTS 16
 #define HARNESS_STOP_WAIT_MS 10000
@@ -1146,4 +1149,83 @@ void harness_fcall_publish(redisContext *redis, const char *stream, const char *
     if (id != NULL)
         snprintf(id, size, "%s", reply->str);
     freeReplyObject(reply);
+}
+
+bool harness_text_matches(const char *got, const char *expected)
+{
+    size_t n = strlen(expected);
+    if (n > 0 && expected[n - 1] == '*')
+        return strncmp(got, expected, n - 1) == 0;
+    return strcmp(got, expected) == 0;
+}
+
+void harness_expect_match(redisContext *c, const char *expected, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    redisReply *reply = redisvCommand(c, fmt, args);
+    va_end(args);
+    static char got[16384];
+    harness_describe_reply(reply, got, sizeof(got));
+    if (reply != NULL)
+        freeReplyObject(reply);
+    ck_assert_msg(harness_text_matches(got, expected), "%s: expected '%s', got '%s'", fmt,
+                  expected, got);
+}
+
+bool harness_wait_match(redisContext *c, int timeout_ms, const char *expected, const char *fmt,
+                        ...)
+{
+    long long deadline = harness_now_ms() + timeout_ms;
+    static char got[16384];
+    for (;;) {
+        va_list args;
+        va_start(args, fmt);
+        redisReply *reply = redisvCommand(c, fmt, args);
+        va_end(args);
+        harness_describe_reply(reply, got, sizeof(got));
+        if (reply != NULL)
+            freeReplyObject(reply);
+        if (harness_text_matches(got, expected))
+            return true;
+        if (reply == NULL || harness_now_ms() >= deadline)
+            break;
+        harness_sleep_ms(10);
+    }
+    fprintf(stderr, "waited %d ms for '%s' on '%s'; last reply '%s'\n", timeout_ms, expected, fmt,
+            got);
+    return false;
+}
+
+int harness_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = 0};
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&address, sizeof(address)), 0);
+    socklen_t len = sizeof(address);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&address, &len), 0);
+    close(fd);
+    return ntohs(address.sin_port);
+}
+
+static void harness_pump_slice(struct event_base *base, int ms)
+{
+    struct timeval tv = {.tv_sec = 0, .tv_usec = ms * 1000};
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+}
+
+bool harness_pump_until(struct event_base *base, int timeout_ms, bool (*cond)(int), int arg)
+{
+    long long deadline = harness_now_ms() + timeout_ms;
+    while (!(cond != NULL && cond(arg)) && harness_now_ms() < deadline)
+        harness_pump_slice(base, 5);
+    return cond != NULL && cond(arg);
+}
+
+void harness_pump_for(struct event_base *base, int ms)
+{
+    harness_pump_until(base, ms, NULL, 0);
 }

@@ -44,6 +44,8 @@
 
 #include <hiredis/hiredis.h>
 
+struct event_base;
+
 #define HARNESS_PATH_MAX 108 /* sun_path */
 #define HARNESS_DIR_MAX 64
 
@@ -212,6 +214,28 @@ void harness_redis_load_library(redisContext *redis);
  * the new entry's ID into id (size bytes) unless id is NULL. */
 void harness_fcall_publish(redisContext *redis, const char *stream, const char *channel, char *id,
                            size_t size, const char *message);
+
+/* True when got equals expected, or starts with expected's text before a
+ * final '*' (an expected text ending in '*' is a prefix). */
+bool harness_text_matches(const char *got, const char *expected);
+/* Runs the command (redisCommand format, %b allowed) and asserts that its
+ * reply, described as harness_describe_reply() does, matches expected as
+ * harness_text_matches() says. */
+void harness_expect_match(redisContext *c, const char *expected, const char *fmt, ...);
+/* Repeats the command until its described reply matches expected (as
+ * harness_text_matches() says), the connection fails, or timeout_ms passes;
+ * prints the last reply when it never matched. */
+bool harness_wait_match(redisContext *c, int timeout_ms, const char *expected, const char *fmt,
+                        ...);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago (bound, then closed). */
+int harness_free_port(void);
+
+/* For suites that run a module's own loop in the test process: runs base in
+ * short slices until cond(arg) holds (cond NULL: never) or timeout_ms
+ * passes; returns cond(arg). harness_pump_for runs it for ms. */
+bool harness_pump_until(struct event_base *base, int timeout_ms, bool (*cond)(int), int arg);
+void harness_pump_for(struct event_base *base, int ms);
 
 /* Milliseconds on CLOCK_MONOTONIC; sleep for ms. */
 long long harness_now_ms(void);

@@ -72,30 +72,7 @@ static void start_default(void)
     start_daemon(config_text("", "", ""));
 }
 
-/* Sends the command and asserts that its description is `expected`; an
- * expected text ending in '*' is a prefix. */
-__attribute__((format(printf, 3, 4)))
-static void expect_on(redisContext *c, const char *expected, const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    redisReply *reply = redisvCommand(c, fmt, args);
-    va_end(args);
-    char got[16384];
-    harness_describe_reply(reply, got, sizeof(got));
-    if (reply != NULL)
-        freeReplyObject(reply);
-    size_t n = strlen(expected);
-    bool prefix = n > 0 && expected[n - 1] == '*';
-    bool match = prefix ? strncmp(got, expected, n - 1) == 0 : strcmp(got, expected) == 0;
-    char command[256];
-    va_start(args, fmt);
-    vsnprintf(command, sizeof(command), fmt, args);
-    va_end(args);
-    ck_assert_msg(match, "%s: expected '%s', got '%s'", command, expected, got);
-}
-
-#define expect(...) expect_on(client, __VA_ARGS__)
+#define expect(...) harness_expect_match(client, __VA_ARGS__)
 
 /* The reply's description, for assertions on parts of it. */
 __attribute__((format(printf, 3, 4)))

@@ -83,8 +83,9 @@ static void expect_error(const char *expected, const char *fmt, ...)
 
 START_TEST(test_set_then_get)
 {
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"admin\","
-            "\"value\":[\"crm.*\", \"users.read\"]}");
+    harness_publish_ok(&h, CHANNEL,
+                       "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"admin\","
+                       "\"value\":[\"crm.*\", \"users.read\"]}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "[\"crm.*\",\"users.read\"]", "GET acme role admin"));
     /* The same entry by its key_format name, and as MGET in both forms. */
     expect_bulk("[\"crm.*\",\"users.read\"]", "GET cache:acme:role:admin");
@@ -108,33 +109,51 @@ END_TEST
 
 START_TEST(test_versions)
 {
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":2,\"version\":5}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":2,\"version\":5}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "2", "GET acme credit op"));
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3,\"version\":4}");
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3,\"version\":5}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3,\"version\":4}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3,\"version\":5}");
     harness_sync_stream(&h, client, CHANNEL, "config", "1", WAIT_MS);
     expect_bulk("2", "GET acme credit op");
     ck_assert_int_eq(harness_info_int(client, "messages_stale"), 2);
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":{\"cost\":7.25},\"version\":6}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":{\"cost\":7.25},\"version\":6}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "{\"cost\":7.25}", "GET acme credit op"));
     expect_bulk("7.25", "CREDIT acme op");
     /* Without a version a message always applies. */
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":1}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":1}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "1", "GET acme credit op"));
 }
 END_TEST
 
 START_TEST(test_delete_keeps_tombstone)
 {
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"value\":\"active\",\"version\":3}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"value\":\"active\",\"version\":3}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "active", "STATUS acme u1"));
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"version\":4}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"version\":4}");
     ck_assert(harness_wait_reply(client, WAIT_MS, NULL, "GET acme user u1"));
     /* An older set arriving late cannot bring it back. */
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"value\":\"active\",\"version\":3}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"value\":\"active\",\"version\":3}");
     harness_sync_stream(&h, client, CHANNEL, "config", "1", WAIT_MS);
     expect_bulk(NULL, "GET acme user u1");
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"value\":\"disabled\",\"version\":5}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"value\":\"disabled\",\"version\":5}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "disabled", "STATUS acme u1"));
 }
 END_TEST
@@ -151,7 +170,9 @@ START_TEST(test_invalidate_and_flush)
     for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++)
         harness_publish_ok(&h, CHANNEL, sets[i]);
     harness_sync_stream(&h, client, CHANNEL, "config", "1", WAIT_MS);
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"r1\"}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"r1\"}");
     ck_assert(harness_wait_reply(client, WAIT_MS, NULL, "GET acme role r1"));
     expect_bulk("[\"a.c\"]", "GET acme role r2");
     harness_publish_ok(&h, CHANNEL, "{\"op\":\"flush\",\"tenant\":\"acme\",\"kind\":\"role\"}");
@@ -168,19 +189,30 @@ END_TEST
 
 START_TEST(test_batch_and_invalid_messages)
 {
-    harness_publish_ok(&h, CHANNEL, "[{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"a\",\"value\":1},"
-            "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\",\"value\":2},"
-            "{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"a\"}]");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "[{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"a\",\"value\":1},"
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\",\"value\":2},"
+        "{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"a\"}]");
     ck_assert(harness_wait_reply(client, WAIT_MS, "2", "GET acme credit b"));
     expect_bulk(NULL, "GET acme credit a");
     /* A batch whose last element is bad applies nothing. */
-    harness_publish_ok(&h, CHANNEL, "[{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\",\"value\":9},"
-            "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"c\",\"value\":\"x\"}]");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "[{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\",\"value\":9},"
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"c\",\"value\":\"x\"}]");
     harness_publish_ok(&h, CHANNEL, "not json at all");
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\"}");
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"a:b\",\"kind\":\"credit\",\"key\":\"b\",\"value\":1}");
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\",\"value\":1,\"version\":-1}");
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"nosuchkind\",\"key\":\"b\",\"value\":1}");
+    harness_publish_ok(&h, CHANNEL,
+                       "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\"}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"a:b\",\"kind\":\"credit\",\"key\":\"b\",\"value\":1}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\",\"value\":1,\"version\":-1}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"nosuchkind\",\"key\":\"b\",\"value\":1}");
     harness_sync_stream(&h, client, CHANNEL, "config", "1", WAIT_MS);
     expect_bulk("2", "GET acme credit b");
     expect_bulk(NULL, "GET acme credit c");
@@ -221,7 +253,9 @@ END_TEST
 
 START_TEST(test_pipelining_and_inline)
 {
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"p\",\"value\":4}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"p\",\"value\":4}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "4", "GET acme credit p"));
     int fd = harness_raw_open(&h);
     const char *requests = "*1\r\n$4\r\nPING\r\n*4\r\n$3\r\nGET\r\n$4\r\nacme\r\n$6\r\ncredit\r\n"
@@ -287,7 +321,9 @@ END_TEST
 
 START_TEST(test_redis_restart)
 {
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"r\",\"value\":1}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"r\",\"value\":1}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "1", "GET acme credit r"));
     ck_assert_int_eq(harness_redis_stop(&h, SIGKILL), 0);
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 0));
@@ -301,7 +337,9 @@ START_TEST(test_redis_restart)
     ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 1);
     /* on_reconnect: flush (the default) dropped what may have gone stale. */
     expect_bulk(NULL, "GET acme credit r");
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"r\",\"value\":2}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"r\",\"value\":2}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "2", "GET acme credit r"));
 }
 END_TEST

@@ -104,58 +104,6 @@ static void start_all(const char *redis_extra)
 
 /* ---- replies ---- */
 
-/* expected ending in '*' matches any reply text starting with the rest. */
-static bool text_matches(const char *got, const char *expected)
-{
-    size_t n = strlen(expected);
-    if (n > 0 && expected[n - 1] == '*')
-        return strncmp(got, expected, n - 1) == 0;
-    return strcmp(got, expected) == 0;
-}
-
-static void expect_on_v(redisContext *c, const char *expected, const char *fmt, va_list args)
-{
-    redisReply *reply = redisvCommand(c, fmt, args);
-    char got[1024];
-    harness_describe_reply(reply, got, sizeof(got));
-    if (reply != NULL)
-        freeReplyObject(reply);
-    ck_assert_msg(text_matches(got, expected), "%s: expected '%s', got '%s'", fmt, expected, got);
-}
-
-static void expect(const char *expected, const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    expect_on_v(client, expected, fmt, args);
-    va_end(args);
-}
-
-/* Repeats the command until its reply matches or timeout_ms passes; prints
- * the last reply when it never did. */
-static bool wait_for(int timeout_ms, const char *expected, const char *fmt, ...)
-{
-    long long deadline = harness_now_ms() + timeout_ms;
-    char got[1024];
-    for (;;) {
-        va_list args;
-        va_start(args, fmt);
-        redisReply *reply = redisvCommand(client, fmt, args);
-        va_end(args);
-        harness_describe_reply(reply, got, sizeof(got));
-        if (reply != NULL)
-            freeReplyObject(reply);
-        if (text_matches(got, expected))
-            return true;
-        if (reply == NULL || harness_now_ms() >= deadline)
-            break;
-        harness_sleep_ms(10);
-    }
-    fprintf(stderr, "waited %d ms for '%s' on '%s'; last reply '%s'\n", timeout_ms, expected, fmt,
-            got);
-    return false;
-}
-
 /* HEALTH's `redis` field and `stale_seconds`. */
 static void health(char *redis, size_t size, long long *stale_seconds)
 {
@@ -191,24 +139,29 @@ static void expect_health(const char *redis, long long min_stale, long long max_
  * whose role grants crm.read. */
 static void publish_fixture(void)
 {
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3}");
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"profile\",\"key\":\"u1\","
-            "\"value\":{\"name\":\"Ann\"}}");
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"sales\","
-            "\"value\":[\"crm.*\"]}");
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\","
-            "\"value\":{\"status\":\"active\",\"roles\":[\"sales\"]}}");
-    ck_assert(wait_for(WAIT_MS, "active", "STATUS acme u1"));
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3}");
+    harness_publish_ok(&h, CHANNEL,
+                       "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"profile\",\"key\":\"u1\","
+                       "\"value\":{\"name\":\"Ann\"}}");
+    harness_publish_ok(&h, CHANNEL,
+                       "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"sales\","
+                       "\"value\":[\"crm.*\"]}");
+    harness_publish_ok(&h, CHANNEL,
+                       "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\","
+                       "\"value\":{\"status\":\"active\",\"roles\":[\"sales\"]}}");
+    ck_assert(harness_wait_match(client, WAIT_MS, "active", "STATUS acme u1"));
 }
 
 static void expect_fixture_fresh(void)
 {
-    expect("3", "GET acme credit op");
-    expect("3", "CREDIT acme op");
-    expect(":1", "CAN acme u1 crm.read");
-    expect(":1", "ROLECAN acme sales crm.read");
-    expect("[crm.*]", "PERMS acme sales");
-    expect("{\"name\":\"Ann\"}", "GET acme profile u1");
+    harness_expect_match(client, "3", "GET acme credit op");
+    harness_expect_match(client, "3", "CREDIT acme op");
+    harness_expect_match(client, ":1", "CAN acme u1 crm.read");
+    harness_expect_match(client, ":1", "ROLECAN acme sales crm.read");
+    harness_expect_match(client, "[crm.*]", "PERMS acme sales");
+    harness_expect_match(client, "{\"name\":\"Ann\"}", "GET acme profile u1");
 }
 
 /* Every critical query answers -STALE; the reference one is served and
@@ -217,17 +170,18 @@ static void expect_fixture_stale(void)
 {
     long long refused = harness_info_int(client, "stale_refused");
     long long served = harness_info_int(client, "stale_served");
-    expect("-STALE invalidation stream down for *", "GET acme credit op");
-    expect("-STALE *", "CREDIT acme op");
-    expect("-STALE *", "CAN acme u1 crm.read");
-    expect("-STALE *", "STATUS acme u1");
-    expect("-STALE *", "GET cache:acme:credit:op");
-    expect("-STALE *", "ROLECAN acme sales crm.read");
-    expect("-STALE *", "PERMS acme sales");
-    expect("-STALE *", "MGET cache:acme:profile:u1 cache:acme:credit:op");
-    expect("{\"name\":\"Ann\"}", "GET acme profile u1");
+    harness_expect_match(client, "-STALE invalidation stream down for *", "GET acme credit op");
+    harness_expect_match(client, "-STALE *", "CREDIT acme op");
+    harness_expect_match(client, "-STALE *", "CAN acme u1 crm.read");
+    harness_expect_match(client, "-STALE *", "STATUS acme u1");
+    harness_expect_match(client, "-STALE *", "GET cache:acme:credit:op");
+    harness_expect_match(client, "-STALE *", "ROLECAN acme sales crm.read");
+    harness_expect_match(client, "-STALE *", "PERMS acme sales");
+    harness_expect_match(client, "-STALE *", "MGET cache:acme:profile:u1 cache:acme:credit:op");
+    harness_expect_match(client, "{\"name\":\"Ann\"}", "GET acme profile u1");
     ck_assert_int_eq(harness_info_int(client, "stale_refused"), refused + 8);
-    ck_assert_int_eq(harness_info_int(client, "stale_served"), served + 2); /* the MGET's profile, then GET */
+    ck_assert_int_eq(harness_info_int(client, "stale_served"),
+                     served + 2); /* the MGET's profile, then GET */
 }
 
 /* ---- kill -9 and restart ---- */
@@ -259,15 +213,17 @@ START_TEST(test_kill_restart_flush)
     expect_health("connected", 0, 0);
     /* on_reconnect: flush dropped everything: what changed meanwhile is lost */
     ck_assert_int_eq(harness_info_int(client, "entries"), 0);
-    expect("(nil)", "GET acme credit op");
-    expect("(nil)", "CREDIT acme op");
-    expect("(nil)", "CAN acme u1 crm.read");
-    expect("(nil)", "GET acme profile u1");
+    harness_expect_match(client, "(nil)", "GET acme credit op");
+    harness_expect_match(client, "(nil)", "CREDIT acme op");
+    harness_expect_match(client, "(nil)", "CAN acme u1 crm.read");
+    harness_expect_match(client, "(nil)", "GET acme profile u1");
     ck_assert(harness_log_contains(&h, "dropped all 4 cached entries"));
     /* the new subscription delivers */
     long long applied = harness_info_int(client, "messages_applied");
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":5}");
-    ck_assert(wait_for(WAIT_MS, "5", "CREDIT acme op"));
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":5}");
+    ck_assert(harness_wait_match(client, WAIT_MS, "5", "CREDIT acme op"));
     ck_assert_int_eq(harness_info_int(client, "messages_applied"), applied + 1);
 
     /* a second outage counts a second reconnect */
@@ -276,7 +232,7 @@ START_TEST(test_kill_restart_flush)
     ck_assert_int_eq(harness_redis_start(&h), 0);
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
     ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 2);
-    expect("(nil)", "CREDIT acme op");
+    harness_expect_match(client, "(nil)", "CREDIT acme op");
 }
 END_TEST
 
@@ -296,8 +252,10 @@ START_TEST(test_kill_restart_keep)
     ck_assert_int_eq(harness_info_int(client, "entries"), 4);
     expect_fixture_fresh();
     ck_assert(!harness_log_contains(&h, "dropped all"));
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":6}");
-    ck_assert(wait_for(WAIT_MS, "6", "CREDIT acme op"));
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":6}");
+    ck_assert(harness_wait_match(client, WAIT_MS, "6", "CREDIT acme op"));
     ck_assert_int_eq(harness_info_int(client, "entries"), 4);
 }
 END_TEST
@@ -321,11 +279,13 @@ START_TEST(test_client_kill_pubsub)
     ck_assert(harness_wait_subscribed(&h, WAIT_MS));
     expect_health("connected", 0, 0);
     ck_assert_int_eq(harness_info_int(client, "entries"), 0);
-    expect("(nil)", "GET acme credit op");
-    expect("(nil)", "GET acme profile u1");
+    harness_expect_match(client, "(nil)", "GET acme credit op");
+    harness_expect_match(client, "(nil)", "GET acme profile u1");
     ck_assert(harness_log_contains(&h, "resubscribed after a disconnect"));
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":7}");
-    ck_assert(wait_for(WAIT_MS, "7", "CREDIT acme op"));
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":7}");
+    ck_assert(harness_wait_match(client, WAIT_MS, "7", "CREDIT acme op"));
 
     /* twice more, quickly: each is one reconnect */
     for (int i = 0; i < 2; i++) {
@@ -337,7 +297,7 @@ START_TEST(test_client_kill_pubsub)
         ck_assert(harness_wait_subscribed(&h, WAIT_MS));
     }
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
-    expect("(nil)", "CREDIT acme op");
+    harness_expect_match(client, "(nil)", "CREDIT acme op");
     redisFree(admin);
 }
 END_TEST
@@ -422,16 +382,18 @@ START_TEST(test_paused_redis_stale)
     ck_assert_int_eq(harness_redis_pause(&h), 0);
     long long paused_at = harness_now_ms();
     /* max_stale, and as much again for the daemon to notice */
-    bool stale = wait_for(2500, "-STALE *", "GET acme credit op");
+    bool stale = harness_wait_match(client, 2500, "-STALE *", "GET acme credit op");
     char state[32];
     long long stale_seconds;
     health(state, sizeof(state), &stale_seconds);
-    ck_assert_msg(stale,
-                  "redis paused for %lld ms (max_stale 1s): GET acme credit op still served "
-                  "(expected -STALE ...); INFO redis_connected:%lld redis_disconnected_seconds:%lld "
-                  "stale_refused:%lld; HEALTH redis:%s stale_seconds:%lld",
-                  harness_now_ms() - paused_at, harness_info_int(client, "redis_connected"),
-                  harness_info_int(client, "redis_disconnected_seconds"), harness_info_int(client, "stale_refused"), state, stale_seconds);
+    ck_assert_msg(
+        stale,
+        "redis paused for %lld ms (max_stale 1s): GET acme credit op still served "
+        "(expected -STALE ...); INFO redis_connected:%lld redis_disconnected_seconds:%lld "
+        "stale_refused:%lld; HEALTH redis:%s stale_seconds:%lld",
+        harness_now_ms() - paused_at, harness_info_int(client, "redis_connected"),
+        harness_info_int(client, "redis_disconnected_seconds"),
+        harness_info_int(client, "stale_refused"), state, stale_seconds);
     expect_fixture_stale();
     ck_assert_int_ge(harness_info_int(client, "redis_disconnected_seconds"), 1);
     expect_health("disconnected", 1, 10);
@@ -453,8 +415,10 @@ START_TEST(test_paused_redis_stale)
     }
     ck_assert_msg(strcmp(got, "3") == 0 || strcmp(got, "(nil)") == 0,
                   "after the resume, GET acme credit op is '%s'", got);
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":8}");
-    ck_assert(wait_for(WAIT_MS, "8", "CREDIT acme op"));
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":8}");
+    ck_assert(harness_wait_match(client, WAIT_MS, "8", "CREDIT acme op"));
 }
 END_TEST
 
@@ -475,7 +439,7 @@ START_TEST(test_paused_redis_heartbeat)
 
     ck_assert_int_eq(harness_redis_pause(&h), 0);
     long long paused_at = harness_now_ms();
-    ck_assert(wait_for(4000, "-STALE *", "GET acme credit op"));
+    ck_assert(harness_wait_match(client, 4000, "-STALE *", "GET acme credit op"));
     long long took = harness_now_ms() - paused_at;
     /* heartbeat_timeout + max_stale after the last heartbeat (up to 100 ms
      * before the pause), give or take the 100 ms housekeeping tick */
@@ -495,7 +459,7 @@ START_TEST(test_paused_redis_heartbeat)
     ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 1);
     ck_assert_int_eq(harness_info_int(client, "entries"), 0);
     publish_fixture();
-    ck_assert(wait_for(3000, "3", "GET acme credit op"));
+    ck_assert(harness_wait_match(client, 3000, "3", "GET acme credit op"));
     expect_fixture_fresh();
     expect_health("connected", 0, 0);
     ck_assert_int_eq(harness_info_int(client, "redis_disconnected_seconds"), 0);
@@ -509,23 +473,23 @@ START_TEST(test_redis_never_up)
 {
     long long started = harness_now_ms();
     start_daemon("  max_stale: 1s\n");
-    expect("+PONG", "PING");
+    harness_expect_match(client, "+PONG", "PING");
     ck_assert_int_eq(harness_info_int(client, "redis_connected"), 0);
     ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 0);
     expect_health("disconnected", 0, 1);
     if (harness_now_ms() - started < 800) /* still within max_stale */
-        expect("(nil)", "GET acme credit op");
+        harness_expect_match(client, "(nil)", "GET acme credit op");
     /* down since start: after max_stale, critical answers -STALE */
-    ck_assert(wait_for(2000, "-STALE *", "GET acme credit op"));
-    expect("-STALE *", "CREDIT acme op");
-    expect("-STALE *", "CAN acme u1 crm.read");
+    ck_assert(harness_wait_match(client, 2000, "-STALE *", "GET acme credit op"));
+    harness_expect_match(client, "-STALE *", "CREDIT acme op");
+    harness_expect_match(client, "-STALE *", "CAN acme u1 crm.read");
     long long served = harness_info_int(client, "stale_served");
-    expect("(nil)", "GET acme profile u1");
+    harness_expect_match(client, "(nil)", "GET acme profile u1");
     ck_assert_int_eq(harness_info_int(client, "stale_served"), served + 1);
     ck_assert_int_ge(harness_info_int(client, "stale_refused"), 3);
     ck_assert_int_ge(harness_info_int(client, "redis_disconnected_seconds"), 1);
     expect_health("disconnected", 1, 10);
-    expect("+PONG", "PING");
+    harness_expect_match(client, "+PONG", "PING");
 
     ck_assert_int_eq(harness_redis_start(&h), 0);
     ck_assert(harness_wait_subscribed(&h, WAIT_MS));
@@ -533,7 +497,7 @@ START_TEST(test_redis_never_up)
     /* the first subscription is not a reconnect */
     ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 0);
     expect_health("connected", 0, 0);
-    expect("(nil)", "GET acme credit op");
+    harness_expect_match(client, "(nil)", "GET acme credit op");
     publish_fixture();
     expect_fixture_fresh();
     ck_assert_int_eq(harness_info_int(client, "messages_applied"), 4);
@@ -547,8 +511,10 @@ START_TEST(test_slow_subscriber)
     const char *const args[] = {"--client-output-buffer-limit", "pubsub 64kb 32kb 1", NULL};
     ck_assert_int_eq(harness_redis_start_args(&h, args), 0);
     start_daemon("");
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"slow\",\"kind\":\"config\",\"key\":\"old\",\"value\":1}");
-    ck_assert(wait_for(WAIT_MS, "1", "GET slow config old"));
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"slow\",\"kind\":\"config\",\"key\":\"old\",\"value\":1}");
+    ck_assert(harness_wait_match(client, WAIT_MS, "1", "GET slow config old"));
 
     enum { KEYS = 20, MESSAGES = 100, PAD = 10000 };
     int last[KEYS];
@@ -576,7 +542,7 @@ START_TEST(test_slow_subscriber)
 
     /* Whatever arrived before the drop was applied, then dropped on the
      * resubscribe (flush): no value older than the last published remains. */
-    expect("(nil)", "GET slow config old");
+    harness_expect_match(client, "(nil)", "GET slow config old");
     for (int key = 0; key < KEYS; key++) {
         redisReply *reply = redisCommand(client, "GET slow config k%d", key);
         ck_assert_ptr_nonnull(reply);
@@ -611,7 +577,7 @@ START_TEST(test_slow_subscriber)
     harness_publish_ok(&h, CHANNEL, payload);
     char prefix[64];
     snprintf(prefix, sizeof(prefix), "{\"v\":%d,*", MESSAGES + 1);
-    ck_assert(wait_for(WAIT_MS, prefix, "GET slow config k0"));
+    ck_assert(harness_wait_match(client, WAIT_MS, prefix, "GET slow config k0"));
     free(payload);
 }
 END_TEST
@@ -620,9 +586,11 @@ END_TEST
 
 static void set_seq(const char *src, unsigned long long seq, const char *key, int value)
 {
-    harness_publishf(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"%s\",\"value\":%d,"
-             "\"src\":\"%s\",\"seq\":%llu}",
-             key, value, src, seq);
+    harness_publishf(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"%s\",\"value\":%d,"
+        "\"src\":\"%s\",\"seq\":%llu}",
+        key, value, src, seq);
 }
 
 static void heartbeat(const char *src, unsigned long long seq)
@@ -639,9 +607,9 @@ START_TEST(test_seq_gaps)
     set_seq("p", 3, "c", 3);
     harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 0);
-    expect("1", "GET acme config a");
-    expect("2", "GET acme config b");
-    expect("3", "GET acme config c");
+    harness_expect_match(client, "1", "GET acme config a");
+    harness_expect_match(client, "2", "GET acme config b");
+    harness_expect_match(client, "3", "GET acme config c");
 
     /* another publisher: 1, 2, 5 */
     set_seq("q", 1, "q1", 1);
@@ -652,11 +620,11 @@ START_TEST(test_seq_gaps)
     harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 1);
     /* dropped before seq 5 was applied: everything older is gone, seq 5 stays */
-    expect("(nil)", "GET acme config a");
-    expect("(nil)", "GET acme config c");
-    expect("(nil)", "GET acme config q1");
-    expect("(nil)", "GET acme config q2");
-    expect("5", "GET acme config q5");
+    harness_expect_match(client, "(nil)", "GET acme config a");
+    harness_expect_match(client, "(nil)", "GET acme config c");
+    harness_expect_match(client, "(nil)", "GET acme config q1");
+    harness_expect_match(client, "(nil)", "GET acme config q2");
+    harness_expect_match(client, "5", "GET acme config q5");
     ck_assert_int_eq(harness_info_int(client, "entries"), 2); /* q5 and the last sync marker */
     ck_assert(harness_log_contains(&h, "publisher 'q' jumped from seq 2 to 5"));
     ck_assert(harness_log_contains(&h, "messages from publisher 'q' were lost"));
@@ -671,55 +639,61 @@ START_TEST(test_seq_gaps)
     set_seq("q", 3, "r3", 33);
     harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 1);
-    expect("1", "GET acme config r1");
-    expect("22", "GET acme config r2");
-    expect("33", "GET acme config r3");
-    expect("5", "GET acme config q5");
+    harness_expect_match(client, "1", "GET acme config r1");
+    harness_expect_match(client, "22", "GET acme config r2");
+    harness_expect_match(client, "33", "GET acme config r3");
+    harness_expect_match(client, "5", "GET acme config q5");
 
     /* a heartbeat with the last seq: nothing */
     heartbeat("q", 3);
     harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 1);
-    expect("33", "GET acme config r3");
+    harness_expect_match(client, "33", "GET acme config r3");
     /* the other publisher goes on from 3 */
     set_seq("p", 4, "d", 4);
     harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 1);
-    expect("4", "GET acme config d");
+    harness_expect_match(client, "4", "GET acme config d");
 
     /* a heartbeat past the last seq: its last message (4) was lost */
     heartbeat("q", 4);
     harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 2);
-    expect("(nil)", "GET acme config r3");
-    expect("(nil)", "GET acme config d");
+    harness_expect_match(client, "(nil)", "GET acme config r3");
+    harness_expect_match(client, "(nil)", "GET acme config d");
     ck_assert(harness_log_contains(&h, "publisher 'q' jumped from seq 3 to 4 (heartbeat)"));
     /* and the count goes on from the heartbeat's seq */
     set_seq("q", 5, "s5", 5);
     harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 2);
-    expect("5", "GET acme config s5");
+    harness_expect_match(client, "5", "GET acme config s5");
 
     /* a batch: consecutive seqs are fine; a jump inside one drops what came
      * before it, the rest of the batch applies */
-    harness_publish_ok(&h, CHANNEL, "[{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"b5\",\"value\":5,\"src\":\"p\",\"seq\":5},"
-            "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"b6\",\"value\":6,\"src\":\"p\",\"seq\":6}]");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "[{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"b5\",\"value\":5,\"src\":\"p\",\"seq\":5},"
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"b6\",\"value\":6,\"src\":\"p\",\"seq\":6}]");
     harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 2);
-    expect("5", "GET acme config b5");
-    expect("6", "GET acme config b6");
-    harness_publish_ok(&h, CHANNEL, "[{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"b7\",\"value\":7,\"src\":\"p\",\"seq\":7},"
-            "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"b9\",\"value\":9,\"src\":\"p\",\"seq\":9},"
-            "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"b10\",\"value\":10,\"src\":\"p\",\"seq\":10}]");
+    harness_expect_match(client, "5", "GET acme config b5");
+    harness_expect_match(client, "6", "GET acme config b6");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "[{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"b7\",\"value\":7,\"src\":\"p\",\"seq\":7},"
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"b9\",\"value\":9,\"src\":\"p\",\"seq\":9},"
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"b10\",\"value\":10,\"src\":\"p\",\"seq\":10}]");
     harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 3);
-    expect("(nil)", "GET acme config b5");
-    expect("(nil)", "GET acme config b7");
-    expect("9", "GET acme config b9");
-    expect("10", "GET acme config b10");
+    harness_expect_match(client, "(nil)", "GET acme config b5");
+    harness_expect_match(client, "(nil)", "GET acme config b7");
+    harness_expect_match(client, "9", "GET acme config b9");
+    harness_expect_match(client, "10", "GET acme config b10");
 
     /* messages without src/seq never count */
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"plain\",\"value\":1}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"plain\",\"value\":1}");
     harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 3);
     /* a heartbeat from a publisher never seen: a baseline, not a gap */
@@ -727,20 +701,21 @@ START_TEST(test_seq_gaps)
     set_seq("new", 41, "n41", 41);
     harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 3);
-    expect("41", "GET acme config n41");
-    expect("1", "GET acme config plain");
+    harness_expect_match(client, "41", "GET acme config n41");
+    harness_expect_match(client, "1", "GET acme config plain");
     ck_assert_int_eq(harness_info_int(client, "messages_invalid"), 0);
 
     /* a numbered message that is rejected was not applied: the next one
      * finds its seq missing, which is a gap (the safe reading) */
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"x\","
-            "\"value\":\"not a number\",\"src\":\"new\",\"seq\":42}");
+    harness_publish_ok(&h, CHANNEL,
+                       "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"x\","
+                       "\"value\":\"not a number\",\"src\":\"new\",\"seq\":42}");
     set_seq("new", 43, "n43", 43);
     harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     ck_assert_int_eq(harness_info_int(client, "messages_invalid"), 1);
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 4);
-    expect("(nil)", "GET acme config n41");
-    expect("43", "GET acme config n43");
+    harness_expect_match(client, "(nil)", "GET acme config n41");
+    harness_expect_match(client, "43", "GET acme config n43");
 }
 END_TEST
 
@@ -753,14 +728,14 @@ START_TEST(test_seq_gap_keep)
     harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 1);
     /* keep: counted and logged, nothing dropped */
-    expect("1", "GET acme config a");
-    expect("2", "GET acme config b");
-    expect("4", "GET acme config d");
+    harness_expect_match(client, "1", "GET acme config a");
+    harness_expect_match(client, "2", "GET acme config b");
+    harness_expect_match(client, "4", "GET acme config d");
     ck_assert(harness_log_contains(&h, "publisher 'p' jumped from seq 2 to 4"));
     heartbeat("p", 6);
     harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 2);
-    expect("1", "GET acme config a");
+    harness_expect_match(client, "1", "GET acme config a");
 }
 END_TEST
 
@@ -782,7 +757,7 @@ START_TEST(test_seq_after_reconnect)
     set_seq("p", 9, "i", 9);
     harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 0);
-    expect("9", "GET acme config i");
+    harness_expect_match(client, "9", "GET acme config i");
     set_seq("p", 11, "k", 11);
     harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 1);
@@ -800,28 +775,28 @@ START_TEST(test_heartbeat_timeout)
 
     /* a known src, then silence */
     set_seq("authz", 1, "cfg", 1);
-    ck_assert(wait_for(WAIT_MS, "1", "GET acme config cfg"));
+    ck_assert(harness_wait_match(client, WAIT_MS, "1", "GET acme config cfg"));
     long long last = harness_now_ms();
     expect_fixture_fresh();
-    ck_assert(wait_for(3000, "-STALE *", "GET acme credit op"));
+    ck_assert(harness_wait_match(client, 3000, "-STALE *", "GET acme credit op"));
     long long took = harness_now_ms() - last;
     ck_assert_msg(took >= 900 && took <= 1600, "-STALE %lld ms after the last message", took);
     expect_fixture_stale();
-    expect("-STALE *", "GET acme config cfg");
+    harness_expect_match(client, "-STALE *", "GET acme config cfg");
     expect_health("connected", 0, 10);
     ck_assert(harness_log_contains(&h, "a publisher has been silent for over 500ms"));
 
     /* a heartbeat (seq == last): fresh again, nothing dropped */
     heartbeat("authz", 1);
-    ck_assert(wait_for(2000, "3", "GET acme credit op"));
+    ck_assert(harness_wait_match(client, 2000, "3", "GET acme credit op"));
     expect_fixture_fresh();
-    expect("1", "GET acme config cfg");
+    harness_expect_match(client, "1", "GET acme config cfg");
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 0);
 
     /* silent again, then a data message: fresh again */
-    ck_assert(wait_for(3000, "-STALE *", "CREDIT acme op"));
+    ck_assert(harness_wait_match(client, 3000, "-STALE *", "CREDIT acme op"));
     set_seq("authz", 2, "cfg", 2);
-    ck_assert(wait_for(2000, "2", "GET acme config cfg"));
+    ck_assert(harness_wait_match(client, 2000, "2", "GET acme config cfg"));
     expect_fixture_fresh();
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 0);
     ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 0);
@@ -836,23 +811,25 @@ START_TEST(test_heartbeat_last_retires_src)
     start_all("  max_stale: 300ms\n  heartbeat_timeout: 300ms\n");
     publish_fixture();
     set_seq("retiring", 1, "cfg", 1);
-    ck_assert(wait_for(WAIT_MS, "1", "GET acme config cfg"));
-    harness_publishf(&h, CHANNEL, "{\"op\":\"heartbeat\",\"src\":\"retiring\",\"seq\":1,\"last\":true}");
+    ck_assert(harness_wait_match(client, WAIT_MS, "1", "GET acme config cfg"));
+    harness_publishf(&h, CHANNEL,
+                     "{\"op\":\"heartbeat\",\"src\":\"retiring\",\"seq\":1,\"last\":true}");
     harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     /* Well past heartbeat_timeout + max_stale (and short of 10 times the
      * timeout, when a silent src is forgotten anyway). */
     harness_sleep_ms(1500);
     expect_fixture_fresh();
-    expect("1", "GET acme config cfg");
+    harness_expect_match(client, "1", "GET acme config cfg");
     ck_assert(harness_log_contains(&h, "publisher 'retiring' retired at seq 1"));
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 0);
     /* It may come back: numbered again from wherever it starts. */
     set_seq("retiring", 1, "cfg", 2);
-    ck_assert(wait_for(WAIT_MS, "2", "GET acme config cfg"));
+    ck_assert(harness_wait_match(client, WAIT_MS, "2", "GET acme config cfg"));
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 0);
     /* A "last" that is not a boolean is an invalid message. */
     long long invalid = harness_info_int(client, "messages_invalid");
-    harness_publishf(&h, CHANNEL, "{\"op\":\"heartbeat\",\"src\":\"retiring\",\"seq\":1,\"last\":1}");
+    harness_publishf(&h, CHANNEL,
+                     "{\"op\":\"heartbeat\",\"src\":\"retiring\",\"seq\":1,\"last\":1}");
     harness_sync_stream(&h, client, CHANNEL, "profile", "{\"m\":1}", WAIT_MS);
     ck_assert_int_eq(harness_info_int(client, "messages_invalid"), invalid + 1);
 }
@@ -866,12 +843,12 @@ START_TEST(test_silent_src_forgotten)
     start_all("  max_stale: 200ms\n  heartbeat_timeout: 200ms\n");
     publish_fixture();
     set_seq("gone", 1, "cfg", 1);
-    ck_assert(wait_for(WAIT_MS, "1", "GET acme config cfg"));
-    ck_assert(wait_for(3000, "-STALE *", "GET acme credit op"));
+    ck_assert(harness_wait_match(client, WAIT_MS, "1", "GET acme config cfg"));
+    ck_assert(harness_wait_match(client, 3000, "-STALE *", "GET acme credit op"));
     expect_fixture_stale();
-    ck_assert(wait_for(5000, "3", "GET acme credit op"));
+    ck_assert(harness_wait_match(client, 5000, "3", "GET acme credit op"));
     expect_fixture_fresh();
-    expect("1", "GET acme config cfg");
+    harness_expect_match(client, "1", "GET acme config cfg");
     ck_assert(harness_log_contains(&h, "publisher 'gone' silent for over 2000ms: forgotten"));
     ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 0);
     ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 0);
@@ -1099,7 +1076,8 @@ START_TEST(test_flush_discards_fill_in_flight)
         ck_assert_msg(strcmp(got, "2") == 0,
                       "after a %s flush, a fill begun before it was cached: GET acme config k%d "
                       "is '%s' (the origin now has 2); fills_discarded %lld -> %lld",
-                      flushes[round], round, got, discarded, harness_info_int(client, "fills_discarded"));
+                      flushes[round], round, got, discarded,
+                      harness_info_int(client, "fills_discarded"));
         ck_assert_int_eq(harness_info_int(client, "fills_discarded"), discarded + 1);
     }
     redisFree(waiter);
@@ -1393,8 +1371,9 @@ static void convergence(bool stream)
             "convergence: %ld publishes (%ld retries), %u keys published, %u present, "
             "%lld reconnects, %lld applied, %lld stale, %lld gaps\n",
             atomic_load(&c->published), atomic_load(&c->retries), published_keys, present,
-            harness_info_int(client, "redis_reconnects"), harness_info_int(client, "messages_applied"), harness_info_int(client, "messages_stale"),
-            harness_info_int(client, "seq_gaps"));
+            harness_info_int(client, "redis_reconnects"),
+            harness_info_int(client, "messages_applied"),
+            harness_info_int(client, "messages_stale"), harness_info_int(client, "seq_gaps"));
     ck_assert_msg(wrong == 0, "%u keys hold a value other than the last published", wrong);
     /* the check means something only if much survived the last flush */
     ck_assert_uint_ge(published_keys, CONV_KEYS * 9 / 10);

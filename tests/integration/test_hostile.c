@@ -146,69 +146,6 @@ static void raw_case_text(const char *request, const char *expected, bool must_c
 
 /* ---- replies over hiredis ---- */
 
-static void describe(const redisReply *r, char *buf, size_t size)
-{
-    if (r == NULL)
-        snprintf(buf, size, "(no reply)");
-    else if (r->type == REDIS_REPLY_NIL)
-        snprintf(buf, size, "(nil)");
-    else if (r->type == REDIS_REPLY_INTEGER)
-        snprintf(buf, size, ":%lld", r->integer);
-    else if (r->type == REDIS_REPLY_STATUS)
-        snprintf(buf, size, "+%s", r->str);
-    else if (r->type == REDIS_REPLY_ERROR)
-        snprintf(buf, size, "-%s", r->str);
-    else if (r->type == REDIS_REPLY_ARRAY)
-        snprintf(buf, size, "(array of %zu)", r->elements);
-    else
-        snprintf(buf, size, "%.*s", (int)r->len, r->str);
-}
-
-/* expected ending in '*' matches any reply text starting with the rest. */
-static bool text_matches(const char *got, const char *expected)
-{
-    size_t n = strlen(expected);
-    if (n > 0 && expected[n - 1] == '*')
-        return strncmp(got, expected, n - 1) == 0;
-    return strcmp(got, expected) == 0;
-}
-
-static void expect(const char *expected, const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    redisReply *reply = redisvCommand(client, fmt, args);
-    va_end(args);
-    char got[1024];
-    describe(reply, got, sizeof(got));
-    if (reply != NULL)
-        freeReplyObject(reply);
-    ck_assert_msg(text_matches(got, expected), "%s: expected '%s', got '%s'", fmt, expected, got);
-}
-
-static bool wait_for(int timeout_ms, const char *expected, const char *fmt, ...)
-{
-    long long deadline = harness_now_ms() + timeout_ms;
-    char got[1024];
-    for (;;) {
-        va_list args;
-        va_start(args, fmt);
-        redisReply *reply = redisvCommand(client, fmt, args);
-        va_end(args);
-        describe(reply, got, sizeof(got));
-        if (reply != NULL)
-            freeReplyObject(reply);
-        if (text_matches(got, expected))
-            return true;
-        if (reply == NULL || harness_now_ms() >= deadline)
-            break;
-        harness_sleep_ms(10);
-    }
-    fprintf(stderr, "waited %d ms for '%s' on '%s'; last reply '%s'\n", timeout_ms, expected, fmt,
-            got);
-    return false;
-}
-
 /* The daemon runs and answers PING on the witness (opened at start). */
 static void witness_ok(void)
 {
@@ -272,9 +209,11 @@ static void expect_rejected_bin(const char *channel, const void *payload, size_t
     publish_bin(channel, payload, len);
     harness_sync_stream(&h, client, CHANNEL, "config", "1", WAIT_MS);
     ck_assert_msg(harness_info_int(client, "messages_invalid") == invalid + 1,
-                  "message '%.60s' (%zu bytes): messages_invalid %lld -> %lld", (const char *)payload,
-                  len, invalid, harness_info_int(client, "messages_invalid"));
-    ck_assert_int_eq(harness_info_int(client, "messages_applied"), applied + 1); /* the marker alone */
+                  "message '%.60s' (%zu bytes): messages_invalid %lld -> %lld",
+                  (const char *)payload, len, invalid,
+                  harness_info_int(client, "messages_invalid"));
+    ck_assert_int_eq(harness_info_int(client, "messages_applied"),
+                     applied + 1); /* the marker alone */
     ck_assert_int_eq(harness_info_int(client, "entries"), entries + 1);
     ck_assert_int_eq(harness_info_int(client, "redis_connected"), 1);
     still_serving();
@@ -290,23 +229,28 @@ static void expect_rejected(const char *payload)
 START_TEST(test_nul_bytes)
 {
     start_daemon("");
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"a\",\"value\":1}");
-    ck_assert(wait_for(WAIT_MS, "1", "GET acme credit a"));
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"a\",\"value\":1}");
+    ck_assert(harness_wait_match(client, WAIT_MS, "1", "GET acme credit a"));
 
     /* in a key, a tenant, a kind, a permission, a command name */
-    expect("-ERR invalid key", "GET acme credit %b", "a\0b", (size_t)3);
-    expect("-ERR invalid key", "GET acme credit %b", "a\0", (size_t)2);
-    expect("-ERR invalid key", "GET acme credit %b", "\0", (size_t)1);
-    expect("-ERR invalid key", "MGET acme credit a %b", "a\0", (size_t)2);
-    expect("-ERR invalid key", "CREDIT acme %b", "a\0", (size_t)2);
-    expect("-ERR invalid key", "STATUS acme %b", "u\0", (size_t)2);
-    expect("-ERR invalid tenant", "GET %b credit a", "acme\0", (size_t)5);
-    expect("-ERR invalid tenant", "CREDIT %b a", "ac\0me", (size_t)5);
-    expect("-ERR unknown kind 'credit?'", "GET acme %b a", "credit\0", (size_t)7);
-    expect("-ERR invalid permission", "ROLECAN acme r %b", "crm\0.read", (size_t)9);
-    expect("-ERR unknown command 'GE?T'", "%b acme credit a", "GE\0T", (size_t)4);
+    harness_expect_match(client, "-ERR invalid key", "GET acme credit %b", "a\0b", (size_t)3);
+    harness_expect_match(client, "-ERR invalid key", "GET acme credit %b", "a\0", (size_t)2);
+    harness_expect_match(client, "-ERR invalid key", "GET acme credit %b", "\0", (size_t)1);
+    harness_expect_match(client, "-ERR invalid key", "MGET acme credit a %b", "a\0", (size_t)2);
+    harness_expect_match(client, "-ERR invalid key", "CREDIT acme %b", "a\0", (size_t)2);
+    harness_expect_match(client, "-ERR invalid key", "STATUS acme %b", "u\0", (size_t)2);
+    harness_expect_match(client, "-ERR invalid tenant", "GET %b credit a", "acme\0", (size_t)5);
+    harness_expect_match(client, "-ERR invalid tenant", "CREDIT %b a", "ac\0me", (size_t)5);
+    harness_expect_match(client, "-ERR unknown kind 'credit?'", "GET acme %b a", "credit\0",
+                         (size_t)7);
+    harness_expect_match(client, "-ERR invalid permission", "ROLECAN acme r %b", "crm\0.read",
+                         (size_t)9);
+    harness_expect_match(client, "-ERR unknown command 'GE?T'", "%b acme credit a", "GE\0T",
+                         (size_t)4);
     /* a name that does not parse is nil */
-    expect("(nil)", "GET %b", "cache:acme:credit:a\0", (size_t)20);
+    harness_expect_match(client, "(nil)", "GET %b", "cache:acme:credit:a\0", (size_t)20);
     /* binary-safe where bytes are data */
     redisReply *reply = redisCommand(client, "PING %b", "a\0b", (size_t)3);
     ck_assert_ptr_nonnull(reply);
@@ -315,7 +259,7 @@ START_TEST(test_nul_bytes)
     ck_assert_int_eq(memcmp(reply->str, "a\0b", 3), 0);
     freeReplyObject(reply);
     /* the same connection goes on, and the real key is intact */
-    expect("1", "GET acme credit a");
+    harness_expect_match(client, "1", "GET acme credit a");
     /* inline, the NUL inside an argument */
     raw_case("GET acme credit a\0b\r\nPING\r\n", 27, "-ERR invalid key\r\n+PONG\r\n", false);
     still_serving();
@@ -332,7 +276,7 @@ START_TEST(test_nul_bytes)
     static const char value_nul[] =
         "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"a\",\"value\":\"x\\u0000y\"}";
     expect_rejected(value_nul);
-    expect("1", "GET acme credit a");
+    harness_expect_match(client, "1", "GET acme credit a");
     ck_assert(harness_log_contains(&h, "rejected message on 'tenantcached:invalidate'"));
 }
 END_TEST
@@ -344,15 +288,25 @@ START_TEST(test_invalid_utf8)
     start_daemon("");
     /* on the socket: a key is bytes (docs/reference.md §2 forbids only controls and
      * spaces); nothing cached can match one that is not UTF-8, so nil */
-    expect("(nil)", "GET acme credit %b", "\xff\xfe", (size_t)2);
-    expect("(nil)", "GET acme credit %b", "\xc0\xaf", (size_t)2);         /* overlong '/' */
-    expect("(nil)", "GET acme credit %b", "\xed\xa0\x80", (size_t)3);     /* a surrogate */
-    expect("(nil)", "GET acme credit %b", "a\xe2\x82", (size_t)3);        /* truncated */
-    expect("(nil)", "GET %b", "cache:acme:credit:\xff", (size_t)19);
-    expect("-ERR invalid tenant", "GET %b credit a", "\xc3\x28", (size_t)2);
-    expect("-ERR unknown kind '?" "?'", "GET acme %b a", "\xff\xfe", (size_t)2);
-    expect("-ERR invalid permission", "ROLECAN acme r %b", "crm.\xff", (size_t)5);
-    expect("-ERR unknown command '?" "?'", "%b", "\xff\xfe", (size_t)2);
+    harness_expect_match(client, "(nil)", "GET acme credit %b", "\xff\xfe", (size_t)2);
+    harness_expect_match(client, "(nil)", "GET acme credit %b", "\xc0\xaf",
+                         (size_t)2); /* overlong '/' */
+    harness_expect_match(client, "(nil)", "GET acme credit %b", "\xed\xa0\x80",
+                         (size_t)3); /* a surrogate */
+    harness_expect_match(client, "(nil)", "GET acme credit %b", "a\xe2\x82",
+                         (size_t)3); /* truncated */
+    harness_expect_match(client, "(nil)", "GET %b", "cache:acme:credit:\xff", (size_t)19);
+    harness_expect_match(client, "-ERR invalid tenant", "GET %b credit a", "\xc3\x28", (size_t)2);
+    harness_expect_match(client,
+                         "-ERR unknown kind '?"
+                         "?'",
+                         "GET acme %b a", "\xff\xfe", (size_t)2);
+    harness_expect_match(client, "-ERR invalid permission", "ROLECAN acme r %b", "crm.\xff",
+                         (size_t)5);
+    harness_expect_match(client,
+                         "-ERR unknown command '?"
+                         "?'",
+                         "%b", "\xff\xfe", (size_t)2);
     redisReply *reply = redisCommand(client, "PING %b", "\xff\xfe\xfd", (size_t)3);
     ck_assert_ptr_nonnull(reply);
     ck_assert_int_eq(reply->type, REDIS_REPLY_STRING);
@@ -360,8 +314,9 @@ START_TEST(test_invalid_utf8)
     ck_assert_int_eq(memcmp(reply->str, "\xff\xfe\xfd", 3), 0);
     freeReplyObject(reply);
     /* CR LF in an argument echoed in an error cannot break the reply framing */
-    expect("-ERR unknown kind 'x??+OK'", "GET acme %b a", "x\r\n+OK", (size_t)6);
-    expect("+PONG", "PING");
+    harness_expect_match(client, "-ERR unknown kind 'x??+OK'", "GET acme %b a", "x\r\n+OK",
+                         (size_t)6);
+    harness_expect_match(client, "+PONG", "PING");
     still_serving();
 
     /* on the channel: JSON text must be UTF-8 */
@@ -379,8 +334,11 @@ START_TEST(test_invalid_utf8)
         ck_assert_msg(c < 0x80, "the daemon log holds byte 0x%02x", c);
     fclose(file);
     /* valid UTF-8 beyond ASCII is fine, in keys and values */
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"cl\xc3\xa9\",\"value\":\"\xe2\x82\xac\"}");
-    ck_assert(wait_for(WAIT_MS, "\"\xe2\x82\xac\"", "GET acme config %b", "cl\xc3\xa9", (size_t)4));
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"cl\xc3\xa9\",\"value\":\"\xe2\x82\xac\"}");
+    ck_assert(harness_wait_match(client, WAIT_MS, "\"\xe2\x82\xac\"", "GET acme config %b",
+                                 "cl\xc3\xa9", (size_t)4));
     still_serving();
 }
 END_TEST
@@ -791,8 +749,10 @@ END_TEST
 START_TEST(test_half_request)
 {
     start_daemon("");
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":4}");
-    ck_assert(wait_for(WAIT_MS, "4", "GET acme credit op"));
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":4}");
+    ck_assert(harness_wait_match(client, WAIT_MS, "4", "GET acme credit op"));
     const char *request = "*4\r\n$3\r\nGET\r\n$4\r\nacme\r\n$6\r\ncredit\r\n$2\r\nop\r\n";
     size_t half = 22; /* ends inside "acme" */
     int hanging = harness_raw_open(&h);
@@ -806,7 +766,7 @@ START_TEST(test_half_request)
     }
     /* everyone else is served meanwhile */
     for (int i = 0; i < 20; i++) {
-        expect("4", "GET acme credit op");
+        harness_expect_match(client, "4", "GET acme credit op");
         still_serving();
         harness_sleep_ms(50);
     }
@@ -903,7 +863,8 @@ START_TEST(test_buffer_memory_bound)
      * stay */
     enum { FIT = 4 * 1024 * 1024 / PART };
     long long deadline = harness_now_ms() + WAIT_MS;
-    while (harness_info_int(client, "clients_dropped_memory") < HOLDERS - FIT && harness_now_ms() < deadline)
+    while (harness_info_int(client, "clients_dropped_memory") < HOLDERS - FIT &&
+           harness_now_ms() < deadline)
         harness_sleep_ms(20);
     ck_assert_int_ge(harness_info_int(client, "clients_dropped_memory"), HOLDERS - FIT);
     long long held = harness_info_int(client, "client_buffer_bytes");
@@ -966,7 +927,7 @@ START_TEST(test_half_request_idle_timeout)
     bool dropped = false;
     long long took = 0;
     while (!dropped && harness_now_ms() - sent < 3000) {
-        expect("+PONG", "PING");
+        harness_expect_match(client, "+PONG", "PING");
         still_serving();
         char buffer[64];
         bool closed;
@@ -977,7 +938,7 @@ START_TEST(test_half_request_idle_timeout)
     ck_assert_msg(dropped, "the half request was not dropped (idle_timeout 500ms)");
     ck_assert_msg(took >= 400 && took <= 1500, "dropped after %lld ms (idle_timeout 500ms)", took);
     close(hanging);
-    expect("+PONG", "PING");
+    harness_expect_match(client, "+PONG", "PING");
     ck_assert_int_ge(harness_info_int(client, "clients_dropped_idle"), 1);
     ck_assert(harness_wait_info(client, WAIT_MS, "connected_clients", 2));
     still_serving();

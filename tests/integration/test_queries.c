@@ -116,30 +116,7 @@ static void sync_stream(void)
 
 /* ---- replies ---- */
 
-/* Sends the command and asserts that its description is `expected`; an
- * expected text ending in '*' is a prefix. */
-__attribute__((format(printf, 3, 4)))
-static void expect_on(redisContext *c, const char *expected, const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    redisReply *reply = redisvCommand(c, fmt, args);
-    va_end(args);
-    char got[8192];
-    harness_describe_reply(reply, got, sizeof(got));
-    if (reply != NULL)
-        freeReplyObject(reply);
-    size_t n = strlen(expected);
-    bool prefix = n > 0 && expected[n - 1] == '*';
-    bool match = prefix ? strncmp(got, expected, n - 1) == 0 : strcmp(got, expected) == 0;
-    char command[256];
-    va_start(args, fmt);
-    vsnprintf(command, sizeof(command), fmt, args);
-    va_end(args);
-    ck_assert_msg(match, "%s: expected '%s', got '%s'", command, expected, got);
-}
-
-#define expect(...) expect_on(client, __VA_ARGS__)
+#define expect(...) harness_expect_match(client, __VA_ARGS__)
 
 static redisReply *command_on(redisContext *c, const char *fmt, ...)
 {
@@ -301,7 +278,8 @@ START_TEST(test_credit)
     harness_publish_set(&h, CHANNEL, "acme", "credit", "twelve", "12");
     harness_publish_set(&h, CHANNEL, "acme", "credit", "tenth", "0.1");
     harness_publish_set(&h, CHANNEL, "acme", "credit", "obj", "{\"cost\":12}");
-    harness_publish_set(&h, CHANNEL, "acme", "credit", "objtenth", "{\"cost\":0.1,\"currency\":\"EUR\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "objtenth",
+                        "{\"cost\":0.1,\"currency\":\"EUR\"}");
     harness_publish_set(&h, CHANNEL, "acme", "credit", "real12", "12.0");
     harness_publish_set(&h, CHANNEL, "acme", "credit", "zero", "0");
     harness_publish_set(&h, CHANNEL, "acme", "credit", "exp", "1e3");
@@ -369,7 +347,8 @@ START_TEST(test_status)
 {
     start_default();
     harness_publish_set(&h, CHANNEL, "acme", "user", "plain", "\"active\"");
-    harness_publish_set(&h, CHANNEL, "acme", "user", "obj", "{\"status\":\"suspended\",\"roles\":[\"admin\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "obj",
+                        "{\"status\":\"suspended\",\"roles\":[\"admin\"]}");
     harness_publish_set(&h, CHANNEL, "acme", "user", "noroles", "{\"status\":\"trial\"}");
     sync_stream();
     expect("active", "STATUS acme plain");
@@ -389,17 +368,26 @@ END_TEST
 static void publish_roles_and_users(void)
 {
     harness_publish_set(&h, CHANNEL, "acme", "role", "admin", "[\"crm.*\",\"users.read\"]");
-    harness_publish_set(&h, CHANNEL, "acme", "role", "viewer", "{\"permissions\":[\"crm.leads.read\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "role", "viewer",
+                        "{\"permissions\":[\"crm.leads.read\"]}");
     harness_publish_set(&h, CHANNEL, "acme", "role", "empty", "[]");
-    harness_publish_set(&h, CHANNEL, "acme", "user", "alice", "{\"status\":\"active\",\"roles\":[\"admin\"]}");
-    harness_publish_set(&h, CHANNEL, "acme", "user", "bob", "{\"status\":\"trial\",\"roles\":[\"viewer\"]}");
-    harness_publish_set(&h, CHANNEL, "acme", "user", "carol", "{\"status\":\"suspended\",\"roles\":[\"admin\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "alice",
+                        "{\"status\":\"active\",\"roles\":[\"admin\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "bob",
+                        "{\"status\":\"trial\",\"roles\":[\"viewer\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "carol",
+                        "{\"status\":\"suspended\",\"roles\":[\"admin\"]}");
     harness_publish_set(&h, CHANNEL, "acme", "user", "dave", "\"active\"");
-    harness_publish_set(&h, CHANNEL, "acme", "user", "erin", "{\"status\":\"active\",\"roles\":[\"ghost\"]}");
-    harness_publish_set(&h, CHANNEL, "acme", "user", "frank", "{\"status\":\"active\",\"roles\":[\"ghost\",\"viewer\"]}");
-    harness_publish_set(&h, CHANNEL, "acme", "user", "gina", "{\"status\":\"active\",\"roles\":[]}");
-    harness_publish_set(&h, CHANNEL, "acme", "user", "hank", "{\"status\":\"active\",\"roles\":[\"empty\"]}");
-    harness_publish_set(&h, CHANNEL, "acme", "user", "ivan", "{\"status\":\"Active\",\"roles\":[\"admin\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "erin",
+                        "{\"status\":\"active\",\"roles\":[\"ghost\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "frank",
+                        "{\"status\":\"active\",\"roles\":[\"ghost\",\"viewer\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "gina",
+                        "{\"status\":\"active\",\"roles\":[]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "hank",
+                        "{\"status\":\"active\",\"roles\":[\"empty\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "ivan",
+                        "{\"status\":\"Active\",\"roles\":[\"admin\"]}");
     harness_publish_set(&h, CHANNEL, "globex", "role", "admin", "[\"*\"]");
     sync_stream();
 }
@@ -440,7 +428,8 @@ START_TEST(test_can)
     sync_stream();
     expect(":0", "CAN acme bob crm.leads.read");
     /* a status change applies at once */
-    harness_publish_set(&h, CHANNEL, "acme", "user", "carol", "{\"status\":\"active\",\"roles\":[\"admin\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "carol",
+                        "{\"status\":\"active\",\"roles\":[\"admin\"]}");
     sync_stream();
     expect(":1", "CAN acme carol crm.leads");
     expect("-ERR wrong number of arguments for 'CAN'", "CAN acme carol");
@@ -572,7 +561,8 @@ START_TEST(test_role_with_500_patterns)
     snprintf(value + len, size - len, "]}");
     harness_publish_set(&h, CHANNEL, "acme", "role", "big", value);
     free(value);
-    harness_publish_set(&h, CHANNEL, "acme", "user", "u", "{\"status\":\"active\",\"roles\":[\"small\",\"big\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "u",
+                        "{\"status\":\"active\",\"roles\":[\"small\",\"big\"]}");
     harness_publish_set(&h, CHANNEL, "acme", "role", "small", "[\"x.y\"]");
     sync_stream();
     redisReply *reply = command_on(client, "PERMS acme big");
@@ -629,9 +619,11 @@ START_TEST(test_ancestors)
 {
     start_default();
     harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "root", "{\"name\":\"Acme\"}");
-    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "div", "{\"parent\":\"root\",\"name\":\"Sales\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "div",
+                        "{\"parent\":\"root\",\"name\":\"Sales\"}");
     harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "team", "{\"parent\":\"div\"}");
-    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "emp", "{\"parent\":\"team\",\"name\":\"Ann\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "emp",
+                        "{\"parent\":\"team\",\"name\":\"Ann\"}");
     harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "orphan", "{\"parent\":\"missing\"}");
     sync_stream();
     expect("[team,div,root]", "ANCESTORS acme emp");
@@ -691,7 +683,8 @@ START_TEST(test_children)
     start_default();
     harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "root", "{}");
     harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "c", "{\"parent\":\"root\"}");
-    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "a", "{\"parent\":\"root\",\"name\":\"A\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "a",
+                        "{\"parent\":\"root\",\"name\":\"A\"}");
     harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "b10", "{\"parent\":\"root\"}");
     harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "b", "{\"parent\":\"root\"}");
     harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "a1", "{\"parent\":\"a\"}");
@@ -714,12 +707,15 @@ START_TEST(test_children)
     expect("[a,b10]", "CHILDREN acme root");
     /* deleted and invalidated entries are no longer children */
     del_value("acme", "hierarchy", "b10");
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"hierarchy\",\"key\":\"a1\"}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"hierarchy\",\"key\":\"a1\"}");
     sync_stream();
     expect("[a]", "CHILDREN acme root");
     expect("[b]", "CHILDREN acme a");
     /* a flush of the kind empties the index */
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"flush\",\"tenant\":\"acme\",\"kind\":\"hierarchy\"}");
+    harness_publish_ok(&h, CHANNEL,
+                       "{\"op\":\"flush\",\"tenant\":\"acme\",\"kind\":\"hierarchy\"}");
     sync_stream();
     expect("[]", "CHILDREN acme root");
     expect("[]", "CHILDREN acme a");
@@ -851,7 +847,8 @@ START_TEST(test_health)
     for (int i = 0; i < 50; i++) {
         char key[16];
         snprintf(key, sizeof(key), "k%d", i);
-        harness_publish_set(&h, CHANNEL, "acme", "profile", key, "{\"name\":\"a profile with some text in it\"}");
+        harness_publish_set(&h, CHANNEL, "acme", "profile", key,
+                            "{\"name\":\"a profile with some text in it\"}");
     }
     sync_stream();
     long long used = harness_info_int(client, "used_memory");
@@ -1124,8 +1121,8 @@ START_TEST(test_max_clients)
     redisContext *third = harness_connect(&h);
     ck_assert_ptr_nonnull(second);
     ck_assert_ptr_nonnull(third);
-    expect_on(second, "+PONG", "PING");
-    expect_on(third, "+PONG", "PING");
+    harness_expect_match(second, "+PONG", "PING");
+    harness_expect_match(third, "+PONG", "PING");
     int fourth = harness_raw_open(&h);
     char buffer[128];
     bool closed;
@@ -1134,8 +1131,8 @@ START_TEST(test_max_clients)
     ck_assert(closed || raw_drain_until_closed(fourth, WAIT_MS));
     close(fourth);
     expect("+PONG", "PING");
-    expect_on(second, "+PONG", "PING");
-    expect_on(third, "+PONG", "PING");
+    harness_expect_match(second, "+PONG", "PING");
+    harness_expect_match(third, "+PONG", "PING");
     ck_assert_int_eq(harness_info_int(client, "rejected_connections"), 1);
     ck_assert_int_eq(harness_info_int(client, "connected_clients"), 3);
     /* once one leaves, a new one is accepted */
@@ -1143,7 +1140,7 @@ START_TEST(test_max_clients)
     ck_assert(harness_wait_info(client, WAIT_MS, "connected_clients", 2));
     redisContext *fifth = harness_connect(&h);
     ck_assert_ptr_nonnull(fifth);
-    expect_on(fifth, "+PONG", "PING");
+    harness_expect_match(fifth, "+PONG", "PING");
     redisFree(fifth);
     redisFree(second);
 }
@@ -1175,7 +1172,7 @@ START_TEST(test_max_args)
     /* a hiredis client sending nine: error, then closed */
     redisContext *nine = harness_connect(&h);
     ck_assert_ptr_nonnull(nine);
-    expect_on(nine, "-ERR Protocol error: *", "MGET acme credit a b c d e f");
+    harness_expect_match(nine, "-ERR Protocol error: *", "MGET acme credit a b c d e f");
     redisReply *after = redisCommand(nine, "PING");
     ck_assert_ptr_null(after);
     redisFree(nine);

@@ -41,20 +41,6 @@ static int dead_port; /* a port nothing listens on */
 
 /* --- processes ---------------------------------------------------------- */
 
-/* A TCP port on 127.0.0.1 that was free a moment ago (bound, then closed). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
-    socklen_t len = sizeof(addr);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
-    close(fd);
-    return ntohs(addr.sin_port);
-}
-
 /* Runs argv with its output appended to <dir>/<name>.log; the child dies
  * with this process. */
 static pid_t spawn(const char *name, const char *const *argv)
@@ -200,8 +186,8 @@ static void setup(void)
 {
     harness_init(&h);
     for (int i = 0; i < SERVERS; i++)
-        ports[i] = free_port();
-    dead_port = free_port();
+        ports[i] = harness_free_port();
+    dead_port = harness_free_port();
     start_redis(MASTER, 0);
     start_redis(REPLICA, ports[MASTER]);
     start_sentinel(SENTINEL, MASTER);

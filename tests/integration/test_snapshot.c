@@ -117,9 +117,13 @@ static void seed(void)
 {
     for (long i = 0; i < KEYS; i++)
         set_profile(i, i);
-    harness_fcall_publish(redis, STREAM, CHANNEL, NULL, 0, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3}");
-    harness_fcall_publish(redis, STREAM, CHANNEL, NULL, 0, "{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"profile\",\"key\":\"gone\","
-            "\"version\":9}");
+    harness_fcall_publish(
+        redis, STREAM, CHANNEL, NULL, 0,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3}");
+    harness_fcall_publish(
+        redis, STREAM, CHANNEL, NULL, 0,
+        "{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"profile\",\"key\":\"gone\","
+        "\"version\":9}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "3", "GET acme credit op"));
     ck_assert(harness_wait_reply(client, WAIT_MS, "{\"v\":99}", "GET acme profile k99"));
     /* the del, published last, is in too */
@@ -150,8 +154,10 @@ START_TEST(test_warm_restart_catches_up)
     /* while the daemon is down: k0..k49 change, then Redis goes away too */
     for (long i = 0; i < 50; i++)
         set_profile(i, 1000 + i);
-    harness_fcall_publish(redis, STREAM, CHANNEL, NULL, 0, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"profile\",\"key\":\"gone\","
-            "\"value\":{\"v\":8},\"version\":8}"); /* older than the tombstone */
+    harness_fcall_publish(
+        redis, STREAM, CHANNEL, NULL, 0,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"profile\",\"key\":\"gone\","
+        "\"value\":{\"v\":8},\"version\":8}"); /* older than the tombstone */
     ck_assert_int_eq(harness_redis_stop(&h, SIGKILL), 0);
 
     /* the daemon answers from the snapshot before any message could come */
@@ -172,7 +178,8 @@ START_TEST(test_warm_restart_catches_up)
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
     ck_assert_int_eq(harness_info_int(client, "catchup_applied"), 51);
     ck_assert_int_eq(harness_info_int(client, "catchup_failed"), 0);
-    ck_assert_int_eq(harness_info_int(client, "messages_stale"), 1); /* the set older than the tombstone */
+    ck_assert_int_eq(harness_info_int(client, "messages_stale"),
+                     1); /* the set older than the tombstone */
     for (long i = 0; i < KEYS; i++) {
         char expected[32];
         snprintf(expected, sizeof(expected), "{\"v\":%ld}", i < 50 ? 1000 + i : i);
@@ -287,8 +294,9 @@ START_TEST(test_kinds_by_name)
     start_daemon("  on_reconnect: keep\n", SNAPSHOT_AT_STOP "kinds:\n  widget: {tier: critical}\n",
                  true);
     seed();
-    harness_fcall_publish(redis, STREAM, CHANNEL, NULL, 0, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"widget\",\"key\":\"w\","
-            "\"value\":{\"x\":1}}");
+    harness_fcall_publish(redis, STREAM, CHANNEL, NULL, 0,
+                          "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"widget\",\"key\":\"w\","
+                          "\"value\":{\"x\":1}}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "{\"x\":1}", "GET acme widget w"));
     redisFree(client);
     client = NULL;

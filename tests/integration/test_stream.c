@@ -518,8 +518,9 @@ START_TEST(test_stale_until_caught_up)
     /* one entry per round: a long catch-up; max_stale 1ms: stale at once */
     start_daemon("  stream_batch: 1\n  max_stale: 1ms\n");
     char id[64];
-    harness_fcall_publish(redis, STREAM, CHANNEL, id, sizeof(id),
-                          "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3}");
+    harness_fcall_publish(
+        redis, STREAM, CHANNEL, id, sizeof(id),
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "3", "GET acme credit op"));
 
     struct batch b;

@@ -239,13 +239,16 @@ START_TEST(test_default_mode)
     raw_expect(r, push_for("cache:acme:credit:b"));
     /* Read again: tracked again; a del sends it. */
     raw_get(r, "cache:acme:credit:a", "$1\r\n3\r\n");
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"a\"}");
+    harness_publish_ok(&h, CHANNEL,
+                       "{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"a\"}");
     raw_expect(r, push_for("cache:acme:credit:a"));
     /* MGET by names tracks each; invalidate sends one. */
     set_and_wait("acme", "credit", "c", "5");
     raw_send(r, "MGET cache:acme:credit:c cache:acme:credit:d");
     raw_expect(r, "*2\r\n$1\r\n5\r\n_\r\n");
-    harness_publish_ok(&h, CHANNEL, "{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"c\"}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"c\"}");
     raw_expect(r, push_for("cache:acme:credit:c"));
     /* The reads by (tenant, kind, key) are not names: not tracked. */
     raw_send(r, "GET acme credit e");
