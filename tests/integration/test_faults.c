@@ -1091,26 +1091,6 @@ END_TEST
 #define CONV_TENANT "conv"
 #define CONV_STREAM "tenantcached:log"
 
-/* FUNCTION LOAD REPLACE of scripts/tenantcached.lua (TENANTCACHED_LUA). */
-static void conv_load_library(void)
-{
-    const char *path = getenv("TENANTCACHED_LUA");
-    FILE *file = fopen(path != NULL ? path : "scripts/tenantcached.lua", "r");
-    ck_assert_msg(file != NULL, "cannot open the function library");
-    static char code[16384];
-    size_t len = fread(code, 1, sizeof(code) - 1, file);
-    fclose(file);
-    ck_assert(len > 0 && len < sizeof(code) - 1);
-    code[len] = '\0';
-    redisContext *admin = harness_redis_connect(&h);
-    ck_assert_ptr_nonnull(admin);
-    redisReply *reply = redisCommand(admin, "FUNCTION LOAD REPLACE %s", code);
-    ck_assert_ptr_nonnull(reply);
-    ck_assert_int_eq(reply->type, REDIS_REPLY_STRING);
-    freeReplyObject(reply);
-    redisFree(admin);
-}
-
 /* The publisher thread's state. Written by the thread only until it is
  * joined; the test reads it after. */
 struct converger {
@@ -1305,8 +1285,12 @@ static void convergence(bool stream)
     const char *const *redis_args = stream ? aof : NULL;
     /* reconnects slow enough that each fault loses a few hundred messages */
     ck_assert_int_eq(harness_redis_start_args(&h, redis_args), 0);
-    if (stream)
-        conv_load_library();
+    if (stream) {
+        redisContext *admin = harness_redis_connect(&h);
+        ck_assert_ptr_nonnull(admin);
+        harness_redis_load_library(admin);
+        redisFree(admin);
+    }
     const char *extra = stream ? "  stream: \"" CONV_STREAM "\"\n" : "";
     ck_assert_int_eq(harness_daemon_start(&h, config_text_reconnect(extra, 250, 400)), 0);
     client = harness_connect(&h);
