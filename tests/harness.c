@@ -24,6 +24,7 @@
 
 #include <check.h>
 #include <event2/event.h>
+#include <jansson.h>
 
 #define HARNESS_SLOTS 16
 #define HARNESS_STOP_WAIT_MS 10000
@@ -1228,4 +1229,17 @@ bool harness_pump_until(struct event_base *base, int timeout_ms, bool (*cond)(in
 void harness_pump_for(struct event_base *base, int ms)
 {
     harness_pump_until(base, ms, NULL, 0);
+}
+
+json_t *harness_health(redisContext *c)
+{
+    redisReply *reply = redisCommand(c, "HEALTH");
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STRING);
+    json_error_t error;
+    json_t *doc = json_loadb(reply->str, reply->len, 0, &error);
+    ck_assert_msg(doc != NULL, "HEALTH is not JSON (%s): %s", error.text, reply->str);
+    ck_assert(json_is_object(doc));
+    freeReplyObject(reply);
+    return doc;
 }

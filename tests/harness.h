@@ -43,6 +43,7 @@
 #include <sys/types.h>
 
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 
 struct event_base;
 
@@ -161,6 +162,10 @@ bool harness_wait_reply(redisContext *c, int timeout_ms, const char *expected, c
  * described as harness_describe_reply() does, equals expected. */
 void harness_expect(redisContext *c, const char *expected, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* HEALTH, parsed: asserts a bulk reply holding a JSON object, which the
+ * caller releases with json_decref(). */
+json_t *harness_health(redisContext *c);
 
 /* True when a line of the daemon's log (h->daemon_log) contains text. */
 bool harness_log_contains(const struct harness *h, const char *text);

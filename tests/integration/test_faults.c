@@ -107,13 +107,7 @@ static void start_all(const char *redis_extra)
 /* HEALTH's `redis` field and `stale_seconds`. */
 static void health(char *redis, size_t size, long long *stale_seconds)
 {
-    redisReply *reply = redisCommand(client, "HEALTH");
-    ck_assert_ptr_nonnull(reply);
-    ck_assert_int_eq(reply->type, REDIS_REPLY_STRING);
-    json_error_t error;
-    json_t *root = json_loadb(reply->str, reply->len, 0, &error);
-    ck_assert_msg(root != NULL, "HEALTH is not JSON: %s", reply->str);
-    freeReplyObject(reply);
+    json_t *root = harness_health(client);
     json_t *state = json_object_get(root, "redis");
     json_t *stale = json_object_get(root, "stale_seconds");
     ck_assert(json_is_string(state));

@@ -807,22 +807,10 @@ START_TEST(test_tenant)
 }
 END_TEST
 
-static json_t *health(void)
-{
-    redisReply *reply = command_on(client, "HEALTH");
-    ck_assert_int_eq(reply->type, REDIS_REPLY_STRING);
-    json_error_t error;
-    json_t *doc = json_loads(reply->str, 0, &error);
-    ck_assert_msg(doc != NULL, "HEALTH is not JSON (%s): %s", error.text, reply->str);
-    ck_assert(json_is_object(doc));
-    freeReplyObject(reply);
-    return doc;
-}
-
 START_TEST(test_health)
 {
     start_default();
-    json_t *doc = health();
+    json_t *doc = harness_health(client);
     ck_assert_str_eq(json_string_value(json_object_get(doc, "status")), "LOW");
     /* empty: only the daemon's fixed tables, what INFO reports */
     ck_assert(json_is_integer(json_object_get(doc, "used_bytes")));
@@ -853,7 +841,7 @@ START_TEST(test_health)
     sync_stream();
     long long used = harness_info_int(client, "used_memory");
     ck_assert_int_gt(used, 0);
-    doc = health();
+    doc = harness_health(client);
     ck_assert_int_eq(json_integer_value(json_object_get(doc, "used_bytes")), used);
     double percent = json_number_value(json_object_get(doc, "usage_percentage"));
     double expected = 100.0 * (double)used / (16.0 * 1024 * 1024);
@@ -865,7 +853,7 @@ START_TEST(test_health)
     /* redis down: "disconnected", and a recommendation says so */
     ck_assert_int_eq(harness_redis_stop(&h, SIGKILL), 0);
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 0));
-    doc = health();
+    doc = harness_health(client);
     ck_assert_str_eq(json_string_value(json_object_get(doc, "redis")), "disconnected");
     ck_assert_uint_ge(json_array_size(json_object_get(doc, "recommendations")), 1);
     json_decref(doc);
