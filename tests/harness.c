@@ -3,9 +3,11 @@
  * and the safety nets that keep a failed test from leaving them behind). */
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -21,6 +23,8 @@
 #include <unistd.h>
 
 #include <check.h>
+#include <event2/event.h>
+#include <jansson.h>
 
 #define HARNESS_SLOTS 16
 #define HARNESS_STOP_WAIT_MS 10000
@@ -1036,4 +1040,206 @@ void harness_finish(struct harness *h)
         harness_dump_log(h);
     harness_cleanup(h);
     ck_assert_msg(code == 0, "the daemon exited with %d on SIGTERM", code);
+}
+
+/* --- asserting helpers shared by the suites ------------------------------ */
+
+redisContext *harness_start_subscribed(struct harness *h, const char *tmpl, int timeout_ms)
+{
+    ck_assert_int_eq(harness_daemon_start(h, tmpl), 0);
+    ck_assert(harness_wait_subscribed(h, timeout_ms));
+    redisContext *c = harness_connect(h);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+void harness_publish_ok(struct harness *h, const char *channel, const char *payload)
+{
+    int receivers = harness_publish(h, channel, payload);
+    ck_assert_msg(receivers >= 1, "PUBLISH %s '%.80s': %d receivers", channel, payload, receivers);
+}
+
+void harness_publishf(struct harness *h, const char *channel, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    char *payload = NULL;
+    int n = vasprintf(&payload, fmt, args);
+    va_end(args);
+    ck_assert_msg(n >= 0, "vasprintf failed");
+    harness_publish_ok(h, channel, payload);
+    free(payload);
+}
+
+void harness_publish_set(struct harness *h, const char *channel, const char *tenant,
+                         const char *kind, const char *key, const char *json)
+{
+    harness_publishf(h, channel,
+                     "{\"op\":\"set\",\"tenant\":\"%s\",\"kind\":\"%s\",\"key\":\"%s\",\"value\":%s}",
+                     tenant, kind, key, json);
+}
+
+void harness_sync_stream(struct harness *h, redisContext *c, const char *channel, const char *kind,
+                         const char *value, int timeout_ms)
+{
+    /* one counter per test process: Check forks every test, and a key is
+     * never reused within one */
+    static int marker;
+    char key[32];
+    snprintf(key, sizeof(key), "m%d", ++marker);
+    harness_publish_set(h, channel, "sync", kind, key, value);
+    ck_assert_msg(harness_wait_reply(c, timeout_ms, value, "GET sync %s %s", kind, key),
+                  "the stream marker sync/%s/%s never became visible", kind, key);
+}
+
+int harness_raw_open(const struct harness *h)
+{
+    int fd = harness_raw_connect(h);
+    ck_assert_msg(fd >= 0, "connect to the daemon: %s", strerror(errno));
+    return fd;
+}
+
+void harness_raw_send(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int error = errno;
+            char reply[512];
+            bool closed = false;
+            harness_raw_read(fd, reply, sizeof(reply) - 1, 1000, &closed);
+            ck_abort_msg("send to fd %d (%zu bytes left): %s; the daemon said '%s'%s", fd, len,
+                         n < 0 ? strerror(error) : "nothing written", reply,
+                         closed ? " and closed" : "");
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+void harness_redis_load_library(redisContext *redis)
+{
+    const char *path = getenv("TENANTCACHED_LUA");
+    if (path == NULL)
+        path = "scripts/tenantcached.lua";
+    FILE *file = fopen(path, "r");
+    ck_assert_msg(file != NULL, "cannot open the function library %s: %s", path, strerror(errno));
+    static char code[65536];
+    size_t len = fread(code, 1, sizeof(code) - 1, file);
+    fclose(file);
+    ck_assert_msg(len > 0 && len < sizeof(code) - 1, "%s: %zu bytes", path, len);
+    code[len] = '\0';
+    redisReply *reply = redisCommand(redis, "FUNCTION LOAD REPLACE %s", code);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_msg(reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "tenantcached") == 0,
+                  "FUNCTION LOAD: %s", reply->type == REDIS_REPLY_ERROR ? reply->str : "?");
+    freeReplyObject(reply);
+}
+
+void harness_fcall_publish(redisContext *redis, const char *stream, const char *channel, char *id,
+                           size_t size, const char *message)
+{
+    redisReply *reply =
+        redisCommand(redis, "FCALL tenantcached_publish 1 %s %s %s", stream, channel, message);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_msg(reply->type == REDIS_REPLY_STRING, "FCALL: %s",
+                  reply->type == REDIS_REPLY_ERROR ? reply->str : "not a string");
+    if (id != NULL)
+        snprintf(id, size, "%s", reply->str);
+    freeReplyObject(reply);
+}
+
+bool harness_text_matches(const char *got, const char *expected)
+{
+    size_t n = strlen(expected);
+    if (n > 0 && expected[n - 1] == '*')
+        return strncmp(got, expected, n - 1) == 0;
+    return strcmp(got, expected) == 0;
+}
+
+void harness_expect_match(redisContext *c, const char *expected, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    redisReply *reply = redisvCommand(c, fmt, args);
+    va_end(args);
+    static char got[16384];
+    harness_describe_reply(reply, got, sizeof(got));
+    if (reply != NULL)
+        freeReplyObject(reply);
+    ck_assert_msg(harness_text_matches(got, expected), "%s: expected '%s', got '%s'", fmt,
+                  expected, got);
+}
+
+bool harness_wait_match(redisContext *c, int timeout_ms, const char *expected, const char *fmt,
+                        ...)
+{
+    long long deadline = harness_now_ms() + timeout_ms;
+    static char got[16384];
+    for (;;) {
+        va_list args;
+        va_start(args, fmt);
+        redisReply *reply = redisvCommand(c, fmt, args);
+        va_end(args);
+        harness_describe_reply(reply, got, sizeof(got));
+        if (reply != NULL)
+            freeReplyObject(reply);
+        if (harness_text_matches(got, expected))
+            return true;
+        if (reply == NULL || harness_now_ms() >= deadline)
+            break;
+        harness_sleep_ms(10);
+    }
+    fprintf(stderr, "waited %d ms for '%s' on '%s'; last reply '%s'\n", timeout_ms, expected, fmt,
+            got);
+    return false;
+}
+
+int harness_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = 0};
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&address, sizeof(address)), 0);
+    socklen_t len = sizeof(address);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&address, &len), 0);
+    close(fd);
+    return ntohs(address.sin_port);
+}
+
+static void harness_pump_slice(struct event_base *base, int ms)
+{
+    struct timeval tv = {.tv_sec = 0, .tv_usec = ms * 1000};
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+}
+
+bool harness_pump_until(struct event_base *base, int timeout_ms, bool (*cond)(int), int arg)
+{
+    long long deadline = harness_now_ms() + timeout_ms;
+    while (!(cond != NULL && cond(arg)) && harness_now_ms() < deadline)
+        harness_pump_slice(base, 5);
+    return cond != NULL && cond(arg);
+}
+
+void harness_pump_for(struct event_base *base, int ms)
+{
+    harness_pump_until(base, ms, NULL, 0);
+}
+
+json_t *harness_health(redisContext *c)
+{
+    redisReply *reply = redisCommand(c, "HEALTH");
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STRING);
+    json_error_t error;
+    json_t *doc = json_loadb(reply->str, reply->len, 0, &error);
+    ck_assert_msg(doc != NULL, "HEALTH is not JSON (%s): %s", error.text, reply->str);
+    ck_assert(json_is_object(doc));
+    freeReplyObject(reply);
+    return doc;
 }

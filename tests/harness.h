@@ -43,6 +43,9 @@
 #include <sys/types.h>
 
 #include <hiredis/hiredis.h>
+#include <jansson.h>
+
+struct event_base;
 
 #define HARNESS_PATH_MAX 108 /* sun_path */
 #define HARNESS_DIR_MAX 64
@@ -160,6 +163,10 @@ bool harness_wait_reply(redisContext *c, int timeout_ms, const char *expected, c
 void harness_expect(redisContext *c, const char *expected, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* HEALTH, parsed: asserts a bulk reply holding a JSON object, which the
+ * caller releases with json_decref(). */
+json_t *harness_health(redisContext *c);
+
 /* True when a line of the daemon's log (h->daemon_log) contains text. */
 bool harness_log_contains(const struct harness *h, const char *text);
 
@@ -176,6 +183,64 @@ int harness_raw_connect(const struct harness *h);
  * Returns the length read; buffer is NUL-terminated (it must hold want + 1
  * bytes); *closed tells whether EOF or a reset was seen. */
 size_t harness_raw_read(int fd, char *buffer, size_t want, int timeout_ms, bool *closed);
+
+/* --- asserting helpers (Check): each fails the test instead of returning -- */
+
+/* Starts the daemon (tmpl as harness_daemon_start takes it), waits until redis
+ * counts a subscriber, and returns a new connection to the daemon (the caller
+ * frees it with redisFree()). */
+redisContext *harness_start_subscribed(struct harness *h, const char *tmpl, int timeout_ms);
+/* PUBLISH that at least one subscriber (the daemon) must receive. */
+void harness_publish_ok(struct harness *h, const char *channel, const char *payload);
+void harness_publishf(struct harness *h, const char *channel, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Publishes {"op":"set","tenant":..,"kind":..,"key":..,"value":json}; json is
+ * pasted in as it is (a JSON text). */
+void harness_publish_set(struct harness *h, const char *channel, const char *tenant,
+                         const char *kind, const char *key, const char *json);
+/* Publishes a marker entry sync/<kind>/m<N> = value (a JSON text whose GET
+ * reply is the same text) and waits until GET on c returns it: every message
+ * published before it over the same connection has then been applied. The
+ * marker lives in tenant "sync", so other tenants' figures are untouched. */
+void harness_sync_stream(struct harness *h, redisContext *c, const char *channel, const char *kind,
+                         const char *value, int timeout_ms);
+
+/* harness_raw_connect() that fails the test when it cannot connect. */
+int harness_raw_open(const struct harness *h);
+/* Writes all of data (no SIGPIPE); fails the test, with what the daemon
+ * answered before it closed, when the write cannot complete. */
+void harness_raw_send(int fd, const void *data, size_t len);
+
+/* FUNCTION LOAD REPLACE of the project's function library
+ * ($TENANTCACHED_LUA, default scripts/tenantcached.lua) into redis; asserts
+ * that redis names it "tenantcached". */
+void harness_redis_load_library(redisContext *redis);
+/* FCALL tenantcached_publish 1 stream channel message, which must succeed;
+ * the new entry's ID into id (size bytes) unless id is NULL. */
+void harness_fcall_publish(redisContext *redis, const char *stream, const char *channel, char *id,
+                           size_t size, const char *message);
+
+/* True when got equals expected, or starts with expected's text before a
+ * final '*' (an expected text ending in '*' is a prefix). */
+bool harness_text_matches(const char *got, const char *expected);
+/* Runs the command (redisCommand format, %b allowed) and asserts that its
+ * reply, described as harness_describe_reply() does, matches expected as
+ * harness_text_matches() says. */
+void harness_expect_match(redisContext *c, const char *expected, const char *fmt, ...);
+/* Repeats the command until its described reply matches expected (as
+ * harness_text_matches() says), the connection fails, or timeout_ms passes;
+ * prints the last reply when it never matched. */
+bool harness_wait_match(redisContext *c, int timeout_ms, const char *expected, const char *fmt,
+                        ...);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago (bound, then closed). */
+int harness_free_port(void);
+
+/* For suites that run a module's own loop in the test process: runs base in
+ * short slices until cond(arg) holds (cond NULL: never) or timeout_ms
+ * passes; returns cond(arg). harness_pump_for runs it for ms. */
+bool harness_pump_until(struct event_base *base, int timeout_ms, bool (*cond)(int), int arg);
+void harness_pump_for(struct event_base *base, int ms);
 
 /* Milliseconds on CLOCK_MONOTONIC; sleep for ms. */
 long long harness_now_ms(void);

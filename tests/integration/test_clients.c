@@ -64,10 +64,7 @@ static void teardown(void)
 
 static void start_daemon(const char *tmpl)
 {
-    ck_assert_int_eq(harness_daemon_start(&h, tmpl), 0);
-    ck_assert(harness_wait_subscribed(&h, WAIT_MS));
-    client = harness_connect(&h);
-    ck_assert_ptr_nonnull(client);
+    client = harness_start_subscribed(&h, tmpl, WAIT_MS);
 }
 
 static void start_default(void)
@@ -75,30 +72,7 @@ static void start_default(void)
     start_daemon(config_text("", "", ""));
 }
 
-/* Sends the command and asserts that its description is `expected`; an
- * expected text ending in '*' is a prefix. */
-__attribute__((format(printf, 3, 4)))
-static void expect_on(redisContext *c, const char *expected, const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    redisReply *reply = redisvCommand(c, fmt, args);
-    va_end(args);
-    char got[16384];
-    harness_describe_reply(reply, got, sizeof(got));
-    if (reply != NULL)
-        freeReplyObject(reply);
-    size_t n = strlen(expected);
-    bool prefix = n > 0 && expected[n - 1] == '*';
-    bool match = prefix ? strncmp(got, expected, n - 1) == 0 : strcmp(got, expected) == 0;
-    char command[256];
-    va_start(args, fmt);
-    vsnprintf(command, sizeof(command), fmt, args);
-    va_end(args);
-    ck_assert_msg(match, "%s: expected '%s', got '%s'", command, expected, got);
-}
-
-#define expect(...) expect_on(client, __VA_ARGS__)
+#define expect(...) harness_expect_match(client, __VA_ARGS__)
 
 /* The reply's description, for assertions on parts of it. */
 __attribute__((format(printf, 3, 4)))
@@ -111,15 +85,6 @@ static void describe(char *got, size_t size, const char *fmt, ...)
     harness_describe_reply(reply, got, size);
     if (reply != NULL)
         freeReplyObject(reply);
-}
-
-static void set_value(const char *tenant, const char *kind, const char *key, const char *json)
-{
-    char payload[512];
-    snprintf(payload, sizeof(payload),
-             "{\"op\":\"set\",\"tenant\":\"%s\",\"kind\":\"%s\",\"key\":\"%s\",\"value\":%s}",
-             tenant, kind, key, json);
-    ck_assert_int_ge(harness_publish(&h, CHANNEL, payload), 1);
 }
 
 /* Sends raw bytes on a new connection and asserts the exact bytes answered. */
@@ -169,7 +134,7 @@ END_TEST
 START_TEST(test_resp3)
 {
     start_default();
-    set_value("acme", "credit", "op", "5");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "op", "5");
     ck_assert(harness_wait_reply(client, WAIT_MS, "5", "GET acme credit op"));
     int fd = harness_raw_connect(&h);
     ck_assert_int_ge(fd, 0);
@@ -204,7 +169,7 @@ END_TEST
 START_TEST(test_multi_exec)
 {
     start_default();
-    set_value("acme", "credit", "op", "5");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "op", "5");
     ck_assert(harness_wait_reply(client, WAIT_MS, "5", "GET acme credit op"));
     expect("-ERR EXEC without MULTI", "EXEC");
     expect("-ERR DISCARD without MULTI", "DISCARD");

@@ -39,25 +39,6 @@ static void teardown(void)
     harness_cleanup(&h);
 }
 
-static void publish(const char *payload)
-{
-    ck_assert_int_ge(harness_publish(&h, CHANNEL, payload), 1);
-}
-
-/* Publishes a marker and waits until it is visible: every message published
- * before it has then been applied (one connection, in order). */
-static void sync_stream(void)
-{
-    static int marker;
-    char payload[160], key[32];
-    snprintf(key, sizeof(key), "m%d", ++marker);
-    snprintf(payload, sizeof(payload),
-             "{\"op\":\"set\",\"tenant\":\"sync\",\"kind\":\"config\",\"key\":\"%s\",\"value\":1}",
-             key);
-    publish(payload);
-    ck_assert(harness_wait_reply(client, WAIT_MS, "1", "GET sync config %s", key));
-}
-
 static redisReply *command(const char *fmt, ...)
 {
     va_list args;
@@ -98,27 +79,13 @@ static void expect_error(const char *expected, const char *fmt, ...)
     freeReplyObject(reply);
 }
 
-/* ---- raw socket helpers, for framing the hiredis client would not send ---- */
-
-static int raw_connect(void)
-{
-    int fd = harness_raw_connect(&h);
-    ck_assert_msg(fd >= 0, "connect to the daemon: %s", strerror(errno));
-    return fd;
-}
-
-
-static void raw_send(int fd, const char *data, size_t len)
-{
-    ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
-}
-
 /* ---- the tests ---- */
 
 START_TEST(test_set_then_get)
 {
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"admin\","
-            "\"value\":[\"crm.*\", \"users.read\"]}");
+    harness_publish_ok(&h, CHANNEL,
+                       "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"admin\","
+                       "\"value\":[\"crm.*\", \"users.read\"]}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "[\"crm.*\",\"users.read\"]", "GET acme role admin"));
     /* The same entry by its key_format name, and as MGET in both forms. */
     expect_bulk("[\"crm.*\",\"users.read\"]", "GET cache:acme:role:admin");
@@ -142,33 +109,51 @@ END_TEST
 
 START_TEST(test_versions)
 {
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":2,\"version\":5}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":2,\"version\":5}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "2", "GET acme credit op"));
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3,\"version\":4}");
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3,\"version\":5}");
-    sync_stream();
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3,\"version\":4}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3,\"version\":5}");
+    harness_sync_stream(&h, client, CHANNEL, "config", "1", WAIT_MS);
     expect_bulk("2", "GET acme credit op");
     ck_assert_int_eq(harness_info_int(client, "messages_stale"), 2);
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":{\"cost\":7.25},\"version\":6}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":{\"cost\":7.25},\"version\":6}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "{\"cost\":7.25}", "GET acme credit op"));
     expect_bulk("7.25", "CREDIT acme op");
     /* Without a version a message always applies. */
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":1}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":1}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "1", "GET acme credit op"));
 }
 END_TEST
 
 START_TEST(test_delete_keeps_tombstone)
 {
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"value\":\"active\",\"version\":3}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"value\":\"active\",\"version\":3}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "active", "STATUS acme u1"));
-    publish("{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"version\":4}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"version\":4}");
     ck_assert(harness_wait_reply(client, WAIT_MS, NULL, "GET acme user u1"));
     /* An older set arriving late cannot bring it back. */
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"value\":\"active\",\"version\":3}");
-    sync_stream();
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"value\":\"active\",\"version\":3}");
+    harness_sync_stream(&h, client, CHANNEL, "config", "1", WAIT_MS);
     expect_bulk(NULL, "GET acme user u1");
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"value\":\"disabled\",\"version\":5}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u1\",\"value\":\"disabled\",\"version\":5}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "disabled", "STATUS acme u1"));
 }
 END_TEST
@@ -183,18 +168,20 @@ START_TEST(test_invalidate_and_flush)
         "{\"op\":\"set\",\"tenant\":\"initech\",\"kind\":\"credit\",\"key\":\"c1\",\"value\":3}",
     };
     for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++)
-        publish(sets[i]);
-    sync_stream();
-    publish("{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"r1\"}");
+        harness_publish_ok(&h, CHANNEL, sets[i]);
+    harness_sync_stream(&h, client, CHANNEL, "config", "1", WAIT_MS);
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"r1\"}");
     ck_assert(harness_wait_reply(client, WAIT_MS, NULL, "GET acme role r1"));
     expect_bulk("[\"a.c\"]", "GET acme role r2");
-    publish("{\"op\":\"flush\",\"tenant\":\"acme\",\"kind\":\"role\"}");
+    harness_publish_ok(&h, CHANNEL, "{\"op\":\"flush\",\"tenant\":\"acme\",\"kind\":\"role\"}");
     ck_assert(harness_wait_reply(client, WAIT_MS, NULL, "GET acme role r2"));
     expect_bulk("1", "GET acme credit c1");
-    publish("{\"op\":\"flush\",\"tenant\":\"acme\"}");
+    harness_publish_ok(&h, CHANNEL, "{\"op\":\"flush\",\"tenant\":\"acme\"}");
     ck_assert(harness_wait_reply(client, WAIT_MS, NULL, "GET acme credit c1"));
     expect_bulk("2", "GET globex credit c1");
-    publish("{\"op\":\"flush\",\"tenant\":\"*\"}");
+    harness_publish_ok(&h, CHANNEL, "{\"op\":\"flush\",\"tenant\":\"*\"}");
     ck_assert(harness_wait_reply(client, WAIT_MS, NULL, "GET globex credit c1"));
     expect_bulk(NULL, "GET initech credit c1");
 }
@@ -202,20 +189,31 @@ END_TEST
 
 START_TEST(test_batch_and_invalid_messages)
 {
-    publish("[{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"a\",\"value\":1},"
-            "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\",\"value\":2},"
-            "{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"a\"}]");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "[{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"a\",\"value\":1},"
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\",\"value\":2},"
+        "{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"a\"}]");
     ck_assert(harness_wait_reply(client, WAIT_MS, "2", "GET acme credit b"));
     expect_bulk(NULL, "GET acme credit a");
     /* A batch whose last element is bad applies nothing. */
-    publish("[{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\",\"value\":9},"
-            "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"c\",\"value\":\"x\"}]");
-    publish("not json at all");
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\"}");
-    publish("{\"op\":\"set\",\"tenant\":\"a:b\",\"kind\":\"credit\",\"key\":\"b\",\"value\":1}");
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\",\"value\":1,\"version\":-1}");
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"nosuchkind\",\"key\":\"b\",\"value\":1}");
-    sync_stream();
+    harness_publish_ok(
+        &h, CHANNEL,
+        "[{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\",\"value\":9},"
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"c\",\"value\":\"x\"}]");
+    harness_publish_ok(&h, CHANNEL, "not json at all");
+    harness_publish_ok(&h, CHANNEL,
+                       "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\"}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"a:b\",\"kind\":\"credit\",\"key\":\"b\",\"value\":1}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"b\",\"value\":1,\"version\":-1}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"nosuchkind\",\"key\":\"b\",\"value\":1}");
+    harness_sync_stream(&h, client, CHANNEL, "config", "1", WAIT_MS);
     expect_bulk("2", "GET acme credit b");
     expect_bulk(NULL, "GET acme credit c");
     ck_assert_int_eq(harness_info_int(client, "messages_invalid"), 5);
@@ -255,12 +253,14 @@ END_TEST
 
 START_TEST(test_pipelining_and_inline)
 {
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"p\",\"value\":4}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"p\",\"value\":4}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "4", "GET acme credit p"));
-    int fd = raw_connect();
+    int fd = harness_raw_open(&h);
     const char *requests = "*1\r\n$4\r\nPING\r\n*4\r\n$3\r\nGET\r\n$4\r\nacme\r\n$6\r\ncredit\r\n"
                            "$1\r\np\r\nPING inline\r\n*0\r\n*-1\r\n*2\r\n$4\r\nPING\r\n$1\r\nz\r\n";
-    raw_send(fd, requests, strlen(requests));
+    harness_raw_send(fd, requests, strlen(requests));
     const char *expected = "+PONG\r\n$1\r\n4\r\n$6\r\ninline\r\n$1\r\nz\r\n";
     char buffer[256];
     bool closed;
@@ -269,7 +269,7 @@ START_TEST(test_pipelining_and_inline)
     /* One request delivered a byte at a time. */
     const char *slow = "*4\r\n$3\r\nGET\r\n$4\r\nacme\r\n$6\r\ncredit\r\n$1\r\np\r\n";
     for (size_t i = 0; slow[i] != '\0'; i++) {
-        raw_send(fd, slow + i, 1);
+        harness_raw_send(fd, slow + i, 1);
         harness_sleep_ms(2);
     }
     harness_raw_read(fd, buffer, 7, WAIT_MS, &closed);
@@ -280,11 +280,11 @@ END_TEST
 
 START_TEST(test_protocol_errors_isolated)
 {
-    int bad = raw_connect();
-    int other = raw_connect();
+    int bad = harness_raw_open(&h);
+    int other = harness_raw_open(&h);
     /* A declared length over max_request_bytes is refused at once, before
      * any body arrives. */
-    raw_send(bad, "*2\r\n$2000000000\r\n", 17);
+    harness_raw_send(bad, "*2\r\n$2000000000\r\n", 17);
     char buffer[256];
     bool closed;
     size_t got = harness_raw_read(bad, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
@@ -293,12 +293,12 @@ START_TEST(test_protocol_errors_isolated)
     ck_assert(closed || harness_raw_read(bad, buffer, 1, WAIT_MS, &closed) == 0);
     ck_assert(closed);
     close(bad);
-    int worse = raw_connect();
-    raw_send(worse, "*2000000000\r\n", 13);
+    int worse = harness_raw_open(&h);
+    harness_raw_send(worse, "*2000000000\r\n", 13);
     harness_raw_read(worse, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
     ck_assert_msg(strncmp(buffer, "-ERR Protocol error: ", 21) == 0, "got '%s'", buffer);
     close(worse);
-    raw_send(other, "PING\r\n", 6);
+    harness_raw_send(other, "PING\r\n", 6);
     harness_raw_read(other, buffer, 7, WAIT_MS, &closed);
     ck_assert_str_eq(buffer, "+PONG\r\n");
     close(other);
@@ -308,8 +308,8 @@ END_TEST
 
 START_TEST(test_quit)
 {
-    int fd = raw_connect();
-    raw_send(fd, "PING\r\nQUIT\r\nPING\r\n", 18);
+    int fd = harness_raw_open(&h);
+    harness_raw_send(fd, "PING\r\nQUIT\r\nPING\r\n", 18);
     char buffer[64];
     bool closed;
     harness_raw_read(fd, buffer, 32, WAIT_MS, &closed);
@@ -321,7 +321,9 @@ END_TEST
 
 START_TEST(test_redis_restart)
 {
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"r\",\"value\":1}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"r\",\"value\":1}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "1", "GET acme credit r"));
     ck_assert_int_eq(harness_redis_stop(&h, SIGKILL), 0);
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 0));
@@ -335,7 +337,9 @@ START_TEST(test_redis_restart)
     ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 1);
     /* on_reconnect: flush (the default) dropped what may have gone stale. */
     expect_bulk(NULL, "GET acme credit r");
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"r\",\"value\":2}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"r\",\"value\":2}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "2", "GET acme credit r"));
 }
 END_TEST

@@ -82,28 +82,6 @@ static void teardown(void)
 
 /* ---- raw sockets, for what a client library would never send ---- */
 
-static int raw_connect(void)
-{
-    int fd = harness_raw_connect(&h);
-    ck_assert_msg(fd >= 0, "connect to the daemon: %s", strerror(errno));
-    return fd;
-}
-
-
-static void raw_send(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        ck_assert_msg(n > 0, "write to fd %d (witness %d, %zu bytes left): %s", fd, witness, len,
-                      strerror(errno));
-        p += n;
-        len -= (size_t)n;
-    }
-}
-
 /* Like raw_send, for a client the daemon may drop meanwhile (it stopped
  * reading its replies): false once the daemon closed the connection. */
 static bool raw_send_lenient(int fd, const void *data, size_t len)
@@ -124,7 +102,7 @@ static bool raw_send_lenient(int fd, const void *data, size_t len)
 
 static void raw_send_text(int fd, const char *text)
 {
-    raw_send(fd, text, strlen(text));
+    harness_raw_send(fd, text, strlen(text));
 }
 
 /* True once the peer closes within timeout_ms (whatever it sends first). */
@@ -145,8 +123,8 @@ static bool raw_closed_within(int fd, int timeout_ms)
  * (when must_close) the connection closed by the daemon. */
 static void raw_case(const void *request, size_t len, const char *expected, bool must_close)
 {
-    int fd = raw_connect();
-    raw_send(fd, request, len);
+    int fd = harness_raw_open(&h);
+    harness_raw_send(fd, request, len);
     char buffer[512];
     bool closed;
     size_t want = strlen(expected);
@@ -167,74 +145,6 @@ static void raw_case_text(const char *request, const char *expected, bool must_c
 }
 
 /* ---- replies over hiredis ---- */
-
-static void describe(const redisReply *r, char *buf, size_t size)
-{
-    if (r == NULL)
-        snprintf(buf, size, "(no reply)");
-    else if (r->type == REDIS_REPLY_NIL)
-        snprintf(buf, size, "(nil)");
-    else if (r->type == REDIS_REPLY_INTEGER)
-        snprintf(buf, size, ":%lld", r->integer);
-    else if (r->type == REDIS_REPLY_STATUS)
-        snprintf(buf, size, "+%s", r->str);
-    else if (r->type == REDIS_REPLY_ERROR)
-        snprintf(buf, size, "-%s", r->str);
-    else if (r->type == REDIS_REPLY_ARRAY)
-        snprintf(buf, size, "(array of %zu)", r->elements);
-    else
-        snprintf(buf, size, "%.*s", (int)r->len, r->str);
-}
-
-/* expected ending in '*' matches any reply text starting with the rest. */
-static bool text_matches(const char *got, const char *expected)
-{
-    size_t n = strlen(expected);
-    if (n > 0 && expected[n - 1] == '*')
-        return strncmp(got, expected, n - 1) == 0;
-    return strcmp(got, expected) == 0;
-}
-
-static void expect(const char *expected, const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    redisReply *reply = redisvCommand(client, fmt, args);
-    va_end(args);
-    char got[1024];
-    describe(reply, got, sizeof(got));
-    if (reply != NULL)
-        freeReplyObject(reply);
-    ck_assert_msg(text_matches(got, expected), "%s: expected '%s', got '%s'", fmt, expected, got);
-}
-
-static bool wait_for(int timeout_ms, const char *expected, const char *fmt, ...)
-{
-    long long deadline = harness_now_ms() + timeout_ms;
-    char got[1024];
-    for (;;) {
-        va_list args;
-        va_start(args, fmt);
-        redisReply *reply = redisvCommand(client, fmt, args);
-        va_end(args);
-        describe(reply, got, sizeof(got));
-        if (reply != NULL)
-            freeReplyObject(reply);
-        if (text_matches(got, expected))
-            return true;
-        if (reply == NULL || harness_now_ms() >= deadline)
-            break;
-        harness_sleep_ms(10);
-    }
-    fprintf(stderr, "waited %d ms for '%s' on '%s'; last reply '%s'\n", timeout_ms, expected, fmt,
-            got);
-    return false;
-}
-
-static long long info(const char *field)
-{
-    return harness_info_int(client, field);
-}
 
 /* The daemon runs and answers PING on the witness (opened at start). */
 static void witness_ok(void)
@@ -266,20 +176,11 @@ static void still_serving(void)
  * witness. */
 static void start_daemon(const char *listen_extra)
 {
-    ck_assert_int_eq(harness_daemon_start(&h, config_text(10000, listen_extra)), 0);
-    ck_assert(harness_wait_subscribed(&h, WAIT_MS));
-    client = harness_connect(&h);
-    ck_assert_ptr_nonnull(client);
+    client = harness_start_subscribed(&h, config_text(10000, listen_extra), WAIT_MS);
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
-    witness = raw_connect();
+    witness = harness_raw_open(&h);
     /* the harness's start-up probes may still be counted for a moment */
     ck_assert(harness_wait_info(client, WAIT_MS, "connected_clients", 2));
-}
-
-/* True when the daemon's log holds text. */
-static bool log_contains(const char *text)
-{
-    return harness_log_contains(&h, text);
 }
 
 /* ---- publishing ---- */
@@ -298,42 +199,23 @@ static void publish_bin(const char *channel, const void *payload, size_t len)
     redisFree(c);
 }
 
-static void publish(const char *payload)
-{
-    publish_bin(CHANNEL, payload, strlen(payload));
-}
-
-/* Publishes a marker and waits until it is visible: every message published
- * before it has then been applied. */
-static void sync_stream(void)
-{
-    static int marker;
-    char payload[160];
-    ++marker;
-    snprintf(payload, sizeof(payload),
-             "{\"op\":\"set\",\"tenant\":\"sync\",\"kind\":\"config\",\"key\":\"m%d\",\"value\":%d}",
-             marker, marker);
-    publish(payload);
-    char expected[32];
-    snprintf(expected, sizeof(expected), "%d", marker);
-    ck_assert(wait_for(WAIT_MS, expected, "GET sync config m%d", marker));
-}
-
 /* Publishes a message that must be rejected whole: messages_invalid grows by
  * one, nothing else changes, and the stream goes on. */
 static void expect_rejected_bin(const char *channel, const void *payload, size_t len)
 {
-    long long invalid = info("messages_invalid");
-    long long applied = info("messages_applied");
-    long long entries = info("entries");
+    long long invalid = harness_info_int(client, "messages_invalid");
+    long long applied = harness_info_int(client, "messages_applied");
+    long long entries = harness_info_int(client, "entries");
     publish_bin(channel, payload, len);
-    sync_stream();
-    ck_assert_msg(info("messages_invalid") == invalid + 1,
-                  "message '%.60s' (%zu bytes): messages_invalid %lld -> %lld", (const char *)payload,
-                  len, invalid, info("messages_invalid"));
-    ck_assert_int_eq(info("messages_applied"), applied + 1); /* the marker alone */
-    ck_assert_int_eq(info("entries"), entries + 1);
-    ck_assert_int_eq(info("redis_connected"), 1);
+    harness_sync_stream(&h, client, CHANNEL, "config", "1", WAIT_MS);
+    ck_assert_msg(harness_info_int(client, "messages_invalid") == invalid + 1,
+                  "message '%.60s' (%zu bytes): messages_invalid %lld -> %lld",
+                  (const char *)payload, len, invalid,
+                  harness_info_int(client, "messages_invalid"));
+    ck_assert_int_eq(harness_info_int(client, "messages_applied"),
+                     applied + 1); /* the marker alone */
+    ck_assert_int_eq(harness_info_int(client, "entries"), entries + 1);
+    ck_assert_int_eq(harness_info_int(client, "redis_connected"), 1);
     still_serving();
 }
 
@@ -347,23 +229,28 @@ static void expect_rejected(const char *payload)
 START_TEST(test_nul_bytes)
 {
     start_daemon("");
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"a\",\"value\":1}");
-    ck_assert(wait_for(WAIT_MS, "1", "GET acme credit a"));
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"a\",\"value\":1}");
+    ck_assert(harness_wait_match(client, WAIT_MS, "1", "GET acme credit a"));
 
     /* in a key, a tenant, a kind, a permission, a command name */
-    expect("-ERR invalid key", "GET acme credit %b", "a\0b", (size_t)3);
-    expect("-ERR invalid key", "GET acme credit %b", "a\0", (size_t)2);
-    expect("-ERR invalid key", "GET acme credit %b", "\0", (size_t)1);
-    expect("-ERR invalid key", "MGET acme credit a %b", "a\0", (size_t)2);
-    expect("-ERR invalid key", "CREDIT acme %b", "a\0", (size_t)2);
-    expect("-ERR invalid key", "STATUS acme %b", "u\0", (size_t)2);
-    expect("-ERR invalid tenant", "GET %b credit a", "acme\0", (size_t)5);
-    expect("-ERR invalid tenant", "CREDIT %b a", "ac\0me", (size_t)5);
-    expect("-ERR unknown kind 'credit?'", "GET acme %b a", "credit\0", (size_t)7);
-    expect("-ERR invalid permission", "ROLECAN acme r %b", "crm\0.read", (size_t)9);
-    expect("-ERR unknown command 'GE?T'", "%b acme credit a", "GE\0T", (size_t)4);
+    harness_expect_match(client, "-ERR invalid key", "GET acme credit %b", "a\0b", (size_t)3);
+    harness_expect_match(client, "-ERR invalid key", "GET acme credit %b", "a\0", (size_t)2);
+    harness_expect_match(client, "-ERR invalid key", "GET acme credit %b", "\0", (size_t)1);
+    harness_expect_match(client, "-ERR invalid key", "MGET acme credit a %b", "a\0", (size_t)2);
+    harness_expect_match(client, "-ERR invalid key", "CREDIT acme %b", "a\0", (size_t)2);
+    harness_expect_match(client, "-ERR invalid key", "STATUS acme %b", "u\0", (size_t)2);
+    harness_expect_match(client, "-ERR invalid tenant", "GET %b credit a", "acme\0", (size_t)5);
+    harness_expect_match(client, "-ERR invalid tenant", "CREDIT %b a", "ac\0me", (size_t)5);
+    harness_expect_match(client, "-ERR unknown kind 'credit?'", "GET acme %b a", "credit\0",
+                         (size_t)7);
+    harness_expect_match(client, "-ERR invalid permission", "ROLECAN acme r %b", "crm\0.read",
+                         (size_t)9);
+    harness_expect_match(client, "-ERR unknown command 'GE?T'", "%b acme credit a", "GE\0T",
+                         (size_t)4);
     /* a name that does not parse is nil */
-    expect("(nil)", "GET %b", "cache:acme:credit:a\0", (size_t)20);
+    harness_expect_match(client, "(nil)", "GET %b", "cache:acme:credit:a\0", (size_t)20);
     /* binary-safe where bytes are data */
     redisReply *reply = redisCommand(client, "PING %b", "a\0b", (size_t)3);
     ck_assert_ptr_nonnull(reply);
@@ -372,7 +259,7 @@ START_TEST(test_nul_bytes)
     ck_assert_int_eq(memcmp(reply->str, "a\0b", 3), 0);
     freeReplyObject(reply);
     /* the same connection goes on, and the real key is intact */
-    expect("1", "GET acme credit a");
+    harness_expect_match(client, "1", "GET acme credit a");
     /* inline, the NUL inside an argument */
     raw_case("GET acme credit a\0b\r\nPING\r\n", 27, "-ERR invalid key\r\n+PONG\r\n", false);
     still_serving();
@@ -389,8 +276,8 @@ START_TEST(test_nul_bytes)
     static const char value_nul[] =
         "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"a\",\"value\":\"x\\u0000y\"}";
     expect_rejected(value_nul);
-    expect("1", "GET acme credit a");
-    ck_assert(log_contains("rejected message on 'tenantcached:invalidate'"));
+    harness_expect_match(client, "1", "GET acme credit a");
+    ck_assert(harness_log_contains(&h, "rejected message on 'tenantcached:invalidate'"));
 }
 END_TEST
 
@@ -401,15 +288,25 @@ START_TEST(test_invalid_utf8)
     start_daemon("");
     /* on the socket: a key is bytes (docs/reference.md §2 forbids only controls and
      * spaces); nothing cached can match one that is not UTF-8, so nil */
-    expect("(nil)", "GET acme credit %b", "\xff\xfe", (size_t)2);
-    expect("(nil)", "GET acme credit %b", "\xc0\xaf", (size_t)2);         /* overlong '/' */
-    expect("(nil)", "GET acme credit %b", "\xed\xa0\x80", (size_t)3);     /* a surrogate */
-    expect("(nil)", "GET acme credit %b", "a\xe2\x82", (size_t)3);        /* truncated */
-    expect("(nil)", "GET %b", "cache:acme:credit:\xff", (size_t)19);
-    expect("-ERR invalid tenant", "GET %b credit a", "\xc3\x28", (size_t)2);
-    expect("-ERR unknown kind '?" "?'", "GET acme %b a", "\xff\xfe", (size_t)2);
-    expect("-ERR invalid permission", "ROLECAN acme r %b", "crm.\xff", (size_t)5);
-    expect("-ERR unknown command '?" "?'", "%b", "\xff\xfe", (size_t)2);
+    harness_expect_match(client, "(nil)", "GET acme credit %b", "\xff\xfe", (size_t)2);
+    harness_expect_match(client, "(nil)", "GET acme credit %b", "\xc0\xaf",
+                         (size_t)2); /* overlong '/' */
+    harness_expect_match(client, "(nil)", "GET acme credit %b", "\xed\xa0\x80",
+                         (size_t)3); /* a surrogate */
+    harness_expect_match(client, "(nil)", "GET acme credit %b", "a\xe2\x82",
+                         (size_t)3); /* truncated */
+    harness_expect_match(client, "(nil)", "GET %b", "cache:acme:credit:\xff", (size_t)19);
+    harness_expect_match(client, "-ERR invalid tenant", "GET %b credit a", "\xc3\x28", (size_t)2);
+    harness_expect_match(client,
+                         "-ERR unknown kind '?"
+                         "?'",
+                         "GET acme %b a", "\xff\xfe", (size_t)2);
+    harness_expect_match(client, "-ERR invalid permission", "ROLECAN acme r %b", "crm.\xff",
+                         (size_t)5);
+    harness_expect_match(client,
+                         "-ERR unknown command '?"
+                         "?'",
+                         "%b", "\xff\xfe", (size_t)2);
     redisReply *reply = redisCommand(client, "PING %b", "\xff\xfe\xfd", (size_t)3);
     ck_assert_ptr_nonnull(reply);
     ck_assert_int_eq(reply->type, REDIS_REPLY_STRING);
@@ -417,8 +314,9 @@ START_TEST(test_invalid_utf8)
     ck_assert_int_eq(memcmp(reply->str, "\xff\xfe\xfd", 3), 0);
     freeReplyObject(reply);
     /* CR LF in an argument echoed in an error cannot break the reply framing */
-    expect("-ERR unknown kind 'x??+OK'", "GET acme %b a", "x\r\n+OK", (size_t)6);
-    expect("+PONG", "PING");
+    harness_expect_match(client, "-ERR unknown kind 'x??+OK'", "GET acme %b a", "x\r\n+OK",
+                         (size_t)6);
+    harness_expect_match(client, "+PONG", "PING");
     still_serving();
 
     /* on the channel: JSON text must be UTF-8 */
@@ -436,8 +334,11 @@ START_TEST(test_invalid_utf8)
         ck_assert_msg(c < 0x80, "the daemon log holds byte 0x%02x", c);
     fclose(file);
     /* valid UTF-8 beyond ASCII is fine, in keys and values */
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"cl\xc3\xa9\",\"value\":\"\xe2\x82\xac\"}");
-    ck_assert(wait_for(WAIT_MS, "\"\xe2\x82\xac\"", "GET acme config %b", "cl\xc3\xa9", (size_t)4));
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"cl\xc3\xa9\",\"value\":\"\xe2\x82\xac\"}");
+    ck_assert(harness_wait_match(client, WAIT_MS, "\"\xe2\x82\xac\"", "GET acme config %b",
+                                 "cl\xc3\xa9", (size_t)4));
     still_serving();
 }
 END_TEST
@@ -477,7 +378,7 @@ START_TEST(test_deep_json)
     free(deep);
     /* 1,000 levels is legal JSON: stored and served as it came */
     deep = nested(1000, "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"config\",\"key\":\"d\",\"value\":", "}");
-    publish(deep);
+    harness_publish_ok(&h, CHANNEL, deep);
     free(deep);
     char *value = nested(1000, "", "");
     redisReply *reply = NULL;
@@ -496,7 +397,7 @@ START_TEST(test_deep_json)
     ck_assert_int_eq(memcmp(reply->str, value, 2000), 0);
     freeReplyObject(reply);
     free(value);
-    ck_assert(log_contains("rejected message"));
+    ck_assert(harness_log_contains(&h, "rejected message"));
     still_serving();
 }
 END_TEST
@@ -516,7 +417,7 @@ START_TEST(test_huge_messages)
     memset(big + hlen, 'x', size - hlen - tlen);
     memcpy(big + size - tlen, tail, tlen + 1);
     expect_rejected_bin(CHANNEL, big, size);
-    ck_assert(log_contains("message too large (10485760 bytes, limit 1048576)"));
+    ck_assert(harness_log_contains(&h, "message too large (10485760 bytes, limit 1048576)"));
     /* the limit itself: 1 MB exactly is accepted, one byte more is not */
     size = 1024 * 1024 + 1;
     memcpy(big + size - tlen, tail, tlen + 1);
@@ -602,7 +503,7 @@ END_TEST
 START_TEST(test_lengths)
 {
     start_daemon("");
-    long long errors = info("protocol_errors");
+    long long errors = harness_info_int(client, "protocol_errors");
     static const struct {
         const char *request;
         const char *reply;
@@ -635,7 +536,7 @@ START_TEST(test_lengths)
         raw_case_text(cases[i].request, cases[i].reply, true);
         still_serving();
     }
-    ck_assert_int_eq(info("protocol_errors"), errors + (long long)n);
+    ck_assert_int_eq(harness_info_int(client, "protocol_errors"), errors + (long long)n);
 
     /* a length line that never ends, and an inline line that never ends */
     char *endless = malloc(70001);
@@ -650,13 +551,13 @@ START_TEST(test_lengths)
     raw_case_text(endless, "-ERR Protocol error: too big inline request\r\n", true);
     free(endless);
     still_serving();
-    ck_assert_int_eq(info("protocol_errors"), errors + (long long)n + 3);
+    ck_assert_int_eq(harness_info_int(client, "protocol_errors"), errors + (long long)n + 3);
 
     /* *-1 and *0 are skipped silently, as redis-server does; so are empty
      * inline lines */
     raw_case_text("*-1\r\n*0\r\n*-1\r\n\r\n*0\r\nPING\r\n*-1\r\n*1\r\n$4\r\nPING\r\n",
                   "+PONG\r\n+PONG\r\n", false);
-    ck_assert_int_eq(info("protocol_errors"), errors + (long long)n + 3);
+    ck_assert_int_eq(harness_info_int(client, "protocol_errors"), errors + (long long)n + 3);
     still_serving();
 }
 END_TEST
@@ -693,8 +594,8 @@ static void expect_big_ping(int fd, size_t size)
     ck_assert_ptr_nonnull(body);
     memset(body, 'b', size);
     memcpy(body + size, "\r\n", 2);
-    raw_send(fd, header, (size_t)n);
-    raw_send(fd, body, size + 2);
+    harness_raw_send(fd, header, (size_t)n);
+    harness_raw_send(fd, body, size + 2);
     char *reply = malloc(size + 64);
     ck_assert_ptr_nonnull(reply);
     n = snprintf(header, sizeof(header), "$%zu\r\n", size);
@@ -712,7 +613,7 @@ static void expect_big_ping(int fd, size_t size)
 START_TEST(test_large_requests)
 {
     start_daemon("");
-    int fd = raw_connect();
+    int fd = harness_raw_open(&h);
     /* max_request_bytes is 1 MB: anything up to it is served, in one
      * request and pipelined */
     expect_big_ping(fd, 100 * 1024);
@@ -756,8 +657,8 @@ START_TEST(test_large_requests)
     ck_assert_ptr_nonnull(body);
     memset(body, 'h', size);
     memcpy(body + size, "\r\n", 2);
-    raw_send(fd, header, (size_t)n);
-    raw_send(fd, body, size / 2);
+    harness_raw_send(fd, header, (size_t)n);
+    harness_raw_send(fd, body, size / 2);
     harness_sleep_ms(100);
     long long before = daemon_cpu_ticks();
     long ticks_per_second = sysconf(_SC_CLK_TCK);
@@ -767,7 +668,7 @@ START_TEST(test_large_requests)
                   "the daemon used %lld ms of CPU in 1 s while a request was half sent",
                   used * 1000 / ticks_per_second);
     still_serving();
-    raw_send(fd, body + size / 2, size - size / 2 + 2);
+    harness_raw_send(fd, body + size / 2, size - size / 2 + 2);
     char *echo = malloc(size + 64);
     ck_assert_ptr_nonnull(echo);
     bool closed;
@@ -779,7 +680,7 @@ START_TEST(test_large_requests)
     raw_case_text("*2\r\n$4\r\nPING\r\n$1048573\r\n", "-ERR Protocol error: request too large\r\n",
                   true);
     close(fd);
-    ck_assert_int_eq(info("protocol_errors"), 1);
+    ck_assert_int_eq(harness_info_int(client, "protocol_errors"), 1);
     still_serving();
 }
 END_TEST
@@ -789,7 +690,7 @@ END_TEST
 START_TEST(test_many_args)
 {
     start_daemon("");
-    long long errors = info("protocol_errors");
+    long long errors = harness_info_int(client, "protocol_errors");
     /* the count alone is refused, before any argument arrives */
     raw_case_text("*5000\r\n", "-ERR Protocol error: invalid multibulk length\r\n", true);
     raw_case_text("*1025\r\n", "-ERR Protocol error: invalid multibulk length\r\n", true);
@@ -838,7 +739,7 @@ START_TEST(test_many_args)
     memcpy(line + len, "\r\n", 3);
     raw_case_text(line, "-ERR Protocol error: too many arguments in inline request\r\n", true);
     free(line);
-    ck_assert_int_eq(info("protocol_errors"), errors + 4);
+    ck_assert_int_eq(harness_info_int(client, "protocol_errors"), errors + 4);
     still_serving();
 }
 END_TEST
@@ -848,26 +749,28 @@ END_TEST
 START_TEST(test_half_request)
 {
     start_daemon("");
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":4}");
-    ck_assert(wait_for(WAIT_MS, "4", "GET acme credit op"));
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":4}");
+    ck_assert(harness_wait_match(client, WAIT_MS, "4", "GET acme credit op"));
     const char *request = "*4\r\n$3\r\nGET\r\n$4\r\nacme\r\n$6\r\ncredit\r\n$2\r\nop\r\n";
     size_t half = 22; /* ends inside "acme" */
-    int hanging = raw_connect();
-    raw_send(hanging, request, half);
+    int hanging = harness_raw_open(&h);
+    harness_raw_send(hanging, request, half);
     /* 200 more, each declaring a bulk of a megabyte and sending one byte */
     enum { SLOW = 200 };
     int slow[SLOW];
     for (int i = 0; i < SLOW; i++) {
-        slow[i] = raw_connect();
+        slow[i] = harness_raw_open(&h);
         raw_send_text(slow[i], "*2\r\n$4\r\nPING\r\n$1000000\r\nx");
     }
     /* everyone else is served meanwhile */
     for (int i = 0; i < 20; i++) {
-        expect("4", "GET acme credit op");
+        harness_expect_match(client, "4", "GET acme credit op");
         still_serving();
         harness_sleep_ms(50);
     }
-    ck_assert_int_eq(info("connected_clients"), 2 + 1 + SLOW);
+    ck_assert_int_eq(harness_info_int(client, "connected_clients"), 2 + 1 + SLOW);
     /* without idle_timeout the half request just waits: the rest completes it */
     raw_send_text(hanging, request + half);
     char buffer[64];
@@ -878,11 +781,10 @@ START_TEST(test_half_request)
     for (int i = 0; i < SLOW; i++)
         close(slow[i]);
     ck_assert(harness_wait_info(client, WAIT_MS, "connected_clients", 2));
-    ck_assert_int_eq(info("protocol_errors"), 0);
+    ck_assert_int_eq(harness_info_int(client, "protocol_errors"), 0);
     still_serving();
 }
 END_TEST
-
 
 /* A reload that lowers max_args and max_request_bytes while a request is
  * half received: the request keeps the limits it began with (and the daemon
@@ -903,18 +805,18 @@ START_TEST(test_reload_mid_request)
     for (int i = SENT_FIRST; i < KEYS; i++)
         rest_len += (size_t)snprintf(rest + rest_len, sizeof(rest) - rest_len, "$6\r\nkey%03d\r\n",
                                      i);
-    int fd = raw_connect();
-    raw_send(fd, first, first_len);
+    int fd = harness_raw_open(&h);
+    harness_raw_send(fd, first, first_len);
     witness_ok();
     ck_assert_int_eq(harness_daemon_write_config(
                          &h, config_text(10000, "  max_args: 4\n  max_request_bytes: 64\n")),
                      0);
     ck_assert_int_eq(harness_daemon_signal(&h, SIGHUP), 0);
     long long deadline = harness_now_ms() + WAIT_MS;
-    while (!log_contains("configuration reloaded") && harness_now_ms() < deadline)
+    while (!harness_log_contains(&h, "configuration reloaded") && harness_now_ms() < deadline)
         harness_sleep_ms(20);
-    ck_assert(log_contains("configuration reloaded"));
-    raw_send(fd, rest, rest_len);
+    ck_assert(harness_log_contains(&h, "configuration reloaded"));
+    harness_raw_send(fd, rest, rest_len);
     /* one array of KEYS nils */
     char expected[2048];
     size_t expected_len = (size_t)snprintf(expected, sizeof(expected), "*%d\r\n", KEYS);
@@ -937,7 +839,6 @@ START_TEST(test_reload_mid_request)
 }
 END_TEST
 
-
 /* listen.max_buffer_memory bounds what all clients together make the daemon
  * hold: clients that each stall halfway through a large request are
  * dropped, the one holding the most first, and counted; everyone else is
@@ -951,7 +852,7 @@ START_TEST(test_buffer_memory_bound)
     memset(part, 'x', PART);
     int fds[HOLDERS];
     for (int i = 0; i < HOLDERS; i++) {
-        fds[i] = raw_connect();
+        fds[i] = harness_raw_open(&h);
         raw_send_text(fds[i], "*2\r\n$4\r\nPING\r\n$900000\r\n");
         if (!raw_send_lenient(fds[i], part, PART))
             continue; /* dropped already */
@@ -962,10 +863,11 @@ START_TEST(test_buffer_memory_bound)
      * stay */
     enum { FIT = 4 * 1024 * 1024 / PART };
     long long deadline = harness_now_ms() + WAIT_MS;
-    while (info("clients_dropped_memory") < HOLDERS - FIT && harness_now_ms() < deadline)
+    while (harness_info_int(client, "clients_dropped_memory") < HOLDERS - FIT &&
+           harness_now_ms() < deadline)
         harness_sleep_ms(20);
-    ck_assert_int_ge(info("clients_dropped_memory"), HOLDERS - FIT);
-    long long held = info("client_buffer_bytes");
+    ck_assert_int_ge(harness_info_int(client, "clients_dropped_memory"), HOLDERS - FIT);
+    long long held = harness_info_int(client, "client_buffer_bytes");
     ck_assert_msg(held <= 4 * 1024 * 1024, "client_buffer_bytes %lld", held);
     int closed = 0;
     for (int i = 0; i < HOLDERS; i++) {
@@ -974,11 +876,10 @@ START_TEST(test_buffer_memory_bound)
         close(fds[i]);
     }
     ck_assert_int_ge(closed, HOLDERS - FIT);
-    ck_assert_int_eq(info("clients_dropped_memory"), closed);
+    ck_assert_int_eq(harness_info_int(client, "clients_dropped_memory"), closed);
     still_serving();
 }
 END_TEST
-
 
 /* Past max_buffer_memory, the connection holding the most goes, whichever
  * query thread holds it; the smaller ones stay. */
@@ -989,18 +890,18 @@ START_TEST(test_buffer_memory_drops_the_largest)
     char *data = malloc(BIG);
     ck_assert_ptr_nonnull(data);
     memset(data, 'x', BIG);
-    int big = raw_connect();
+    int big = harness_raw_open(&h);
     raw_send_text(big, "*2\r\n$4\r\nPING\r\n$1000000\r\n");
-    raw_send(big, data, BIG);
+    harness_raw_send(big, data, BIG);
     long long deadline = harness_now_ms() + WAIT_MS;
-    while (info("client_buffer_bytes") < BIG && harness_now_ms() < deadline)
+    while (harness_info_int(client, "client_buffer_bytes") < BIG && harness_now_ms() < deadline)
         harness_sleep_ms(10);
-    ck_assert_int_ge(info("client_buffer_bytes"), BIG);
+    ck_assert_int_ge(harness_info_int(client, "client_buffer_bytes"), BIG);
     int smalls[SMALLS];
     for (int i = 0; i < SMALLS; i++) {
-        smalls[i] = raw_connect();
+        smalls[i] = harness_raw_open(&h);
         raw_send_text(smalls[i], "*2\r\n$4\r\nPING\r\n$1000000\r\n");
-        raw_send(smalls[i], data, SMALL);
+        harness_raw_send(smalls[i], data, SMALL);
     }
     free(data);
     /* 0.95 + 11 x 0.3 MB is over 4 MB; without the big one it is not */
@@ -1011,7 +912,7 @@ START_TEST(test_buffer_memory_drops_the_largest)
         close(smalls[i]);
     }
     close(big);
-    ck_assert_int_eq(info("clients_dropped_memory"), 1);
+    ck_assert_int_eq(harness_info_int(client, "clients_dropped_memory"), 1);
     still_serving();
 }
 END_TEST
@@ -1019,14 +920,14 @@ END_TEST
 START_TEST(test_half_request_idle_timeout)
 {
     start_daemon("  idle_timeout: 500ms\n");
-    int hanging = raw_connect();
+    int hanging = harness_raw_open(&h);
     raw_send_text(hanging, "*4\r\n$3\r\nGET\r\n$4\r\nac");
     long long sent = harness_now_ms();
     /* others are served, and stay connected while they are active */
     bool dropped = false;
     long long took = 0;
     while (!dropped && harness_now_ms() - sent < 3000) {
-        expect("+PONG", "PING");
+        harness_expect_match(client, "+PONG", "PING");
         still_serving();
         char buffer[64];
         bool closed;
@@ -1037,8 +938,8 @@ START_TEST(test_half_request_idle_timeout)
     ck_assert_msg(dropped, "the half request was not dropped (idle_timeout 500ms)");
     ck_assert_msg(took >= 400 && took <= 1500, "dropped after %lld ms (idle_timeout 500ms)", took);
     close(hanging);
-    expect("+PONG", "PING");
-    ck_assert_int_ge(info("clients_dropped_idle"), 1);
+    harness_expect_match(client, "+PONG", "PING");
+    ck_assert_int_ge(harness_info_int(client, "clients_dropped_idle"), 1);
     ck_assert(harness_wait_info(client, WAIT_MS, "connected_clients", 2));
     still_serving();
 }
@@ -1063,7 +964,7 @@ static rlim_t raise_fd_limit(void)
 static void open_many(int *fds, int count, int *served, int *refused)
 {
     for (int i = 0; i < count; i++) {
-        fds[i] = raw_connect();
+        fds[i] = harness_raw_open(&h);
         /* a refused one may be closed already: its error is still readable */
         ssize_t sent = write(fds[i], "PING\r\n", 6);
         ck_assert_msg(sent == 6 || (sent < 0 && (errno == EPIPE || errno == ECONNRESET)),
@@ -1096,7 +997,7 @@ START_TEST(test_5000_connections)
     rlim_t limit = raise_fd_limit();
     ck_assert_msg(limit >= COUNT + 100, "the fd hard limit is %llu", (unsigned long long)limit);
     start_daemon("");
-    long long baseline = info("connected_clients");
+    long long baseline = harness_info_int(client, "connected_clients");
     ck_assert_int_eq(baseline, 2);
     int *fds = calloc(COUNT, sizeof(int));
     ck_assert_ptr_nonnull(fds);
@@ -1106,21 +1007,21 @@ START_TEST(test_5000_connections)
     fprintf(stderr, "5000 connections: %d served, %d refused in %lld ms\n", served, refused,
             harness_now_ms() - started);
     ck_assert_int_eq(served, COUNT);
-    ck_assert_int_eq(info("connected_clients"), baseline + COUNT);
+    ck_assert_int_eq(harness_info_int(client, "connected_clients"), baseline + COUNT);
     still_serving();
     for (int i = 0; i < COUNT; i++)
         close(fds[i]);
     ck_assert(harness_wait_info(client, WAIT_MS, "connected_clients", baseline));
-    ck_assert_int_eq(info("rejected_connections"), 0);
+    ck_assert_int_eq(harness_info_int(client, "rejected_connections"), 0);
 
     /* the same with max_clients 1000 (a reload applies it at once): the
      * surplus hears why, and is closed */
     ck_assert_int_eq(harness_daemon_write_config(&h, config_text(1000, "")), 0);
     ck_assert_int_eq(harness_daemon_signal(&h, SIGHUP), 0);
     long long deadline = harness_now_ms() + WAIT_MS;
-    while (!log_contains("configuration reloaded") && harness_now_ms() < deadline)
+    while (!harness_log_contains(&h, "configuration reloaded") && harness_now_ms() < deadline)
         harness_sleep_ms(20);
-    ck_assert(log_contains("configuration reloaded"));
+    ck_assert(harness_log_contains(&h, "configuration reloaded"));
     redisReply *reply = redisCommand(client, "INFO clients");
     ck_assert_ptr_nonnull(reply);
     ck_assert_msg(strstr(reply->str, "max_clients:1000\r\n") != NULL, "%s", reply->str);
@@ -1130,7 +1031,7 @@ START_TEST(test_5000_connections)
             refused);
     ck_assert_int_eq(served, 1000 - (int)baseline);
     ck_assert_int_eq(refused, 3000 - served);
-    ck_assert_int_eq(info("rejected_connections"), refused);
+    ck_assert_int_eq(harness_info_int(client, "rejected_connections"), refused);
     witness_ok(); /* (a new connection would be refused now) */
     for (int i = 0; i < 3000; i++)
         close(fds[i]);
@@ -1157,7 +1058,7 @@ START_TEST(test_out_of_fds)
     int fds[COUNT];
     int served = 0, refused = 0;
     for (int i = 0; i < COUNT; i++) {
-        fds[i] = raw_connect();
+        fds[i] = harness_raw_open(&h);
         ssize_t sent = write(fds[i], "PING\r\n", 6);
         ck_assert_msg(sent == 6 || (sent < 0 && (errno == EPIPE || errno == ECONNRESET)),
                       "write: %s", strerror(errno));
@@ -1201,7 +1102,7 @@ START_TEST(test_out_of_fds)
         close(fds[i]);
     ck_assert(harness_wait_info(client, WAIT_MS, "connected_clients", 2));
     still_serving();
-    ck_assert(log_contains("accept: Too many open files"));
+    ck_assert(harness_log_contains(&h, "accept: Too many open files"));
 }
 END_TEST
 
@@ -1228,7 +1129,7 @@ START_TEST(test_disconnect_mid_reply)
                                     i > first ? "," : "", i, pad);
         batch[len++] = ']';
         batch[len] = '\0';
-        publish(batch);
+        harness_publish_ok(&h, CHANNEL, batch);
     }
     free(batch);
     ck_assert(harness_wait_info(client, WAIT_MS, "entries", KEYS));
@@ -1249,17 +1150,17 @@ START_TEST(test_disconnect_mid_reply)
     ck_assert_int_eq(reply->type, REDIS_REPLY_ARRAY);
     ck_assert_int_eq(reply->element[1]->type, REDIS_REPLY_STRING);
     freeReplyObject(reply);
-    long long rss_before = info("used_memory_rss");
+    long long rss_before = harness_info_int(client, "used_memory_rss");
 
     static const char *const others[] = {"INFO all\r\n", "HEALTH\r\n", "TENANT big\r\n"};
     for (int round = 0; round < 300; round++) {
-        int fd = raw_connect();
+        int fd = harness_raw_open(&h);
         if (round % 3 == 0) {
             /* pipelined: ~20 MB of replies asked for, then gone */
             for (int i = 0; i < 20 && raw_send_lenient(fd, request, len); i++) {
             }
         } else if (round % 3 == 1) {
-            raw_send(fd, request, len);
+            harness_raw_send(fd, request, len);
             char buffer[1024];
             bool closed;
             harness_raw_read(fd, buffer, 100, 1000, &closed); /* the start of the reply only */
@@ -1267,7 +1168,7 @@ START_TEST(test_disconnect_mid_reply)
             struct linger abort_close = {.l_onoff = 1, .l_linger = 0};
             setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_close, sizeof(abort_close));
         } else {
-            raw_send(fd, request, len);
+            harness_raw_send(fd, request, len);
             raw_send_text(fd, others[round % 3 == 2 ? (round / 3) % 3 : 0]);
         }
         close(fd);
@@ -1276,7 +1177,7 @@ START_TEST(test_disconnect_mid_reply)
     }
     still_serving();
     ck_assert(harness_wait_info(client, WAIT_MS, "connected_clients", 2));
-    long long rss_after = info("used_memory_rss");
+    long long rss_after = harness_info_int(client, "used_memory_rss");
     fprintf(stderr, "disconnect mid-reply: rss %lld -> %lld\n", rss_before, rss_after);
     /* replies of closed clients are freed, not kept: allocator slack only
      * (not measured under AddressSanitizer, which keeps freed memory in
@@ -1286,7 +1187,7 @@ START_TEST(test_disconnect_mid_reply)
     if (tool == NULL || (strcmp(tool, "address") != 0 && strcmp(tool, "thread") != 0))
         ck_assert_msg(rss_after < rss_before + 64 * 1024 * 1024, "rss grew from %lld to %lld",
                       rss_before, rss_after);
-    ck_assert_int_eq(info("entries"), KEYS);
+    ck_assert_int_eq(harness_info_int(client, "entries"), KEYS);
     reply = redisCommand(client, "MGET big profile k0 k999");
     ck_assert_ptr_nonnull(reply);
     ck_assert_uint_eq(reply->elements, 2);

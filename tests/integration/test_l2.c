@@ -105,27 +105,6 @@ static void start(void)
     ck_assert_ptr_nonnull(t.l2);
 }
 
-static void pump_slice(int ms)
-{
-    struct timeval tv = {.tv_sec = 0, .tv_usec = ms * 1000};
-    event_base_loopexit(t.base, &tv);
-    event_base_dispatch(t.base);
-}
-
-/* Runs the loop until cond(arg) holds or timeout_ms passes; returns cond(arg). */
-static bool pump_until(int timeout_ms, bool (*cond)(int), int arg)
-{
-    long long deadline = harness_now_ms() + timeout_ms;
-    while (!(cond != NULL && cond(arg)) && harness_now_ms() < deadline)
-        pump_slice(5);
-    return cond != NULL && cond(arg);
-}
-
-static void pump_for(int ms)
-{
-    pump_until(ms, NULL, 0);
-}
-
 static bool is_ready(int unused)
 {
     (void)unused;
@@ -189,7 +168,7 @@ static struct answer *get_wait(int slot, const char *key, size_t key_len, uint64
     get(slot, key, key_len, timeout_ms);
     long long deadline = harness_now_ms() + (long long)timeout_ms + 5000;
     while (t.answers[slot].calls == before && harness_now_ms() < deadline)
-        pump_slice(5);
+        harness_pump_for(t.base, 5);
     ck_assert_int_eq(t.answers[slot].calls, before + 1);
     return &t.answers[slot];
 }
@@ -263,7 +242,7 @@ START_TEST(test_get)
 
     start();
     ck_assert(!l2_ready(t.l2)); /* nothing happens before the loop runs */
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
 
     /* found, with the exact bytes */
     expect_found(get_wait(0, "cache:acme:profile:1", 20, 2000), binary, sizeof(binary) - 1);
@@ -281,8 +260,8 @@ START_TEST(test_get)
     /* many in flight at once, each answered once, in any order */
     for (int i = 10; i < 40; i++)
         get(i, i % 2 ? "big" : "nope", i % 2 ? 3 : 4, 2000);
-    ck_assert(pump_until(5000, answered_at_least, 7 + 30));
-    pump_for(50);
+    ck_assert(harness_pump_until(t.base, 5000, answered_at_least, 7 + 30));
+    harness_pump_for(t.base, 50);
     for (int i = 10; i < 40; i++) {
         ck_assert_int_eq(t.answers[i].calls, 1);
         if (i % 2)
@@ -301,7 +280,7 @@ START_TEST(test_set)
     redisContext *c = redis();
     start();
     l2_set(t.l2, "early", 5, "x", 1, 60, false); /* not ready yet: skipped */
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
 
     static const char value[] = "{\"v\":1}\0tail";
     l2_set(t.l2, "k\0ey", 4, value, sizeof(value) - 1, 100, false);
@@ -353,7 +332,7 @@ START_TEST(test_db)
 
     use_config("  db: 3\n");
     start();
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
     expect_found(get_wait(0, "k", 1, 2000), "in db 3", 7);
     expect_found(get_wait(1, "only3", 5, 2000), "three", 5);
     l2_set(t.l2, "written", 7, "w", 1, 60, false);
@@ -371,20 +350,20 @@ START_TEST(test_db)
     use_config("");
     l2_reconfigure(t.l2, t.config);
     ck_assert(!l2_ready(t.l2)); /* the drop is pending: fills skip L2 at once */
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
     expect_found(get_wait(3, "k", 1, 2000), "in db 0", 7);
     ck_assert_int_eq(get_wait(4, "only3", 5, 2000)->status, L2_MISSING);
 
     /* a reload that changes nothing keeps the connection */
     l2_reconfigure(t.l2, t.config);
     ck_assert(l2_ready(t.l2));
-    pump_for(50);
+    harness_pump_for(t.base, 50);
     ck_assert(l2_ready(t.l2));
 
     /* a db redis does not have: SELECT refused, never ready */
     use_config("  db: 999\n");
     l2_reconfigure(t.l2, t.config);
-    pump_for(500);
+    harness_pump_for(t.base, 500);
     ck_assert(!l2_ready(t.l2));
     ck_assert_int_eq(get_wait(5, "k", 1, 2000)->status, L2_FAILED);
     redisFree(c);
@@ -403,7 +382,7 @@ START_TEST(test_auth)
     redis_run(c, "SELECT 2");
     redis_run(c, "SET %s %s", "k", "v2");
     start();
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
     expect_found(get_wait(0, "k", 1, 2000), "v2", 2);
     l2_destroy(t.l2);
     t.l2 = NULL;
@@ -411,7 +390,7 @@ START_TEST(test_auth)
     /* with a username (AUTH user pass) */
     use_config("  username: default\n  password: \"s3cret pass\"\n");
     start();
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
     expect_found(get_wait(1, "k", 1, 2000), "v", 1);
     l2_destroy(t.l2);
     t.l2 = NULL;
@@ -419,7 +398,7 @@ START_TEST(test_auth)
     /* a wrong password: never ready, GETs fail at once */
     use_config("  password: wrong\n");
     start();
-    pump_for(500);
+    harness_pump_for(t.base, 500);
     ck_assert(!l2_ready(t.l2));
     long long before = harness_now_ms();
     ck_assert_int_eq(get_wait(2, "k", 1, 10000)->status, L2_FAILED);
@@ -428,13 +407,13 @@ START_TEST(test_auth)
     /* and no password at all: the PING of the handshake gets NOAUTH */
     use_config("");
     l2_reconfigure(t.l2, t.config);
-    pump_for(300);
+    harness_pump_for(t.base, 300);
     ck_assert(!l2_ready(t.l2));
 
     /* a reload with the right one connects */
     use_config("  password: \"s3cret pass\"\n");
     l2_reconfigure(t.l2, t.config);
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
     expect_found(get_wait(3, "k", 1, 2000), "v", 1);
     redisFree(c);
 }
@@ -447,10 +426,10 @@ START_TEST(test_redis_down_at_start)
     long long before = harness_now_ms();
     get(0, "k", 1, 10000);
     ck_assert_int_eq(t.answers[0].calls, 0);
-    ck_assert(pump_until(5000, answered_at_least, 1));
+    ck_assert(harness_pump_until(t.base, 5000, answered_at_least, 1));
     ck_assert_int_eq(t.answers[0].status, L2_FAILED);
     ck_assert_int_lt(t.answers[0].at_ms - before, FAST_MS);
-    pump_for(300); /* failed retries */
+    harness_pump_for(t.base, 300); /* failed retries */
     ck_assert(!l2_ready(t.l2));
     before = harness_now_ms();
     ck_assert_int_eq(get_wait(1, "k", 1, 10000)->status, L2_FAILED);
@@ -458,7 +437,7 @@ START_TEST(test_redis_down_at_start)
     l2_set(t.l2, "k", 1, "v", 1, 10, false); /* skipped */
 
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
     ck_assert_int_eq(get_wait(2, "k", 1, 2000)->status, L2_MISSING);
     l2_set(t.l2, "k", 1, "v", 1, 10, false);
     expect_found(get_wait(3, "k", 1, 2000), "v", 1);
@@ -472,44 +451,44 @@ START_TEST(test_paused_redis)
     redisContext *c = redis();
     redis_run(c, "SET %s %s", "k", "v");
     start();
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
 
     ck_assert_int_eq(harness_redis_pause(&t.h), 0);
     long long before = harness_now_ms();
     get(0, "k", 1, 200);
     get(1, "k", 1, 10000);
-    ck_assert(pump_until(5000, answered_at_least, 1));
+    ck_assert(harness_pump_until(t.base, 5000, answered_at_least, 1));
     ck_assert_int_eq(t.answers[0].calls, 1);
     ck_assert_int_eq(t.answers[0].status, L2_FAILED);
     long long took = t.answers[0].at_ms - before;
     ck_assert_msg(took >= 190 && took < 200 + FAST_MS, "answered after %lld ms", took);
     /* nothing arrived since the GET was sent: the connection is dropped, and
      * the other GET answered at once rather than after its 5 s */
-    ck_assert(pump_until(5000, answered_at_least, 2));
+    ck_assert(harness_pump_until(t.base, 5000, answered_at_least, 2));
     ck_assert_int_eq(t.answers[1].status, L2_FAILED);
     ck_assert_int_lt(t.answers[1].at_ms - before, 200 + FAST_MS);
     ck_assert(!l2_ready(t.l2));
     /* while redis stays paused, attempts time out in the PING; fills skip L2 */
-    pump_for(800);
+    harness_pump_for(t.base, 800);
     ck_assert(!l2_ready(t.l2));
     before = harness_now_ms();
     ck_assert_int_eq(get_wait(2, "k", 1, 10000)->status, L2_FAILED);
     ck_assert_int_lt(t.answers[2].at_ms - before, FAST_MS);
 
     ck_assert_int_eq(harness_redis_resume(&t.h), 0);
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
     expect_found(get_wait(3, "k", 1, 2000), "v", 1);
-    pump_for(100);
+    harness_pump_for(t.base, 100);
     for (int i = 0; i < 4; i++)
         ck_assert_int_eq(t.answers[i].calls, 1);
 
     /* a short pause within the timeout: nothing fails */
     ck_assert_int_eq(harness_redis_pause(&t.h), 0);
     get(4, "k", 1, 3000);
-    pump_for(200);
+    harness_pump_for(t.base, 200);
     ck_assert_int_eq(t.answers[4].calls, 0);
     ck_assert_int_eq(harness_redis_resume(&t.h), 0);
-    ck_assert(pump_until(3000, answered_at_least, 5));
+    ck_assert(harness_pump_until(t.base, 3000, answered_at_least, 5));
     expect_found(&t.answers[4], "v", 1);
     ck_assert(l2_ready(t.l2));
     redisFree(c);
@@ -524,19 +503,19 @@ START_TEST(test_late_reply_after_timeout)
     redisContext *c = redis();
     redis_run(c, "SET %s %s", "k", "v");
     start();
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
     ck_assert_int_eq(harness_redis_pause(&t.h), 0);
     get(0, "k", 1, 50);
     get(1, "k", 1, 5000);
-    ck_assert(pump_until(3000, answered_at_least, 1));
+    ck_assert(harness_pump_until(t.base, 3000, answered_at_least, 1));
     ck_assert_int_eq(t.answers[0].status, L2_FAILED);
-    pump_for(100);
+    harness_pump_for(t.base, 100);
     ck_assert(l2_ready(t.l2));
     ck_assert_int_eq(t.answers[1].calls, 0);
     ck_assert_int_eq(harness_redis_resume(&t.h), 0);
-    ck_assert(pump_until(3000, answered_at_least, 2));
+    ck_assert(harness_pump_until(t.base, 3000, answered_at_least, 2));
     expect_found(&t.answers[1], "v", 1);
-    pump_for(50);
+    harness_pump_for(t.base, 50);
     ck_assert_int_eq(t.answers[0].calls, 1); /* its late reply did not answer again */
     ck_assert_int_eq(t.answers[0].status, L2_FAILED);
     ck_assert(l2_ready(t.l2));
@@ -545,8 +524,8 @@ START_TEST(test_late_reply_after_timeout)
     /* a timeout of 0 is answered from the loop, once */
     get(3, "k", 1, 0);
     ck_assert_int_eq(t.answers[3].calls, 0);
-    ck_assert(pump_until(3000, answered_at_least, 4));
-    pump_for(50);
+    ck_assert(harness_pump_until(t.base, 3000, answered_at_least, 4));
+    harness_pump_for(t.base, 50);
     ck_assert_int_eq(t.answers[3].calls, 1);
     ck_assert(l2_ready(t.l2));
     redisFree(c);
@@ -557,36 +536,36 @@ START_TEST(test_kill_mid_flight)
 {
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
     start();
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
 
     /* paused so that the GETs are surely in flight when redis dies */
     ck_assert_int_eq(harness_redis_pause(&t.h), 0);
     long long before = harness_now_ms();
     for (int i = 0; i < 5; i++)
         get(i, "k", 1, 10000);
-    pump_for(50);
+    harness_pump_for(t.base, 50);
     ck_assert_int_eq(t.answered, 0);
     ck_assert_int_eq(harness_redis_stop(&t.h, SIGKILL), 0);
-    ck_assert(pump_until(5000, answered_at_least, 5));
+    ck_assert(harness_pump_until(t.base, 5000, answered_at_least, 5));
     for (int i = 0; i < 5; i++) {
         ck_assert_int_eq(t.answers[i].calls, 1);
         ck_assert_int_eq(t.answers[i].status, L2_FAILED);
         ck_assert_int_lt(t.answers[i].at_ms - before, 5000);
     }
     ck_assert(!l2_ready(t.l2));
-    pump_for(300);
+    harness_pump_for(t.base, 300);
     ck_assert_int_eq(get_wait(5, "k", 1, 5000)->status, L2_FAILED);
 
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
     l2_set(t.l2, "k", 1, "back", 4, 60, false);
     expect_found(get_wait(6, "k", 1, 2000), "back", 4);
 
     /* and once more, killed while idle */
     ck_assert_int_eq(harness_redis_stop(&t.h, SIGKILL), 0);
-    ck_assert(pump_until(5000, is_not_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_not_ready, 0));
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
     ck_assert_int_eq(get_wait(7, "k", 1, 2000)->status, L2_MISSING); /* no persistence */
     ck_assert_int_eq(t.answered, 8);
 }
@@ -596,11 +575,11 @@ START_TEST(test_destroy_with_pending)
 {
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
     start();
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
     ck_assert_int_eq(harness_redis_pause(&t.h), 0);
     for (int i = 0; i < 4; i++)
         get(i, "k", 1, 10000);
-    pump_for(30);
+    harness_pump_for(t.base, 30);
     ck_assert_int_eq(t.answered, 0);
     l2_destroy(t.l2);
     t.l2 = NULL;
@@ -610,7 +589,7 @@ START_TEST(test_destroy_with_pending)
         ck_assert_int_eq(t.answers[i].status, L2_FAILED);
     }
     ck_assert_int_eq(harness_redis_resume(&t.h), 0);
-    pump_for(100); /* nothing of it is left on the loop */
+    harness_pump_for(t.base, 100); /* nothing of it is left on the loop */
     ck_assert_int_eq(t.answered, 4);
 
     /* with GETs waiting for their deferred failure (not ready), and one
@@ -626,23 +605,23 @@ START_TEST(test_destroy_with_pending)
     ck_assert_int_eq(t.answers[5].status, L2_FAILED);
 
     start();
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
     ck_assert_int_eq(harness_redis_pause(&t.h), 0);
     get(6, "k", 1, 50);
     get(7, "k", 1, 10000);
-    ck_assert(pump_until(2000, answered_at_least, 7));
+    ck_assert(harness_pump_until(t.base, 2000, answered_at_least, 7));
     l2_destroy(t.l2);
     t.l2 = NULL;
     ck_assert_int_eq(t.answered, 8);
     ck_assert_int_eq(harness_redis_resume(&t.h), 0);
-    pump_for(100);
+    harness_pump_for(t.base, 100);
     ck_assert_int_eq(t.answered, 8);
 
     /* destroyed before the loop ever ran */
     start();
     l2_destroy(t.l2);
     t.l2 = NULL;
-    pump_for(50);
+    harness_pump_for(t.base, 50);
 }
 END_TEST
 
@@ -652,12 +631,12 @@ START_TEST(test_reentrant_done)
     redisContext *c = redis();
     redis_run(c, "SET %s %s", "chained", "c");
     start();
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
 
     /* done sends the next GET from inside a reply callback */
     t.chain_left = 3;
     get(0, "chained", 7, 2000);
-    ck_assert(pump_until(5000, answered_at_least, 4));
+    ck_assert(harness_pump_until(t.base, 5000, answered_at_least, 4));
     for (int i = 0; i < 4; i++)
         expect_found(&t.answers[i], "c", 1);
 
@@ -666,41 +645,41 @@ START_TEST(test_reentrant_done)
     get(10, "chained", 7, 2000);
     get(11, "chained", 7, 2000);
     get(12, "nothing", 7, 2000);
-    ck_assert(pump_until(5000, answered_at_least, 7));
+    ck_assert(harness_pump_until(t.base, 5000, answered_at_least, 7));
     ck_assert_ptr_null(t.l2);
     expect_found(&t.answers[10], "c", 1);
     ck_assert_int_eq(t.answers[11].calls, 1);
     ck_assert_int_eq(t.answers[12].calls, 1);
-    pump_for(100);
+    harness_pump_for(t.base, 100);
     ck_assert_int_eq(t.answered, 7);
 
     /* done destroys l2 from inside a timeout */
     start();
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
     ck_assert_int_eq(harness_redis_pause(&t.h), 0);
     t.destroy_from_done = true;
     get(20, "chained", 7, 50);
     get(21, "chained", 7, 5000);
-    ck_assert(pump_until(3000, answered_at_least, 9));
+    ck_assert(harness_pump_until(t.base, 3000, answered_at_least, 9));
     ck_assert_ptr_null(t.l2);
     ck_assert_int_eq(t.answers[20].status, L2_FAILED);
     ck_assert_int_eq(t.answers[21].status, L2_FAILED);
     ck_assert_int_eq(harness_redis_resume(&t.h), 0);
-    pump_for(100);
+    harness_pump_for(t.base, 100);
     ck_assert_int_eq(t.answered, 9);
 
     /* done destroys l2 while a connection loss answers the GETs */
     start();
-    ck_assert(pump_until(5000, is_ready, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
     ck_assert_int_eq(harness_redis_pause(&t.h), 0);
     t.destroy_from_done = true;
     get(30, "chained", 7, 5000);
     get(31, "chained", 7, 5000);
-    pump_for(30);
+    harness_pump_for(t.base, 30);
     ck_assert_int_eq(harness_redis_stop(&t.h, SIGKILL), 0);
-    ck_assert(pump_until(3000, answered_at_least, 11));
+    ck_assert(harness_pump_until(t.base, 3000, answered_at_least, 11));
     ck_assert_ptr_null(t.l2);
-    pump_for(100);
+    harness_pump_for(t.base, 100);
     ck_assert_int_eq(t.answered, 11);
     redisFree(c);
 }

@@ -898,19 +898,6 @@ END_TEST
 
 /* ---- /metrics ----------------------------------------------------------- */
 
-/* A TCP port on 127.0.0.1 that was free a moment ago. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&address, sizeof(address)), 0);
-    socklen_t len = sizeof(address);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&address, &len), 0);
-    close(fd);
-    return ntohs(address.sin_port);
-}
-
 /* GET path from 127.0.0.1:port over HTTP/1.0. Returns the whole response
  * (malloc'ed) and the status code in *status; NULL (status -1) when the
  * connection is refused. */
@@ -1103,7 +1090,7 @@ static long long info_field(const char *info, const char *field)
  * consistent histogram, answers 404 elsewhere, and follows reloads. */
 START_TEST(test_metrics)
 {
-    int port = free_port();
+    int port = harness_free_port();
     char extra[128];
     snprintf(extra, sizeof(extra), "metrics:\n  listen: 127.0.0.1:%d\n", port);
     char *text = config_text("info", "16mb", extra);
@@ -1203,7 +1190,7 @@ START_TEST(test_metrics)
     free(response);
 
     /* A reload moves the listener, then turns it off. */
-    int moved = free_port();
+    int moved = harness_free_port();
     ck_assert_int_ne(moved, port);
     snprintf(extra, sizeof(extra), "metrics:\n  listen: 127.0.0.1:%d\n", moved);
     text = config_text("info", "16mb", extra);

@@ -88,10 +88,7 @@ static void teardown(void)
  * subscription and connects `client`. */
 static void start_daemon(const char *tmpl)
 {
-    ck_assert_int_eq(harness_daemon_start(&h, tmpl), 0);
-    ck_assert(harness_wait_subscribed(&h, WAIT_MS));
-    client = harness_connect(&h);
-    ck_assert_ptr_nonnull(client);
+    client = harness_start_subscribed(&h, tmpl, WAIT_MS);
 }
 
 static void start_default(void)
@@ -101,76 +98,25 @@ static void start_default(void)
 
 /* ---- publishing ---- */
 
-static void publish(const char *payload)
-{
-    ck_assert_int_ge(harness_publish(&h, CHANNEL, payload), 1);
-}
-
-static void set_value(const char *tenant, const char *kind, const char *key, const char *json)
-{
-    size_t size = strlen(json) + 256;
-    char *payload = malloc(size);
-    ck_assert_ptr_nonnull(payload);
-    snprintf(payload, size,
-             "{\"op\":\"set\",\"tenant\":\"%s\",\"kind\":\"%s\",\"key\":\"%s\",\"value\":%s}",
-             tenant, kind, key, json);
-    publish(payload);
-    free(payload);
-}
-
 static void del_value(const char *tenant, const char *kind, const char *key)
 {
     char payload[256];
     snprintf(payload, sizeof(payload),
              "{\"op\":\"del\",\"tenant\":\"%s\",\"kind\":\"%s\",\"key\":\"%s\"}", tenant, kind, key);
-    publish(payload);
+    harness_publish_ok(&h, CHANNEL, payload);
 }
 
-/* Publishes a marker and waits until it is visible: every message published
- * before it has then been applied (one publisher connection, in order). The
- * marker lives in tenant "sync", so the other tenants' figures are untouched. */
-static void sync_stream_on(redisContext *c)
-{
-    static int marker;
-    char key[32];
-    snprintf(key, sizeof(key), "m%d", ++marker);
-    set_value("sync", "config", key, "1");
-    /* longer behind a busy daemon under make valgrind (the thread stress test) */
-    int wait_ms = getenv("TENANTCACHED_SANITIZER") != NULL ? 10 * WAIT_MS : WAIT_MS;
-    ck_assert(harness_wait_reply(c, wait_ms, "1", "GET sync config %s", key));
-}
-
+/* Every message published so far has been applied (see harness_sync_stream). */
 static void sync_stream(void)
 {
-    sync_stream_on(client);
+    /* longer behind a busy daemon under make valgrind (the thread stress test) */
+    int wait_ms = getenv("TENANTCACHED_SANITIZER") != NULL ? 10 * WAIT_MS : WAIT_MS;
+    harness_sync_stream(&h, client, CHANNEL, "config", "1", wait_ms);
 }
 
 /* ---- replies ---- */
 
-/* Sends the command and asserts that its description is `expected`; an
- * expected text ending in '*' is a prefix. */
-__attribute__((format(printf, 3, 4)))
-static void expect_on(redisContext *c, const char *expected, const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    redisReply *reply = redisvCommand(c, fmt, args);
-    va_end(args);
-    char got[8192];
-    harness_describe_reply(reply, got, sizeof(got));
-    if (reply != NULL)
-        freeReplyObject(reply);
-    size_t n = strlen(expected);
-    bool prefix = n > 0 && expected[n - 1] == '*';
-    bool match = prefix ? strncmp(got, expected, n - 1) == 0 : strcmp(got, expected) == 0;
-    char command[256];
-    va_start(args, fmt);
-    vsnprintf(command, sizeof(command), fmt, args);
-    va_end(args);
-    ck_assert_msg(match, "%s: expected '%s', got '%s'", command, expected, got);
-}
-
-#define expect(...) expect_on(client, __VA_ARGS__)
+#define expect(...) harness_expect_match(client, __VA_ARGS__)
 
 static redisReply *command_on(redisContext *c, const char *fmt, ...)
 {
@@ -199,28 +145,6 @@ static long long text_field(const char *text, const char *field)
 
 /* ---- raw sockets ---- */
 
-static int raw_connect(void)
-{
-    int fd = harness_raw_connect(&h);
-    ck_assert_msg(fd >= 0, "connect to the daemon: %s", strerror(errno));
-    return fd;
-}
-
-
-/* Sends all of data; on failure, reports what the daemon said before it hung up. */
-static void raw_send(int fd, const char *data, size_t len)
-{
-    ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-    if (n != (ssize_t)len) {
-        int error = errno;
-        char reply[512];
-        bool closed;
-        harness_raw_read(fd, reply, sizeof(reply) - 1, 1000, &closed);
-        ck_abort_msg("send: %zd (%s); the daemon said '%s'%s", n, strerror(error), reply,
-                     closed ? " and closed" : "");
-    }
-}
-
 /* Reads and discards until EOF or timeout. Returns true on EOF. */
 static bool raw_drain_until_closed(int fd, int timeout_ms)
 {
@@ -241,7 +165,7 @@ static void raw_expect_pong(int fd)
 {
     char buffer[64];
     bool closed;
-    raw_send(fd, "PING\r\n", 6);
+    harness_raw_send(fd, "PING\r\n", 6);
     harness_raw_read(fd, buffer, 7, WAIT_MS, &closed);
     ck_assert_str_eq(buffer, "+PONG\r\n");
 }
@@ -350,17 +274,18 @@ static void expect_as_nobody(const char *const *commands, const char *const *exp
 START_TEST(test_credit)
 {
     start_default();
-    set_value("acme", "credit", "half", "3.5");
-    set_value("acme", "credit", "twelve", "12");
-    set_value("acme", "credit", "tenth", "0.1");
-    set_value("acme", "credit", "obj", "{\"cost\":12}");
-    set_value("acme", "credit", "objtenth", "{\"cost\":0.1,\"currency\":\"EUR\"}");
-    set_value("acme", "credit", "real12", "12.0");
-    set_value("acme", "credit", "zero", "0");
-    set_value("acme", "credit", "exp", "1e3");
-    set_value("acme", "credit", "twenty", "{\"cost\":20}");
-    set_value("acme", "credit", "exact", "0.30000000000000004");
-    set_value("acme", "credit", "eighths", "1234567.125");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "half", "3.5");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "twelve", "12");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "tenth", "0.1");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "obj", "{\"cost\":12}");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "objtenth",
+                        "{\"cost\":0.1,\"currency\":\"EUR\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "real12", "12.0");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "zero", "0");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "exp", "1e3");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "twenty", "{\"cost\":20}");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "exact", "0.30000000000000004");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "eighths", "1234567.125");
     sync_stream();
     expect("3.5", "CREDIT acme half");
     expect("12", "CREDIT acme twelve");
@@ -378,8 +303,8 @@ START_TEST(test_credit)
     expect("(nil)", "CREDIT acme unknown");
     expect("(nil)", "CREDIT globex half");
     /* A credit that is not a number is rejected whole: the old one stays. */
-    set_value("acme", "credit", "half", "\"cheap\"");
-    set_value("acme", "credit", "half", "{\"cost\":\"1\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "half", "\"cheap\"");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "half", "{\"cost\":\"1\"}");
     sync_stream();
     expect("3.5", "CREDIT acme half");
     expect("-ERR wrong number of arguments for 'CREDIT'", "CREDIT acme");
@@ -387,18 +312,17 @@ START_TEST(test_credit)
 }
 END_TEST
 
-
 /* '.' and '..' are neither tenants nor keys: they would be path segments in
  * an origin URL. Refused in messages and in every query. */
 START_TEST(test_dot_segments)
 {
     start_default();
     long long invalid = harness_info_int(client, "messages_invalid");
-    set_value(".", "config", "k", "1");
-    set_value("..", "config", "k", "1");
-    set_value("acme", "config", ".", "1");
-    set_value("acme", "config", "..", "1");
-    set_value("acme", "config", "...", "3");
+    harness_publish_set(&h, CHANNEL, ".", "config", "k", "1");
+    harness_publish_set(&h, CHANNEL, "..", "config", "k", "1");
+    harness_publish_set(&h, CHANNEL, "acme", "config", ".", "1");
+    harness_publish_set(&h, CHANNEL, "acme", "config", "..", "1");
+    harness_publish_set(&h, CHANNEL, "acme", "config", "...", "3");
     sync_stream();
     ck_assert_int_eq(harness_info_int(client, "messages_invalid"), invalid + 4);
     expect("3", "GET acme config ...");
@@ -422,9 +346,10 @@ END_TEST
 START_TEST(test_status)
 {
     start_default();
-    set_value("acme", "user", "plain", "\"active\"");
-    set_value("acme", "user", "obj", "{\"status\":\"suspended\",\"roles\":[\"admin\"]}");
-    set_value("acme", "user", "noroles", "{\"status\":\"trial\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "plain", "\"active\"");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "obj",
+                        "{\"status\":\"suspended\",\"roles\":[\"admin\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "noroles", "{\"status\":\"trial\"}");
     sync_stream();
     expect("active", "STATUS acme plain");
     expect("suspended", "STATUS acme obj");
@@ -442,19 +367,28 @@ END_TEST
 
 static void publish_roles_and_users(void)
 {
-    set_value("acme", "role", "admin", "[\"crm.*\",\"users.read\"]");
-    set_value("acme", "role", "viewer", "{\"permissions\":[\"crm.leads.read\"]}");
-    set_value("acme", "role", "empty", "[]");
-    set_value("acme", "user", "alice", "{\"status\":\"active\",\"roles\":[\"admin\"]}");
-    set_value("acme", "user", "bob", "{\"status\":\"trial\",\"roles\":[\"viewer\"]}");
-    set_value("acme", "user", "carol", "{\"status\":\"suspended\",\"roles\":[\"admin\"]}");
-    set_value("acme", "user", "dave", "\"active\"");
-    set_value("acme", "user", "erin", "{\"status\":\"active\",\"roles\":[\"ghost\"]}");
-    set_value("acme", "user", "frank", "{\"status\":\"active\",\"roles\":[\"ghost\",\"viewer\"]}");
-    set_value("acme", "user", "gina", "{\"status\":\"active\",\"roles\":[]}");
-    set_value("acme", "user", "hank", "{\"status\":\"active\",\"roles\":[\"empty\"]}");
-    set_value("acme", "user", "ivan", "{\"status\":\"Active\",\"roles\":[\"admin\"]}");
-    set_value("globex", "role", "admin", "[\"*\"]");
+    harness_publish_set(&h, CHANNEL, "acme", "role", "admin", "[\"crm.*\",\"users.read\"]");
+    harness_publish_set(&h, CHANNEL, "acme", "role", "viewer",
+                        "{\"permissions\":[\"crm.leads.read\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "role", "empty", "[]");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "alice",
+                        "{\"status\":\"active\",\"roles\":[\"admin\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "bob",
+                        "{\"status\":\"trial\",\"roles\":[\"viewer\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "carol",
+                        "{\"status\":\"suspended\",\"roles\":[\"admin\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "dave", "\"active\"");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "erin",
+                        "{\"status\":\"active\",\"roles\":[\"ghost\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "frank",
+                        "{\"status\":\"active\",\"roles\":[\"ghost\",\"viewer\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "gina",
+                        "{\"status\":\"active\",\"roles\":[]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "hank",
+                        "{\"status\":\"active\",\"roles\":[\"empty\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "ivan",
+                        "{\"status\":\"Active\",\"roles\":[\"admin\"]}");
+    harness_publish_set(&h, CHANNEL, "globex", "role", "admin", "[\"*\"]");
     sync_stream();
 }
 
@@ -494,7 +428,8 @@ START_TEST(test_can)
     sync_stream();
     expect(":0", "CAN acme bob crm.leads.read");
     /* a status change applies at once */
-    set_value("acme", "user", "carol", "{\"status\":\"active\",\"roles\":[\"admin\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "carol",
+                        "{\"status\":\"active\",\"roles\":[\"admin\"]}");
     sync_stream();
     expect(":1", "CAN acme carol crm.leads");
     expect("-ERR wrong number of arguments for 'CAN'", "CAN acme carol");
@@ -533,12 +468,12 @@ START_TEST(test_rolecan_and_perms)
     expect("(nil)", "PERMS acme ghost");
     expect("(nil)", "PERMS initech admin");
     /* A role whose value is not an array of patterns is rejected whole. */
-    set_value("acme", "role", "admin", "\"everything\"");
-    set_value("acme", "role", "admin", "[\"crm.*\",42]");
+    harness_publish_set(&h, CHANNEL, "acme", "role", "admin", "\"everything\"");
+    harness_publish_set(&h, CHANNEL, "acme", "role", "admin", "[\"crm.*\",42]");
     sync_stream();
     expect("[crm.*,users.read]", "PERMS acme admin");
     /* A new version replaces the patterns. */
-    set_value("acme", "role", "admin", "{\"permissions\":[\"billing.*\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "role", "admin", "{\"permissions\":[\"billing.*\"]}");
     sync_stream();
     expect("[billing.*]", "PERMS acme admin");
     expect(":0", "ROLECAN acme admin crm.leads");
@@ -569,10 +504,10 @@ START_TEST(test_permission_patterns)
     };
     for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
         char user[64], value[128];
-        set_value("acme", "role", roles[i].role, roles[i].patterns);
+        harness_publish_set(&h, CHANNEL, "acme", "role", roles[i].role, roles[i].patterns);
         snprintf(user, sizeof(user), "u_%s", roles[i].role);
         snprintf(value, sizeof(value), "{\"status\":\"active\",\"roles\":[\"%s\"]}", roles[i].role);
-        set_value("acme", "user", user, value);
+        harness_publish_set(&h, CHANNEL, "acme", "user", user, value);
     }
     sync_stream();
     /* `crm.*`: a last `*` is one or more segments */
@@ -624,10 +559,11 @@ START_TEST(test_role_with_500_patterns)
         len += (size_t)snprintf(value + len, size - len, "%s\"%s\"", i ? "," : "", pattern);
     }
     snprintf(value + len, size - len, "]}");
-    set_value("acme", "role", "big", value);
+    harness_publish_set(&h, CHANNEL, "acme", "role", "big", value);
     free(value);
-    set_value("acme", "user", "u", "{\"status\":\"active\",\"roles\":[\"small\",\"big\"]}");
-    set_value("acme", "role", "small", "[\"x.y\"]");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "u",
+                        "{\"status\":\"active\",\"roles\":[\"small\",\"big\"]}");
+    harness_publish_set(&h, CHANNEL, "acme", "role", "small", "[\"x.y\"]");
     sync_stream();
     redisReply *reply = command_on(client, "PERMS acme big");
     ck_assert_int_eq(reply->type, REDIS_REPLY_ARRAY);
@@ -682,11 +618,13 @@ static int count_occurrences(const char *path, const char *needle)
 START_TEST(test_ancestors)
 {
     start_default();
-    set_value("acme", "hierarchy", "root", "{\"name\":\"Acme\"}");
-    set_value("acme", "hierarchy", "div", "{\"parent\":\"root\",\"name\":\"Sales\"}");
-    set_value("acme", "hierarchy", "team", "{\"parent\":\"div\"}");
-    set_value("acme", "hierarchy", "emp", "{\"parent\":\"team\",\"name\":\"Ann\"}");
-    set_value("acme", "hierarchy", "orphan", "{\"parent\":\"missing\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "root", "{\"name\":\"Acme\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "div",
+                        "{\"parent\":\"root\",\"name\":\"Sales\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "team", "{\"parent\":\"div\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "emp",
+                        "{\"parent\":\"team\",\"name\":\"Ann\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "orphan", "{\"parent\":\"missing\"}");
     sync_stream();
     expect("[team,div,root]", "ANCESTORS acme emp");
     expect("[div,root]", "ANCESTORS acme team");
@@ -697,15 +635,15 @@ START_TEST(test_ancestors)
     expect("(nil)", "ANCESTORS acme nobody");
     expect("(nil)", "ANCESTORS globex emp");
     /* a move changes the chain at once */
-    set_value("acme", "hierarchy", "team", "{\"parent\":\"root\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "team", "{\"parent\":\"root\"}");
     sync_stream();
     expect("[team,root]", "ANCESTORS acme emp");
 
     /* a cycle a -> b -> a is cut, logged (once), and the daemon keeps answering */
-    set_value("acme", "hierarchy", "a", "{\"parent\":\"b\"}");
-    set_value("acme", "hierarchy", "b", "{\"parent\":\"a\"}");
-    set_value("acme", "hierarchy", "c", "{\"parent\":\"a\"}");
-    set_value("acme", "hierarchy", "self", "{\"parent\":\"self\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "a", "{\"parent\":\"b\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "b", "{\"parent\":\"a\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "c", "{\"parent\":\"a\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "self", "{\"parent\":\"self\"}");
     sync_stream();
     expect("[b]", "ANCESTORS acme a");
     expect("[a]", "ANCESTORS acme b");
@@ -722,9 +660,9 @@ START_TEST(test_ancestors)
         char key[16], value[64];
         snprintf(key, sizeof(key), "d%d", i);
         snprintf(value, sizeof(value), "{\"parent\":\"d%d\"}", i - 1);
-        set_value("deep", "hierarchy", key, value);
+        harness_publish_set(&h, CHANNEL, "deep", "hierarchy", key, value);
     }
-    set_value("deep", "hierarchy", "d0", "{}");
+    harness_publish_set(&h, CHANNEL, "deep", "hierarchy", "d0", "{}");
     sync_stream();
     redisReply *reply = command_on(client, "ANCESTORS deep d300");
     ck_assert_int_eq(reply->type, REDIS_REPLY_ARRAY);
@@ -743,13 +681,14 @@ END_TEST
 START_TEST(test_children)
 {
     start_default();
-    set_value("acme", "hierarchy", "root", "{}");
-    set_value("acme", "hierarchy", "c", "{\"parent\":\"root\"}");
-    set_value("acme", "hierarchy", "a", "{\"parent\":\"root\",\"name\":\"A\"}");
-    set_value("acme", "hierarchy", "b10", "{\"parent\":\"root\"}");
-    set_value("acme", "hierarchy", "b", "{\"parent\":\"root\"}");
-    set_value("acme", "hierarchy", "a1", "{\"parent\":\"a\"}");
-    set_value("globex", "hierarchy", "x", "{\"parent\":\"root\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "root", "{}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "c", "{\"parent\":\"root\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "a",
+                        "{\"parent\":\"root\",\"name\":\"A\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "b10", "{\"parent\":\"root\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "b", "{\"parent\":\"root\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "a1", "{\"parent\":\"a\"}");
+    harness_publish_set(&h, CHANNEL, "globex", "hierarchy", "x", "{\"parent\":\"root\"}");
     sync_stream();
     expect("[a,b,b10,c]", "CHILDREN acme root");
     expect("[a1]", "CHILDREN acme a");
@@ -758,26 +697,29 @@ START_TEST(test_children)
     expect("[x]", "CHILDREN globex root");
     expect("[]", "CHILDREN initech root");
     /* an entity moves when its parent changes */
-    set_value("acme", "hierarchy", "b", "{\"parent\":\"a\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "b", "{\"parent\":\"a\"}");
     sync_stream();
     expect("[a,b10,c]", "CHILDREN acme root");
     expect("[a1,b]", "CHILDREN acme a");
     /* becoming a root leaves the old parent */
-    set_value("acme", "hierarchy", "c", "{\"name\":\"now a root\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "c", "{\"name\":\"now a root\"}");
     sync_stream();
     expect("[a,b10]", "CHILDREN acme root");
     /* deleted and invalidated entries are no longer children */
     del_value("acme", "hierarchy", "b10");
-    publish("{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"hierarchy\",\"key\":\"a1\"}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"hierarchy\",\"key\":\"a1\"}");
     sync_stream();
     expect("[a]", "CHILDREN acme root");
     expect("[b]", "CHILDREN acme a");
     /* a flush of the kind empties the index */
-    publish("{\"op\":\"flush\",\"tenant\":\"acme\",\"kind\":\"hierarchy\"}");
+    harness_publish_ok(&h, CHANNEL,
+                       "{\"op\":\"flush\",\"tenant\":\"acme\",\"kind\":\"hierarchy\"}");
     sync_stream();
     expect("[]", "CHILDREN acme root");
     expect("[]", "CHILDREN acme a");
-    set_value("acme", "hierarchy", "z", "{\"parent\":\"root\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "z", "{\"parent\":\"root\"}");
     sync_stream();
     expect("[z]", "CHILDREN acme root");
     expect("[x]", "CHILDREN globex root");
@@ -789,11 +731,11 @@ END_TEST
 START_TEST(test_tenant)
 {
     start_default();
-    set_value("acme", "credit", "c1", "1");
-    set_value("acme", "credit", "c2", "{\"cost\":2}");
-    set_value("acme", "role", "r1", "[\"a.b\"]");
-    set_value("acme", "user", "u1", "\"active\"");
-    set_value("globex", "credit", "c1", "5");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "c1", "1");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "c2", "{\"cost\":2}");
+    harness_publish_set(&h, CHANNEL, "acme", "role", "r1", "[\"a.b\"]");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "u1", "\"active\"");
+    harness_publish_set(&h, CHANNEL, "globex", "credit", "c1", "5");
     sync_stream();
     expect("1", "GET acme credit c1");
     expect("2", "CREDIT acme c2");
@@ -865,22 +807,10 @@ START_TEST(test_tenant)
 }
 END_TEST
 
-static json_t *health(void)
-{
-    redisReply *reply = command_on(client, "HEALTH");
-    ck_assert_int_eq(reply->type, REDIS_REPLY_STRING);
-    json_error_t error;
-    json_t *doc = json_loads(reply->str, 0, &error);
-    ck_assert_msg(doc != NULL, "HEALTH is not JSON (%s): %s", error.text, reply->str);
-    ck_assert(json_is_object(doc));
-    freeReplyObject(reply);
-    return doc;
-}
-
 START_TEST(test_health)
 {
     start_default();
-    json_t *doc = health();
+    json_t *doc = harness_health(client);
     ck_assert_str_eq(json_string_value(json_object_get(doc, "status")), "LOW");
     /* empty: only the daemon's fixed tables, what INFO reports */
     ck_assert(json_is_integer(json_object_get(doc, "used_bytes")));
@@ -905,12 +835,13 @@ START_TEST(test_health)
     for (int i = 0; i < 50; i++) {
         char key[16];
         snprintf(key, sizeof(key), "k%d", i);
-        set_value("acme", "profile", key, "{\"name\":\"a profile with some text in it\"}");
+        harness_publish_set(&h, CHANNEL, "acme", "profile", key,
+                            "{\"name\":\"a profile with some text in it\"}");
     }
     sync_stream();
     long long used = harness_info_int(client, "used_memory");
     ck_assert_int_gt(used, 0);
-    doc = health();
+    doc = harness_health(client);
     ck_assert_int_eq(json_integer_value(json_object_get(doc, "used_bytes")), used);
     double percent = json_number_value(json_object_get(doc, "usage_percentage"));
     double expected = 100.0 * (double)used / (16.0 * 1024 * 1024);
@@ -922,7 +853,7 @@ START_TEST(test_health)
     /* redis down: "disconnected", and a recommendation says so */
     ck_assert_int_eq(harness_redis_stop(&h, SIGKILL), 0);
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 0));
-    doc = health();
+    doc = harness_health(client);
     ck_assert_str_eq(json_string_value(json_object_get(doc, "redis")), "disconnected");
     ck_assert_uint_ge(json_array_size(json_object_get(doc, "recommendations")), 1);
     json_decref(doc);
@@ -933,11 +864,11 @@ END_TEST
 START_TEST(test_flush_admin)
 {
     start_default(); /* no access rules: root is admin */
-    set_value("acme", "credit", "c1", "1");
-    set_value("acme", "role", "r1", "[\"a.b\"]");
-    set_value("globex", "credit", "c1", "2");
-    set_value("globex", "role", "r1", "[\"a.c\"]");
-    set_value("initech", "credit", "c1", "3");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "c1", "1");
+    harness_publish_set(&h, CHANNEL, "acme", "role", "r1", "[\"a.b\"]");
+    harness_publish_set(&h, CHANNEL, "globex", "credit", "c1", "2");
+    harness_publish_set(&h, CHANNEL, "globex", "role", "r1", "[\"a.c\"]");
+    harness_publish_set(&h, CHANNEL, "initech", "credit", "c1", "3");
     sync_stream();
     long long entries = harness_info_int(client, "entries");
     expect("+OK", "FLUSH acme");
@@ -961,7 +892,7 @@ START_TEST(test_flush_admin)
     expect("(nil)", "CREDIT initech c1");
     ck_assert_int_eq(harness_info_int(client, "entries"), 0);
     /* a flush is not a tombstone: new data is accepted */
-    set_value("acme", "credit", "c1", "4");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "c1", "4");
     ck_assert(harness_wait_reply(client, WAIT_MS, "4", "CREDIT acme c1"));
 }
 END_TEST
@@ -972,9 +903,9 @@ END_TEST
  * access rules, root may read none. */
 static void publish_two_tenants(void)
 {
-    set_value("acme", "credit", "op", "5");
-    set_value("globex", "credit", "op", "7");
-    set_value("initech", "credit", "op", "9");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "op", "5");
+    harness_publish_set(&h, CHANNEL, "globex", "credit", "op", "7");
+    harness_publish_set(&h, CHANNEL, "initech", "credit", "op", "9");
     ck_assert(harness_wait_info(client, WAIT_MS, "messages_applied", 3));
 }
 
@@ -1052,7 +983,6 @@ START_TEST(test_acl_tenant_rules)
     expect_as_nobody(again, again_expected);
 }
 END_TEST
-
 
 /* INFO tenants, INFO all and HEALTH's top_tenants leave out the tenants
  * outside the peer's grant; a peer that may read every tenant sees all. */
@@ -1179,9 +1109,9 @@ START_TEST(test_max_clients)
     redisContext *third = harness_connect(&h);
     ck_assert_ptr_nonnull(second);
     ck_assert_ptr_nonnull(third);
-    expect_on(second, "+PONG", "PING");
-    expect_on(third, "+PONG", "PING");
-    int fourth = raw_connect();
+    harness_expect_match(second, "+PONG", "PING");
+    harness_expect_match(third, "+PONG", "PING");
+    int fourth = harness_raw_open(&h);
     char buffer[128];
     bool closed;
     harness_raw_read(fourth, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
@@ -1189,8 +1119,8 @@ START_TEST(test_max_clients)
     ck_assert(closed || raw_drain_until_closed(fourth, WAIT_MS));
     close(fourth);
     expect("+PONG", "PING");
-    expect_on(second, "+PONG", "PING");
-    expect_on(third, "+PONG", "PING");
+    harness_expect_match(second, "+PONG", "PING");
+    harness_expect_match(third, "+PONG", "PING");
     ck_assert_int_eq(harness_info_int(client, "rejected_connections"), 1);
     ck_assert_int_eq(harness_info_int(client, "connected_clients"), 3);
     /* once one leaves, a new one is accepted */
@@ -1198,7 +1128,7 @@ START_TEST(test_max_clients)
     ck_assert(harness_wait_info(client, WAIT_MS, "connected_clients", 2));
     redisContext *fifth = harness_connect(&h);
     ck_assert_ptr_nonnull(fifth);
-    expect_on(fifth, "+PONG", "PING");
+    harness_expect_match(fifth, "+PONG", "PING");
     redisFree(fifth);
     redisFree(second);
 }
@@ -1207,12 +1137,12 @@ END_TEST
 START_TEST(test_max_args)
 {
     start_daemon(config_text(2, "", "  max_args: 8\n"));
-    int other = raw_connect();
+    int other = harness_raw_open(&h);
     /* eight arguments are fine */
     expect("[(nil),(nil),(nil),(nil),(nil)]", "MGET acme credit a b c d e");
     /* nine are a protocol error at once (the count alone is enough) */
-    int bad = raw_connect();
-    raw_send(bad, "*9\r\n", 4);
+    int bad = harness_raw_open(&h);
+    harness_raw_send(bad, "*9\r\n", 4);
     char buffer[256];
     bool closed;
     harness_raw_read(bad, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
@@ -1220,9 +1150,9 @@ START_TEST(test_max_args)
     ck_assert(closed || raw_drain_until_closed(bad, WAIT_MS));
     close(bad);
     /* the same inline */
-    bad = raw_connect();
+    bad = harness_raw_open(&h);
     const char *inline_request = "MGET acme credit a b c d e f\r\n";
-    raw_send(bad, inline_request, strlen(inline_request));
+    harness_raw_send(bad, inline_request, strlen(inline_request));
     harness_raw_read(bad, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
     ck_assert_msg(strncmp(buffer, "-ERR Protocol error: ", 21) == 0, "got '%s'", buffer);
     ck_assert(closed || raw_drain_until_closed(bad, WAIT_MS));
@@ -1230,7 +1160,7 @@ START_TEST(test_max_args)
     /* a hiredis client sending nine: error, then closed */
     redisContext *nine = harness_connect(&h);
     ck_assert_ptr_nonnull(nine);
-    expect_on(nine, "-ERR Protocol error: *", "MGET acme credit a b c d e f");
+    harness_expect_match(nine, "-ERR Protocol error: *", "MGET acme credit a b c d e f");
     redisReply *after = redisCommand(nine, "PING");
     ck_assert_ptr_null(after);
     redisFree(nine);
@@ -1244,11 +1174,11 @@ END_TEST
 START_TEST(test_max_request_bytes)
 {
     start_daemon(config_text(2, "", "  max_request_bytes: 4kb\n"));
-    int other = raw_connect();
+    int other = harness_raw_open(&h);
     /* a declared bulk over the limit is refused before its body arrives */
-    int bad = raw_connect();
+    int bad = harness_raw_open(&h);
     const char *header = "*2\r\n$4\r\nPING\r\n$5000\r\n";
-    raw_send(bad, header, strlen(header));
+    harness_raw_send(bad, header, strlen(header));
     char buffer[256];
     bool closed;
     long long started = harness_now_ms();
@@ -1258,19 +1188,19 @@ START_TEST(test_max_request_bytes)
     ck_assert(closed || raw_drain_until_closed(bad, WAIT_MS));
     close(bad);
     /* several bulks that add up to more than the limit */
-    bad = raw_connect();
+    bad = harness_raw_open(&h);
     char *big = malloc(3000);
     ck_assert_ptr_nonnull(big);
     memset(big, 'x', 3000);
     const char *first = "*3\r\n$4\r\nPING\r\n$3000\r\n";
-    raw_send(bad, first, strlen(first));
-    raw_send(bad, big, 3000);
-    raw_send(bad, "\r\n", 2);
+    harness_raw_send(bad, first, strlen(first));
+    harness_raw_send(bad, big, 3000);
+    harness_raw_send(bad, "\r\n", 2);
     /* 3004 bytes so far: within the limit, nothing to say yet */
     ck_assert_uint_eq(harness_raw_read(bad, buffer, sizeof(buffer) - 1, 200, &closed), 0);
     ck_assert(!closed);
     /* the next declared bulk would take it to 6004: refused at once */
-    raw_send(bad, "$3000\r\n", 7);
+    harness_raw_send(bad, "$3000\r\n", 7);
     harness_raw_read(bad, buffer, sizeof(buffer) - 1, WAIT_MS, &closed);
     ck_assert_msg(strncmp(buffer, "-ERR Protocol error: ", 21) == 0, "got '%s'", buffer);
     ck_assert(closed || raw_drain_until_closed(bad, WAIT_MS));
@@ -1292,8 +1222,8 @@ START_TEST(test_idle_timeout)
     start_daemon(config_text(2, "", "  idle_timeout: 300ms\n"));
     redisFree(client); /* it would be idle too */
     client = NULL;
-    int idle = raw_connect();
-    int active = raw_connect();
+    int idle = harness_raw_open(&h);
+    int active = harness_raw_open(&h);
     raw_expect_pong(idle);
     for (int i = 0; i < 12; i++) {
         raw_expect_pong(active);
@@ -1314,7 +1244,6 @@ START_TEST(test_idle_timeout)
 }
 END_TEST
 
-
 /* A reply larger than max_reply_backlog is not built: the command answers
  * -ERR reply too large, and the connection goes on. */
 START_TEST(test_reply_too_large)
@@ -1324,7 +1253,7 @@ START_TEST(test_reply_too_large)
     int len = snprintf(value, sizeof(value), "{\"pad\":\"");
     memset(value + len, 'p', 1000);
     snprintf(value + len + 1000, sizeof(value) - (size_t)len - 1000, "\"}");
-    set_value("acme", "config", "big", value);
+    harness_publish_set(&h, CHANNEL, "acme", "config", "big", value);
     sync_stream();
     enum { MANY = 100 }; /* 100 x ~1 KB: over 64 KB */
     const char *argv[MANY + 3] = {"MGET", "acme", "config"};
@@ -1356,7 +1285,7 @@ START_TEST(test_exec_element_too_large)
     int len = snprintf(value, sizeof(value), "{\"pad\":\"");
     memset(value + len, 'p', 1000);
     snprintf(value + len + 1000, sizeof(value) - (size_t)len - 1000, "\"}");
-    set_value("acme", "config", "big", value);
+    harness_publish_set(&h, CHANNEL, "acme", "config", "big", value);
     sync_stream();
     enum { MANY = 100 }; /* 100 x ~1 KB: over 64 KB */
     const char *argv[MANY + 3] = {"MGET", "acme", "config"};
@@ -1396,14 +1325,14 @@ START_TEST(test_max_reply_backlog)
     int len = snprintf(value, sizeof(value), "{\"pad\":\"");
     memset(value + len, 'p', 1000);
     snprintf(value + len + 1000, sizeof(value) - (size_t)len - 1000, "\"}");
-    set_value("acme", "config", "big", value);
+    harness_publish_set(&h, CHANNEL, "acme", "config", "big", value);
     sync_stream();
     redisReply *reply = command_on(client, "GET acme config big");
     ck_assert_int_eq(reply->type, REDIS_REPLY_STRING);
     ck_assert_uint_ge(reply->len, 1000);
     freeReplyObject(reply);
 
-    int greedy = raw_connect();
+    int greedy = harness_raw_open(&h);
     const char *get = "*4\r\n$3\r\nGET\r\n$4\r\nacme\r\n$6\r\nconfig\r\n$3\r\nbig\r\n";
     size_t get_len = strlen(get);
     size_t count = 5000;
@@ -1561,8 +1490,8 @@ START_TEST(test_query_threads_stress)
     start_daemon(config_text(4, "", ""));
     memset(&stress, 0, sizeof(stress));
     pthread_mutex_init(&stress.lock, NULL);
-    set_value("acme", "role", "reader", "[\"app.read\"]");
-    set_value("acme", "role", "writer", "[\"app.write\"]");
+    harness_publish_set(&h, CHANNEL, "acme", "role", "reader", "[\"app.read\"]");
+    harness_publish_set(&h, CHANNEL, "acme", "role", "writer", "[\"app.write\"]");
     sync_stream();
 
     pthread_t readers[STRESS_READERS];
@@ -1596,14 +1525,14 @@ START_TEST(test_query_threads_stress)
             snprintf(last_value[key], sizeof(last_value[key]), "%s", value);
             last_live[key] = true;
         }
-        publish(payload);
+        harness_publish_ok(&h, CHANNEL, payload);
         messages++;
         if (v % 3 == 0) {
             snprintf(payload, sizeof(payload),
                      "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u%d\","
                      "\"value\":{\"status\":\"%s\",\"roles\":[\"%s\"]},\"version\":%lld}",
                      key, v % 2 ? "active" : "blocked", v % 4 < 2 ? "reader" : "writer", v);
-            publish(payload);
+            harness_publish_ok(&h, CHANNEL, payload);
             messages++;
         }
     }
@@ -1657,9 +1586,9 @@ START_TEST(test_redis_cli)
 {
     start_default();
     publish_roles_and_users();
-    set_value("acme", "credit", "op", "3.5");
-    set_value("acme", "hierarchy", "root", "{}");
-    set_value("acme", "hierarchy", "kid", "{\"parent\":\"root\"}");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "op", "3.5");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "root", "{}");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "kid", "{\"parent\":\"root\"}");
     sync_stream();
     expect_cli("PING", "PONG\n");
     expect_cli("COMMAND INFO can", "can\n4\nreadonly\nfast\n0\n0\n0\n@read\n\n\n\n");

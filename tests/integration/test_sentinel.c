@@ -41,20 +41,6 @@ static int dead_port; /* a port nothing listens on */
 
 /* --- processes ---------------------------------------------------------- */
 
-/* A TCP port on 127.0.0.1 that was free a moment ago (bound, then closed). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
-    socklen_t len = sizeof(addr);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
-    close(fd);
-    return ntohs(addr.sin_port);
-}
-
 /* Runs argv with its output appended to <dir>/<name>.log; the child dies
  * with this process. */
 static pid_t spawn(const char *name, const char *const *argv)
@@ -200,8 +186,8 @@ static void setup(void)
 {
     harness_init(&h);
     for (int i = 0; i < SERVERS; i++)
-        ports[i] = free_port();
-    dead_port = free_port();
+        ports[i] = harness_free_port();
+    dead_port = harness_free_port();
     start_redis(MASTER, 0);
     start_redis(REPLICA, ports[MASTER]);
     start_sentinel(SENTINEL, MASTER);
@@ -334,19 +320,6 @@ static bool wait_subscriber_on(int port, int timeout_ms)
     return false;
 }
 
-/* HEALTH as JSON (the caller decrefs). */
-static json_t *health(void)
-{
-    redisReply *reply = redisCommand(client, "HEALTH");
-    ck_assert_ptr_nonnull(reply);
-    ck_assert_int_eq(reply->type, REDIS_REPLY_STRING);
-    json_error_t error;
-    json_t *root = json_loads(reply->str, 0, &error);
-    ck_assert_msg(root != NULL, "HEALTH is not JSON: %s", reply->str);
-    freeReplyObject(reply);
-    return root;
-}
-
 /* How many lines of the daemon's log contain needle. */
 static int log_count(const char *needle)
 {
@@ -460,7 +433,7 @@ START_TEST(test_finds_master)
     redisFree(m);
     ck_assert(harness_wait_reply(client, WAIT_MS, "12", "GET acme config stored"));
 
-    json_t *root = health();
+    json_t *root = harness_health(client);
     ck_assert_str_eq(json_string_value(json_object_get(root, "redis_master")), master);
     ck_assert_str_eq(json_string_value(json_object_get(root, "redis")), "connected");
     ck_assert_ptr_null(json_object_get(root, "sentinel_error"));
@@ -527,7 +500,7 @@ START_TEST(test_follows_failover)
     ck_assert_msg(strstr(stats->str, "cmdstat_get:") != NULL, "no GET reached the new master");
     freeReplyObject(stats);
     redisFree(m);
-    json_t *root = health();
+    json_t *root = harness_health(client);
     ck_assert_str_eq(json_string_value(json_object_get(root, "redis_master")), replica);
     json_decref(root);
 }
@@ -543,7 +516,7 @@ START_TEST(test_first_sentinel_down)
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
     ck_assert_int_eq(publish_value(ports[MASTER], "k", 5), 1);
     ck_assert(harness_wait_reply(client, WAIT_MS, "5", "GET acme config k"));
-    json_t *root = health();
+    json_t *root = harness_health(client);
     ck_assert_ptr_null(json_object_get(root, "sentinel_error"));
     json_decref(root);
 }
@@ -608,7 +581,7 @@ START_TEST(test_no_sentinel_then_one)
     long long deadline = harness_now_ms() + WAIT_MS;
     bool reported = false;
     while (!reported && harness_now_ms() < deadline) {
-        json_t *root = health();
+        json_t *root = harness_health(client);
         const char *error = json_string_value(json_object_get(root, "sentinel_error"));
         reported = error != NULL && strstr(error, want) != NULL;
         json_decref(root);
@@ -625,7 +598,7 @@ START_TEST(test_no_sentinel_then_one)
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
     ck_assert_int_eq(publish_value(ports[MASTER], "k", 8), 1);
     ck_assert(harness_wait_reply(client, WAIT_MS, "8", "GET acme config k"));
-    json_t *root = health();
+    json_t *root = harness_health(client);
     ck_assert_ptr_null(json_object_get(root, "sentinel_error"));
     json_decref(root);
 }
@@ -708,7 +681,7 @@ START_TEST(test_wrong_master_name)
     const char *error = NULL;
     json_t *root = NULL;
     while (harness_now_ms() < deadline) {
-        root = health();
+        root = harness_health(client);
         error = json_string_value(json_object_get(root, "sentinel_error"));
         if (error != NULL)
             break;

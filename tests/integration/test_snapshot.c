@@ -86,28 +86,7 @@ static void start_redis(bool load)
     ck_assert_ptr_nonnull(redis);
     if (!load)
         return;
-    const char *path = getenv("TENANTCACHED_LUA");
-    FILE *file = fopen(path != NULL ? path : "scripts/tenantcached.lua", "r");
-    ck_assert_msg(file != NULL, "cannot open the function library");
-    static char code[16384];
-    size_t len = fread(code, 1, sizeof(code) - 1, file);
-    fclose(file);
-    ck_assert(len > 0 && len < sizeof(code) - 1);
-    code[len] = '\0';
-    redisReply *reply = redisCommand(redis, "FUNCTION LOAD REPLACE %s", code);
-    ck_assert_ptr_nonnull(reply);
-    ck_assert_int_eq(reply->type, REDIS_REPLY_STRING);
-    freeReplyObject(reply);
-}
-
-static void publish(const char *message)
-{
-    redisReply *reply =
-        redisCommand(redis, "FCALL tenantcached_publish 1 %s %s %s", STREAM, CHANNEL, message);
-    ck_assert_ptr_nonnull(reply);
-    ck_assert_msg(reply->type == REDIS_REPLY_STRING, "FCALL: %s",
-                  reply->type == REDIS_REPLY_ERROR ? reply->str : "?");
-    freeReplyObject(reply);
+    harness_redis_load_library(redis);
 }
 
 static void set_profile(long i, long value)
@@ -117,7 +96,7 @@ static void set_profile(long i, long value)
              "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"profile\",\"key\":\"k%ld\","
              "\"value\":{\"v\":%ld},\"version\":%ld}",
              i, value, value + 1);
-    publish(message);
+    harness_fcall_publish(redis, STREAM, CHANNEL, NULL, 0, message);
 }
 
 static void start_daemon(const char *redis_extra, const char *extra, bool wait_subscribed)
@@ -133,24 +112,18 @@ static void start_daemon(const char *redis_extra, const char *extra, bool wait_s
     }
 }
 
-static long long info(const char *field)
-{
-    return harness_info_int(client, field);
-}
-
-static bool log_contains(const char *text)
-{
-    return harness_log_contains(&h, text);
-}
-
 /* k0..k99 = i, a credit and a deleted profile, published and applied. */
 static void seed(void)
 {
     for (long i = 0; i < KEYS; i++)
         set_profile(i, i);
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3}");
-    publish("{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"profile\",\"key\":\"gone\","
-            "\"version\":9}");
+    harness_fcall_publish(
+        redis, STREAM, CHANNEL, NULL, 0,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3}");
+    harness_fcall_publish(
+        redis, STREAM, CHANNEL, NULL, 0,
+        "{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"profile\",\"key\":\"gone\","
+        "\"version\":9}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "3", "GET acme credit op"));
     ck_assert(harness_wait_reply(client, WAIT_MS, "{\"v\":99}", "GET acme profile k99"));
     /* the del, published last, is in too */
@@ -168,7 +141,7 @@ static void stop_daemon(void)
     struct stat st;
     ck_assert_msg(stat(path, &st) == 0, "no snapshot at %s", path);
     ck_assert_int_gt(st.st_size, 1000);
-    ck_assert(log_contains("snapshot: 102 entries written"));
+    ck_assert(harness_log_contains(&h, "snapshot: 102 entries written"));
 }
 
 START_TEST(test_warm_restart_catches_up)
@@ -181,37 +154,40 @@ START_TEST(test_warm_restart_catches_up)
     /* while the daemon is down: k0..k49 change, then Redis goes away too */
     for (long i = 0; i < 50; i++)
         set_profile(i, 1000 + i);
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"profile\",\"key\":\"gone\","
-            "\"value\":{\"v\":8},\"version\":8}"); /* older than the tombstone */
+    harness_fcall_publish(
+        redis, STREAM, CHANNEL, NULL, 0,
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"profile\",\"key\":\"gone\","
+        "\"value\":{\"v\":8},\"version\":8}"); /* older than the tombstone */
     ck_assert_int_eq(harness_redis_stop(&h, SIGKILL), 0);
 
     /* the daemon answers from the snapshot before any message could come */
     start_daemon(WITH_STREAM, SNAPSHOT_AT_STOP, false);
-    ck_assert_int_eq(info("redis_connected"), 0);
-    ck_assert_int_eq(info("snapshot_loaded_entries"), KEYS + 2);
-    ck_assert_int_eq(info("entries"), KEYS + 2);
+    ck_assert_int_eq(harness_info_int(client, "redis_connected"), 0);
+    ck_assert_int_eq(harness_info_int(client, "snapshot_loaded_entries"), KEYS + 2);
+    ck_assert_int_eq(harness_info_int(client, "entries"), KEYS + 2);
     harness_expect(client, "{\"v\":0}", "GET acme profile k0");
     harness_expect(client, "{\"v\":99}", "GET acme profile k99");
     harness_expect(client, "3", "CREDIT acme op"); /* critical, within max_stale */
     harness_expect(client, "(nil)", "GET acme profile gone");
-    ck_assert_int_eq(info("misses"), 0); /* the tombstone answers nil itself */
-    ck_assert_int_eq(info("messages_applied"), 0);
+    ck_assert_int_eq(harness_info_int(client, "misses"), 0); /* the tombstone answers nil itself */
+    ck_assert_int_eq(harness_info_int(client, "messages_applied"), 0);
 
     /* Redis back: caught up from the snapshot's stream entry, nothing flushed */
     start_redis(false);
     ck_assert(harness_wait_subscribed(&h, WAIT_MS));
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
-    ck_assert_int_eq(info("catchup_applied"), 51);
-    ck_assert_int_eq(info("catchup_failed"), 0);
-    ck_assert_int_eq(info("messages_stale"), 1); /* the set older than the tombstone */
+    ck_assert_int_eq(harness_info_int(client, "catchup_applied"), 51);
+    ck_assert_int_eq(harness_info_int(client, "catchup_failed"), 0);
+    ck_assert_int_eq(harness_info_int(client, "messages_stale"),
+                     1); /* the set older than the tombstone */
     for (long i = 0; i < KEYS; i++) {
         char expected[32];
         snprintf(expected, sizeof(expected), "{\"v\":%ld}", i < 50 ? 1000 + i : i);
         harness_expect(client, expected, "GET acme profile k%ld", i);
     }
     harness_expect(client, "(nil)", "GET acme profile gone");
-    ck_assert_int_eq(info("entries"), KEYS + 2);
-    ck_assert(!log_contains("dropped all"));
+    ck_assert_int_eq(harness_info_int(client, "entries"), KEYS + 2);
+    ck_assert(!harness_log_contains(&h, "dropped all"));
 }
 END_TEST
 
@@ -223,18 +199,18 @@ START_TEST(test_no_stream_policy)
     seed();
     stop_daemon();
     start_daemon("  on_reconnect: keep\n", SNAPSHOT_AT_STOP, true);
-    ck_assert_int_eq(info("snapshot_loaded_entries"), KEYS + 2);
+    ck_assert_int_eq(harness_info_int(client, "snapshot_loaded_entries"), KEYS + 2);
     harness_expect(client, "{\"v\":5}", "GET acme profile k5");
-    ck_assert_int_eq(info("entries"), KEYS + 2);
+    ck_assert_int_eq(harness_info_int(client, "entries"), KEYS + 2);
 
     /* ... flush drops it at the first subscription */
     redisFree(client);
     client = NULL;
     ck_assert_int_eq(harness_daemon_stop(&h, SIGTERM), 0);
     start_daemon("", SNAPSHOT_AT_STOP, true);
-    ck_assert_int_eq(info("snapshot_loaded_entries"), KEYS + 2);
-    ck_assert_int_eq(info("entries"), 0);
-    ck_assert(log_contains("no stream covers the snapshot"));
+    ck_assert_int_eq(harness_info_int(client, "snapshot_loaded_entries"), KEYS + 2);
+    ck_assert_int_eq(harness_info_int(client, "entries"), 0);
+    ck_assert(harness_log_contains(&h, "no stream covers the snapshot"));
 }
 END_TEST
 
@@ -261,9 +237,9 @@ static void damage(long keep, long flip)
 static void expect_started_empty(const char *why)
 {
     start_daemon("  on_reconnect: keep\n", SNAPSHOT_AT_STOP, true);
-    ck_assert_int_eq(info("snapshot_loaded_entries"), 0);
-    ck_assert_int_eq(info("entries"), 0);
-    ck_assert_msg(log_contains(why), "no '%s' in the log", why);
+    ck_assert_int_eq(harness_info_int(client, "snapshot_loaded_entries"), 0);
+    ck_assert_int_eq(harness_info_int(client, "entries"), 0);
+    ck_assert_msg(harness_log_contains(&h, why), "no '%s' in the log", why);
     harness_expect(client, "(nil)", "GET acme profile k5");
     redisFree(client);
     client = NULL;
@@ -275,7 +251,7 @@ START_TEST(test_damaged_snapshots)
     start_redis(true);
     /* missing: starts empty */
     start_daemon("  on_reconnect: keep\n", SNAPSHOT_AT_STOP, true);
-    ck_assert(log_contains("snapshot ignored, starting empty: cannot open"));
+    ck_assert(harness_log_contains(&h, "snapshot ignored, starting empty: cannot open"));
     seed();
     stop_daemon();
     char path[256];
@@ -306,7 +282,7 @@ START_TEST(test_damaged_snapshots)
     snprintf(command, sizeof(command), "cp '%s' '%s'", copy, path);
     ck_assert_int_eq(system(command), 0);
     start_daemon("  on_reconnect: keep\n", SNAPSHOT_AT_STOP, true);
-    ck_assert_int_eq(info("snapshot_loaded_entries"), KEYS + 2);
+    ck_assert_int_eq(harness_info_int(client, "snapshot_loaded_entries"), KEYS + 2);
 }
 END_TEST
 
@@ -318,15 +294,16 @@ START_TEST(test_kinds_by_name)
     start_daemon("  on_reconnect: keep\n", SNAPSHOT_AT_STOP "kinds:\n  widget: {tier: critical}\n",
                  true);
     seed();
-    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"widget\",\"key\":\"w\","
-            "\"value\":{\"x\":1}}");
+    harness_fcall_publish(redis, STREAM, CHANNEL, NULL, 0,
+                          "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"widget\",\"key\":\"w\","
+                          "\"value\":{\"x\":1}}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "{\"x\":1}", "GET acme widget w"));
     redisFree(client);
     client = NULL;
     ck_assert_int_eq(harness_daemon_stop(&h, SIGTERM), 0);
-    ck_assert(log_contains("snapshot: 103 entries written"));
+    ck_assert(harness_log_contains(&h, "snapshot: 103 entries written"));
     start_daemon("  on_reconnect: keep\n", SNAPSHOT_AT_STOP, true);
-    ck_assert_int_eq(info("snapshot_loaded_entries"), KEYS + 2);
+    ck_assert_int_eq(harness_info_int(client, "snapshot_loaded_entries"), KEYS + 2);
     harness_expect(client, "{\"v\":7}", "GET acme profile k7");
     harness_expect(client, "-ERR unknown kind 'widget'", "GET acme widget w");
 }
@@ -338,19 +315,19 @@ START_TEST(test_periodic_save)
     start_daemon(WITH_STREAM, "snapshot:\n  path: \"@DIR@/snapshot\"\n  interval: 300ms\n", true);
     seed();
     long long deadline = harness_now_ms() + WAIT_MS;
-    while (info("snapshot_entries") != KEYS + 2 && harness_now_ms() < deadline)
+    while (harness_info_int(client, "snapshot_entries") != KEYS + 2 && harness_now_ms() < deadline)
         harness_sleep_ms(50);
-    ck_assert_int_eq(info("snapshot_entries"), KEYS + 2);
-    ck_assert_int_gt(info("snapshot_saved_at"), 1700000000);
-    ck_assert_int_ge(info("snapshot_save_ms"), 0);
+    ck_assert_int_eq(harness_info_int(client, "snapshot_entries"), KEYS + 2);
+    ck_assert_int_gt(harness_info_int(client, "snapshot_saved_at"), 1700000000);
+    ck_assert_int_ge(harness_info_int(client, "snapshot_save_ms"), 0);
     /* the file on disk is the whole snapshot: a daemon killed now restarts warm */
     ck_assert_int_eq(harness_daemon_stop(&h, SIGKILL), 128 + SIGKILL);
     redisFree(client);
     client = NULL;
     start_daemon(WITH_STREAM, SNAPSHOT_AT_STOP, true);
-    ck_assert_int_eq(info("snapshot_loaded_entries"), KEYS + 2);
+    ck_assert_int_eq(harness_info_int(client, "snapshot_loaded_entries"), KEYS + 2);
     harness_expect(client, "{\"v\":42}", "GET acme profile k42");
-    ck_assert_int_eq(info("catchup_failed"), 0);
+    ck_assert_int_eq(harness_info_int(client, "catchup_failed"), 0);
 }
 END_TEST
 

@@ -79,45 +79,11 @@ static void redis_connect(void)
     ck_assert_ptr_nonnull(redis);
 }
 
-/* FUNCTION LOAD REPLACE of the shipped library. */
-static void load_library(void)
-{
-    const char *path = getenv("TENANTCACHED_LUA");
-    if (path == NULL)
-        path = "scripts/tenantcached.lua";
-    FILE *file = fopen(path, "r");
-    ck_assert_msg(file != NULL, "cannot open %s (run from the repository, or set TENANTCACHED_LUA)",
-                  path);
-    static char code[16384];
-    size_t len = fread(code, 1, sizeof(code) - 1, file);
-    fclose(file);
-    ck_assert(len > 0 && len < sizeof(code) - 1);
-    code[len] = '\0';
-    redisReply *reply = redisCommand(redis, "FUNCTION LOAD REPLACE %s", code);
-    ck_assert_ptr_nonnull(reply);
-    ck_assert_msg(reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "tenantcached") == 0,
-                  "FUNCTION LOAD: %s", reply->type == REDIS_REPLY_ERROR ? reply->str : "?");
-    freeReplyObject(reply);
-}
-
 static void start_redis(const char *const *extra)
 {
     ck_assert_int_eq(harness_redis_start_args(&h, extra), 0);
     redis_connect();
-    load_library();
-}
-
-/* FCALL tenantcached_publish; returns the entry's ID into id[64]. */
-static void publish(char *id, const char *message)
-{
-    redisReply *reply =
-        redisCommand(redis, "FCALL tenantcached_publish 1 %s %s %s", STREAM, CHANNEL, message);
-    ck_assert_ptr_nonnull(reply);
-    ck_assert_msg(reply->type == REDIS_REPLY_STRING, "FCALL: %s",
-                  reply->type == REDIS_REPLY_ERROR ? reply->str : "not a string");
-    if (id != NULL)
-        snprintf(id, 64, "%s", reply->str);
-    freeReplyObject(reply);
+    harness_redis_load_library(redis);
 }
 
 static void set_profile(char *id, const char *tenant, const char *key, long value)
@@ -127,7 +93,7 @@ static void set_profile(char *id, const char *tenant, const char *key, long valu
              "{\"op\":\"set\",\"tenant\":\"%s\",\"kind\":\"profile\",\"key\":\"%s\","
              "\"value\":{\"v\":%ld}}",
              tenant, key, value);
-    publish(id, message);
+    harness_fcall_publish(redis, STREAM, CHANNEL, id, 64, message);
 }
 
 /* One MULTI/EXEC: CLIENT KILL TYPE pubsub (the daemon's subscription, which
@@ -189,11 +155,6 @@ static void batch_exec(struct batch *b)
 
 /* ---- the daemon ---- */
 
-static long long info(const char *field)
-{
-    return harness_info_int(client, field);
-}
-
 /* INFO's stream_last_id into id[64] ("" when absent). */
 static void info_last_id(char *id)
 {
@@ -219,11 +180,6 @@ static void start_daemon(const char *extra)
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
 }
 
-static bool log_contains(const char *text)
-{
-    return harness_log_contains(&h, text);
-}
-
 #define KEYS 100
 
 /* k0..k99 of tenant acme set to v=i, through the stream, and applied. */
@@ -236,7 +192,7 @@ static void seed(void)
         set_profile(id, "acme", key, i);
     }
     ck_assert(harness_wait_reply(client, WAIT_MS, "{\"v\":99}", "GET acme profile k99"));
-    ck_assert_int_eq(info("entries"), KEYS);
+    ck_assert_int_eq(harness_info_int(client, "entries"), KEYS);
     char last[64];
     info_last_id(last);
     ck_assert_str_eq(last, id);
@@ -246,18 +202,18 @@ static void seed(void)
  * the others their seeded value; all of them hits, no miss. */
 static void expect_all_cached(long changed, long base)
 {
-    long long hits = info("hits");
-    long long misses = info("misses");
+    long long hits = harness_info_int(client, "hits");
+    long long misses = harness_info_int(client, "misses");
     for (long i = 0; i < KEYS; i++) {
         char expected[32];
         snprintf(expected, sizeof(expected), "{\"v\":%ld}", i < changed ? base + i : i);
         harness_expect(client, expected, "GET acme profile k%ld", i);
     }
-    ck_assert_int_eq(info("hits"), hits + KEYS);
-    ck_assert_int_eq(info("misses"), misses);
-    ck_assert_int_eq(info("fills_l2"), 0);
-    ck_assert_int_eq(info("fills_l3"), 0);
-    ck_assert_int_eq(info("entries"), KEYS);
+    ck_assert_int_eq(harness_info_int(client, "hits"), hits + KEYS);
+    ck_assert_int_eq(harness_info_int(client, "misses"), misses);
+    ck_assert_int_eq(harness_info_int(client, "fills_l2"), 0);
+    ck_assert_int_eq(harness_info_int(client, "fills_l3"), 0);
+    ck_assert_int_eq(harness_info_int(client, "entries"), KEYS);
 }
 
 /* ---- catching up ---- */
@@ -274,8 +230,8 @@ START_TEST(test_client_kill_catches_up)
     ck_assert_str_eq(last, before); /* started at the stream's end */
     harness_expect(client, "(nil)", "GET early profile e1");
     seed();
-    ck_assert_int_eq(info("catchup_applied"), 0);
-    long long applied = info("messages_applied");
+    ck_assert_int_eq(harness_info_int(client, "catchup_applied"), 0);
+    long long applied = harness_info_int(client, "messages_applied");
 
     /* 300 changes while the subscription is down: six rounds over k0..k49 */
     struct batch b;
@@ -292,13 +248,13 @@ START_TEST(test_client_kill_catches_up)
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_reconnects", 1));
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
     /* every one of them from the stream, in order: the last round wins */
-    ck_assert_int_eq(info("catchup_applied"), 300);
-    ck_assert_int_eq(info("messages_applied"), applied + 300);
-    ck_assert_int_eq(info("catchup_failed"), 0);
-    ck_assert_int_eq(info("messages_duplicate"), 0);
-    ck_assert_int_eq(info("seq_gaps"), 0);
+    ck_assert_int_eq(harness_info_int(client, "catchup_applied"), 300);
+    ck_assert_int_eq(harness_info_int(client, "messages_applied"), applied + 300);
+    ck_assert_int_eq(harness_info_int(client, "catchup_failed"), 0);
+    ck_assert_int_eq(harness_info_int(client, "messages_duplicate"), 0);
+    ck_assert_int_eq(harness_info_int(client, "seq_gaps"), 0);
     expect_all_cached(50, 6000);
-    ck_assert(!log_contains("dropped all"));
+    ck_assert(!harness_log_contains(&h, "dropped all"));
 
     /* live again, and the stream position follows */
     char id[64];
@@ -306,7 +262,7 @@ START_TEST(test_client_kill_catches_up)
     ck_assert(harness_wait_reply(client, WAIT_MS, "{\"v\":7}", "GET acme profile k99"));
     info_last_id(last);
     ck_assert_str_eq(last, id);
-    ck_assert_int_eq(info("catchup_applied"), 300);
+    ck_assert_int_eq(harness_info_int(client, "catchup_applied"), 300);
 }
 END_TEST
 
@@ -332,11 +288,11 @@ START_TEST(test_kill9_aof_catches_up)
 
     ck_assert(harness_wait_subscribed(&h, WAIT_MS));
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
-    ck_assert_int_eq(info("redis_reconnects"), 1);
-    ck_assert_int_eq(info("catchup_applied"), 200);
-    ck_assert_int_eq(info("catchup_failed"), 0);
+    ck_assert_int_eq(harness_info_int(client, "redis_reconnects"), 1);
+    ck_assert_int_eq(harness_info_int(client, "catchup_applied"), 200);
+    ck_assert_int_eq(harness_info_int(client, "catchup_failed"), 0);
     expect_all_cached(40, 2000);
-    ck_assert(!log_contains("dropped all"));
+    ck_assert(!harness_log_contains(&h, "dropped all"));
 
     /* the function survived in the AOF too: live publishes still work */
     char id[64];
@@ -362,12 +318,12 @@ START_TEST(test_unversioned_later_wins)
     batch_exec(&b);
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_reconnects", 1));
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
-    ck_assert_int_eq(info("catchup_applied"), 5);
+    ck_assert_int_eq(harness_info_int(client, "catchup_applied"), 5);
     harness_expect(client, "{\"v\":222}", "GET acme profile k1");
     harness_expect(client, "(nil)", "GET acme profile k2");
     harness_expect(client, "(nil)", "GET acme profile k3");
     harness_expect(client, "{\"v\":4}", "GET acme profile k4");
-    ck_assert_int_eq(info("entries"), KEYS); /* k2 and k3 are tombstones now */
+    ck_assert_int_eq(harness_info_int(client, "entries"), KEYS); /* k2 and k3 are tombstones now */
 }
 END_TEST
 
@@ -378,11 +334,11 @@ static void expect_flushed_after(struct batch *b)
     batch_exec(b);
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_reconnects", 1));
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
-    ck_assert_int_eq(info("catchup_failed"), 1);
-    ck_assert_int_eq(info("catchup_applied"), 0);
-    ck_assert_int_eq(info("entries"), 0);
+    ck_assert_int_eq(harness_info_int(client, "catchup_failed"), 1);
+    ck_assert_int_eq(harness_info_int(client, "catchup_applied"), 0);
+    ck_assert_int_eq(harness_info_int(client, "entries"), 0);
     harness_expect(client, "(nil)", "GET acme profile k50");
-    ck_assert(log_contains("dropped all"));
+    ck_assert(harness_log_contains(&h, "dropped all"));
     /* and it goes on from the stream's end */
     char id[64];
     set_profile(id, "acme", "k50", 5);
@@ -442,10 +398,10 @@ START_TEST(test_xdel_flushes)
     freeReplyObject(reply);
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_reconnects", 1));
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
-    ck_assert_int_eq(info("catchup_failed"), 1);
-    ck_assert_int_eq(info("catchup_applied"), 0);
-    ck_assert_int_eq(info("entries"), 0);
-    ck_assert(log_contains("dropped all"));
+    ck_assert_int_eq(harness_info_int(client, "catchup_failed"), 1);
+    ck_assert_int_eq(harness_info_int(client, "catchup_applied"), 0);
+    ck_assert_int_eq(harness_info_int(client, "entries"), 0);
+    ck_assert(harness_log_contains(&h, "dropped all"));
 }
 END_TEST
 
@@ -459,10 +415,10 @@ START_TEST(test_stream_lost_keep)
     start_redis(NULL);
     ck_assert(harness_wait_subscribed(&h, WAIT_MS));
     ck_assert(harness_wait_info(client, WAIT_MS, "redis_connected", 1));
-    ck_assert_int_eq(info("catchup_failed"), 1);
-    ck_assert_int_eq(info("entries"), KEYS); /* keep: nothing dropped */
-    ck_assert(!log_contains("dropped all"));
-    ck_assert(log_contains("the stream is gone"));
+    ck_assert_int_eq(harness_info_int(client, "catchup_failed"), 1);
+    ck_assert_int_eq(harness_info_int(client, "entries"), KEYS); /* keep: nothing dropped */
+    ck_assert(!harness_log_contains(&h, "dropped all"));
+    ck_assert(harness_log_contains(&h, "the stream is gone"));
     char id[64];
     set_profile(id, "acme", "k0", 77);
     ck_assert(harness_wait_reply(client, WAIT_MS, "{\"v\":77}", "GET acme profile k0"));
@@ -480,7 +436,7 @@ START_TEST(test_duplicates_skipped)
     ck_assert(harness_wait_reply(client, WAIT_MS, "{\"v\":1}", "GET acme profile k1"));
     set_profile(id, "acme", "k1", 2);
     ck_assert(harness_wait_reply(client, WAIT_MS, "{\"v\":2}", "GET acme profile k1"));
-    long long applied = info("messages_applied");
+    long long applied = harness_info_int(client, "messages_applied");
 
     /* the same envelope again, and one from long ago: skipped, counted */
     char envelope[512];
@@ -496,7 +452,7 @@ START_TEST(test_duplicates_skipped)
                      1);
     ck_assert(harness_wait_info(client, WAIT_MS, "messages_duplicate", 2));
     harness_expect(client, "{\"v\":2}", "GET acme profile k1");
-    ck_assert_int_eq(info("messages_applied"), applied);
+    ck_assert_int_eq(harness_info_int(client, "messages_applied"), applied);
 
     /* plain messages stay valid next to envelopes */
     ck_assert_int_eq(harness_publish(&h, CHANNEL,
@@ -505,10 +461,10 @@ START_TEST(test_duplicates_skipped)
                      1);
     ck_assert(harness_wait_reply(client, WAIT_MS, "{\"v\":3}", "GET acme profile k2"));
     /* a malformed envelope is an invalid message */
-    long long invalid = info("messages_invalid");
+    long long invalid = harness_info_int(client, "messages_invalid");
     ck_assert_int_eq(harness_publish(&h, CHANNEL, "{\"id\":\"x\",\"message\":{}}"), 1);
     ck_assert(harness_wait_info(client, WAIT_MS, "messages_invalid", invalid + 1));
-    ck_assert_int_eq(info("messages_duplicate"), 2);
+    ck_assert_int_eq(harness_info_int(client, "messages_duplicate"), 2);
 }
 END_TEST
 
@@ -519,7 +475,7 @@ START_TEST(test_live_during_catch_up)
     start_redis(NULL);
     start_daemon("  stream_batch: 1\n");
     seed();
-    long long applied = info("messages_applied");
+    long long applied = harness_info_int(client, "messages_applied");
     struct batch b;
     batch_begin(&b);
     for (long i = 0; i < 2000; i++)
@@ -533,7 +489,7 @@ START_TEST(test_live_during_catch_up)
     while (after < 5) {
         set_profile(id, "acme", "k0", 10000 + live);
         live++;
-        if (info("redis_connected") == 1)
+        if (harness_info_int(client, "redis_connected") == 1)
             after++;
         ck_assert_int_lt(live, 100000);
     }
@@ -543,14 +499,14 @@ START_TEST(test_live_during_catch_up)
     char last[64];
     info_last_id(last);
     ck_assert_str_eq(last, id);
-    ck_assert_int_eq(info("messages_applied"), applied + 2000 + live);
+    ck_assert_int_eq(harness_info_int(client, "messages_applied"), applied + 2000 + live);
     /* the catch-up reads on while the stream grows: the live ones it read
      * were then skipped as held duplicates */
-    ck_assert_int_ge(info("catchup_applied"), 2000);
-    ck_assert_int_le(info("catchup_applied"), 2000 + live);
-    ck_assert_int_eq(info("catchup_failed"), 0);
-    ck_assert_int_eq(info("entries"), KEYS);
-    ck_assert(!log_contains("dropped all"));
+    ck_assert_int_ge(harness_info_int(client, "catchup_applied"), 2000);
+    ck_assert_int_le(harness_info_int(client, "catchup_applied"), 2000 + live);
+    ck_assert_int_eq(harness_info_int(client, "catchup_failed"), 0);
+    ck_assert_int_eq(harness_info_int(client, "entries"), KEYS);
+    ck_assert(!harness_log_contains(&h, "dropped all"));
 }
 END_TEST
 
@@ -562,8 +518,9 @@ START_TEST(test_stale_until_caught_up)
     /* one entry per round: a long catch-up; max_stale 1ms: stale at once */
     start_daemon("  stream_batch: 1\n  max_stale: 1ms\n");
     char id[64];
-    publish(id,
-            "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3}");
+    harness_fcall_publish(
+        redis, STREAM, CHANNEL, id, sizeof(id),
+        "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"op\",\"value\":3}");
     ck_assert(harness_wait_reply(client, WAIT_MS, "3", "GET acme credit op"));
 
     struct batch b;
@@ -582,7 +539,7 @@ START_TEST(test_stale_until_caught_up)
         bool fresh = reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "3") == 0;
         ck_assert_msg(stale || fresh, "unexpected reply");
         freeReplyObject(reply);
-        long long caught = info("catchup_applied");
+        long long caught = harness_info_int(client, "catchup_applied");
         if (fresh) {
             ck_assert_int_eq(caught, 3000);
             break;
@@ -595,7 +552,7 @@ START_TEST(test_stale_until_caught_up)
         ck_assert(harness_now_ms() < deadline);
     }
     ck_assert(stale_while_catching_up);
-    ck_assert_int_eq(info("redis_connected"), 1);
+    ck_assert_int_eq(harness_info_int(client, "redis_connected"), 1);
     harness_expect(client, "{\"v\":2999}", "GET acme profile k0");
 }
 END_TEST

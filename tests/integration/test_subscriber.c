@@ -182,27 +182,6 @@ static void start(void)
     ck_assert_msg(t.sub != NULL, "subscriber_start: %s", error);
 }
 
-static void pump_slice(int ms)
-{
-    struct timeval tv = {.tv_sec = 0, .tv_usec = ms * 1000};
-    event_base_loopexit(t.base, &tv);
-    event_base_dispatch(t.base);
-}
-
-/* Runs the loop until cond(arg) holds or timeout_ms passes; returns cond(arg). */
-static bool pump_until(int timeout_ms, bool (*cond)(int), int arg)
-{
-    long long deadline = harness_now_ms() + timeout_ms;
-    while (!(cond != NULL && cond(arg)) && harness_now_ms() < deadline)
-        pump_slice(10);
-    return cond != NULL && cond(arg);
-}
-
-static void pump_for(int ms)
-{
-    pump_until(ms, NULL, 0);
-}
-
 static bool is_connected(int unused)
 {
     (void)unused;
@@ -226,8 +205,8 @@ static bool disconnected_at_least(int n)
 
 static void expect_message(int n, const char *channel, const char *payload)
 {
-    ck_assert_msg(pump_until(5000, messages_at_least, n), "message %d never arrived (got %d)", n,
-                  t.messages);
+    ck_assert_msg(harness_pump_until(t.base, 5000, messages_at_least, n),
+                  "message %d never arrived (got %d)", n, t.messages);
     ck_assert_str_eq(t.channel, channel);
     ck_assert_uint_eq(t.payload_len, strlen(payload));
     ck_assert(memcmp(t.payload, payload, t.payload_len) == 0);
@@ -255,7 +234,7 @@ START_TEST(test_channels_and_patterns)
     ck_assert_uint_gt(freshness_down_since(), 0);
     ck_assert_int_eq(t.subscribed, 0); /* nothing happens before the loop runs */
 
-    ck_assert(pump_until(5000, is_connected, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_connected, 0));
     ck_assert_int_eq(t.subscribed, 1);
     ck_assert_int_eq(t.subscribed_first, 1);
     ck_assert(t.last_first);
@@ -282,7 +261,7 @@ START_TEST(test_channels_and_patterns)
     ck_assert_int_eq(r->integer, 1);
     freeReplyObject(r);
     redisFree(c);
-    ck_assert(pump_until(5000, messages_at_least, 5));
+    ck_assert(harness_pump_until(t.base, 5000, messages_at_least, 5));
     ck_assert_uint_eq(t.payload_len, 3);
     ck_assert(memcmp(t.payload, "a\0b", 3) == 0);
 
@@ -312,14 +291,14 @@ END_TEST
 START_TEST(test_redis_down_at_start)
 {
     start();
-    pump_for(500);
+    harness_pump_for(t.base, 500);
     ck_assert(!freshness_subscribed());
     ck_assert_int_eq(t.disconnected, 1); /* once for the outage, not per retry */
     ck_assert_ptr_nonnull(strstr(t.reason, "No such file"));
     ck_assert_uint_gt(freshness_down_since(), 0);
 
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
-    ck_assert(pump_until(5000, is_connected, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_connected, 0));
     ck_assert_int_eq(t.subscribed, 1);
     ck_assert(t.last_first);
     ck_assert_int_eq(t.disconnected, 1);
@@ -333,22 +312,22 @@ START_TEST(test_kill_and_restart)
 {
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
     start();
-    ck_assert(pump_until(5000, is_connected, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_connected, 0));
     ck_assert_int_eq(harness_publish(&t.h, CHANNEL, "before"), 1);
     expect_message(1, CHANNEL, "before");
 
     ck_assert_int_eq(harness_redis_stop(&t.h, SIGKILL), 0);
-    ck_assert(pump_until(3000, disconnected_at_least, 1));
+    ck_assert(harness_pump_until(t.base, 3000, disconnected_at_least, 1));
     long long lost_at = harness_now_ms();
     ck_assert(!freshness_subscribed());
     ck_assert_uint_gt(freshness_down_since(), 0);
     ck_assert_uint_le(freshness_down_since(), (uint64_t)lost_at);
-    pump_for(700); /* several failed retries */
+    harness_pump_for(t.base, 700); /* several failed retries */
     ck_assert_int_eq(t.disconnected, 1);
     ck_assert(!freshness_subscribed());
 
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
-    ck_assert(pump_until(5000, is_connected, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_connected, 0));
     ck_assert_int_eq(t.subscribed, 2);
     ck_assert(!t.last_first);
     ck_assert_int_eq(t.subscribed_first, 1);
@@ -359,9 +338,9 @@ START_TEST(test_kill_and_restart)
 
     /* and once more, with a clean shutdown of redis this time */
     ck_assert_int_eq(harness_redis_stop(&t.h, SIGTERM), 0);
-    ck_assert(pump_until(3000, disconnected_at_least, 2));
+    ck_assert(harness_pump_until(t.base, 3000, disconnected_at_least, 2));
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
-    ck_assert(pump_until(5000, subscribed_at_least, 3));
+    ck_assert(harness_pump_until(t.base, 5000, subscribed_at_least, 3));
     ck_assert_int_eq(reconnects(), 2);
     ck_assert_int_eq(t.disconnected, 2);
     ck_assert_int_eq(harness_publish(&t.h, CHANNEL, "again"), 1);
@@ -373,7 +352,7 @@ START_TEST(test_client_kill)
 {
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
     start();
-    ck_assert(pump_until(5000, is_connected, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_connected, 0));
 
     redisContext *c = harness_redis_connect(&t.h);
     ck_assert_ptr_nonnull(c);
@@ -384,7 +363,7 @@ START_TEST(test_client_kill)
     freeReplyObject(r);
     redisFree(c);
 
-    ck_assert(pump_until(5000, subscribed_at_least, 2));
+    ck_assert(harness_pump_until(t.base, 5000, subscribed_at_least, 2));
     ck_assert_int_eq(t.disconnected, 1);
     ck_assert(!t.last_first);
     ck_assert_int_eq(reconnects(), 1);
@@ -406,7 +385,7 @@ START_TEST(test_output_buffer_limit)
     freeReplyObject(r);
 
     start();
-    ck_assert(pump_until(5000, is_connected, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_connected, 0));
     static char big[16384];
     memset(big, 'x', sizeof(big) - 1);
     /* the loop does not run: nothing reads, the socket and then redis's buffer fill */
@@ -415,7 +394,7 @@ START_TEST(test_output_buffer_limit)
         ck_assert_ptr_nonnull(r);
         freeReplyObject(r);
     }
-    ck_assert(pump_until(10000, subscribed_at_least, 2));
+    ck_assert(harness_pump_until(t.base, 10000, subscribed_at_least, 2));
     ck_assert_int_eq(t.disconnected, 1);
     ck_assert_int_eq(reconnects(), 1);
     int seen = t.messages;
@@ -436,7 +415,7 @@ START_TEST(test_auth)
     /* the right password */
     set_string(&t.config.redis.password, "s3cret pass");
     start();
-    ck_assert(pump_until(5000, is_connected, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_connected, 0));
     ck_assert_int_eq(harness_publish(&t.h, CHANNEL, "authed"), 1);
     expect_message(1, CHANNEL, "authed");
     subscriber_stop(t.sub);
@@ -445,7 +424,7 @@ START_TEST(test_auth)
     /* with a username (AUTH user pass) */
     set_string(&t.config.redis.username, "default");
     start();
-    ck_assert(pump_until(5000, subscribed_at_least, 2));
+    ck_assert(harness_pump_until(t.base, 5000, subscribed_at_least, 2));
     ck_assert_int_eq(harness_publish(&t.h, CHANNEL, "as default"), 1);
     expect_message(2, CHANNEL, "as default");
     ck_assert_int_eq(t.disconnected, 0);
@@ -460,7 +439,7 @@ START_TEST(test_auth_wrong_password)
 
     set_string(&t.config.redis.password, "wrong");
     start();
-    pump_for(1500);
+    harness_pump_for(t.base, 1500);
     ck_assert(!freshness_subscribed());
     ck_assert_int_eq(t.disconnected, 1);
     ck_assert_msg(strstr(t.reason, "WRONGPASS") != NULL || strstr(t.reason, "invalid") != NULL,
@@ -472,14 +451,14 @@ START_TEST(test_auth_wrong_password)
     /* no password at all: NOAUTH on SUBSCRIBE, same story */
     set_string(&t.config.redis.password, "");
     subscriber_reconfigure(t.sub, &t.config);
-    pump_for(500);
+    harness_pump_for(t.base, 500);
     ck_assert(!freshness_subscribed());
     ck_assert_int_eq(t.disconnected, 1); /* still the same outage */
 
     /* a reload with the right password connects */
     set_string(&t.config.redis.password, "right");
     subscriber_reconfigure(t.sub, &t.config);
-    ck_assert(pump_until(5000, is_connected, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_connected, 0));
     ck_assert(t.last_first);
     ck_assert_int_eq(harness_publish(&t.h, CHANNEL, "finally"), 1);
     expect_message(1, CHANNEL, "finally");
@@ -510,19 +489,19 @@ START_TEST(test_tcp)
 
     /* refused first, then redis comes up on that port */
     start();
-    pump_for(300);
+    harness_pump_for(t.base, 300);
     ck_assert(!freshness_subscribed());
     ck_assert_int_eq(t.disconnected, 1);
     ck_assert_msg(strstr(t.reason, "refused") != NULL, "reason: %s", t.reason);
     ck_assert_int_eq(harness_redis_start_args(&t.h, args), 0);
-    ck_assert(pump_until(5000, is_connected, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_connected, 0));
     ck_assert_int_eq(harness_publish(&t.h, CHANNEL, "over tcp"), 1);
     expect_message(1, CHANNEL, "over tcp");
 
     ck_assert_int_eq(harness_redis_stop(&t.h, SIGKILL), 0);
-    ck_assert(pump_until(3000, disconnected_at_least, 2));
+    ck_assert(harness_pump_until(t.base, 3000, disconnected_at_least, 2));
     ck_assert_int_eq(harness_redis_start_args(&t.h, args), 0);
-    ck_assert(pump_until(5000, subscribed_at_least, 2));
+    ck_assert(harness_pump_until(t.base, 5000, subscribed_at_least, 2));
     ck_assert_int_eq(reconnects(), 1);
 }
 END_TEST
@@ -560,7 +539,7 @@ START_TEST(test_backoff)
     t.config.redis.reconnect_min_ms = 20;
     t.config.redis.reconnect_max_ms = 160;
     start();
-    pump_for(3000);
+    harness_pump_for(t.base, 3000);
     ck_assert(!freshness_subscribed());
     ck_assert_int_eq(t.disconnected, 1);
 
@@ -585,7 +564,7 @@ START_TEST(test_backoff)
     set_string(&t.config.redis.unix_path, t.h.redis_socket);
     long long before = harness_now_ms();
     subscriber_reconfigure(t.sub, &t.config);
-    ck_assert(pump_until(5000, is_connected, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_connected, 0));
     ck_assert_msg(harness_now_ms() - before < 1000, "reconfigure took %lld ms",
                   harness_now_ms() - before);
     ck_assert_int_eq(t.disconnected, 1);
@@ -598,20 +577,20 @@ START_TEST(test_paused_redis)
     ck_assert_int_eq(harness_redis_pause(&t.h), 0);
     t.config.redis.connect_timeout_ms = 200;
     start();
-    pump_for(1200); /* connect(2) succeeds into the backlog; nothing answers */
+    harness_pump_for(t.base, 1200); /* connect(2) succeeds into the backlog; nothing answers */
     ck_assert(!freshness_subscribed());
     ck_assert_int_eq(t.disconnected, 1);
     ck_assert_msg(strstr(t.reason, "timed out") != NULL, "reason: %s", t.reason);
 
     ck_assert_int_eq(harness_redis_resume(&t.h), 0);
-    ck_assert(pump_until(5000, is_connected, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_connected, 0));
     ck_assert(t.last_first);
     /* the abandoned attempts reached redis once it resumed */
     ck_assert_int_ge(redis_info_int("total_connections_received"), 3);
 
     /* paused while subscribed: nothing to notice; messages flow after resume */
     ck_assert_int_eq(harness_redis_pause(&t.h), 0);
-    pump_for(300);
+    harness_pump_for(t.base, 300);
     ck_assert_int_eq(harness_redis_resume(&t.h), 0);
     ck_assert_int_eq(harness_publish(&t.h, CHANNEL, "resumed"), 1);
     expect_message(1, CHANNEL, "resumed");
@@ -631,11 +610,11 @@ START_TEST(test_stop_while_connecting)
     t.config.redis.connect_timeout_ms = 5000;
     set_string(&t.config.redis.password, "unused");
     start();
-    pump_for(150);
+    harness_pump_for(t.base, 150);
     ck_assert(!freshness_subscribed());
     subscriber_stop(t.sub);
     t.sub = NULL;
-    pump_for(50); /* nothing of it is left on the loop */
+    harness_pump_for(t.base, 50); /* nothing of it is left on the loop */
     ck_assert_int_eq(harness_redis_resume(&t.h), 0);
     ck_assert_int_eq(t.subscribed, 0);
 }
@@ -644,21 +623,21 @@ END_TEST
 START_TEST(test_stop_while_disconnected)
 {
     start();
-    pump_for(300);
+    harness_pump_for(t.base, 300);
     ck_assert_int_eq(t.disconnected, 1);
     subscriber_stop(t.sub);
     t.sub = NULL;
-    pump_for(100);
+    harness_pump_for(t.base, 100);
 
     /* and while subscribed, then after a loss */
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
     start();
-    ck_assert(pump_until(5000, is_connected, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_connected, 0));
     ck_assert_int_eq(harness_redis_stop(&t.h, SIGKILL), 0);
-    ck_assert(pump_until(3000, disconnected_at_least, 2));
+    ck_assert(harness_pump_until(t.base, 3000, disconnected_at_least, 2));
     subscriber_stop(t.sub);
     t.sub = NULL;
-    pump_for(100);
+    harness_pump_for(t.base, 100);
 }
 END_TEST
 
@@ -666,13 +645,13 @@ START_TEST(test_reconfigure)
 {
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
     start();
-    ck_assert(pump_until(5000, is_connected, 0));
+    ck_assert(harness_pump_until(t.base, 5000, is_connected, 0));
 
     /* only timings changed: the connection stays */
     t.config.redis.reconnect_max_ms = 1000;
     t.config.redis.connect_timeout_ms = 800;
     subscriber_reconfigure(t.sub, &t.config);
-    pump_for(200);
+    harness_pump_for(t.base, 200);
     ck_assert_int_eq(t.subscribed, 1);
     ck_assert_int_eq(t.disconnected, 0);
     ck_assert(freshness_subscribed());
@@ -681,7 +660,7 @@ START_TEST(test_reconfigure)
     strings_clear(&t.config.redis.channels);
     strings_add(&t.config.redis.channels, "new:channel");
     subscriber_reconfigure(t.sub, &t.config);
-    ck_assert(pump_until(5000, subscribed_at_least, 2));
+    ck_assert(harness_pump_until(t.base, 5000, subscribed_at_least, 2));
     ck_assert(!t.last_first);
     ck_assert_int_eq(t.disconnected, 1);
     ck_assert_int_eq(reconnects(), 1);
@@ -692,7 +671,7 @@ START_TEST(test_reconfigure)
     /* an unusable reload is refused and the connection kept */
     strings_clear(&t.config.redis.channels);
     subscriber_reconfigure(t.sub, &t.config);
-    pump_for(200);
+    harness_pump_for(t.base, 200);
     ck_assert(freshness_subscribed());
     ck_assert_int_eq(t.subscribed, 2);
     ck_assert_int_eq(harness_publish(&t.h, "new:channel", "still"), 1);

@@ -69,33 +69,13 @@ static void teardown(void)
 
 static void start_daemon(const char *tmpl)
 {
-    ck_assert_int_eq(harness_daemon_start(&h, tmpl), 0);
-    ck_assert(harness_wait_subscribed(&h, WAIT_MS));
-    client = harness_connect(&h);
-    ck_assert_ptr_nonnull(client);
-}
-
-static void publish(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void publish(const char *fmt, ...)
-{
-    static char payload[16384];
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(payload, sizeof(payload), fmt, args);
-    va_end(args);
-    ck_assert_int_ge(harness_publish(&h, CHANNEL, payload), 1);
-}
-
-static void set_value(const char *tenant, const char *kind, const char *key, const char *json)
-{
-    publish("{\"op\":\"set\",\"tenant\":\"%s\",\"kind\":\"%s\",\"key\":\"%s\",\"value\":%s}",
-            tenant, kind, key, json);
+    client = harness_start_subscribed(&h, tmpl, WAIT_MS);
 }
 
 /* Publishes a set and waits until the daemon answers it. */
 static void set_and_wait(const char *tenant, const char *kind, const char *key, const char *json)
 {
-    set_value(tenant, kind, key, json);
+    harness_publish_set(&h, CHANNEL, tenant, kind, key, json);
     char name[256];
     snprintf(name, sizeof(name), "cache:%s:%s:%s", tenant, kind, key);
     ck_assert(harness_wait_reply(client, WAIT_MS, json, "GET %s", name));
@@ -250,28 +230,31 @@ START_TEST(test_default_mode)
     set_and_wait("acme", "credit", "a", "1");
     struct raw *r = tracker("");
     raw_get(r, "cache:acme:credit:a", "$1\r\n1\r\n");
-    set_value("acme", "credit", "a", "2");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "a", "2");
     raw_expect(r, push_for("cache:acme:credit:a"));
     /* A second change before a new read: no push. The next push is b's. */
-    set_value("acme", "credit", "a", "3");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "a", "3");
     raw_get(r, "cache:acme:credit:b", "_\r\n"); /* a nil read is tracked too */
-    set_value("acme", "credit", "b", "4");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "b", "4");
     raw_expect(r, push_for("cache:acme:credit:b"));
     /* Read again: tracked again; a del sends it. */
     raw_get(r, "cache:acme:credit:a", "$1\r\n3\r\n");
-    publish("{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"a\"}");
+    harness_publish_ok(&h, CHANNEL,
+                       "{\"op\":\"del\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"a\"}");
     raw_expect(r, push_for("cache:acme:credit:a"));
     /* MGET by names tracks each; invalidate sends one. */
     set_and_wait("acme", "credit", "c", "5");
     raw_send(r, "MGET cache:acme:credit:c cache:acme:credit:d");
     raw_expect(r, "*2\r\n$1\r\n5\r\n_\r\n");
-    publish("{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"c\"}");
+    harness_publish_ok(
+        &h, CHANNEL,
+        "{\"op\":\"invalidate\",\"tenant\":\"acme\",\"kind\":\"credit\",\"key\":\"c\"}");
     raw_expect(r, push_for("cache:acme:credit:c"));
     /* The reads by (tenant, kind, key) are not names: not tracked. */
     raw_send(r, "GET acme credit e");
     raw_expect(r, "_\r\n");
-    set_value("acme", "credit", "e", "1");
-    set_value("acme", "credit", "d", "1");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "e", "1");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "d", "1");
     raw_expect(r, push_for("cache:acme:credit:d"));
     ck_assert_int_eq(harness_info_int(client, "tracking_clients"), 1);
     ck_assert_int_ge(harness_info_int(client, "tracking_invalidations"), 5);
@@ -280,7 +263,7 @@ START_TEST(test_default_mode)
     raw_send(r, "CLIENT TRACKING OFF");
     raw_expect(r, "+OK\r\n");
     ck_assert_int_eq(harness_info_int(client, "tracking_clients"), 0);
-    set_value("acme", "credit", "c", "9");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "c", "9");
     raw_send(r, "PING");
     raw_expect(r, "+PONG\r\n");
     raw_close(r);
@@ -296,10 +279,10 @@ START_TEST(test_flushes)
     set_and_wait("globex", "credit", "a", "1");
     struct raw *r = tracker("");
     raw_get(r, "cache:acme:credit:a", "$1\r\n1\r\n");
-    publish("{\"op\":\"flush\",\"tenant\":\"acme\"}");
+    harness_publish_ok(&h, CHANNEL, "{\"op\":\"flush\",\"tenant\":\"acme\"}");
     raw_expect(r, push_for("cache:acme:credit:a"));
     raw_get(r, "cache:globex:credit:a", "$1\r\n1\r\n");
-    publish("{\"op\":\"flush\",\"tenant\":\"*\"}");
+    harness_publish_ok(&h, CHANNEL, "{\"op\":\"flush\",\"tenant\":\"*\"}");
     raw_expect(r, PUSH_ALL);
     ck_assert(harness_wait_info(client, WAIT_MS, "tracking_keys", 0));
     set_and_wait("globex", "credit", "a", "2");
@@ -341,7 +324,7 @@ START_TEST(test_eviction)
     for (int i = 1; i <= 300; i++) {
         char key[16];
         snprintf(key, sizeof(key), "p%d", i);
-        set_value("acme", "page", key, big);
+        harness_publish_set(&h, CHANNEL, "acme", "page", key, big);
         /* Read it (once it is there), so that it is more recent than p0. */
         bool seen = false;
         for (long long end = harness_now_ms() + WAIT_MS; !seen && harness_now_ms() < end;) {
@@ -383,11 +366,11 @@ START_TEST(test_bcast)
 {
     start_daemon(config_text("", "", ""));
     struct raw *r = tracker("BCAST PREFIX cache:acme:credit: PREFIX cache:globex:role:");
-    set_value("initech", "credit", "x", "1");
-    set_value("acme", "credit", "x", "1");
+    harness_publish_set(&h, CHANNEL, "initech", "credit", "x", "1");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "x", "1");
     raw_expect(r, push_for("cache:acme:credit:x"));
-    set_value("acme", "role", "x", "{\"permissions\":[]}");
-    set_value("globex", "role", "admin", "{\"permissions\":[]}");
+    harness_publish_set(&h, CHANNEL, "acme", "role", "x", "{\"permissions\":[]}");
+    harness_publish_set(&h, CHANNEL, "globex", "role", "admin", "{\"permissions\":[]}");
     raw_expect(r, push_for("cache:globex:role:admin"));
     raw_send(r, "CLIENT TRACKINGINFO");
     raw_expect(r, "%3\r\n$5\r\nflags\r\n~2\r\n$2\r\non\r\n$5\r\nbcast\r\n$8\r\nredirect\r\n"
@@ -407,8 +390,8 @@ START_TEST(test_optin_optout)
     raw_send(r, "CLIENT CACHING YES");
     raw_expect(r, "+OK\r\n");
     raw_get(r, "cache:acme:credit:b", "$1\r\n1\r\n"); /* tracked */
-    set_value("acme", "credit", "a", "2");
-    set_value("acme", "credit", "b", "2");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "a", "2");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "b", "2");
     raw_expect(r, push_for("cache:acme:credit:b"));
     raw_send(r, "CLIENT CACHING NO");
     raw_expect(r, "-ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT "
@@ -424,8 +407,8 @@ START_TEST(test_optin_optout)
     raw_expect(r, "+OK\r\n");
     raw_get(r, "cache:acme:credit:a", "$1\r\n2\r\n"); /* not tracked */
     raw_get(r, "cache:acme:credit:b", "$1\r\n2\r\n"); /* tracked */
-    set_value("acme", "credit", "a", "3");
-    set_value("acme", "credit", "b", "3");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "a", "3");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "b", "3");
     raw_expect(r, push_for("cache:acme:credit:b"));
     raw_send(r, "CLIENT TRACKINGINFO");
     raw_expect(r, "%3\r\n$5\r\nflags\r\n~3\r\n$2\r\non\r\n$6\r\noptout\r\n$6\r\nnoloop\r\n"
@@ -491,10 +474,10 @@ START_TEST(test_redirect)
     snprintf(expected, sizeof(expected), ":%lld\r\n", id);
     raw_expect(r, expected);
     raw_get(r, "cache:acme:credit:a", "$1\r\n1\r\n");
-    set_value("acme", "credit", "a", "2");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "a", "2");
     raw_expect(sub, "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*1\r\n$19\r\n"
                     "cache:acme:credit:a\r\n");
-    publish("{\"op\":\"flush\",\"tenant\":\"*\"}");
+    harness_publish_ok(&h, CHANNEL, "{\"op\":\"flush\",\"tenant\":\"*\"}");
     raw_expect(sub, "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n$-1\r\n");
     raw_send(sub, "UNSUBSCRIBE");
     raw_expect(sub, "*3\r\n$11\r\nunsubscribe\r\n$20\r\n__redis__:invalidate\r\n:0\r\n");
@@ -503,7 +486,7 @@ START_TEST(test_redirect)
     raw_send(r, "HELLO 3");
     (void)raw_next(r);
     raw_get(r, "cache:acme:credit:a", "_\r\n");
-    set_value("acme", "credit", "a", "3");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "a", "3");
     snprintf(expected, sizeof(expected), ">2\r\n$21\r\ntracking-redir-broken\r\n:%lld\r\n", id);
     raw_expect(r, expected);
     raw_send(r, "CLIENT TRACKINGINFO");
@@ -531,7 +514,7 @@ START_TEST(test_redirect_resp3)
     raw_send(r, "CLIENT TRACKING ON REDIRECT %lld", id);
     raw_expect(r, "+OK\r\n");
     raw_get(r, "cache:acme:credit:a", "$1\r\n1\r\n");
-    set_value("acme", "credit", "a", "2");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "a", "2");
     raw_expect(target, push_for("cache:acme:credit:a"));
     raw_close(r);
     raw_close(target);
@@ -560,8 +543,8 @@ START_TEST(test_acl)
     start_daemon(config_text("", "", "access:\n  - {uid: 0, tenants: [acme]}\n"));
     struct raw *r = tracker("BCAST PREFIX cache:");
     raw_get(r, "cache:globex:credit:a", "-NOPERM this user has no access to tenant 'globex'\r\n");
-    set_value("globex", "credit", "a", "1");
-    set_value("acme", "credit", "a", "1");
+    harness_publish_set(&h, CHANNEL, "globex", "credit", "a", "1");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "a", "1");
     raw_expect(r, push_for("cache:acme:credit:a"));
     raw_close(r);
 }
@@ -581,8 +564,8 @@ START_TEST(test_bound)
     raw_expect(r, push_for("cache:acme:credit:k1"));
     ck_assert_int_eq(harness_info_int(client, "tracking_keys"), 3);
     /* k1 is forgotten: its change is silent; k2's is not. */
-    set_value("acme", "credit", "k1", "1");
-    set_value("acme", "credit", "k2", "1");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "k1", "1");
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "k2", "1");
     raw_expect(r, push_for("cache:acme:credit:k2"));
     raw_close(r);
 }
