@@ -62,9 +62,11 @@ $(BUILD)/%.o: src/%.c | $(BUILD)
 $(BUILD)/harness.o: tests/harness.c tests/harness.h | $(BUILD)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(DEP_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) | $(BUILD)
+# The harness (redis-server on a private socket, cleaned up however a test
+# ends) serves the unit suites that need a real Redis too.
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) $(HARNESS_OBJ) | $(BUILD)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(DEP_CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(LIB_OBJS) $(DEP_LIBS) $(CHECK_LIBS)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(DEP_CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(LIB_OBJS) $(HARNESS_OBJ) $(DEP_LIBS) $(CHECK_LIBS)
 
 $(BUILD)/itests/%: tests/integration/%.c $(LIB_OBJS) $(HARNESS_OBJ) | $(BUILD)
 	@mkdir -p $(dir $@)

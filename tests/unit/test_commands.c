@@ -37,7 +37,7 @@ static const char *const default_yaml = "log_level: error\n";
  * credentials of this process identify. */
 static void start(const char *yaml)
 {
-    char error[CONFIG_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     config = config_load_buffer("test.yaml", yaml, strlen(yaml), error);
     ck_assert_msg(config != NULL, "config rejected: %s", error);
     struct cache_limits limits = {
@@ -84,7 +84,7 @@ static void teardown(void)
 static void publish(const char *text)
 {
     struct message_batch batch;
-    char error[MESSAGE_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     ck_assert_msg(message_parse(config, text, strlen(text), &batch, error) == 0,
                   "%s rejected: %s", text, error);
     apply_batch(apply, &batch, NOW);

@@ -58,7 +58,7 @@ static void setup(void)
     http_peer_url(&peer, "/{tenant}/{kind}/{key}", url, sizeof(url));
     snprintf(yaml, sizeof(yaml),
              "log_level: error\norigin:\n  url: \"%s\"\n  negative_ttl: 60s\n", url);
-    char error[CONFIG_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     config = config_load_buffer("test.yaml", yaml, strlen(yaml), error);
     ck_assert_msg(config != NULL, "config rejected: %s", error);
     struct cache_limits limits = {
@@ -132,7 +132,7 @@ START_TEST(test_possible)
     ck_assert(fill_possible(config, kind_of("role")));
     ck_assert(!fill_possible(config, (unsigned)config->kind_count)); /* no such kind */
     const char *yaml = "log_level: error\n";
-    char error[CONFIG_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     struct config *none = config_load_buffer("none.yaml", yaml, strlen(yaml), error);
     ck_assert_ptr_nonnull(none);
     ck_assert(!fill_possible(none, kind_of("role"))); /* neither L2 nor L3 */

@@ -62,10 +62,10 @@ static void start(const char *path_template, const char *extra)
     char url[512], yaml[1024];
     http_peer_url(&peer, path_template, url, sizeof(url));
     snprintf(yaml, sizeof(yaml), "origin:\n  url: \"%s\"\n%s", url, extra);
-    char error[CONFIG_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     config = config_load_buffer("test.yaml", yaml, strlen(yaml), error);
     ck_assert_msg(config != NULL, "config rejected: %s", error);
-    origin = origin_create(base, config);
+    ck_assert_msg(origin_create(base, config, &origin, error) == 0, "origin_create: %s", error);
     ck_assert_ptr_nonnull(origin);
 }
 
@@ -78,10 +78,12 @@ static void get(const char *tenant, const char *kind, const char *key, struct an
 START_TEST(test_no_url_no_origin)
 {
     const char *yaml = "log_level: error\n";
-    char error[CONFIG_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     config = config_load_buffer("test.yaml", yaml, strlen(yaml), error);
     ck_assert_ptr_nonnull(config);
-    ck_assert_ptr_null(origin_create(base, config));
+    struct origin *off = NULL;
+    ck_assert_int_eq(origin_create(base, config, &off, error), 0);
+    ck_assert_ptr_null(off);
 }
 END_TEST
 

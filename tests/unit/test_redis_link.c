@@ -1,6 +1,6 @@
 /* test_redis_link.c - unit tests of redis_link.c, the self-healing hiredis
  * connection, against a real redis-server on a private Unix socket (started
- * by the integration harness, which this suite compiles in): the handshake
+ * by the test harness, tests/harness.c): the handshake
  * (AUTH, SELECT, the owner's own setup) before the link counts as up, the
  * up/down callbacks once per outage, reconnection after Redis comes back, a
  * drop asked for by the owner, replies still pending when the link is freed,
@@ -15,14 +15,10 @@
 #include <string.h>
 
 #include "config.h"
+#include "harness.h"
 #include "log.h"
 #include "redis_link.h"
 #include "unit_loop.h"
-
-/* The Makefile links tests/harness.o into the integration suites only; its
- * redis-server handling (private socket, cleanup however the test ends) is
- * what this suite needs, so it is compiled in here. */
-#include "harness.c"
 
 static struct harness h;
 static struct event_base *base;
@@ -90,7 +86,7 @@ static void load_config(const char *extra)
              "log_level: error\nredis:\n  unix: \"%s\"\n  connect_timeout: 2s\n"
              "  reconnect_min: 20ms\n  reconnect_max: 100ms\n%s",
              h.redis_socket, extra);
-    char error[CONFIG_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     config = config_load_buffer("test.yaml", yaml, strlen(yaml), error);
     ck_assert_msg(config != NULL, "config rejected: %s", error);
 }
@@ -101,8 +97,9 @@ static void create(const struct redis_link_options *options,
     struct redis_link_callbacks callbacks = {
         .on_setup = on_setup, .on_up = on_up, .on_down = on_down, .arg = &seen,
     };
-    the_link = redis_link_create(base, config, options, &callbacks);
-    ck_assert_ptr_nonnull(the_link);
+    char error[ERROR_MAX] = "";
+    the_link = redis_link_create(base, config, options, &callbacks, error);
+    ck_assert_msg(the_link != NULL, "redis_link_create: %s", error);
     ck_assert(!redis_link_up(the_link)); /* nothing before the loop runs */
     ck_assert_int_eq(seen.ups + seen.downs, 0);
 }
@@ -159,7 +156,7 @@ START_TEST(test_addresses)
 
     config_free(config);
     const char *tcp = "redis:\n  host: 127.0.0.1\n  port: 6390\n";
-    char error[CONFIG_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     config = config_load_buffer("tcp.yaml", tcp, strlen(tcp), error);
     ck_assert_msg(config != NULL, "%s", error);
     ck_assert_str_eq(redis_link_master_address(config, buf, sizeof(buf)), "127.0.0.1:6390");

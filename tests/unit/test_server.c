@@ -51,7 +51,7 @@ static struct config *load(const char *path, const char *extra)
     char yaml[1024];
     snprintf(yaml, sizeof(yaml), "log_level: error\nthreads: 2\nlisten:\n  socket: \"%s\"\n%s",
              path, extra);
-    char error[CONFIG_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     struct config *loaded = config_load_buffer("test.yaml", yaml, strlen(yaml), error);
     ck_assert_msg(loaded != NULL, "config rejected: %s", error);
     return loaded;
@@ -114,8 +114,8 @@ static void start(const char *extra)
 {
     config = load(socket_path, extra);
     tracking_init(config);
-    char error[256] = "";
-    server = server_start(base, cache, NULL, config, error, sizeof(error));
+    char error[ERROR_MAX] = "";
+    server = server_start(base, cache, NULL, config, error);
     ck_assert_msg(server != NULL, "server_start: %s", error);
     loop_start();
 }
@@ -319,8 +319,8 @@ START_TEST(test_live_socket_refused_stale_replaced)
     start("");
     /* a second server on the live socket refuses */
     struct config *second = load(socket_path, "");
-    char error[256] = "";
-    ck_assert_ptr_null(server_start(base, cache, NULL, second, error, sizeof(error)));
+    char error[ERROR_MAX] = "";
+    ck_assert_ptr_null(server_start(base, cache, NULL, second, error));
     ck_assert_msg(error[0] != '\0', "no message");
     config_free(second);
     /* the first still serves */
@@ -338,7 +338,7 @@ START_TEST(test_live_socket_refused_stale_replaced)
     close(left);
     loop_stop();
     struct config *moved = load(stale, "");
-    ck_assert_int_eq(server_reconfigure(server, moved, error, sizeof(error)), 0);
+    ck_assert_int_eq(server_reconfigure(server, moved, error), 0);
     config_free(config);
     config = moved;
     loop_start();
