@@ -1,7 +1,7 @@
 /* value.h - validating a kind's value and precomputing what queries need.
  *
  * A `set` carries a JSON value. value_prepare() checks that it fits its kind's
- * shape (docs/reference.md §2), renders it as compact JSON, and packs the few facts the
+ * shape (docs/reference.md §2), keeps its text less the whitespace, and packs the few facts the
  * query commands need into a small "derived" blob stored next to the JSON in
  * the cache entry: a credit's cost, a role's patterns, a user's status and
  * roles, a hierarchy entity's parent. Queries read the blob through the
@@ -33,11 +33,15 @@ struct value_prepared {
     size_t index_key_len;
 };
 
-/* Validates value for shape and fills out. Returns 0, or -1 with a reason such
+/* Validates value for shape and fills out. text[0..len) is the text value was
+ * parsed from (with duplicate keys refused): out->json is that text without
+ * the whitespace between tokens, so numbers and strings keep the form they
+ * were written in (docs/reference.md §2). Returns 0, or -1 with a reason such
  * as "credit value must be a number or an object with a number 'cost'" in
  * error[VALUE_ERROR_MAX] (out is then left empty). Does not take ownership of
  * value. */
-int value_prepare(enum config_shape shape, json_t *value, struct value_prepared *out, char *error);
+int value_prepare(enum config_shape shape, json_t *value, const char *text, size_t len,
+                  struct value_prepared *out, char *error);
 
 /* The same from JSON text (as a fill from L2 or L3 returns it). */
 int value_prepare_text(enum config_shape shape, const char *text, size_t len,

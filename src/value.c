@@ -180,210 +180,35 @@ static void put_strings_array(struct blob *b, json_t *array)
 
 /* ---- compact JSON ----
  *
- * The text a value is stored and answered as: what json_dumps() writes with
- * JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17), byte for byte
- * (the unit tests compare the two), written straight into one buffer.
- * json_dumps() goes through a callback per fragment and keeps a table of the
- * containers it is inside (a key formatted per object) to refuse cycles; a
- * parsed value has none, and this walk costs a fraction of it. */
+ * The text a value is stored and answered as: the bytes it arrived as, less
+ * the whitespace between tokens (docs/reference.md §2). The text was parsed
+ * (and so validated) already, so one pass that copies everything but
+ * whitespace outside strings is enough: numbers keep their written form and
+ * strings their escapes, and nothing is formatted again. */
 
-static void dump_string(struct blob *b, const char *s, size_t len)
+/* Copies the valid JSON text[0..len) into out without the whitespace between
+ * tokens; returns the length written (at most len). */
+static size_t strip_whitespace(const char *text, size_t len, char *out)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    blob_reserve(b, len + 2);
-    b->data[b->len++] = '"';
-    size_t run = 0; /* bytes copied as they are, not yet written */
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            run++;
-            continue;
-        }
-        put_bytes(b, s + i - run, run);
-        run = 0;
-        char escape[6] = {'\\', 0, 0, 0, 0, 0};
-        size_t escape_len = 2;
-        switch (c) {
-        case '"': escape[1] = '"'; break;
-        case '\\': escape[1] = '\\'; break;
-        case '\b': escape[1] = 'b'; break;
-        case '\f': escape[1] = 'f'; break;
-        case '\n': escape[1] = 'n'; break;
-        case '\r': escape[1] = 'r'; break;
-        case '\t': escape[1] = 't'; break;
-        default:
-            escape[1] = 'u';
-            escape[2] = '0';
-            escape[3] = '0';
-            escape[4] = hex[c >> 4];
-            escape[5] = hex[c & 0xf];
-            escape_len = 6;
-        }
-        put_bytes(b, escape, escape_len);
-    }
-    put_bytes(b, s + len - run, run);
-    put_u8(b, '"');
-}
-
-static void dump_integer(struct blob *b, json_int_t v)
-{
-    char digits[24];
     size_t n = 0;
-    uint64_t magnitude = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    do {
-        digits[sizeof(digits) - 1 - n++] = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude != 0);
-    if (v < 0)
-        digits[sizeof(digits) - 1 - n++] = '-';
-    put_bytes(b, digits + sizeof(digits) - n, n);
-}
-
-/* As jansson writes a real: %.17g, ".0" added when that reads as an
- * integer, the exponent without '+' or leading zeros. */
-static void dump_real(struct blob *b, double v)
-{
-    char text[40];
-    int n = snprintf(text, sizeof(text), "%.17g", v);
-    size_t len = n > 0 ? (size_t)n : 0;
+    bool in_string = false;
     for (size_t i = 0; i < len; i++) {
-        if (text[i] == ',') /* a locale's decimal comma */
-            text[i] = '.';
-    }
-    char *e = memchr(text, 'e', len);
-    if (e == NULL && memchr(text, '.', len) == NULL) {
-        text[len++] = '.';
-        text[len++] = '0';
-    } else if (e != NULL) {
-        char *start = e + 1;
-        char *end = start + 1;
-        if (*start == '-')
-            start++;
-        while (*end == '0')
-            end++;
-        if (end != start) {
-            memmove(start, end, len - (size_t)(end - text));
-            len -= (size_t)(end - start);
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\') { /* the escaped character is copied with it */
+                out[n++] = c;
+                c = text[++i];
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            continue;
+        } else if (c == '"') {
+            in_string = true;
         }
+        out[n++] = c;
     }
-    put_bytes(b, text, len);
-}
-
-/* The length dump_string() writes. */
-static size_t string_size(const char *s, size_t len)
-{
-    size_t size = len + 2;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' ||
-            c == '\t')
-            size += 1;
-        else if (c < 0x20)
-            size += 5;
-    }
-    return size;
-}
-
-/* The length dump_value() writes, reals counted at their longest: the text
- * is written into one allocation of its size, never grown (a grown and then
- * trimmed buffer leaves holes between the cache's entries). */
-static size_t value_size(json_t *value)
-{
-    size_t size = 0;
-    switch (json_typeof(value)) {
-    case JSON_OBJECT: {
-        const char *key;
-        json_t *member;
-        size = 2;
-        json_object_foreach(value, key, member)
-            size += string_size(key, strlen(key)) + 2 + value_size(member);
-        break;
-    }
-    case JSON_ARRAY: {
-        size_t index;
-        json_t *item;
-        size = 2;
-        json_array_foreach(value, index, item)
-            size += value_size(item) + 1;
-        break;
-    }
-    case JSON_STRING:
-        size = string_size(json_string_value(value), json_string_length(value));
-        break;
-    case JSON_INTEGER: {
-        json_int_t v = json_integer_value(value);
-        uint64_t magnitude = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-        size = v < 0 ? 2 : 1;
-        while (magnitude >= 10) {
-            magnitude /= 10;
-            size++;
-        }
-        break;
-    }
-    case JSON_REAL:
-        size = 26; /* "-2.2250738585072014e-308" is 24 */
-        break;
-    case JSON_TRUE:
-    case JSON_NULL:
-        size = 4;
-        break;
-    case JSON_FALSE:
-        size = 5;
-        break;
-    }
-    return size;
-}
-
-static void dump_value(struct blob *b, json_t *value)
-{
-    switch (json_typeof(value)) {
-    case JSON_OBJECT: {
-        const char *key;
-        json_t *member;
-        bool first = true;
-        put_u8(b, '{');
-        json_object_foreach(value, key, member) {
-            if (!first)
-                put_u8(b, ',');
-            first = false;
-            dump_string(b, key, strlen(key));
-            put_u8(b, ':');
-            dump_value(b, member);
-        }
-        put_u8(b, '}');
-        break;
-    }
-    case JSON_ARRAY: {
-        size_t index;
-        json_t *item;
-        put_u8(b, '[');
-        json_array_foreach(value, index, item) {
-            if (index > 0)
-                put_u8(b, ',');
-            dump_value(b, item);
-        }
-        put_u8(b, ']');
-        break;
-    }
-    case JSON_STRING:
-        dump_string(b, json_string_value(value), json_string_length(value));
-        break;
-    case JSON_INTEGER:
-        dump_integer(b, json_integer_value(value));
-        break;
-    case JSON_REAL:
-        dump_real(b, json_real_value(value));
-        break;
-    case JSON_TRUE:
-        put_bytes(b, "true", 4);
-        break;
-    case JSON_FALSE:
-        put_bytes(b, "false", 5);
-        break;
-    case JSON_NULL:
-        put_bytes(b, "null", 4);
-        break;
-    }
+    return n;
 }
 
 /* Shape checks. Each returns 0, or -1 with error filled. */
@@ -547,7 +372,8 @@ static int prepare_hierarchy(json_t *value, struct blob *b, size_t *parent_offse
     return 0;
 }
 
-int value_prepare(enum config_shape shape, json_t *value, struct value_prepared *out, char *error)
+int value_prepare(enum config_shape shape, json_t *value, const char *text, size_t len,
+                  struct value_prepared *out, char *error)
 {
     struct blob b = {0};
     size_t parent_offset = 0;
@@ -587,13 +413,9 @@ int value_prepare(enum config_shape shape, json_t *value, struct value_prepared 
     if (rc != 0)
         goto fail;
 
-    /* 17 significant digits: every real reads back to the same double. */
-    size_t size = value_size(value) + 1;
-    struct blob text = {.data = xmalloc(size), .cap = size};
-    dump_value(&text, value);
-    out->json_len = text.len;
-    put_u8(&text, '\0');
-    out->json = text.len == text.cap ? (char *)text.data : xrealloc(text.data, text.len);
+    out->json = xmalloc(len + 1);
+    out->json_len = strip_whitespace(text, len, out->json);
+    out->json[out->json_len] = '\0';
 
     if (b.len > 0) {
         /* A copy of its size rather than the growing buffer trimmed in
@@ -631,15 +453,17 @@ int value_prepare_text(enum config_shape shape, const char *text, size_t len,
 {
     json_error_t jerr;
     memset(out, 0, sizeof(*out));
-    /* json_loadb() rejects trailing garbage unless told otherwise. */
-    json_t *value = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+    /* json_loadb() rejects trailing garbage unless told otherwise. A
+     * duplicate key is refused as in a message (docs/reference.md §3): the
+     * text is kept as it is, and a reader could take either of the two. */
+    json_t *value = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
     if (value == NULL) {
         snprintf(error, VALUE_ERROR_MAX, "invalid JSON at position %d: %.80s", jerr.position,
                  jerr.text);
         sanitize(error);
         return -1;
     }
-    int rc = value_prepare(shape, value, out, error);
+    int rc = value_prepare(shape, value, text, len, out, error);
     json_decref(value);
     return rc;
 }
