@@ -207,9 +207,11 @@ static bool parse_rfc3339(const char *s, size_t len, uint64_t *out_ms)
  * text once jansson has accepted it, so they can trust its grammar (and that
  * no object repeats a key). */
 
+/* A NUL byte counts as whitespace: jansson lets one pass right after a
+ * number or a literal (and refuses it anywhere else outside a string). */
 static const char *skip_whitespace(const char *p, const char *end)
 {
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\0'))
         p++;
     return p;
 }
@@ -476,6 +478,12 @@ static int parse_operation(struct parse_ctx *ctx, json_t *obj, const char *value
         json_t *value = json_object_get(obj, "value");
         if (value == NULL) {
             fail_at(ctx, "field 'value' is required");
+            goto fail;
+        }
+        /* The walk of the text found no `value` where jansson did: never
+         * expected, but refused rather than stored as an empty text. */
+        if (value_text == NULL) {
+            fail_at(ctx, "field 'value' could not be located in the text");
             goto fail;
         }
         /* Only a cached kind's value is checked and kept: the others are

@@ -115,8 +115,8 @@ static size_t strip_whitespace(const char *text, size_t len, char *out)
             } else if (c == '"') {
                 in_string = false;
             }
-        } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
-            continue;
+        } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\0') {
+            continue; /* NUL: jansson lets one pass after a number or literal */
         } else if (c == '"') {
             in_string = true;
         }
