@@ -67,7 +67,8 @@ static void sanitize(char *text)
 #define ARENA_ALIGN 16u
 
 struct arena {
-    unsigned char *base; /* ARENA_BYTES, allocated on the thread's first parse */
+    unsigned char *base; /* ARENA_BYTES from the thread's first parse on, kept for
+                            its life (the daemon parses on the main thread only) */
     size_t used;
     bool active;         /* a parse is under way on this thread */
 };
