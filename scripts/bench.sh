@@ -18,7 +18,9 @@
 # (all sections when empty; else a space-separated list of "queries" for
 # rows 1-4, "memory" for row 5 and the memory tables, "hitratio" for row 6,
 # "csc", "continuity" and "threads" for the scripts run at the end), e.g.
-# BENCH_ONLY=memory BENCH_MEMORY_TENANTS=1000 for the memory rows alone.
+# BENCH_ONLY=memory BENCH_MEMORY_TENANTS=1000 for the memory rows alone;
+# BENCH_ONLY=apply: only the apply row's figures (flood and jansson,
+# BENCH_RUNS times).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -225,7 +227,7 @@ load_start=$(loadavg)
 
 # ===== rows 1-4: one redis-server, one daemon, the same 1,000 tenants =====
 
-if wants queries; then
+if wants queries || wants apply; then
 
 echo "bench: loading $query_tenants seed-typical tenants into redis-server and tenantcached..." >&2
 start_redis main
@@ -263,19 +265,8 @@ pids+=("$plain_subscriber")
 wait_for "the plain subscriber" subscribed "$tmp/pub.sock" 1
 note "redis-cli -s $tmp/pub.sock SUBSCRIBE $channel > /dev/null"
 
-for ((run = 1; run <= runs; run++)); do
-    echo "bench: run $run of $runs: queries, apply rate, latency..." >&2
-    for pipeline in 1 16; do
-        n=$requests
-        [ "$pipeline" = 1 ] || n=$pipelined_requests
-        bench_requests "get.d.$pipeline" "$tc_pid" "$tmp/tc.sock" "$pipeline" "$n" "${get_daemon[@]}"
-        bench_requests "get.r.$pipeline" "$main_redis_pid" "$tmp/main.sock" "$pipeline" "$n" "${get_redis[@]}"
-        bench_requests "get.n.$pipeline" "$null_pid" "$tmp/null.sock" "$pipeline" "$n" "${get_redis[@]}"
-        bench_requests "can.d.$pipeline" "$tc_pid" "$tmp/tc.sock" "$pipeline" "$n" "${can_daemon[@]}"
-        bench_requests "can.r.$pipeline" "$main_redis_pid" "$tmp/main.sock" "$pipeline" "$n" "${get_user[@]}"
-    done
-
-    # row 3: apply rate (and its CPU) against PUBLISH to a plain subscriber and jansson
+# row 3: apply rate (and its CPU) against PUBLISH to a plain subscriber and jansson
+apply_row() {
     before=$(cpu_ticks "$tc_pid")
     out=$("$tools/flood" "$tmp/main.sock" "$flood_count" "$tmp/tc.sock")
     after=$(cpu_ticks "$tc_pid")
@@ -294,6 +285,29 @@ for ((run = 1; run <= runs; run++)); do
         note "$tools/flood $tmp/pub.sock $flood_count"
         note "$tools/jparse $flood_count"
     fi
+}
+
+# BENCH_ONLY=apply: only row 3's apply figures, BENCH_RUNS times, then stop.
+if [ "${BENCH_ONLY:-}" = apply ]; then
+    for ((run = 1; run <= runs; run++)); do apply_row; done
+    for k in apply.d apply.cpu jansson.rate jansson.cpu; do echo "$k: ${samples[$k]}(median $(median "$k"))"; done
+    echo "ratio: $(calc "$(median apply.cpu) / $(median jansson.cpu)")"
+    exit 0
+fi
+
+for ((run = 1; run <= runs; run++)); do
+    echo "bench: run $run of $runs: queries, apply rate, latency..." >&2
+    for pipeline in 1 16; do
+        n=$requests
+        [ "$pipeline" = 1 ] || n=$pipelined_requests
+        bench_requests "get.d.$pipeline" "$tc_pid" "$tmp/tc.sock" "$pipeline" "$n" "${get_daemon[@]}"
+        bench_requests "get.r.$pipeline" "$main_redis_pid" "$tmp/main.sock" "$pipeline" "$n" "${get_redis[@]}"
+        bench_requests "get.n.$pipeline" "$null_pid" "$tmp/null.sock" "$pipeline" "$n" "${get_redis[@]}"
+        bench_requests "can.d.$pipeline" "$tc_pid" "$tmp/tc.sock" "$pipeline" "$n" "${can_daemon[@]}"
+        bench_requests "can.r.$pipeline" "$main_redis_pid" "$tmp/main.sock" "$pipeline" "$n" "${get_user[@]}"
+    done
+
+    apply_row
 
     # row 4: publish-to-visible latency at a steady rate
     count=$((latency_rate * latency_seconds))

@@ -334,8 +334,8 @@ static void command_credit(struct command_call *call)
         return;
     const char *text;
     size_t text_len;
-    double cost;
-    if (found && value_credit(item.derived, item.derived_len, &cost, &text, &text_len) == 0)
+    if (found && value_credit(item.json, item.json_len, item.derived, item.derived_len, &text,
+                              &text_len) == 0)
         reply_bulk(call->out, text, text_len);
     else
         reply_nil(call->out);
@@ -352,7 +352,8 @@ static void command_status(struct command_call *call)
     const char *status;
     size_t status_len;
     struct value_strings roles;
-    if (found && value_user(item.derived, item.derived_len, &status, &status_len, &roles) == 0)
+    if (found && value_user(item.json, item.json_len, item.derived, item.derived_len, &status,
+                            &status_len, &roles) == 0)
         reply_bulk(call->out, status, status_len);
     else
         reply_nil(call->out);
@@ -363,7 +364,8 @@ static void command_status(struct command_call *call)
 static bool role_grants(const struct blocked_item *role, const char *permission, size_t len)
 {
     struct value_strings patterns;
-    if (value_role_permissions(role->derived, role->derived_len, &patterns) != 0)
+    if (value_role_permissions(role->json, role->json_len, role->derived, role->derived_len,
+                               &patterns) != 0)
         return false;
     const char *pattern;
     size_t pattern_len;
@@ -399,7 +401,8 @@ static void command_can(struct command_call *call)
     const char *status;
     size_t status_len;
     struct value_strings roles;
-    if (!found || value_user(item.derived, item.derived_len, &status, &status_len, &roles) != 0) {
+    if (!found || value_user(item.json, item.json_len, item.derived, item.derived_len, &status,
+                              &status_len, &roles) != 0) {
         cache_read_end(&reader);
         reply_nil(call->out);
         return;
@@ -462,7 +465,8 @@ static void command_perms(struct command_call *call)
     if (!read_one(call, CONFIG_KIND_ROLE, false, &reader, &role, &found))
         return;
     struct value_strings patterns;
-    if (!found || value_role_permissions(role.derived, role.derived_len, &patterns) != 0) {
+    if (!found || value_role_permissions(role.json, role.json_len, role.derived,
+                                             role.derived_len, &patterns) != 0) {
         reply_nil(call->out);
     } else {
         reply_array(call->out, patterns.remaining);
@@ -504,9 +508,8 @@ static void command_ancestors(struct command_call *call)
         bool has_parent = false;
         const char *parent;
         size_t parent_len;
-        if (value_hierarchy_parent(item.derived, item.derived_len, &has_parent, &parent,
-                                   &parent_len) != 0 ||
-            !has_parent)
+        value_hierarchy_parent(item.derived, item.derived_len, &has_parent, &parent, &parent_len);
+        if (!has_parent)
             break;
         bool seen = parent_len == entity_len && memcmp(parent, entity, entity_len) == 0;
         for (size_t i = 0; i < depth && !seen; i++)

@@ -1,16 +1,20 @@
-/* value.c - checking a value against its kind's shape (docs/reference.md §2) and packing
- * the facts queries need into a small "derived" blob.
+/* value.c - checking a value against its kind's shape (docs/reference.md §2), keeping its
+ * compact text, and noting where in that text the facts queries need are.
  *
- * Blob layout, private to this file (integers little-endian, read byte by byte
- * so that a blob at any address is safe to read):
- *   credit:    tag 'C', cost as u64 (IEEE 754 bits), text length, text
- *   role:      tag 'R', count, count x (length, bytes)
- *   user:      tag 'U', status length, status, count, count x (length, bytes)
- *   hierarchy: tag 'H', u8 has_parent, parent length, parent
- * Counts and lengths are varints (7 bits a byte, low first, the high bit set
- * on all but the last): one byte for the short strings these hold, where a
- * u32 spent four on each (the blob lives in every cache entry).
- * Other shapes have no blob. */
+ * The derived blob holds only what a query cannot take from the compact text
+ * as it is. Its layout is private to this file (read byte by byte, so a blob
+ * at any address is safe to read; counts and lengths are varints, 7 bits a
+ * byte, low first, the high bit set on all but the last):
+ *   credit:    nothing when the text is the cost written in its shortest
+ *              form ("3.5"); otherwise that shortest form
+ *   role:      count, count x string
+ *   user:      status string, count, count x string
+ *   hierarchy: the parent id (nothing for a root); it is also the index key
+ * A string is a varint v and then: v even, a place in the compact text
+ * (offset v / 2, then a varint length), where the string is written without
+ * escapes; v odd, its v / 2 decoded bytes inline (it has escapes in the
+ * text). So a role's patterns and a user's status and roles are not copied
+ * next to the text they are in. Other shapes have no blob. */
 #include "value.h"
 
 #include <math.h>
@@ -22,16 +26,11 @@
 #include "perm.h"
 #include "util.h"
 
-#define TAG_CREDIT 'C'
-#define TAG_ROLE 'R'
-#define TAG_USER 'U'
-#define TAG_HIERARCHY 'H'
-
 /* Room for util_format_double(): "-2.2250738585072014e-308" and a NUL. */
 #define CREDIT_TEXT_MAX 32
 
-/* A growing blob. Sizes are bounded by the message size limit, so a u32
- * length always fits; the check in put_string() is a guard, not a path. */
+/* A growing blob. Texts are bounded by the message and fill size limits, far
+ * below the 2^34 that a varint's 35 bits hold for an offset << 1. */
 struct blob {
     unsigned char *data;
     size_t len;
@@ -57,19 +56,6 @@ static void put_bytes(struct blob *b, const void *data, size_t len)
     b->len += len;
 }
 
-static void put_u8(struct blob *b, uint8_t v)
-{
-    put_bytes(b, &v, 1);
-}
-
-static void put_uint(struct blob *b, uint64_t v, size_t width)
-{
-    unsigned char bytes[8];
-    for (size_t i = 0; i < width; i++)
-        bytes[i] = (unsigned char)(v >> (8 * i));
-    put_bytes(b, bytes, width);
-}
-
 static void put_varint(struct blob *b, uint64_t v)
 {
     unsigned char bytes[10];
@@ -82,32 +68,12 @@ static void put_varint(struct blob *b, uint64_t v)
     put_bytes(b, bytes, n);
 }
 
-static void put_string(struct blob *b, const char *s, size_t len)
-{
-    if (len > UINT32_MAX)
-        log_fatal("value string of %zu bytes does not fit a derived blob", len);
-    put_varint(b, len);
-    put_bytes(b, s, len);
-}
-
 /* Reading: every read checks the bounds, so a truncated or foreign blob makes
  * an accessor fail instead of reading past the end. */
 struct reader {
     const unsigned char *cursor;
     const unsigned char *end;
 };
-
-static bool get_uint(struct reader *r, size_t width, uint64_t *out)
-{
-    if ((size_t)(r->end - r->cursor) < width)
-        return false;
-    uint64_t v = 0;
-    for (size_t i = 0; i < width; i++)
-        v |= (uint64_t)r->cursor[i] << (8 * i);
-    r->cursor += width;
-    *out = v;
-    return true;
-}
 
 /* A varint of at most 5 bytes (a u32: every count and length). */
 static bool get_varint(struct reader *r, uint64_t *out)
@@ -126,269 +92,136 @@ static bool get_varint(struct reader *r, uint64_t *out)
     return false;
 }
 
-static bool get_string(struct reader *r, const char **str, size_t *len)
-{
-    uint64_t n;
-    if (!get_varint(r, &n) || (uint64_t)(r->end - r->cursor) < n)
-        return false;
-    *str = (const char *)r->cursor;
-    *len = (size_t)n;
-    r->cursor += n;
-    return true;
-}
+/* ---- compact JSON ----
+ *
+ * The text a value is stored and answered as: the bytes it arrived as, less
+ * the whitespace between tokens (docs/reference.md §2). The text was parsed
+ * (and so validated) already, so one pass that copies everything but
+ * whitespace outside strings is enough: numbers keep their written form and
+ * strings their escapes, and nothing is formatted again. */
 
-/* Opens a blob whose first byte must be tag. */
-static bool reader_open(struct reader *r, const void *derived, size_t derived_len, char tag)
+/* Copies the valid JSON text[0..len) into out without the whitespace between
+ * tokens; returns the length written (at most len). */
+static size_t strip_whitespace(const char *text, size_t len, char *out)
 {
-    if (derived == NULL || derived_len < 1)
-        return false;
-    r->cursor = derived;
-    r->end = r->cursor + derived_len;
-    if (*r->cursor != (unsigned char)tag)
-        return false;
-    r->cursor++;
-    return true;
-}
-
-/* Opens a sequence of strings (a u32 count, then the strings) at r's cursor.
- * The strings are walked once here so that value_strings_next() can trust them. */
-static bool get_strings(struct reader *r, struct value_strings *out)
-{
-    uint64_t count;
-    if (!get_varint(r, &count))
-        return false;
-    out->cursor = r->cursor;
-    out->remaining = (uint32_t)count;
-    for (uint64_t i = 0; i < count; i++) {
-        const char *s;
-        size_t len;
-        if (!get_string(r, &s, &len))
-            return false;
+    size_t n = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\') { /* the escaped character is copied with it */
+                out[n++] = c;
+                c = text[++i];
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\0') {
+            continue; /* NUL: jansson lets one pass after a number or literal */
+        } else if (c == '"') {
+            in_string = true;
+        }
+        out[n++] = c;
     }
-    out->end = r->cursor;
-    return true;
+    return n;
 }
 
-static void put_strings_array(struct blob *b, json_t *array)
+/* ---- places in the compact text ----
+ *
+ * The text is valid JSON without whitespace, and jansson iterates an
+ * object's members in the order they are written (the text repeats no key),
+ * so a member is found by walking the text alongside the parsed object. */
+
+/* p at a string's opening quote: returns the byte after its closing quote. */
+static const char *text_skip_string(const char *p, const char *end)
+{
+    for (p++; p < end && *p != '"'; p++) {
+        if (*p == '\\')
+            p++;
+    }
+    return p < end ? p + 1 : end;
+}
+
+/* p at a value: returns the byte after it. */
+static const char *text_skip_value(const char *p, const char *end)
+{
+    size_t depth = 0;
+    while (p < end) {
+        char c = *p;
+        if (c == '"') {
+            p = text_skip_string(p, end);
+            if (depth == 0)
+                return p;
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0) /* the end of the enclosing container */
+                return p;
+            if (--depth == 0)
+                return p + 1;
+        } else if (c == ',' && depth == 0) {
+            return p;
+        }
+        p++;
+    }
+    return p;
+}
+
+/* p at the '{' of object's text: returns where the value of its member
+ * `name` starts, or NULL if it has none. */
+static const char *text_member(json_t *object, const char *name, const char *p, const char *end)
+{
+    const char *key;
+    json_t *member;
+    p++;
+    json_object_foreach(object, key, member) {
+        p = text_skip_string(p, end) + 1; /* the key and ':' */
+        if (p >= end)
+            return NULL;
+        if (strcmp(key, name) == 0)
+            return p;
+        p = text_skip_value(p, end) + 1; /* the value and ',' */
+    }
+    return NULL;
+}
+
+/* Appends the string value written at p (its opening quote) in json: its
+ * place when the text has it without escapes, else its decoded bytes. */
+static void put_text_string(struct blob *b, const char *json, const char *p, const char *end,
+                            json_t *string)
+{
+    const char *start = p + 1;
+    size_t raw_len = (size_t)(text_skip_string(p, end) - 1 - start);
+    if (memchr(start, '\\', raw_len) == NULL) {
+        put_varint(b, (uint64_t)(start - json) << 1);
+        put_varint(b, raw_len);
+    } else {
+        size_t len = json_string_length(string);
+        put_varint(b, ((uint64_t)len << 1) | 1);
+        put_bytes(b, json_string_value(string), len);
+    }
+}
+
+/* Appends the count and then each string of array, written at p (its '['). */
+static void put_text_strings(struct blob *b, const char *json, const char *p, const char *end,
+                             json_t *array)
 {
     size_t index;
     json_t *item;
     put_varint(b, json_array_size(array));
-    json_array_foreach(array, index, item)
-        put_string(b, json_string_value(item), json_string_length(item));
-}
-
-/* ---- compact JSON ----
- *
- * The text a value is stored and answered as: what json_dumps() writes with
- * JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17), byte for byte
- * (the unit tests compare the two), written straight into one buffer.
- * json_dumps() goes through a callback per fragment and keeps a table of the
- * containers it is inside (a key formatted per object) to refuse cycles; a
- * parsed value has none, and this walk costs a fraction of it. */
-
-static void dump_string(struct blob *b, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    blob_reserve(b, len + 2);
-    b->data[b->len++] = '"';
-    size_t run = 0; /* bytes copied as they are, not yet written */
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            run++;
-            continue;
-        }
-        put_bytes(b, s + i - run, run);
-        run = 0;
-        char escape[6] = {'\\', 0, 0, 0, 0, 0};
-        size_t escape_len = 2;
-        switch (c) {
-        case '"': escape[1] = '"'; break;
-        case '\\': escape[1] = '\\'; break;
-        case '\b': escape[1] = 'b'; break;
-        case '\f': escape[1] = 'f'; break;
-        case '\n': escape[1] = 'n'; break;
-        case '\r': escape[1] = 'r'; break;
-        case '\t': escape[1] = 't'; break;
-        default:
-            escape[1] = 'u';
-            escape[2] = '0';
-            escape[3] = '0';
-            escape[4] = hex[c >> 4];
-            escape[5] = hex[c & 0xf];
-            escape_len = 6;
-        }
-        put_bytes(b, escape, escape_len);
-    }
-    put_bytes(b, s + len - run, run);
-    put_u8(b, '"');
-}
-
-static void dump_integer(struct blob *b, json_int_t v)
-{
-    char digits[24];
-    size_t n = 0;
-    uint64_t magnitude = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    do {
-        digits[sizeof(digits) - 1 - n++] = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude != 0);
-    if (v < 0)
-        digits[sizeof(digits) - 1 - n++] = '-';
-    put_bytes(b, digits + sizeof(digits) - n, n);
-}
-
-/* As jansson writes a real: %.17g, ".0" added when that reads as an
- * integer, the exponent without '+' or leading zeros. */
-static void dump_real(struct blob *b, double v)
-{
-    char text[40];
-    int n = snprintf(text, sizeof(text), "%.17g", v);
-    size_t len = n > 0 ? (size_t)n : 0;
-    for (size_t i = 0; i < len; i++) {
-        if (text[i] == ',') /* a locale's decimal comma */
-            text[i] = '.';
-    }
-    char *e = memchr(text, 'e', len);
-    if (e == NULL && memchr(text, '.', len) == NULL) {
-        text[len++] = '.';
-        text[len++] = '0';
-    } else if (e != NULL) {
-        char *start = e + 1;
-        char *end = start + 1;
-        if (*start == '-')
-            start++;
-        while (*end == '0')
-            end++;
-        if (end != start) {
-            memmove(start, end, len - (size_t)(end - text));
-            len -= (size_t)(end - start);
-        }
-    }
-    put_bytes(b, text, len);
-}
-
-/* The length dump_string() writes. */
-static size_t string_size(const char *s, size_t len)
-{
-    size_t size = len + 2;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' ||
-            c == '\t')
-            size += 1;
-        else if (c < 0x20)
-            size += 5;
-    }
-    return size;
-}
-
-/* The length dump_value() writes, reals counted at their longest: the text
- * is written into one allocation of its size, never grown (a grown and then
- * trimmed buffer leaves holes between the cache's entries). */
-static size_t value_size(json_t *value)
-{
-    size_t size = 0;
-    switch (json_typeof(value)) {
-    case JSON_OBJECT: {
-        const char *key;
-        json_t *member;
-        size = 2;
-        json_object_foreach(value, key, member)
-            size += string_size(key, strlen(key)) + 2 + value_size(member);
-        break;
-    }
-    case JSON_ARRAY: {
-        size_t index;
-        json_t *item;
-        size = 2;
-        json_array_foreach(value, index, item)
-            size += value_size(item) + 1;
-        break;
-    }
-    case JSON_STRING:
-        size = string_size(json_string_value(value), json_string_length(value));
-        break;
-    case JSON_INTEGER: {
-        json_int_t v = json_integer_value(value);
-        uint64_t magnitude = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-        size = v < 0 ? 2 : 1;
-        while (magnitude >= 10) {
-            magnitude /= 10;
-            size++;
-        }
-        break;
-    }
-    case JSON_REAL:
-        size = 26; /* "-2.2250738585072014e-308" is 24 */
-        break;
-    case JSON_TRUE:
-    case JSON_NULL:
-        size = 4;
-        break;
-    case JSON_FALSE:
-        size = 5;
-        break;
-    }
-    return size;
-}
-
-static void dump_value(struct blob *b, json_t *value)
-{
-    switch (json_typeof(value)) {
-    case JSON_OBJECT: {
-        const char *key;
-        json_t *member;
-        bool first = true;
-        put_u8(b, '{');
-        json_object_foreach(value, key, member) {
-            if (!first)
-                put_u8(b, ',');
-            first = false;
-            dump_string(b, key, strlen(key));
-            put_u8(b, ':');
-            dump_value(b, member);
-        }
-        put_u8(b, '}');
-        break;
-    }
-    case JSON_ARRAY: {
-        size_t index;
-        json_t *item;
-        put_u8(b, '[');
-        json_array_foreach(value, index, item) {
-            if (index > 0)
-                put_u8(b, ',');
-            dump_value(b, item);
-        }
-        put_u8(b, ']');
-        break;
-    }
-    case JSON_STRING:
-        dump_string(b, json_string_value(value), json_string_length(value));
-        break;
-    case JSON_INTEGER:
-        dump_integer(b, json_integer_value(value));
-        break;
-    case JSON_REAL:
-        dump_real(b, json_real_value(value));
-        break;
-    case JSON_TRUE:
-        put_bytes(b, "true", 4);
-        break;
-    case JSON_FALSE:
-        put_bytes(b, "false", 5);
-        break;
-    case JSON_NULL:
-        put_bytes(b, "null", 4);
-        break;
+    p++;
+    json_array_foreach(array, index, item) {
+        put_text_string(b, json, p, end, item);
+        p = text_skip_string(p, end) + 1; /* the string and ',' */
     }
 }
 
-/* Shape checks. Each returns 0, or -1 with error filled. */
+/* Shape checks: each returns 0, or -1 with error filled. On success the
+ * blob is appended to b; json[0..json_len) is the value's compact text. */
 
-static int prepare_credit(json_t *value, struct blob *b, char *error)
+static int prepare_credit(json_t *value, const char *json, size_t json_len, struct blob *b,
+                          char *error)
 {
     json_t *cost = value;
     if (json_is_object(value)) {
@@ -412,13 +245,9 @@ static int prepare_credit(json_t *value, struct blob *b, char *error)
         number = 0.0; /* -0 would print as "-0" */
     char text[CREDIT_TEXT_MAX];
     size_t text_len = util_format_double(number, text, sizeof(text));
-    uint64_t bits;
-    memcpy(&bits, &number, sizeof(bits));
-
-    put_u8(b, TAG_CREDIT);
-    put_uint(b, bits, 8);
-    put_varint(b, text_len);
-    put_bytes(b, text, text_len);
+    /* CREDIT answers the text itself when it is already that form. */
+    if (text_len != json_len || memcmp(text, json, text_len) != 0)
+        put_bytes(b, text, text_len);
     return 0;
 }
 
@@ -436,15 +265,18 @@ static bool strings_array_valid(json_t *array, bool (*valid)(const char *, size_
     return true;
 }
 
-static int prepare_role(json_t *value, struct blob *b, char *error)
+static int prepare_role(json_t *value, const char *json, size_t json_len, struct blob *b,
+                        char *error)
 {
     json_t *permissions = value;
+    const char *end = json + json_len, *at = json;
     if (json_is_object(value)) {
         permissions = json_object_get(value, "permissions");
         if (permissions == NULL) {
             snprintf(error, ERROR_MAX, "role object must have an array 'permissions'");
             return -1;
         }
+        at = text_member(value, "permissions", json, end);
     } else if (!json_is_array(value)) {
         snprintf(error, ERROR_MAX,
                  "role value must be an array of permissions or an object with 'permissions'");
@@ -466,12 +298,14 @@ static int prepare_role(json_t *value, struct blob *b, char *error)
             return -1;
         }
     }
-    put_u8(b, TAG_ROLE);
-    put_strings_array(b, permissions);
+    if (at == NULL) /* the text is not the tree's: a caller's mistake */
+        log_fatal("role value text does not match its parsed value");
+    put_text_strings(b, json, at, end, permissions);
     return 0;
 }
 
-static int prepare_user(json_t *value, struct blob *b, char *error)
+static int prepare_user(json_t *value, const char *json, size_t json_len, struct blob *b,
+                        char *error)
 {
     json_t *status = value, *roles = NULL;
     if (json_is_object(value)) {
@@ -499,19 +333,24 @@ static int prepare_user(json_t *value, struct blob *b, char *error)
         return -1;
     }
 
-    put_u8(b, TAG_USER);
-    put_string(b, json_string_value(status), json_string_length(status));
+    const char *end = json + json_len, *status_at = json, *roles_at = NULL;
+    if (json_is_object(value)) {
+        status_at = text_member(value, "status", json, end);
+        if (roles != NULL)
+            roles_at = text_member(value, "roles", json, end);
+        if (status_at == NULL || (roles != NULL && roles_at == NULL))
+            log_fatal("user value text does not match its parsed value");
+    }
+    put_text_string(b, json, status_at, end, status);
     if (roles != NULL)
-        put_strings_array(b, roles);
+        put_text_strings(b, json, roles_at, end, roles);
     else
         put_varint(b, 0);
     return 0;
 }
 
-/* Sets *parent_offset to where the parent's bytes start in the blob, or leaves
- * it 0 for a root (0 is the tag's place). The blob may still move, so the
- * caller turns the offset into a pointer once it is final. */
-static int prepare_hierarchy(json_t *value, struct blob *b, size_t *parent_offset, char *error)
+/* The blob is the parent's decoded bytes, also the entry's index key. */
+static int prepare_hierarchy(json_t *value, struct blob *b, char *error)
 {
     if (!json_is_object(value)) {
         snprintf(error, ERROR_MAX, "hierarchy value must be an object");
@@ -534,23 +373,15 @@ static int prepare_hierarchy(json_t *value, struct blob *b, size_t *parent_offse
         snprintf(error, ERROR_MAX, "hierarchy name must be a string");
         return -1;
     }
-
-    put_u8(b, TAG_HIERARCHY);
-    put_u8(b, parent != NULL);
-    if (parent != NULL) {
-        put_varint(b, json_string_length(parent));
-        *parent_offset = b->len;
+    if (parent != NULL)
         put_bytes(b, json_string_value(parent), json_string_length(parent));
-    } else {
-        put_varint(b, 0);
-    }
     return 0;
 }
 
-int value_prepare(enum config_shape shape, json_t *value, struct value_prepared *out, char *error)
+int value_prepare(enum config_shape shape, json_t *value, const char *text, size_t len,
+                  struct value_prepared *out, char *error)
 {
     struct blob b = {0};
-    size_t parent_offset = 0;
     int rc = 0;
 
     memset(out, 0, sizeof(*out));
@@ -558,6 +389,10 @@ int value_prepare(enum config_shape shape, json_t *value, struct value_prepared 
         snprintf(error, ERROR_MAX, "value is missing");
         return -1;
     }
+
+    out->json = xmalloc(len + 1);
+    out->json_len = strip_whitespace(text, len, out->json);
+    out->json[out->json_len] = '\0';
 
     switch (shape) {
     case CONFIG_SHAPE_ANY:
@@ -569,16 +404,16 @@ int value_prepare(enum config_shape shape, json_t *value, struct value_prepared 
         }
         break;
     case CONFIG_SHAPE_CREDIT:
-        rc = prepare_credit(value, &b, error);
+        rc = prepare_credit(value, out->json, out->json_len, &b, error);
         break;
     case CONFIG_SHAPE_ROLE:
-        rc = prepare_role(value, &b, error);
+        rc = prepare_role(value, out->json, out->json_len, &b, error);
         break;
     case CONFIG_SHAPE_USER:
-        rc = prepare_user(value, &b, error);
+        rc = prepare_user(value, out->json, out->json_len, &b, error);
         break;
     case CONFIG_SHAPE_HIERARCHY:
-        rc = prepare_hierarchy(value, &b, &parent_offset, error);
+        rc = prepare_hierarchy(value, &b, error);
         break;
     default:
         snprintf(error, ERROR_MAX, "unknown value shape %d", (int)shape);
@@ -586,14 +421,6 @@ int value_prepare(enum config_shape shape, json_t *value, struct value_prepared 
     }
     if (rc != 0)
         goto fail;
-
-    /* 17 significant digits: every real reads back to the same double. */
-    size_t size = value_size(value) + 1;
-    struct blob text = {.data = xmalloc(size), .cap = size};
-    dump_value(&text, value);
-    out->json_len = text.len;
-    put_u8(&text, '\0');
-    out->json = text.len == text.cap ? (char *)text.data : xrealloc(text.data, text.len);
 
     if (b.len > 0) {
         /* A copy of its size rather than the growing buffer trimmed in
@@ -603,9 +430,9 @@ int value_prepare(enum config_shape shape, json_t *value, struct value_prepared 
         out->derived_len = b.len;
         free(b.data);
         b.data = NULL;
-        if (parent_offset != 0) {
-            out->index_key = (const char *)out->derived + parent_offset;
-            out->index_key_len = out->derived_len - parent_offset;
+        if (shape == CONFIG_SHAPE_HIERARCHY) {
+            out->index_key = (const char *)out->derived;
+            out->index_key_len = out->derived_len;
         }
     }
     return 0;
@@ -631,15 +458,17 @@ int value_prepare_text(enum config_shape shape, const char *text, size_t len,
 {
     json_error_t jerr;
     memset(out, 0, sizeof(*out));
-    /* json_loadb() rejects trailing garbage unless told otherwise. */
-    json_t *value = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+    /* json_loadb() rejects trailing garbage unless told otherwise. A
+     * duplicate key is refused as in a message (docs/reference.md §3): the
+     * text is kept as it is, and a reader could take either of the two. */
+    json_t *value = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
     if (value == NULL) {
         snprintf(error, ERROR_MAX, "invalid JSON at position %d: %.80s", jerr.position,
                  jerr.text);
         sanitize(error);
         return -1;
     }
-    int rc = value_prepare(shape, value, out, error);
+    int rc = value_prepare(shape, value, text, len, out, error);
     json_decref(value);
     return rc;
 }
@@ -653,12 +482,58 @@ void value_clear(struct value_prepared *value)
     memset(value, 0, sizeof(*value));
 }
 
+/* Reads a string written by put_text_string(); false if it does not fit the
+ * blob or the text. */
+static bool get_text_string(struct reader *r, const char *json, size_t json_len,
+                            const char **str, size_t *len)
+{
+    uint64_t v, n;
+    if (!get_varint(r, &v))
+        return false;
+    if (v & 1) {
+        n = v >> 1;
+        if ((uint64_t)(r->end - r->cursor) < n)
+            return false;
+        *str = (const char *)r->cursor;
+        r->cursor += n;
+    } else {
+        uint64_t offset = v >> 1;
+        if (!get_varint(r, &n) || json == NULL || offset > json_len || n > json_len - offset)
+            return false;
+        *str = json + offset;
+    }
+    *len = (size_t)n;
+    return true;
+}
+
+/* Opens a sequence of strings (a count, then the strings) at r's cursor.
+ * The strings are walked once here so that value_strings_next() can trust them. */
+static bool get_text_strings(struct reader *r, const char *json, size_t json_len,
+                             struct value_strings *out)
+{
+    uint64_t count;
+    if (!get_varint(r, &count) || count > UINT32_MAX)
+        return false;
+    out->json = json;
+    out->json_len = json_len;
+    out->cursor = r->cursor;
+    out->remaining = (uint32_t)count;
+    for (uint64_t i = 0; i < count; i++) {
+        const char *s;
+        size_t len;
+        if (!get_text_string(r, json, json_len, &s, &len))
+            return false;
+    }
+    out->end = r->cursor;
+    return true;
+}
+
 bool value_strings_next(struct value_strings *strings, const char **str, size_t *len)
 {
     if (strings->remaining == 0)
         return false;
     struct reader r = {strings->cursor, strings->end};
-    if (!get_string(&r, str, len)) {
+    if (!get_text_string(&r, strings->json, strings->json_len, str, len)) {
         strings->remaining = 0;
         return false;
     }
@@ -667,50 +542,42 @@ bool value_strings_next(struct value_strings *strings, const char **str, size_t 
     return true;
 }
 
-int value_credit(const void *derived, size_t derived_len, double *cost, const char **text,
-                 size_t *text_len)
+int value_credit(const char *json, size_t json_len, const void *derived, size_t derived_len,
+                 const char **text, size_t *text_len)
 {
-    struct reader r;
-    uint64_t bits, n;
-    if (!reader_open(&r, derived, derived_len, TAG_CREDIT) || !get_uint(&r, 8, &bits) ||
-        !get_varint(&r, &n) || (uint64_t)(r.end - r.cursor) < n)
-        return -1;
-    memcpy(cost, &bits, sizeof(*cost));
-    *text = (const char *)r.cursor;
-    *text_len = (size_t)n;
-    return 0;
-}
-
-int value_role_permissions(const void *derived, size_t derived_len, struct value_strings *out)
-{
-    struct reader r;
-    if (!reader_open(&r, derived, derived_len, TAG_ROLE) || !get_strings(&r, out))
-        return -1;
-    return 0;
-}
-
-int value_user(const void *derived, size_t derived_len, const char **status, size_t *status_len,
-               struct value_strings *roles)
-{
-    struct reader r;
-    if (!reader_open(&r, derived, derived_len, TAG_USER) ||
-        !get_string(&r, status, status_len) || !get_strings(&r, roles))
-        return -1;
-    return 0;
-}
-
-int value_hierarchy_parent(const void *derived, size_t derived_len, bool *has_parent,
-                           const char **parent, size_t *parent_len)
-{
-    struct reader r;
-    uint64_t flag;
-    if (!reader_open(&r, derived, derived_len, TAG_HIERARCHY) || !get_uint(&r, 1, &flag) ||
-        !get_string(&r, parent, parent_len))
-        return -1;
-    *has_parent = flag != 0;
-    if (!*has_parent) {
-        *parent = NULL;
-        *parent_len = 0;
+    if (derived_len > 0) {
+        *text = derived;
+        *text_len = derived_len;
+    } else {
+        *text = json;
+        *text_len = json_len;
     }
+    return *text != NULL && *text_len > 0 ? 0 : -1;
+}
+
+int value_role_permissions(const char *json, size_t json_len, const void *derived,
+                           size_t derived_len, struct value_strings *out)
+{
+    struct reader r = {derived, (const unsigned char *)derived + derived_len};
+    if (derived == NULL || !get_text_strings(&r, json, json_len, out) || r.cursor != r.end)
+        return -1;
     return 0;
+}
+
+int value_user(const char *json, size_t json_len, const void *derived, size_t derived_len,
+               const char **status, size_t *status_len, struct value_strings *roles)
+{
+    struct reader r = {derived, (const unsigned char *)derived + derived_len};
+    if (derived == NULL || !get_text_string(&r, json, json_len, status, status_len) ||
+        !get_text_strings(&r, json, json_len, roles) || r.cursor != r.end)
+        return -1;
+    return 0;
+}
+
+void value_hierarchy_parent(const void *derived, size_t derived_len, bool *has_parent,
+                            const char **parent, size_t *parent_len)
+{
+    *has_parent = derived != NULL && derived_len > 0;
+    *parent = *has_parent ? derived : NULL;
+    *parent_len = *has_parent ? derived_len : 0;
 }

@@ -312,6 +312,33 @@ START_TEST(test_credit)
 }
 END_TEST
 
+/* A value is kept as sent less its whitespace (docs/reference.md §2): GET
+ * answers the publisher's own number forms and escapes, while the queries
+ * read what they need from that text, escaped or not. */
+START_TEST(test_values_as_sent)
+{
+    start_default();
+    harness_publish_set(&h, CHANNEL, "acme", "credit", "c", "{ \"cost\" : 1.50 , \"note\" : \"caf\\u00e9 \\\" x\" }");
+    harness_publish_set(&h, CHANNEL, "acme", "config", "n", "[ 0.1, 1e2, -0 ]");
+    harness_publish_set(&h, CHANNEL, "acme", "role", "r\\u0031", "{ \"perm\\u0069ssions\" : [ \"crm.\\u002a\", \"hr.read\" ] }");
+    harness_publish_set(&h, CHANNEL, "acme", "user", "u", "{ \"roles\" : [ \"r\\u0031\" ], \"status\" : \"act\\u0069ve\" }");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "t", "{ \"parent\" : \"d\\u0031\" }");
+    harness_publish_set(&h, CHANNEL, "acme", "hierarchy", "d1", "{ }");
+    sync_stream();
+    expect("{\"cost\":1.50,\"note\":\"caf\\u00e9 \\\" x\"}", "GET acme credit c");
+    expect("1.5", "CREDIT acme c");
+    expect("[0.1,1e2,-0]", "GET acme config n");
+    expect("{\"roles\":[\"r\\u0031\"],\"status\":\"act\\u0069ve\"}", "GET acme user u");
+    expect("active", "STATUS acme u");
+    expect(":1", "CAN acme u crm.leads");
+    expect(":1", "CAN acme u hr.read");
+    expect(":0", "CAN acme u hr.write");
+    expect("[crm.*,hr.read]", "PERMS acme r1");
+    expect("[d1]", "ANCESTORS acme t");
+    expect("[t]", "CHILDREN acme d1");
+}
+END_TEST
+
 /* '.' and '..' are neither tenants nor keys: they would be path segments in
  * an origin URL. Refused in messages and in every query. */
 START_TEST(test_dot_segments)
@@ -1636,6 +1663,7 @@ int main(void)
     tcase_add_checked_fixture(queries, setup, teardown);
     tcase_set_timeout(queries, 60);
     tcase_add_test(queries, test_credit);
+    tcase_add_test(queries, test_values_as_sent);
     tcase_add_test(queries, test_dot_segments);
     tcase_add_test(queries, test_status);
     tcase_add_test(queries, test_can);

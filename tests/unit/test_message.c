@@ -88,13 +88,13 @@ START_TEST(test_set)
     ck_assert_str_eq(op->key, "lead.create");
     ck_assert_uint_eq(op->key_len, 11);
     ck_assert_str_eq(op->value.json, "3.5");
-    double cost;
     const char *text;
     size_t text_len;
-    ck_assert_int_eq(value_credit(op->value.derived, op->value.derived_len, &cost, &text,
-                                  &text_len),
+    ck_assert_int_eq(value_credit(op->value.json, op->value.json_len, op->value.derived,
+                                  op->value.derived_len, &text, &text_len),
                      0);
-    ck_assert(cost == 3.5);
+    ck_assert_uint_eq(text_len, 3);
+    ck_assert_mem_eq(text, "3.5", 3);
     ck_assert(op->has_version);
     ck_assert_uint_eq(op->version, 7);
     ck_assert(op->has_ts);
@@ -770,6 +770,66 @@ START_TEST(test_batch_cap)
 }
 END_TEST
 
+/* A set keeps its value's own bytes less the whitespace (docs/reference.md §2):
+ * found as the top-level member `value` of its object, whatever comes before
+ * or after it, however the key is spelt, and per element in a batch. */
+START_TEST(test_value_text_as_sent)
+{
+    struct message_batch b = parse_ok(
+        " { \"op\" : \"set\" , \"tenant\" : \"a\" , \"kind\" : \"config\" , \"key\" : \"k\" ,"
+        " \"value\" : { \"n\" : 1.50 , \"s\" : \"x \\\" } ]\" , \"e\" : \"\\u00e9\" } } ");
+    ck_assert_str_eq(b.operations[0].value.json, "{\"n\":1.50,\"s\":\"x \\\" } ]\",\"e\":\"\\u00e9\"}");
+    message_batch_free(&b);
+
+    /* members before it that hold a `value` of their own, or brackets in strings */
+    b = parse_ok("{\"meta\":{\"value\":1,\"l\":[{\"value\":2}]},\"x\":\"]}\\\\\",\"value\":[ 3 ],"
+                 "\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"config\",\"key\":\"k\",\"z\":{}}");
+    ck_assert_str_eq(b.operations[0].value.json, "[3]");
+    message_batch_free(&b);
+
+    /* the key written with escapes; a key merely ending in "value" is another */
+    b = parse_ok("{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"config\",\"key\":\"k\","
+                 "\"xvalue\":0,\"valu\\u0065\":-0.0,\"value\\u0020\":9}");
+    ck_assert_str_eq(b.operations[0].value.json, "-0.0");
+    message_batch_free(&b);
+    b = parse_ok("{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"config\",\"key\":\"k\","
+                 "\"\\u0076alue\":1e2}");
+    ck_assert_str_eq(b.operations[0].value.json, "1e2");
+    message_batch_free(&b);
+
+    /* scalars at the end of an object, and each element of a batch */
+    b = parse_ok("[ {\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"config\",\"key\":\"k\",\"value\":true} ,"
+                 "{\"op\":\"del\",\"tenant\":\"a\",\"kind\":\"config\",\"key\":\"k\"},\n"
+                 "{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"config\",\"key\":\"k\",\"value\":12}"
+                 ",{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"config\",\"key\":\"k\",\"value\":\"v\","
+                 "\"version\":3} ]");
+    ck_assert_uint_eq(b.count, 4);
+    ck_assert_str_eq(b.operations[0].value.json, "true");
+    ck_assert_ptr_null(b.operations[1].value.json);
+    ck_assert_str_eq(b.operations[2].value.json, "12");
+    ck_assert_str_eq(b.operations[3].value.json, "\"v\"");
+    ck_assert_uint_eq(b.operations[3].version, 3);
+    message_batch_free(&b);
+
+    /* jansson lets one NUL byte pass right after a number or a literal: it is
+     * no part of the value kept, nor does it hide the members after it */
+    static const char with_nul[] =
+        "{\"op\":\"set\",\"version\":3\0,\"tenant\":\"a\",\"kind\":\"config\",\"key\":\"k\","
+        "\"value\":{\"n\":1\0,\"t\":true\0}}";
+    char error[MESSAGE_ERROR_MAX] = "";
+    ck_assert_msg(message_parse(defaults, with_nul, sizeof(with_nul) - 1, &b, error) == 0, "%s",
+                  error);
+    ck_assert_str_eq(b.operations[0].value.json, "{\"n\":1,\"t\":true}");
+    ck_assert_uint_eq(b.operations[0].value.json_len, 16);
+    ck_assert_uint_eq(b.operations[0].version, 3);
+    message_batch_free(&b);
+
+    /* a set's shape is still checked on the value found */
+    parse_bad("{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"credit\",\"key\":\"k\",\"value\":\"3\"}",
+              "credit value must be a number");
+}
+END_TEST
+
 START_TEST(test_free_empty)
 {
     struct message_batch b = {NULL, 0};
@@ -809,6 +869,7 @@ static Suite *message_suite(void)
     tcase_add_test(tc, test_deep_nesting);
     tcase_add_test(tc, test_invalid_utf8);
     tcase_add_test(tc, test_batch_cap);
+    tcase_add_test(tc, test_value_text_as_sent);
     tcase_add_test(tc, test_free_empty);
     suite_add_tcase(s, tc);
     return s;
