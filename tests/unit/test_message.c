@@ -816,7 +816,7 @@ START_TEST(test_value_text_as_sent)
     static const char with_nul[] =
         "{\"op\":\"set\",\"version\":3\0,\"tenant\":\"a\",\"kind\":\"config\",\"key\":\"k\","
         "\"value\":{\"n\":1\0,\"t\":true\0}}";
-    char error[MESSAGE_ERROR_MAX] = "";
+    char error[ERROR_MAX] = "";
     ck_assert_msg(message_parse(defaults, with_nul, sizeof(with_nul) - 1, &b, error) == 0, "%s",
                   error);
     ck_assert_str_eq(b.operations[0].value.json, "{\"n\":1,\"t\":true}");
