@@ -1093,12 +1093,14 @@ struct converger {
     atomic_bool stop;
     atomic_long published;
     atomic_long retries;
+    atomic_uint distinct;        /* keys published at least once */
     bool failed;
     char failure[256];
     unsigned long long seq;
     uint64_t rng;
     unsigned version[CONV_KEYS]; /* last published version; 0: never */
     bool deleted[CONV_KEYS];     /* the last published op was a del */
+    bool counted[CONV_KEYS];     /* in distinct (the publisher's own) */
 };
 
 static uint64_t conv_random(struct converger *c)
@@ -1203,6 +1205,12 @@ static void *converger_main(void *arg)
             break;
         }
         atomic_fetch_add(&c->published, 1);
+        for (unsigned i = 0; i < count; i++) {
+            if (!c->counted[keys[i]]) {
+                c->counted[keys[i]] = true;
+                atomic_fetch_add(&c->distinct, 1);
+            }
+        }
         usleep(50);
     }
     if (ctx != NULL)
@@ -1299,10 +1307,16 @@ static void convergence(bool stream)
     atomic_init(&c->stop, false);
     atomic_init(&c->published, 0);
     atomic_init(&c->retries, 0);
+    atomic_init(&c->distinct, 0);
     pthread_t thread;
     ck_assert_int_eq(pthread_create(&thread, NULL, converger_main, c), 0);
 
-    harness_sleep_ms(700);
+    /* The check at the end means something only if most keys were
+     * published: wait for that before the faults, however slow the host. */
+    long long deadline = harness_now_ms() + 20 * WAIT_MS;
+    while (atomic_load(&c->distinct) < CONV_KEYS * 9 / 10 && harness_now_ms() < deadline)
+        harness_sleep_ms(20);
+    harness_sleep_ms(200);
     for (int round = 0; round < 2; round++) {
         /* SIGSTOP / SIGCONT: nothing is lost, publishers wait */
         ck_assert_int_eq(harness_redis_pause(&h), 0);
