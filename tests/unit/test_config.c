@@ -42,9 +42,11 @@ static const char *temp_file(const char *text, size_t len)
     return path;
 }
 
-static unsigned online_cpus(void)
+/* threads: 0 means one query thread per two online CPUs, at least one: the
+ * daemon shares its host with the applications that query it. */
+static unsigned default_threads(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    long n = sysconf(_SC_NPROCESSORS_ONLN) / 2;
     return n < 1 ? 1 : n > 1024 ? 1024 : (unsigned)n;
 }
 
@@ -214,7 +216,7 @@ static void check_defaults(const struct config *c)
     const uint64_t hour = 3600000, ten_minutes = 600000;
 
     ck_assert_int_eq(c->log_level, LOG_LEVEL_INFO);
-    ck_assert_uint_eq(c->threads, online_cpus());
+    ck_assert_uint_eq(c->threads, default_threads());
     ck_assert_uint_ge(c->threads, 1);
     ck_assert_uint_eq(c->shards, 64);
     ck_assert_str_eq(c->application, "all");
@@ -423,7 +425,7 @@ START_TEST(test_override_top_level)
 
     c = load("log_level: warning\nthreads: 0\nshards: 65536\n");
     ck_assert_int_eq(c->log_level, LOG_LEVEL_WARNING);
-    ck_assert_uint_eq(c->threads, online_cpus());
+    ck_assert_uint_eq(c->threads, default_threads());
     ck_assert_uint_eq(c->shards, 65536);
     config_free(c);
 
