@@ -8,11 +8,13 @@
  * a writer (writes are serialised, see the thread rules below) holds a shard
  * only for the time of one entry's change.
  *
- * Each entry is one allocation: a 37-byte header (no pointers; times in 32
- * or 48 bits), key, compact JSON value and the "derived" blob from value.c;
- * a tenant finds its entries in an open-addressing table of pointers and
- * one-byte hash tags. Memory is accounted exactly from what the
- * allocator holds, per tenant and in all, and kept within the limits by
+ * Each entry is one object: a 37-byte header (no pointers; times in 32
+ * or 48 bits), key, compact JSON value and the "derived" blob from value.c,
+ * carved from the cache's size-class slabs (slab.h; a glibc block above
+ * SLAB_OBJECT_MAX); a tenant finds its entries in an open-addressing table
+ * of pointers and one-byte hash tags. Memory is accounted exactly from what
+ * the allocators hold (an entry: its class size), per tenant and in all,
+ * and kept within the limits by
  * evicting, in this order: expired entries, negative entries (origin 404s,
  * which together hold at most an eighth of max_bytes), least-recently-used
  * reference entries, whole least-recently-used tenants. Critical entries are

@@ -2,15 +2,16 @@
  *
  * Layout: cache -> shards (rwlock + hash table of tenants) -> tenant (an
  * open-addressing table of entries with one-byte hash tags, per-kind usage,
- * a secondary index) -> entries (one allocation each: a 37-byte header with
- * no pointers, key, JSON value, derived blob, index key, and for some a
- * tail: a negative entry's tenant, a read counter for hot refresh).
+ * a secondary index) -> entries (one object each, from the cache's slab
+ * pool (slab.h): a 37-byte header with no pointers, key, JSON value,
+ * derived blob, index key, and for some a tail: a negative entry's tenant,
+ * a read counter for hot refresh).
  *
  * Writers are serialised by one mutex (cache->writer: the apply thread, and
  * FLUSH from a query thread), so the structures used to choose victims (the
  * array of every tenant with a Fenwick tree of their reference entry counts,
- * the array of every negative entry) belong to whoever holds it and need no
- * other lock; readers only touch each entry's atomic recency word and gap
+ * the array of every negative entry) and the entries' slab pool belong to
+ * whoever holds it and need no other lock; readers only touch each entry's atomic recency word and gap
  * byte. Recency is a logical clock (one tick per read session), which keeps
  * sampled LRU accurate however fast reads come. Expiries are 32-bit
  * millisecond ticks compared on the wrapping clock (see entry_set_expiry()),
