@@ -56,6 +56,8 @@ struct slab_stats {
     uint64_t carved_bytes;    /* their headers and the objects ever carved from
                                * them (live or free): what they have touched */
     uint64_t object_bytes;    /* bytes of the live small objects (class sizes) */
+    uint64_t spare_bytes;     /* carved_bytes beyond object_bytes: headers and
+                               * free objects (0 with SLAB_PASS_THROUGH) */
     uint64_t objects;         /* live small objects */
     uint64_t large_objects;   /* live objects above SLAB_OBJECT_MAX */
 };

@@ -543,7 +543,7 @@ static void *entry_alloc(struct cache *cache, size_t size)
     void *entry = slab_alloc(cache->slabs, size);
     struct slab_stats figures;
     slab_get_stats(cache->slabs, &figures);
-    store(&cache->slab_spare, figures.carved_bytes - figures.object_bytes);
+    store(&cache->slab_spare, figures.spare_bytes);
     return entry;
 }
 
@@ -552,7 +552,7 @@ static void entry_free(struct cache *cache, struct cache_entry *entry)
     slab_free(cache->slabs, entry, entry_alloc_size(entry));
     struct slab_stats figures;
     slab_get_stats(cache->slabs, &figures);
-    store(&cache->slab_spare, figures.carved_bytes - figures.object_bytes);
+    store(&cache->slab_spare, figures.spare_bytes);
 }
 
 /* ---- creation ---- */

@@ -237,6 +237,7 @@ void slab_get_stats(const struct slab_pool *pool, struct slab_stats *out)
     out->slabs = pool->slabs;
     out->carved_bytes = pool->carved_bytes;
     out->object_bytes = pool->object_bytes;
+    out->spare_bytes = SLAB_PASS_THROUGH ? 0 : pool->carved_bytes - pool->object_bytes;
     out->objects = pool->objects;
     out->large_objects = pool->large_objects;
 }

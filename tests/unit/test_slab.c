@@ -76,8 +76,10 @@ START_TEST(test_objects_distinct_and_aligned)
     if (SLAB_PASS_THROUGH) {
         ck_assert_uint_eq(s.slabs, 0);
         ck_assert_uint_eq(s.carved_bytes, 0);
+        ck_assert_uint_eq(s.spare_bytes, 0);
     } else {
         ck_assert_uint_gt(s.carved_bytes, small_bytes);
+        ck_assert_uint_eq(s.spare_bytes, s.carved_bytes - small_bytes);
         ck_assert_uint_le(s.slabs, SLAB_OBJECT_MAX / SLAB_ALIGN + small_bytes / 60000);
     }
     for (unsigned i = 0; i < MANY; i += 2)
