@@ -109,7 +109,7 @@ struct cache_stats {
     uint64_t negative_entries;   /* negative entries cached now */
     uint64_t not_cached;    /* writes answered but not kept for lack of room */
     /* What the entries' slabs hold beyond the live entries (free objects,
-     * tails, headers): memory in use but not in `bytes`, which counts each
+     * headers): memory in use but not in `bytes`, which counts each
      * entry's class size (slab.h), since evicting one entry need not give
      * any of it back. */
     uint64_t slab_spare_bytes;

@@ -11,11 +11,12 @@
  * FLUSH from a query thread), so the structures used to choose victims (the
  * array of every tenant with a Fenwick tree of their reference entry counts,
  * the array of every negative entry) and the entries' slab pool belong to
- * whoever holds it and need no other lock; readers only touch each entry's atomic recency word and gap
- * byte. Recency is a logical clock (one tick per read session), which keeps
- * sampled LRU accurate however fast reads come. Expiries are 32-bit
- * millisecond ticks compared on the wrapping clock (see entry_set_expiry()),
- * so the writers' and readers' now_ms must be one monotonic clock. */
+ * whoever holds it and need no other lock; readers only touch each entry's
+ * atomic recency word and gap byte. Recency is a logical clock (one tick
+ * per read session), which keeps sampled LRU accurate however fast reads
+ * come. Expiries are 32-bit millisecond ticks compared on the wrapping clock
+ * (see entry_set_expiry()), so the writers' and readers' now_ms must be one
+ * monotonic clock. */
 #include "cache.h"
 
 #include <pthread.h>
@@ -195,8 +196,8 @@ struct cache {
 
     /* The entries' memory (slab.h): used only by whoever holds the writers'
      * lock, as are the entries' allocations and frees. slab_spare is what
-     * its slabs hold beyond the live entries (free objects, the slabs' tails
-     * and headers), for the readers of the figures. */
+     * its slabs hold beyond the live entries (free objects and the slabs'
+     * headers), for the readers of the figures. */
     struct slab_pool *slabs;
     _Atomic uint64_t slab_spare;
 
