@@ -138,7 +138,7 @@ FUZZ_SRCS_protocol := src/protocol.c src/util.c src/log.c
 FUZZ_SRCS_message  := src/message.c src/names.c src/value.c src/perm.c src/config.c src/yaml_reader.c \
                       src/util.c src/log.c
 FUZZ_SRCS_config   := src/config.c src/yaml_reader.c src/names.c src/util.c src/log.c
-FUZZ_SRCS_snapshot := src/snapshot.c src/cache.c src/message.c src/names.c src/value.c src/perm.c \
+FUZZ_SRCS_snapshot := src/snapshot.c src/cache.c src/slab.c src/message.c src/names.c src/value.c src/perm.c \
                       src/config.c src/yaml_reader.c src/stats.c src/util.c src/log.c
 FUZZ_LIBS_protocol :=
 FUZZ_LIBS_message   = $(shell pkg-config --libs jansson yaml-0.1 2>/dev/null) -lm

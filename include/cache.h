@@ -8,11 +8,13 @@
  * a writer (writes are serialised, see the thread rules below) holds a shard
  * only for the time of one entry's change.
  *
- * Each entry is one allocation: a 37-byte header (no pointers; times in 32
- * or 48 bits), key, compact JSON value and the "derived" blob from value.c;
- * a tenant finds its entries in an open-addressing table of pointers and
- * one-byte hash tags. Memory is accounted exactly from what the
- * allocator holds, per tenant and in all, and kept within the limits by
+ * Each entry is one object: a 37-byte header (no pointers; times in 32
+ * or 48 bits), key, compact JSON value and the "derived" blob from value.c,
+ * carved from the cache's size-class slabs (slab.h; a glibc block above
+ * SLAB_OBJECT_MAX); a tenant finds its entries in an open-addressing table
+ * of pointers and one-byte hash tags. Memory is accounted exactly from what
+ * the allocators hold (an entry: its class size), per tenant and in all,
+ * and kept within the limits by
  * evicting, in this order: expired entries, negative entries (origin 404s,
  * which together hold at most an eighth of max_bytes), least-recently-used
  * reference entries, whole least-recently-used tenants. Critical entries are
@@ -106,6 +108,11 @@ struct cache_stats {
     uint64_t evictions_negative; /* negative entries evicted (they go first) */
     uint64_t negative_entries;   /* negative entries cached now */
     uint64_t not_cached;    /* writes answered but not kept for lack of room */
+    /* What the entries' slabs hold beyond the live entries (free objects,
+     * headers): memory in use but not in `bytes`, which counts each
+     * entry's class size (slab.h), since evicting one entry need not give
+     * any of it back. */
+    uint64_t slab_spare_bytes;
 };
 
 /* Per-tenant figures for TENANT, INFO tenants and HEALTH. */

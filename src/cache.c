@@ -2,19 +2,21 @@
  *
  * Layout: cache -> shards (rwlock + hash table of tenants) -> tenant (an
  * open-addressing table of entries with one-byte hash tags, per-kind usage,
- * a secondary index) -> entries (one allocation each: a 37-byte header with
- * no pointers, key, JSON value, derived blob, index key, and for some a
- * tail: a negative entry's tenant, a read counter for hot refresh).
+ * a secondary index) -> entries (one object each, from the cache's slab
+ * pool (slab.h): a 37-byte header with no pointers, key, JSON value,
+ * derived blob, index key, and for some a tail: a negative entry's tenant,
+ * a read counter for hot refresh).
  *
  * Writers are serialised by one mutex (cache->writer: the apply thread, and
  * FLUSH from a query thread), so the structures used to choose victims (the
  * array of every tenant with a Fenwick tree of their reference entry counts,
- * the array of every negative entry) belong to whoever holds it and need no
- * other lock; readers only touch each entry's atomic recency word and gap
- * byte. Recency is a logical clock (one tick per read session), which keeps
- * sampled LRU accurate however fast reads come. Expiries are 32-bit
- * millisecond ticks compared on the wrapping clock (see entry_set_expiry()),
- * so the writers' and readers' now_ms must be one monotonic clock. */
+ * the array of every negative entry) and the entries' slab pool belong to
+ * whoever holds it and need no other lock; readers only touch each entry's
+ * atomic recency word and gap byte. Recency is a logical clock (one tick
+ * per read session), which keeps sampled LRU accurate however fast reads
+ * come. Expiries are 32-bit millisecond ticks compared on the wrapping clock
+ * (see entry_set_expiry()), so the writers' and readers' now_ms must be one
+ * monotonic clock. */
 #include "cache.h"
 
 #include <pthread.h>
@@ -24,6 +26,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "slab.h"
 #include "stats.h"
 #include "util.h"
 
@@ -190,6 +193,13 @@ struct cache {
     _Atomic uint64_t evictions_negative;
     _Atomic uint64_t negative_entries; /* negative_count, for the readers */
     _Atomic uint64_t not_cached;
+
+    /* The entries' memory (slab.h): used only by whoever holds the writers'
+     * lock, as are the entries' allocations and frees. slab_spare is what
+     * its slabs hold beyond the live entries (free objects and the slabs'
+     * headers), for the readers of the figures. */
+    struct slab_pool *slabs;
+    _Atomic uint64_t slab_spare;
 
     /* Told of every change (cache_set_change_hook); set before any writer
      * runs. A flush of everything tells it once, not entry by entry. */
@@ -406,6 +416,15 @@ static unsigned char *entry_tail(const struct cache_entry *entry)
     return (unsigned char *)((uintptr_t)entry + tail_offset(data));
 }
 
+/* Bytes the entry was allocated with (entry_size() when it was made). */
+static size_t entry_alloc_size(const struct cache_entry *entry)
+{
+    size_t index = (entry->flags & ENTRY_INDEX_SHARED) ? 0 : entry->index_len;
+    size_t data = data_size(entry->key_len, entry->value_len, entry->derived_len, index);
+    return entry_size_for(data, (entry->flags & ENTRY_STATE) == CACHE_ENTRY_NEGATIVE,
+                          (entry->flags & ENTRY_COUNTED) != 0);
+}
+
 static struct cache_tenant *negative_tenant(const struct cache_entry *entry)
 {
     struct cache_tenant *tenant;
@@ -488,8 +507,15 @@ static void account_overhead(struct cache *cache, int64_t delta)
     adjust(&cache->bytes, delta);
 }
 
+/* What an entry holds: its slab class's size, or for a large entry the
+ * malloc block's. The slabs' spare room is left out (cache->slab_spare):
+ * evicting an entry need not give any of it back, and the eviction loops
+ * must see each eviction lower the accounted bytes. */
 static int64_t entry_bytes(const struct cache_entry *entry)
 {
+    size_t size = entry_alloc_size(entry);
+    if (size <= SLAB_OBJECT_MAX)
+        return (int64_t)slab_object_bytes(size);
     return (int64_t)util_alloc_size(entry);
 }
 
@@ -501,6 +527,33 @@ static uint64_t alloc_bound(const struct cache *cache, size_t size)
     if (size >= 64 * 1024)
         return size + cache->page_size + sizeof(size_t);
     return size + 3 * sizeof(size_t);
+}
+
+/* At least what entry_bytes() will say of an entry of `size` bytes. */
+static uint64_t entry_bound(const struct cache *cache, size_t size)
+{
+    if (size <= SLAB_OBJECT_MAX)
+        return slab_object_bytes(size);
+    return alloc_bound(cache, size);
+}
+
+/* The entries' allocator: an entry of `size` bytes (entry_size()). The
+ * caller holds the writers' lock (or, in cache_destroy(), is alone). */
+static void *entry_alloc(struct cache *cache, size_t size)
+{
+    void *entry = slab_alloc(cache->slabs, size);
+    struct slab_stats figures;
+    slab_get_stats(cache->slabs, &figures);
+    store(&cache->slab_spare, figures.spare_bytes);
+    return entry;
+}
+
+static void entry_free(struct cache *cache, struct cache_entry *entry)
+{
+    slab_free(cache->slabs, entry, entry_alloc_size(entry));
+    struct slab_stats figures;
+    slab_get_stats(cache->slabs, &figures);
+    store(&cache->slab_spare, figures.spare_bytes);
 }
 
 /* ---- creation ---- */
@@ -535,7 +588,9 @@ struct cache *cache_create(unsigned shards, const struct cache_limits *limits)
         account_overhead(cache, (int64_t)util_alloc_size(shard->buckets));
     }
     pthread_rwlockattr_destroy(&attributes);
-    account_overhead(cache, (int64_t)(util_alloc_size(cache) + util_alloc_size(cache->shards)));
+    cache->slabs = slab_pool_create();
+    account_overhead(cache, (int64_t)(util_alloc_size(cache) + util_alloc_size(cache->shards) +
+                                      util_alloc_size(cache->slabs)));
     return cache;
 }
 
@@ -986,7 +1041,8 @@ static void index_remove(struct cache *cache, struct cache_tenant *tenant, struc
 /* ---- entries ---- */
 
 /* A new entry, with a read counter when `counted`. Cannot fail. */
-static struct cache_entry *entry_create(const struct cache_key *key, const struct cache_value *value,
+static struct cache_entry *entry_create(struct cache *cache, const struct cache_key *key,
+                                        const struct cache_value *value,
                                         enum cache_entry_state state, bool counted)
 {
     size_t json_len = value ? value->json_len : 0;
@@ -994,7 +1050,7 @@ static struct cache_entry *entry_create(const struct cache_key *key, const struc
     size_t index_len = value && value->index_key ? value->index_key_len : 0;
     bool index_shared = index_in_derived(value);
     struct cache_entry *entry =
-        xmalloc(entry_size(key, value, state == CACHE_ENTRY_NEGATIVE, counted));
+        entry_alloc(cache, entry_size(key, value, state == CACHE_ENTRY_NEGATIVE, counted));
     entry->version = 0;
     entry->expires = 0;
     entry->updated_lo = 0;
@@ -1098,7 +1154,7 @@ static struct cache_entry *entry_detach(struct cache *cache, struct cache_tenant
  * looking at it. */
 static void entry_unlink(struct cache *cache, struct cache_tenant *tenant, uint32_t i)
 {
-    free(entry_detach(cache, tenant, i));
+    entry_free(cache, entry_detach(cache, tenant, i));
 }
 
 /* Frees a tenant with all it holds; the shard is write-locked. */
@@ -1388,7 +1444,7 @@ static uint64_t insert_cost(const struct cache *cache, const struct cache_tenant
                             bool negative)
 {
     size_t index_len = value && value->index_key ? value->index_key_len : 0;
-    uint64_t cost = alloc_bound(cache, entry_size(key, value, negative, cache->limits.hot_reads != 0));
+    uint64_t cost = entry_bound(cache, entry_size(key, value, negative, cache->limits.hot_reads != 0));
     if (tenant == NULL)
         cost += alloc_bound(cache, sizeof(struct cache_tenant) + key->tenant_len + 1) +
                 alloc_bound(cache, table_bytes(INITIAL_SLOTS));
@@ -1517,7 +1573,7 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
     }
 
     struct cache_entry *entry = entry_create(
-        key, stored,
+        cache, key, stored,
         mode == WRITE_SET ? CACHE_ENTRY_VALUE
                           : (mode == WRITE_DELETE ? CACHE_ENTRY_TOMBSTONE : CACHE_ENTRY_NEGATIVE),
         cache->limits.hot_reads != 0);
@@ -1838,7 +1894,7 @@ static uint64_t remap_tenant(struct cache *cache, struct cache_tenant *tenant, c
         /* A later entry may move into slot i: look at it again. */
         entry_detach(cache, tenant, i);
         if (to < 0) {
-            free(entry);
+            entry_free(cache, entry);
             dropped++;
             continue;
         }
@@ -2063,6 +2119,7 @@ void cache_get_stats(struct cache *cache, struct cache_stats *out)
     out->evictions_negative = load(&cache->evictions_negative);
     out->negative_entries = load(&cache->negative_entries);
     out->not_cached = load(&cache->not_cached);
+    out->slab_spare_bytes = load(&cache->slab_spare);
 }
 
 static void tenant_fill_stats(const struct cache_tenant *tenant, struct cache_tenant_stats *out)
@@ -2128,6 +2185,7 @@ void cache_destroy(struct cache *cache)
         free(shard->buckets);
         pthread_rwlock_destroy(&shard->lock);
     }
+    slab_pool_destroy(cache->slabs);
     free(cache->reference_tree);
     free(cache->negative);
     free(cache->tenants);

@@ -42,6 +42,14 @@ void *xrealloc(void *ptr, size_t size)
     return grown;
 }
 
+void *xaligned_alloc(size_t alignment, size_t size)
+{
+    void *ptr = aligned_alloc(alignment, size);
+    if (ptr == NULL)
+        out_of_memory(size);
+    return ptr;
+}
+
 char *xstrdup(const char *s)
 {
     return xstrndup(s, strlen(s));

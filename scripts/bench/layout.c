@@ -7,14 +7,16 @@
  * them in a cache of the daemon's own (cache.c), and prints, per entry on
  * average: the entry's own key + compact value, the fixed header
  * (cache_entry_header_bytes()), the two NUL terminators, the derived query
- * data, what glibc adds to an allocation of that size (its size word and
- * the rounding to 16 bytes, from malloc_usable_size()), and the tenant's
+ * data, what the allocator adds to an entry of that size (the rounding up
+ * to its slab class, a multiple of 8: slab_object_bytes(); for an entry
+ * above SLAB_OBJECT_MAX, glibc's size word and rounding to 16 from
+ * malloc_usable_size()), and the tenant's
  * tables: what the cache accounts to the tenant beyond its entries' own
  * allocations (its open-addressing table and tags, the hierarchy index, the
  * per-kind figures and the tenant record). Built against the daemon's own
  * objects; bench.sh subtracts these from the measured bytes per entry to
  * show what is left (the tables every tenant shares, and for RSS the
- * allocator's free space). */
+ * allocator's free space, the slabs' free objects among it). */
 #include <malloc.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@
 #include "cache.h"
 #include "config.h"
 #include "seed.h"
+#include "slab.h"
 #include "value.h"
 
 #define TENANT "tenant-000007"
@@ -70,13 +73,16 @@ int main(void)
         }
         size_t size = header + strlen(e.key) + 2 + v.json_len + v.derived_len +
                       (v.index_key != NULL && !index_shared(&v) ? v.index_key_len : 0);
-        void *block = malloc(size);
-        if (block == NULL)
-            return 1;
-        size_t held = malloc_usable_size(block) + sizeof(size_t);
+        size_t held = slab_object_bytes(size);
+        if (size > SLAB_OBJECT_MAX) {
+            void *block = malloc(size);
+            if (block == NULL)
+                return 1;
+            held = malloc_usable_size(block) + sizeof(size_t);
+            free(block);
+        }
         slack += (double)(held - size);
         allocated += (double)held;
-        free(block);
         own += (double)(strlen(e.key) + v.json_len);
         derived += (double)v.derived_len;
         n++;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "slab.h"
 #include "stats.h"
 #include "util.h"
 
@@ -350,6 +351,48 @@ START_TEST(test_miss)
     ck_assert(!present(cache, "acme", KIND_ROLE, "admi", NOW));
     ck_assert(!present(cache, "acme", KIND_ROLE, "admin2", NOW));
     ck_assert_uint_eq(stats_get(&stats.misses) - misses, 7);
+    cache_destroy(cache);
+}
+END_TEST
+
+/* Entries live in size-class slabs (slab.h): what entries deleted leave
+ * free is reused by new ones of the same size, and a flush gives the
+ * slabs back but one per class. Counted apart from `bytes`. */
+START_TEST(test_slab_spare_reused_and_given_back)
+{
+    struct cache *cache = cache_unlimited(4);
+    char json[401], tenant[16], key[16];
+    json_of_len(json, 400, 's');
+    for (unsigned i = 0; i < 20000; i++) {
+        snprintf(tenant, sizeof(tenant), "t%03u", i % 100);
+        snprintf(key, sizeof(key), "k%05u", i);
+        ck_assert_int_eq(put_ref(cache, tenant, KIND_CONFIG, key, json), CACHE_OK);
+    }
+    struct cache_stats full = stats_of(cache);
+    ck_assert_uint_eq(full.entries, 20000);
+    /* About 8 MB of entries of one class: slabs full but the last. */
+    ck_assert_uint_lt(full.slab_spare_bytes, full.bytes / 50);
+    for (unsigned i = 0; i < 20000; i += 2) {
+        snprintf(tenant, sizeof(tenant), "t%03u", i % 100);
+        snprintf(key, sizeof(key), "k%05u", i);
+        struct cache_key k = key_of(tenant, KIND_CONFIG, key);
+        ck_assert_int_eq(cache_invalidate(cache, &k, false, 0, NOW, NULL), CACHE_OK);
+    }
+    struct cache_stats half = stats_of(cache);
+    ck_assert_uint_eq(half.entries, 10000);
+    if (!SLAB_PASS_THROUGH)
+        ck_assert_uint_gt(half.slab_spare_bytes, 10000 * 400);
+    for (unsigned i = 0; i < 20000; i += 2) {
+        snprintf(tenant, sizeof(tenant), "t%03u", i % 100);
+        snprintf(key, sizeof(key), "k%05u", i);
+        ck_assert_int_eq(put_ref(cache, tenant, KIND_CONFIG, key, json), CACHE_OK);
+    }
+    struct cache_stats again = stats_of(cache);
+    ck_assert_uint_eq(again.entries, 20000);
+    ck_assert_uint_eq(again.slab_spare_bytes, full.slab_spare_bytes);
+    ck_assert_uint_eq(cache_flush(cache, NULL, 0, -1), 20000);
+    /* One slab (64 KiB) kept for the class. */
+    ck_assert_uint_le(stats_of(cache).slab_spare_bytes, 65536);
     cache_destroy(cache);
 }
 END_TEST
@@ -2522,6 +2565,7 @@ static Suite *cache_suite(void)
     tcase_add_test(basic, test_set_get);
     tcase_add_test(basic, test_miss);
     tcase_add_test(basic, test_overwrite);
+    tcase_add_test(basic, test_slab_spare_reused_and_given_back);
     tcase_add_test(basic, test_large_derived);
     tcase_add_test(basic, test_triples_never_collide);
     tcase_add_test(basic, test_many_tenants_many_keys);
