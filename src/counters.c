@@ -52,6 +52,11 @@ static double get_used_memory_percentage(const struct counters_view *view)
     return max ? 100.0 * (double)view->cache.bytes / (double)max : 0.0;
 }
 
+static uint64_t get_slab_spare_bytes(const struct counters_view *view)
+{
+    return view->cache.slab_spare_bytes;
+}
+
 static uint64_t get_critical_bytes(const struct counters_view *view)
 {
     return view->cache.critical_bytes;
@@ -205,6 +210,9 @@ const struct counters_row counters_rows[] = {
      .family = "tenantcached_memory_rss_bytes", .type = "gauge",
      .help = "Resident set size of the process.", .labels = "", .format = COUNTERS_BYTES,
      .get = get_rss},
+    /* Free room in the entry slabs: resident, but not in used_memory. */
+    {.section = COUNTERS_MEMORY, .info = "used_memory_slab_spare", .format = COUNTERS_BYTES,
+     .get = get_slab_spare_bytes},
     {.section = COUNTERS_MEMORY, .info = "tracking_memory",
      .family = "tenantcached_tracking_memory_bytes", .type = "gauge",
      .help = "Bytes held by the CLIENT TRACKING table and queued invalidations.", .labels = "",
