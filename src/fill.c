@@ -126,14 +126,6 @@ static bool job_matches(const struct fill_job *job, uint64_t hash, const char *t
            memcmp(job->key, key, key_len) == 0;
 }
 
-/* A job that raced with a message or a flush brings a value from before
- * it: a miss that comes after the message must not be answered with that,
- * so it never joins such a job (it starts a new one). */
-static bool job_joinable(const struct fill *fill, const struct fill_job *job)
-{
-    return !job->dirty && job->flush_epoch == atomic_load(&fill->flush_epoch);
-}
-
 /* True if a flush since the job started concerned its tenant (or the log
  * no longer reaches back that far). Otherwise the job is brought up to the
  * current epoch: the flushes it missed were of other tenants. */
@@ -154,6 +146,18 @@ static bool job_flushed(struct fill *fill, struct fill_job *job)
     return flushed;
 }
 
+/* True (and the job marked dirty) if a message wrote the entry or a flush
+ * dropped its tenant since the job started: it brings a value from before
+ * that, which is answered to its waiters but never cached, and a miss that
+ * comes after never joins it (it starts a new job). */
+static bool job_raced(struct fill *fill, struct fill_job *job)
+{
+    if (!job->dirty && job->flush_epoch != atomic_load(&fill->flush_epoch) &&
+        job_flushed(fill, job))
+        job->dirty = true;
+    return job->dirty;
+}
+
 /* The job a new miss of the entry may join, or NULL. Several jobs of one
  * entry can be in the table at once; at most one of them is joinable. */
 static struct fill_job *job_find_joinable(struct fill *fill, uint64_t hash, const char *tenant,
@@ -162,7 +166,7 @@ static struct fill_job *job_find_joinable(struct fill *fill, uint64_t hash, cons
 {
     for (struct fill_job *job = fill->table[hash % TABLE_BUCKETS]; job != NULL; job = job->next) {
         if (job_matches(job, hash, tenant, tenant_len, kind, key, key_len) &&
-            job_joinable(fill, job))
+            !job_raced(fill, job))
             return job;
     }
     return NULL;
@@ -255,11 +259,10 @@ static void job_complete(struct fill_job *job, enum fill_status status,
     struct fill *fill = job->fill;
     job_unlink(fill, job);
     job->stage = STAGE_DONE;
-    if (job->flush_epoch != atomic_load(&fill->flush_epoch) && job_flushed(fill, job))
-        job->dirty = true;
+    bool raced = job_raced(fill, job);
     if (status == FILL_UNAVAILABLE) {
         stats_add(&stats.fill_errors, 1);
-    } else if (job->dirty) {
+    } else if (raced) {
         stats_add(&stats.fills_discarded, 1);
     } else {
         cache_outcome(fill, job, status, value, from_origin);
@@ -335,7 +338,7 @@ static void origin_answered(void *arg, enum origin_status status, const char *bo
         job_complete(job, FILL_UNAVAILABLE, NULL, true);
         return;
     }
-    if (fill->l2 != NULL && !job->dirty) {
+    if (fill->l2 != NULL && !job_raced(fill, job)) {
         char *key;
         size_t key_len;
         l2_key(fill, job, &key, &key_len);
