@@ -297,6 +297,42 @@ START_TEST(test_flush_of_another_tenant_spares_the_fill)
 }
 END_TEST
 
+START_TEST(test_miss_after_another_tenants_flush_joins_the_fill)
+{
+    http_peer_route(&peer, "/acme/role/sales", 200, "[\"crm.*\"]");
+    peer.hold = true;
+    submit("role", "sales", WAITER(0));
+    http_peer_run_until_seen(&peer, 1);
+    fill_note_flush(fill, "globex", 6);
+    submit("role", "sales", WAITER(1));
+    http_peer_release(&peer);
+    run_until_delivered(2);
+    ck_assert_uint_eq(peer.seen_count, 1); /* one request to the origin */
+    ck_assert_uint_eq(stats.fills_shared, 1);
+    ck_assert_ptr_eq(delivered[0].result, delivered[1].result);
+    ck_assert_str_eq(cached("role", "sales"), "[\"crm.*\"]");
+    ck_assert_uint_eq(stats.fills_discarded, 0);
+}
+END_TEST
+
+/* More flushes than the log remembers came while the fill was in flight:
+ * whether one was of its tenant is no longer known, so it is not cached. */
+START_TEST(test_flushes_past_the_log_keep_the_fill_out)
+{
+    http_peer_route(&peer, "/acme/role/sales", 200, "[\"crm.*\"]");
+    peer.hold = true;
+    submit("role", "sales", WAITER(0));
+    http_peer_run_until_seen(&peer, 1);
+    for (int i = 0; i < 65; i++)
+        fill_note_flush(fill, "globex", 6);
+    http_peer_release(&peer);
+    run_until_delivered(1);
+    ck_assert_int_eq(delivered[0].result->status, FILL_VALUE);
+    ck_assert_str_eq(cached("role", "sales"), "(none)");
+    ck_assert_uint_eq(stats.fills_discarded, 1);
+}
+END_TEST
+
 START_TEST(test_miss_after_a_write_starts_its_own_fill)
 {
     http_peer_route(&peer, "/acme/role/sales", 200, "[\"crm.*\"]");
@@ -350,6 +386,8 @@ int main(void)
     tcase_add_test(tc, test_flush_of_the_tenant_keeps_the_fill_out);
     tcase_add_test(tc, test_flush_of_every_tenant_keeps_the_fill_out);
     tcase_add_test(tc, test_flush_of_another_tenant_spares_the_fill);
+    tcase_add_test(tc, test_miss_after_another_tenants_flush_joins_the_fill);
+    tcase_add_test(tc, test_flushes_past_the_log_keep_the_fill_out);
     tcase_add_test(tc, test_miss_after_a_write_starts_its_own_fill);
     tcase_add_test(tc, test_shutdown_answers_every_waiter);
     suite_add_tcase(suite, tc);
