@@ -182,7 +182,7 @@ const char *cache_entry_key(const struct cache_entry *entry, size_t *len);
 const char *cache_entry_value(const struct cache_entry *entry, size_t *len);
 const void *cache_entry_derived(const struct cache_entry *entry, size_t *len);
 uint64_t cache_entry_version(const struct cache_entry *entry);
-uint64_t cache_entry_updated_ms(const struct cache_entry *entry);
+uint64_t cache_entry_updated_ms(const struct cache *cache, const struct cache_entry *entry);
 
 /* ---- The writer ---- */
 
@@ -241,9 +241,12 @@ void cache_foreach_tenant(struct cache *cache,
  * ticks it so readers need no clock call. */
 void cache_set_wall_clock(struct cache *cache, uint64_t wall_ms);
 
-/* Bytes of an entry before its key: the fixed header every entry carries
- * (for the per-entry layout figures of `make bench`). */
-size_t cache_entry_header_bytes(void);
+/* Bytes of an entry before its key: the fixed header and the packed
+ * fields (lengths, times, version), and the bytes it was allocated with
+ * before its allocator's rounding (for the per-entry layout figures of
+ * `make bench`). */
+size_t cache_entry_header_bytes(const struct cache_entry *entry);
+size_t cache_entry_allocated_bytes(const struct cache_entry *entry);
 
 /* ---- Whole-cache walks (snapshots) ---- */
 

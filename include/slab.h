@@ -15,17 +15,25 @@
  * freed with the pool. Larger objects (above SLAB_OBJECT_MAX) are plain
  * malloc blocks.
  *
+ * Every object has a 32-bit reference, never 0, that slab_object() turns
+ * back into its address: the cache's tables hold these instead of 8-byte
+ * pointers. A small object's names its chunk and its place there (16 GiB
+ * of slabs at most; past that, small objects are malloc blocks too); a
+ * malloc block's is a number in a table of their addresses.
+ *
  * Objects are aligned to 8 bytes (the cache's entry header holds a uint64_t
- * and atomics). The caller gives each object's size back when freeing it
- * (the entry knows its own size), which is how the pool tells its objects
- * from malloc's.
+ * and atomics). The caller gives each object's reference and size back
+ * when freeing it (the entry knows its own size).
  *
  * Built with AddressSanitizer or ThreadSanitizer, every object is a malloc
  * block of its own, so that the tools still see overflows and races on each
  * one; the sizes reported (slab_object_bytes()) stay the same.
  *
  * Thread rules: a pool has no lock. Its owner must serialise every call on
- * it (the cache allocates and frees entries only under its writers' lock). */
+ * it (the cache allocates and frees entries only under its writers' lock),
+ * except slab_object(), which any thread may call for an object that it
+ * knows is not freed meanwhile (the cache's readers, under a shard's read
+ * lock, for the references in its tables). */
 #ifndef TENANTCACHED_SLAB_H
 #define TENANTCACHED_SLAB_H
 
@@ -68,13 +76,15 @@ struct slab_pool *slab_pool_create(void);
  * it. Large objects must have been freed by the caller. NULL: no-op. */
 void slab_pool_destroy(struct slab_pool *pool);
 
-/* An object of `size` bytes (> 0), aligned to SLAB_ALIGN, uninitialised.
- * Cannot fail (out of memory is fatal). The caller owns it until
- * slab_free(). */
-void *slab_alloc(struct slab_pool *pool, size_t size);
-/* Frees an object from slab_alloc(pool, size): `size` must be the same.
- * NULL: no-op. */
-void slab_free(struct slab_pool *pool, void *object, size_t size);
+/* An object of `size` bytes (> 0), aligned to SLAB_ALIGN, uninitialised,
+ * and its reference in *ref. Cannot fail (out of memory is fatal). The
+ * caller owns it until slab_free(). */
+void *slab_alloc(struct slab_pool *pool, size_t size, uint32_t *ref);
+/* The address of the object with reference `ref` (not 0, not freed). */
+void *slab_object(const struct slab_pool *pool, uint32_t ref);
+/* Frees the object with reference `ref` from slab_alloc(pool, size):
+ * `size` must be the same. 0: no-op. */
+void slab_free(struct slab_pool *pool, uint32_t ref, size_t size);
 
 /* Bytes a small object (size <= SLAB_OBJECT_MAX) takes in its slab: the
  * size rounded up to its class, a multiple of 8. A larger object is a

@@ -45,25 +45,25 @@
  * when there are no more). */
 #define NEGATIVE_TENANT_SAMPLES 256
 
-/* The entry header: times in 32 bits (see entry_set_expiry()), the update
- * time in 48, one recency word plus a one-byte distance to the read before
- * it (LRU-2), lengths as narrow as the names allow, flags in one byte. Only
- * with hot refresh on does an entry carry a read counter (count_read()). */
+/* The entry header: eight fixed bytes (one recency word plus a one-byte
+ * distance to the read before it for LRU-2, the kind, flags, and how many
+ * packed bytes follow), then the packed fields, then the data. The packed
+ * fields are, in order: the expiry as a 32-bit tick (only with
+ * ENTRY_EXPIRES; see entry_set_expiry()), then as varints the lengths of
+ * key, value, derived blob and index key, the version (only with
+ * ENTRY_VERSIONED) and the update time (zigzag, relative to the cache's
+ * epoch). A seed-typical entry's header is 19-22 bytes in all. Only with
+ * hot refresh on does an entry carry a read counter (count_read()). Nothing
+ * in it changes after entry_create() but the recency word, the gap and
+ * (while the writers' lock and the shard's are held) the kind. */
 struct cache_entry {
-    uint64_t version;           /* a negative entry: its index in cache->negative */
     _Atomic uint32_t access;    /* logical clock of the last read */
-    uint32_t expires;           /* expiry tick, low 32 bits (ENTRY_EXPIRES set) */
-    uint32_t updated_lo;        /* wall-clock ms of the change: low 32 bits ... */
-    uint16_t updated_hi;        /* ... and the next 16 (year 10889 and before) */
-    uint16_t key_len;           /* <= NAMES_KEY_MAX */
-    uint32_t value_len;
-    uint32_t derived_len;
-    uint16_t index_len;
-    uint8_t kind;               /* < KIND_LIMIT */
-    uint8_t flags;              /* state (ENTRY_STATE) and the ENTRY_* bits below */
     _Atomic uint8_t gap;        /* log-coded reads between the last read and the one
                                  * before it (gap_encode()); 0: read once at most */
-    char data[];                /* key NUL value NUL derived [index] */
+    uint8_t kind;               /* < KIND_LIMIT */
+    uint8_t flags;              /* state (ENTRY_STATE) and the ENTRY_* bits below */
+    uint8_t packed_len;         /* bytes of packed fields before the key */
+    unsigned char packed[];     /* packed fields, key NUL value NUL derived [index] */
 };
 
 #define ENTRY_STATE 0x03          /* enum cache_entry_state */
@@ -72,6 +72,7 @@ struct cache_entry {
 #define ENTRY_EXPIRES 0x10        /* it has an expiry */
 #define ENTRY_EXPIRES_COARSE 0x20 /* the expiry counts units of COARSE_MS, not ms */
 #define ENTRY_COUNTED 0x40        /* a read counter follows the data (count_read()) */
+#define ENTRY_VERSIONED 0x80      /* a version other than 0 is packed */
 /* Expiries less than FINE_RANGE_MS ahead are kept in ms, wrapping every 2^32
  * ms (49 days): they are told apart from the current time as long as they
  * are less than 2^31 ms (24 days) away, which the margin and the sweep (it
@@ -82,9 +83,11 @@ struct cache_entry {
 #define COARSE_MS (1ull << COARSE_SHIFT)
 #define UPDATED_MAX ((1ull << 48) - 1)
 
-/* Bytes of an entry before its data: the allocation starts the data right
- * after the last field, not at the struct's padded size. */
-#define ENTRY_HEADER offsetof(struct cache_entry, data)
+/* Bytes of an entry before its packed fields. */
+#define ENTRY_HEADER offsetof(struct cache_entry, packed)
+/* The most packed bytes: an expiry tick, four lengths of at most 5 varint
+ * bytes, a version and an update time of at most 10. */
+#define PACKED_MAX (4 + 4 * 5 + 2 * 10)
 /* A tenant's table (open addressing, linear probing) grows when more than
  * LOAD_MAX_16THS/16 of its slots are taken, to hold 3/2 of its entries:
  * between 2/3 and 13/16 full, about 12 bytes an entry with its tags. */
@@ -94,16 +97,11 @@ struct cache_entry {
  * walking on from the last one. */
 #define SLOT_TRIES 4
 
-/* The entries of one kind sharing one index key (a parent's children). */
-struct index_node {
-    struct index_node *next;
-    struct cache_entry **members;
-    uint32_t count;
-    uint32_t capacity;
+/* One entry of a tenant's secondary index (a parent's children): the hash
+ * of its kind and index key, and the entry. */
+struct index_member {
     uint32_t hash;
-    uint16_t key_len;
-    uint8_t kind;
-    char key[];
+    uint32_t ref;               /* the entry's reference (slab.h) */
 };
 
 struct kind_usage {
@@ -118,7 +116,7 @@ struct cache_tenant {
     /* The entries: `capacity` slots, then as many tags (one byte each: the
      * entry hash's low bits with TAG_USED set, 0 for a free slot) in the same
      * allocation, so that most probes never touch an entry. */
-    struct cache_entry **slots;
+    uint32_t *slots;            /* entries' references (slab.h); 0: free */
     uint32_t capacity;
     uint32_t entry_count;
     uint32_t reference_count;
@@ -128,9 +126,11 @@ struct cache_tenant {
     uint64_t critical_bytes;
     struct kind_usage *kinds;
     uint32_t kind_capacity;
+    /* The secondary index: every entry with an index key, sorted by
+     * index_member.hash (8 bytes each; the entry holds the key). */
+    struct index_member *index;
     uint32_t index_count;
-    struct index_node **index_buckets;
-    uint32_t index_bucket_count;
+    uint32_t index_capacity;
     _Atomic uint32_t access;
     _Atomic uint64_t hits;
     _Atomic uint64_t misses;
@@ -154,6 +154,9 @@ struct cache {
     unsigned shard_count;
     struct cache_limits limits;
     uint64_t seed;
+    /* What entries' update times are packed relative to: the wall clock
+     * when the cache was made, so that recent ones take 3-4 bytes. */
+    uint64_t epoch_ms;
     size_t page_size;
     _Atomic uint32_t clock;
     _Atomic uint64_t wall_ms;
@@ -251,20 +254,149 @@ static struct cache_shard *shard_of(const struct cache *cache, uint64_t tenant_h
     return &cache->shards[tenant_hash & (cache->shard_count - 1)];
 }
 
-static const char *entry_value_ptr(const struct cache_entry *entry)
+/* ---- an entry's packed fields ---- */
+
+static unsigned char *put_varint(unsigned char *out, uint64_t value)
 {
-    return entry->data + entry->key_len + 1;
+    while (value >= 0x80) {
+        *out++ = (unsigned char)(value | 0x80);
+        value >>= 7;
+    }
+    *out++ = (unsigned char)value;
+    return out;
 }
 
-static const unsigned char *entry_derived_ptr(const struct cache_entry *entry)
+static size_t varint_size(uint64_t value)
 {
-    return (const unsigned char *)entry->data + entry->key_len + 1 + entry->value_len + 1;
+    size_t size = 1;
+    while (value >= 0x80) {
+        value >>= 7;
+        size++;
+    }
+    return size;
 }
 
-static const char *entry_index_ptr(const struct cache_entry *entry)
+/* Reads a varint that entry_pack() wrote (never malformed). */
+static uint64_t get_varint(const unsigned char **cursor)
 {
-    const char *end = (const char *)entry_derived_ptr(entry) + entry->derived_len;
-    return (entry->flags & ENTRY_INDEX_SHARED) ? end - entry->index_len : end;
+    const unsigned char *p = *cursor;
+    uint64_t value = *p & 0x7f;
+    for (unsigned shift = 7; *p++ & 0x80; shift += 7)
+        value |= (uint64_t)(*p & 0x7f) << shift;
+    *cursor = p;
+    return value;
+}
+
+static uint64_t zigzag(int64_t value)
+{
+    return ((uint64_t)value << 1) ^ (uint64_t)(value >> 63);
+}
+
+static int64_t unzigzag(uint64_t value)
+{
+    return (int64_t)(value >> 1) ^ -(int64_t)(value & 1);
+}
+
+/* What an entry says of itself beyond its fixed header, before packing. */
+struct entry_fields {
+    size_t key_len;
+    size_t value_len;
+    size_t derived_len;
+    size_t index_len;        /* 0: no index key */
+    uint64_t version;
+    uint64_t updated;        /* zigzag(updated ms - cache->epoch_ms) */
+    uint32_t expires;        /* with ENTRY_EXPIRES in flags */
+    uint8_t flags;           /* ENTRY_EXPIRES, ENTRY_EXPIRES_COARSE, ENTRY_VERSIONED,
+                              * ENTRY_INDEX_SHARED as the entry has them */
+};
+
+static size_t packed_size(const struct entry_fields *fields)
+{
+    return ((fields->flags & ENTRY_EXPIRES) ? sizeof(uint32_t) : 0) +
+           varint_size(fields->key_len) + varint_size(fields->value_len) +
+           varint_size(fields->derived_len) + varint_size(fields->index_len) +
+           ((fields->flags & ENTRY_VERSIONED) ? varint_size(fields->version) : 0) +
+           varint_size(fields->updated);
+}
+
+static void entry_pack(struct cache_entry *entry, const struct entry_fields *fields)
+{
+    unsigned char *out = entry->packed;
+    if (fields->flags & ENTRY_EXPIRES) {
+        memcpy(out, &fields->expires, sizeof(fields->expires));
+        out += sizeof(fields->expires);
+    }
+    out = put_varint(out, fields->key_len);
+    out = put_varint(out, fields->value_len);
+    out = put_varint(out, fields->derived_len);
+    out = put_varint(out, fields->index_len);
+    if (fields->flags & ENTRY_VERSIONED)
+        out = put_varint(out, fields->version);
+    out = put_varint(out, fields->updated);
+    entry->packed_len = (uint8_t)(out - entry->packed);
+}
+
+/* The packed lengths: where they start, and the key's (the first). */
+static const unsigned char *entry_lengths(const struct cache_entry *entry)
+{
+    return entry->packed + ((entry->flags & ENTRY_EXPIRES) ? sizeof(uint32_t) : 0);
+}
+
+static void entry_unpack(const struct cache_entry *entry, struct entry_fields *fields)
+{
+    const unsigned char *in = entry_lengths(entry);
+    fields->flags = entry->flags;
+    fields->expires = 0;
+    if (entry->flags & ENTRY_EXPIRES)
+        memcpy(&fields->expires, entry->packed, sizeof(fields->expires));
+    fields->key_len = (size_t)get_varint(&in);
+    fields->value_len = (size_t)get_varint(&in);
+    fields->derived_len = (size_t)get_varint(&in);
+    fields->index_len = (size_t)get_varint(&in);
+    fields->version = (entry->flags & ENTRY_VERSIONED) ? get_varint(&in) : 0;
+    fields->updated = get_varint(&in);
+}
+
+static size_t entry_key_len(const struct cache_entry *entry)
+{
+    const unsigned char *in = entry_lengths(entry);
+    return (size_t)get_varint(&in);
+}
+
+static const char *entry_key_ptr(const struct cache_entry *entry)
+{
+    return (const char *)entry->packed + entry->packed_len;
+}
+
+/* The value's text and length. */
+static const char *entry_value_ptr(const struct cache_entry *entry, size_t *len)
+{
+    const unsigned char *in = entry_lengths(entry);
+    size_t key_len = (size_t)get_varint(&in);
+    *len = (size_t)get_varint(&in);
+    return entry_key_ptr(entry) + key_len + 1;
+}
+
+static const unsigned char *derived_ptr(const struct cache_entry *entry,
+                                        const struct entry_fields *fields)
+{
+    return (const unsigned char *)entry_key_ptr(entry) + fields->key_len + 1 +
+           fields->value_len + 1;
+}
+
+/* The index key (fields->index_len bytes). */
+static const char *entry_index_ptr(const struct cache_entry *entry,
+                                   const struct entry_fields *fields)
+{
+    const char *end = (const char *)derived_ptr(entry, fields) + fields->derived_len;
+    return (entry->flags & ENTRY_INDEX_SHARED) ? end - fields->index_len : end;
+}
+
+static size_t entry_index_len(const struct cache_entry *entry)
+{
+    struct entry_fields fields;
+    entry_unpack(entry, &fields);
+    return fields.index_len;
 }
 
 /* True if the index key is the derived blob's last bytes (a hierarchy
@@ -288,28 +420,40 @@ static bool entry_critical(const struct cache_entry *entry)
     return (entry->flags & ENTRY_CRITICAL) != 0;
 }
 
-/* The version; 0 for a negative entry (whose field holds something else). */
+/* The version; 0 for a negative entry. */
 static uint64_t entry_version(const struct cache_entry *entry)
 {
-    return entry_state(entry) == CACHE_ENTRY_NEGATIVE ? 0 : entry->version;
+    if (!(entry->flags & ENTRY_VERSIONED) || entry_state(entry) == CACHE_ENTRY_NEGATIVE)
+        return 0;
+    struct entry_fields fields;
+    entry_unpack(entry, &fields);
+    return fields.version;
 }
 
-/* Stores the expiry (monotonic ms, 0: never) of an entry written at now_ms. */
-static void entry_set_expiry(struct cache_entry *entry, uint64_t expires_ms, uint64_t now_ms)
+/* Sets the expiry fields (monotonic ms, 0: never) of an entry written at
+ * now_ms. */
+static void fields_set_expiry(struct entry_fields *fields, uint64_t expires_ms, uint64_t now_ms)
 {
-    entry->flags &= (uint8_t)~(ENTRY_EXPIRES | ENTRY_EXPIRES_COARSE);
-    entry->expires = 0;
+    fields->flags &= (uint8_t)~(ENTRY_EXPIRES | ENTRY_EXPIRES_COARSE);
+    fields->expires = 0;
     if (expires_ms == 0)
         return;
-    entry->flags |= ENTRY_EXPIRES;
+    fields->flags |= ENTRY_EXPIRES;
     if (expires_ms < now_ms)
         expires_ms = now_ms; /* already expired: so it stays, however far back */
     if (expires_ms - now_ms < FINE_RANGE_MS) {
-        entry->expires = (uint32_t)expires_ms;
+        fields->expires = (uint32_t)expires_ms;
     } else {
-        entry->flags |= ENTRY_EXPIRES_COARSE;
-        entry->expires = (uint32_t)((expires_ms + COARSE_MS - 1) >> COARSE_SHIFT);
+        fields->flags |= ENTRY_EXPIRES_COARSE;
+        fields->expires = (uint32_t)((expires_ms + COARSE_MS - 1) >> COARSE_SHIFT);
     }
+}
+
+static uint32_t entry_expiry_tick(const struct cache_entry *entry)
+{
+    uint32_t tick;
+    memcpy(&tick, entry->packed, sizeof(tick));
+    return tick;
 }
 
 static bool entry_expired(const struct cache_entry *entry, uint64_t now_ms)
@@ -317,8 +461,8 @@ static bool entry_expired(const struct cache_entry *entry, uint64_t now_ms)
     if (!(entry->flags & ENTRY_EXPIRES))
         return false;
     if (entry->flags & ENTRY_EXPIRES_COARSE)
-        return (int32_t)((uint32_t)(now_ms >> COARSE_SHIFT) - entry->expires) >= 0;
-    return (int32_t)((uint32_t)now_ms - entry->expires) >= 0;
+        return (int32_t)((uint32_t)(now_ms >> COARSE_SHIFT) - entry_expiry_tick(entry)) >= 0;
+    return (int32_t)((uint32_t)now_ms - entry_expiry_tick(entry)) >= 0;
 }
 
 /* The expiry as monotonic ms (0: never), told apart from the wrapped
@@ -327,25 +471,28 @@ static uint64_t entry_expires_ms(const struct cache_entry *entry, uint64_t refer
 {
     if (!(entry->flags & ENTRY_EXPIRES))
         return 0;
+    uint32_t tick = entry_expiry_tick(entry);
     if (entry->flags & ENTRY_EXPIRES_COARSE) {
         uint64_t units = reference_ms >> COARSE_SHIFT;
-        units += (uint64_t)(int64_t)(int32_t)(entry->expires - (uint32_t)units);
+        units += (uint64_t)(int64_t)(int32_t)(tick - (uint32_t)units);
         return units << COARSE_SHIFT;
     }
-    return reference_ms + (uint64_t)(int64_t)(int32_t)(entry->expires - (uint32_t)reference_ms);
+    return reference_ms + (uint64_t)(int64_t)(int32_t)(tick - (uint32_t)reference_ms);
 }
 
-static void entry_set_updated(struct cache_entry *entry, uint64_t updated_ms)
+static void fields_set_updated(const struct cache *cache, struct entry_fields *fields,
+                               uint64_t updated_ms)
 {
     if (updated_ms > UPDATED_MAX)
         updated_ms = UPDATED_MAX;
-    entry->updated_lo = (uint32_t)updated_ms;
-    entry->updated_hi = (uint16_t)(updated_ms >> 32);
+    fields->updated = zigzag((int64_t)updated_ms - (int64_t)cache->epoch_ms);
 }
 
-static uint64_t entry_updated(const struct cache_entry *entry)
+static uint64_t entry_updated(const struct cache *cache, const struct cache_entry *entry)
 {
-    return (uint64_t)entry->updated_hi << 32 | entry->updated_lo;
+    struct entry_fields fields;
+    entry_unpack(entry, &fields);
+    return (uint64_t)((int64_t)cache->epoch_ms + unzigzag(fields.updated));
 }
 
 /* The distance between an entry's last two reads, in logical clock ticks,
@@ -374,24 +521,31 @@ static uint32_t gap_decode(uint8_t code)
 static bool entry_matches(const struct cache_entry *entry, unsigned kind, const char *key,
                           size_t key_len)
 {
-    return entry->kind == kind && entry->key_len == key_len &&
-           memcmp(entry->data, key, key_len) == 0;
+    return entry->kind == kind && entry_key_len(entry) == key_len &&
+           memcmp(entry_key_ptr(entry), key, key_len) == 0;
 }
 
 /* ---- an entry's tail ----
  *
- * Two things only some entries need follow their data, 8-byte aligned: a
- * negative entry's tenant (negative entries are evicted from the cache's
- * list of them, which must lead back to the tenant), then, when hot refresh
- * is on (limits.hot_reads; off by default) as the entry is written, a read
- * counter (ENTRY_COUNTED): the minute (high 16 bits) and the reads in it
- * (low 16). Entries written while it was off have none and count as never
- * read. */
+ * What only some entries need follows their data, 8-byte aligned: a
+ * negative entry's tenant and its index in cache->negative (negative
+ * entries are evicted from the cache's list of them, which must lead back
+ * to the tenant), then, when hot refresh is on (limits.hot_reads; off by
+ * default) as the entry is written, a read counter (ENTRY_COUNTED): the
+ * minute (high 16 bits) and the reads in it (low 16). Entries written while
+ * it was off have none and count as never read. */
 
-/* Bytes of the data an entry with these lengths holds. */
-static size_t data_size(size_t key_len, size_t json_len, size_t derived_len, size_t index_len)
+struct negative_tail {
+    struct cache_tenant *tenant;
+    uint32_t slot;               /* index in cache->negative */
+};
+
+/* Bytes of the packed fields and data of an entry with these fields
+ * (ENTRY_INDEX_SHARED in `flags`: the index key is not stored again). */
+static size_t data_size(const struct entry_fields *fields)
 {
-    return key_len + 1 + json_len + 1 + derived_len + index_len;
+    return packed_size(fields) + fields->key_len + 1 + fields->value_len + 1 +
+           fields->derived_len + ((fields->flags & ENTRY_INDEX_SHARED) ? 0 : fields->index_len);
 }
 
 /* Offset of the tail from the entry's start, after `data_bytes` of data. */
@@ -405,43 +559,37 @@ static size_t entry_size_for(size_t data_bytes, bool negative, bool counted)
 {
     if (!negative && !counted)
         return ENTRY_HEADER + data_bytes;
-    return tail_offset(data_bytes) + (negative ? sizeof(struct cache_tenant *) : 0) +
+    return tail_offset(data_bytes) + (negative ? sizeof(struct negative_tail) : 0) +
            (counted ? sizeof(uint32_t) : 0);
 }
 
 static unsigned char *entry_tail(const struct cache_entry *entry)
 {
-    size_t index = (entry->flags & ENTRY_INDEX_SHARED) ? 0 : entry->index_len;
-    size_t data = data_size(entry->key_len, entry->value_len, entry->derived_len, index);
-    return (unsigned char *)((uintptr_t)entry + tail_offset(data));
+    struct entry_fields fields;
+    entry_unpack(entry, &fields);
+    return (unsigned char *)((uintptr_t)entry + tail_offset(data_size(&fields)));
 }
 
 /* Bytes the entry was allocated with (entry_size() when it was made). */
 static size_t entry_alloc_size(const struct cache_entry *entry)
 {
-    size_t index = (entry->flags & ENTRY_INDEX_SHARED) ? 0 : entry->index_len;
-    size_t data = data_size(entry->key_len, entry->value_len, entry->derived_len, index);
-    return entry_size_for(data, (entry->flags & ENTRY_STATE) == CACHE_ENTRY_NEGATIVE,
+    struct entry_fields fields;
+    entry_unpack(entry, &fields);
+    return entry_size_for(data_size(&fields),
+                          (entry->flags & ENTRY_STATE) == CACHE_ENTRY_NEGATIVE,
                           (entry->flags & ENTRY_COUNTED) != 0);
 }
 
-static struct cache_tenant *negative_tenant(const struct cache_entry *entry)
+static struct negative_tail *negative_tail(const struct cache_entry *entry)
 {
-    struct cache_tenant *tenant;
-    memcpy(&tenant, entry_tail(entry), sizeof(tenant));
-    return tenant;
-}
-
-static void set_negative_tenant(struct cache_entry *entry, struct cache_tenant *tenant)
-{
-    memcpy(entry_tail(entry), &tenant, sizeof(tenant));
+    return (struct negative_tail *)(void *)entry_tail(entry);
 }
 
 static _Atomic uint32_t *entry_reads(const struct cache_entry *entry)
 {
     unsigned char *tail = entry_tail(entry);
     if (entry_state(entry) == CACHE_ENTRY_NEGATIVE)
-        tail += sizeof(struct cache_tenant *);
+        tail += sizeof(struct negative_tail);
     return (_Atomic uint32_t *)(void *)tail;
 }
 
@@ -479,18 +627,49 @@ static uint32_t recent_read_count(struct cache *cache, const struct cache_entry 
     return 0;
 }
 
-/* Bytes an entry for key and value allocates (a negative one when
- * `negative`, with a read counter when `counted`). */
-static size_t entry_size(const struct cache_key *key, const struct cache_value *value,
-                         bool negative, bool counted)
+/* The fields of an entry for key and value (NULL: none) as written by
+ * `write` at now_ms. */
+static void fields_for(const struct cache *cache, struct entry_fields *fields,
+                       const struct cache_key *key, const struct cache_value *value,
+                       const struct cache_write *write, uint64_t now_ms)
 {
-    size_t data = data_size(key->key_len, 0, 0, 0);
+    *fields = (struct entry_fields){.key_len = key->key_len};
     if (value != NULL) {
-        data += value->json_len + value->derived_len;
-        if (value->index_key != NULL && !index_in_derived(value))
-            data += value->index_key_len;
+        fields->value_len = value->json_len;
+        fields->derived_len = value->derived_len;
+        fields->index_len = value->index_key != NULL ? value->index_key_len : 0;
+        if (index_in_derived(value))
+            fields->flags |= ENTRY_INDEX_SHARED;
     }
-    return entry_size_for(data, negative, counted);
+    if (write->has_version && write->version != 0) {
+        fields->flags |= ENTRY_VERSIONED;
+        fields->version = write->version;
+    }
+    fields_set_expiry(fields, write->expires_ms, now_ms);
+    fields_set_updated(cache, fields, write->updated_ms);
+}
+
+/* Bytes an entry with these fields allocates (a negative one when
+ * `negative`, with a read counter when `counted`). */
+static size_t entry_size(const struct entry_fields *fields, bool negative, bool counted)
+{
+    return entry_size_for(data_size(fields), negative, counted);
+}
+
+/* ---- references ---- */
+
+/* The entry a reference in a table names (slab_object()). */
+static struct cache_entry *entry_at(const struct cache *cache, uint32_t ref)
+{
+    return slab_object(cache->slabs, ref);
+}
+
+/* The entry in slot i of the tenant's table, or NULL. */
+static struct cache_entry *slot_entry(const struct cache *cache, const struct cache_tenant *tenant,
+                                      uint32_t i)
+{
+    uint32_t ref = tenant->slots[i];
+    return ref != 0 ? entry_at(cache, ref) : NULL;
 }
 
 /* ---- accounting ---- */
@@ -539,18 +718,19 @@ static uint64_t entry_bound(const struct cache *cache, size_t size)
 
 /* The entries' allocator: an entry of `size` bytes (entry_size()). The
  * caller holds the writers' lock (or, in cache_destroy(), is alone). */
-static void *entry_alloc(struct cache *cache, size_t size)
+static void *entry_alloc(struct cache *cache, size_t size, uint32_t *ref)
 {
-    void *entry = slab_alloc(cache->slabs, size);
+    void *entry = slab_alloc(cache->slabs, size, ref);
     struct slab_stats figures;
     slab_get_stats(cache->slabs, &figures);
     store(&cache->slab_spare, figures.spare_bytes);
     return entry;
 }
 
-static void entry_free(struct cache *cache, struct cache_entry *entry)
+/* Frees the entry with reference `ref`. */
+static void entry_free(struct cache *cache, uint32_t ref, const struct cache_entry *entry)
 {
-    slab_free(cache->slabs, entry, entry_alloc_size(entry));
+    slab_free(cache->slabs, ref, entry_alloc_size(entry));
     struct slab_stats figures;
     slab_get_stats(cache->slabs, &figures);
     store(&cache->slab_spare, figures.spare_bytes);
@@ -568,6 +748,7 @@ struct cache *cache_create(unsigned shards, const struct cache_limits *limits)
     atomic_init(&cache->hot_reads, limits->hot_reads);
     pthread_mutex_init(&cache->writer, NULL);
     cache->seed = util_monotonic_us() * 0x9e3779b97f4a7c15ull;
+    cache->epoch_ms = util_realtime_ms();
     cache->random_state = cache->seed | 1;
     long page_size = sysconf(_SC_PAGESIZE);
     cache->page_size = page_size > 0 ? (size_t)page_size : 4096;
@@ -655,8 +836,8 @@ static void reference_remove(struct cache *cache, struct cache_tenant *tenant)
     reference_tree_add(cache, tenant->tenant_slot, -1);
 }
 
-/* A negative entry keeps its index in cache->negative in its version field
- * (a negative entry has no version: cache_entry_version() says 0). */
+/* A negative entry keeps its tenant and its index in cache->negative in
+ * its tail (negative_tail()). */
 static void negative_add(struct cache *cache, struct cache_tenant *tenant,
                          struct cache_entry *entry)
 {
@@ -668,9 +849,10 @@ static void negative_add(struct cache *cache, struct cache_tenant *tenant,
                                    cache->negative_capacity * sizeof(*cache->negative));
         account_overhead(cache, (int64_t)util_alloc_size(cache->negative) - (int64_t)before);
     }
-    entry->version = cache->negative_count;
+    struct negative_tail *tail = negative_tail(entry);
+    tail->tenant = tenant;
+    tail->slot = cache->negative_count;
     cache->negative[cache->negative_count++] = entry;
-    set_negative_tenant(entry, tenant);
     store(&cache->negative_entries, cache->negative_count);
     tenant->negative_count++;
     cache->negative_bytes += (uint64_t)entry_bytes(entry);
@@ -679,12 +861,11 @@ static void negative_add(struct cache *cache, struct cache_tenant *tenant,
 static void negative_remove(struct cache *cache, struct cache_tenant *tenant,
                             struct cache_entry *entry)
 {
-    uint32_t slot = (uint32_t)entry->version;
+    uint32_t slot = negative_tail(entry)->slot;
     struct cache_entry *last = cache->negative[--cache->negative_count];
     store(&cache->negative_entries, cache->negative_count);
     cache->negative[slot] = last;
-    last->version = slot;
-    entry->version = 0;
+    negative_tail(last)->slot = slot;
     tenant->negative_count--;
     cache->negative_bytes -= (uint64_t)entry_bytes(entry);
     if (cache->negative_count == 0) {
@@ -751,7 +932,7 @@ static void tenants_remove(struct cache *cache, struct cache_tenant *tenant)
 /* Bytes of a table of `capacity` slots and their tags. */
 static size_t table_bytes(uint32_t capacity)
 {
-    return capacity * (sizeof(struct cache_entry *) + 1);
+    return capacity * (sizeof(uint32_t) + 1);
 }
 
 static uint8_t *table_tags(const struct cache_tenant *tenant)
@@ -787,13 +968,13 @@ static bool table_full(const struct cache_tenant *tenant)
 
 static uint32_t entry_rehash(const struct cache *cache, const struct cache_entry *entry)
 {
-    return entry_hash(cache, entry->kind, entry->data, entry->key_len);
+    return entry_hash(cache, entry->kind, entry_key_ptr(entry), entry_key_len(entry));
 }
 
 /* The slot holding (kind, key), or else the free slot where it would go.
  * The table always has a free slot, so this ends. */
-static uint32_t table_find(const struct cache_tenant *tenant, uint32_t hash, unsigned kind,
-                           const char *key, size_t key_len)
+static uint32_t table_find(const struct cache *cache, const struct cache_tenant *tenant,
+                           uint32_t hash, unsigned kind, const char *key, size_t key_len)
 {
     const uint8_t *tags = table_tags(tenant);
     uint8_t tag = tag_of(hash);
@@ -801,18 +982,17 @@ static uint32_t table_find(const struct cache_tenant *tenant, uint32_t hash, uns
     for (;;) {
         if (tags[i] == 0)
             return i;
-        if (tags[i] == tag && entry_matches(tenant->slots[i], kind, key, key_len))
+        if (tags[i] == tag && entry_matches(entry_at(cache, tenant->slots[i]), kind, key, key_len))
             return i;
         if (++i == tenant->capacity)
             i = 0;
     }
 }
 
-/* Puts entry into free slot i. */
-static void table_put(struct cache_tenant *tenant, uint32_t i, struct cache_entry *entry,
-                      uint32_t hash)
+/* Puts the entry with reference `ref` into free slot i. */
+static void table_put(struct cache_tenant *tenant, uint32_t i, uint32_t ref, uint32_t hash)
 {
-    tenant->slots[i] = entry;
+    tenant->slots[i] = ref;
     table_tags(tenant)[i] = tag_of(hash);
 }
 
@@ -830,7 +1010,7 @@ static void table_take(const struct cache *cache, struct cache_tenant *tenant, u
             j = 0;
         if (tags[j] == 0)
             break;
-        uint32_t home = home_slot(entry_rehash(cache, tenant->slots[j]), capacity);
+        uint32_t home = home_slot(entry_rehash(cache, entry_at(cache, tenant->slots[j])), capacity);
         /* j may fill the hole unless its home lies cyclically in (hole, j]. */
         uint32_t from_home = (j + capacity - home) % capacity;
         uint32_t from_hole = (j + capacity - hole) % capacity;
@@ -840,7 +1020,7 @@ static void table_take(const struct cache *cache, struct cache_tenant *tenant, u
             hole = j;
         }
     }
-    tenant->slots[hole] = NULL;
+    tenant->slots[hole] = 0;
     tags[hole] = 0;
 }
 
@@ -851,12 +1031,14 @@ static void table_grow(struct cache *cache, struct cache_tenant *tenant)
     struct cache_tenant grown = {.capacity = table_capacity_for(tenant->entry_count + 1)};
     grown.slots = xcalloc(1, table_bytes(grown.capacity));
     for (uint32_t i = 0; i < tenant->capacity; i++) {
-        struct cache_entry *entry = tenant->slots[i];
-        if (entry == NULL)
+        if (tenant->slots[i] == 0)
             continue;
+        struct cache_entry *entry = entry_at(cache, tenant->slots[i]);
         uint32_t hash = entry_rehash(cache, entry);
-        table_put(&grown, table_find(&grown, hash, entry->kind, entry->data, entry->key_len),
-                  entry, hash);
+        table_put(&grown,
+                  table_find(cache, &grown, hash, entry->kind, entry_key_ptr(entry),
+                             entry_key_len(entry)),
+                  tenant->slots[i], hash);
     }
     account_tenant(cache, tenant,
                    (int64_t)util_alloc_size(grown.slots) - (int64_t)util_alloc_size(tenant->slots));
@@ -950,135 +1132,102 @@ static uint32_t index_hash(const struct cache *cache, unsigned kind, const char 
     return (uint32_t)util_hash(key, len, ~cache->seed + kind);
 }
 
-static struct index_node **index_slot(const struct cache_tenant *tenant, uint32_t hash,
-                                      unsigned kind, const char *key, size_t len)
+/* The first of the tenant's index members whose hash is not below `hash`
+ * (`after`: above it). */
+static uint32_t index_search(const struct cache_tenant *tenant, uint32_t hash, bool after)
 {
-    if (tenant->index_bucket_count == 0)
-        return NULL;
-    struct index_node **slot = &tenant->index_buckets[hash & (tenant->index_bucket_count - 1)];
-    for (; *slot != NULL; slot = &(*slot)->next) {
-        struct index_node *node = *slot;
-        if (node->hash == hash && node->kind == kind && node->key_len == len &&
-            memcmp(node->key, key, len) == 0)
-            return slot;
+    uint32_t low = 0, high = tenant->index_count;
+    while (low < high) {
+        uint32_t middle = low + (high - low) / 2;
+        uint32_t at = tenant->index[middle].hash;
+        if (at < hash || (after && at == hash))
+            low = middle + 1;
+        else
+            high = middle;
     }
-    return slot;
+    return low;
 }
 
-static void index_grow(struct cache *cache, struct cache_tenant *tenant)
+/* The capacity the index grows to for one more member. */
+static uint32_t index_grown(const struct cache_tenant *tenant)
 {
-    uint32_t count = tenant->index_bucket_count ? tenant->index_bucket_count * 2 : INITIAL_BUCKETS;
-    struct index_node **buckets = xcalloc(count, sizeof(*buckets));
-    for (uint32_t i = 0; i < tenant->index_bucket_count; i++) {
-        struct index_node *node = tenant->index_buckets[i];
-        while (node != NULL) {
-            struct index_node *next = node->next;
-            node->next = buckets[node->hash & (count - 1)];
-            buckets[node->hash & (count - 1)] = node;
-            node = next;
-        }
-    }
-    account_tenant(cache, tenant,
-                   (int64_t)util_alloc_size(buckets) - (int64_t)util_alloc_size(tenant->index_buckets));
-    free(tenant->index_buckets);
-    tenant->index_buckets = buckets;
-    tenant->index_bucket_count = count;
+    return tenant->index_capacity ? tenant->index_capacity * 2 : INDEX_MEMBERS_MIN;
 }
 
-static void index_add(struct cache *cache, struct cache_tenant *tenant, struct cache_entry *entry)
+static void index_add(struct cache *cache, struct cache_tenant *tenant, uint32_t ref,
+                      const struct cache_entry *entry)
 {
-    const char *key = entry_index_ptr(entry);
-    uint32_t hash = index_hash(cache, entry->kind, key, entry->index_len);
-    struct index_node **slot = index_slot(tenant, hash, entry->kind, key, entry->index_len);
-    if (slot == NULL || *slot == NULL) {
-        if (tenant->index_count + 1 > tenant->index_bucket_count) {
-            index_grow(cache, tenant);
-            slot = index_slot(tenant, hash, entry->kind, key, entry->index_len);
-        }
-        struct index_node *node = xcalloc(1, sizeof(*node) + entry->index_len);
-        node->hash = hash;
-        node->kind = entry->kind;
-        node->key_len = entry->index_len;
-        memcpy(node->key, key, entry->index_len);
-        *slot = node;
-        tenant->index_count++;
-        account_tenant(cache, tenant, (int64_t)util_alloc_size(node));
+    struct entry_fields fields;
+    entry_unpack(entry, &fields);
+    uint32_t hash = index_hash(cache, entry->kind, entry_index_ptr(entry, &fields),
+                               fields.index_len);
+    if (tenant->index_count == tenant->index_capacity) {
+        size_t before = util_alloc_size(tenant->index);
+        tenant->index_capacity = index_grown(tenant);
+        tenant->index = xrealloc(tenant->index, tenant->index_capacity * sizeof(*tenant->index));
+        account_tenant(cache, tenant, (int64_t)util_alloc_size(tenant->index) - (int64_t)before);
     }
-    struct index_node *node = *slot;
-    if (node->count == node->capacity) {
-        size_t before = util_alloc_size(node->members);
-        node->capacity = node->capacity ? node->capacity * 2 : INDEX_MEMBERS_MIN;
-        node->members = xrealloc(node->members, node->capacity * sizeof(*node->members));
-        account_tenant(cache, tenant, (int64_t)util_alloc_size(node->members) - (int64_t)before);
-    }
-    node->members[node->count++] = entry;
+    uint32_t i = index_search(tenant, hash, true);
+    memmove(&tenant->index[i + 1], &tenant->index[i],
+            (tenant->index_count - i) * sizeof(*tenant->index));
+    tenant->index[i] = (struct index_member){.hash = hash, .ref = ref};
+    tenant->index_count++;
 }
 
-static void index_remove(struct cache *cache, struct cache_tenant *tenant, struct cache_entry *entry)
+static void index_remove(struct cache *cache, struct cache_tenant *tenant, uint32_t ref,
+                         const struct cache_entry *entry)
 {
-    const char *key = entry_index_ptr(entry);
-    uint32_t hash = index_hash(cache, entry->kind, key, entry->index_len);
-    struct index_node **slot = index_slot(tenant, hash, entry->kind, key, entry->index_len);
-    if (slot == NULL || *slot == NULL)
+    struct entry_fields fields;
+    entry_unpack(entry, &fields);
+    uint32_t hash = index_hash(cache, entry->kind, entry_index_ptr(entry, &fields),
+                               fields.index_len);
+    uint32_t i = index_search(tenant, hash, false);
+    while (i < tenant->index_count && tenant->index[i].hash == hash && tenant->index[i].ref != ref)
+        i++;
+    if (i == tenant->index_count || tenant->index[i].ref != ref)
         return;
-    struct index_node *node = *slot;
-    for (uint32_t i = 0; i < node->count; i++) {
-        if (node->members[i] == entry) {
-            node->members[i] = node->members[--node->count];
-            break;
-        }
-    }
-    if (node->count == 0) {
-        *slot = node->next;
-        tenant->index_count--;
-        account_tenant(cache, tenant,
-                       -(int64_t)(util_alloc_size(node->members) + util_alloc_size(node)));
-        free(node->members);
-        free(node);
+    tenant->index_count--;
+    memmove(&tenant->index[i], &tenant->index[i + 1],
+            (tenant->index_count - i) * sizeof(*tenant->index));
+    if (tenant->index_count == 0) {
+        account_tenant(cache, tenant, -(int64_t)util_alloc_size(tenant->index));
+        free(tenant->index);
+        tenant->index = NULL;
+        tenant->index_capacity = 0;
     }
 }
 
 /* ---- entries ---- */
 
-/* A new entry, with a read counter when `counted`. Cannot fail. */
+/* A new entry with these fields (fields_for()), with a read counter when
+ * `counted`, and its reference in *ref. Cannot fail. */
 static struct cache_entry *entry_create(struct cache *cache, const struct cache_key *key,
                                         const struct cache_value *value,
-                                        enum cache_entry_state state, bool counted)
+                                        const struct entry_fields *fields,
+                                        enum cache_entry_state state, bool counted, uint32_t *ref)
 {
-    size_t json_len = value ? value->json_len : 0;
-    size_t derived_len = value ? value->derived_len : 0;
-    size_t index_len = value && value->index_key ? value->index_key_len : 0;
-    bool index_shared = index_in_derived(value);
     struct cache_entry *entry =
-        entry_alloc(cache, entry_size(key, value, state == CACHE_ENTRY_NEGATIVE, counted));
-    entry->version = 0;
-    entry->expires = 0;
-    entry->updated_lo = 0;
-    entry->updated_hi = 0;
+        entry_alloc(cache, entry_size(fields, state == CACHE_ENTRY_NEGATIVE, counted), ref);
     atomic_init(&entry->access, 0);
     atomic_init(&entry->gap, 0);
-    entry->value_len = (uint32_t)json_len;
-    entry->key_len = (uint16_t)key->key_len;
-    entry->derived_len = (uint32_t)derived_len;
-    entry->index_len = (uint16_t)index_len;
     entry->kind = (uint8_t)key->kind;
-    entry->flags = (uint8_t)((unsigned)state | (index_shared ? ENTRY_INDEX_SHARED : 0) |
-                             (counted ? ENTRY_COUNTED : 0));
-    char *cursor = entry->data;
+    entry->flags = (uint8_t)((unsigned)state | fields->flags | (counted ? ENTRY_COUNTED : 0));
+    entry_pack(entry, fields);
+    char *cursor = (char *)entry->packed + entry->packed_len;
     memcpy(cursor, key->key, key->key_len);
     cursor += key->key_len;
     *cursor++ = '\0';
-    if (json_len > 0)
-        memcpy(cursor, value->json, json_len);
-    cursor += json_len;
+    if (fields->value_len > 0)
+        memcpy(cursor, value->json, fields->value_len);
+    cursor += fields->value_len;
     *cursor++ = '\0';
-    if (derived_len > 0)
-        memcpy(cursor, value->derived, derived_len);
-    cursor += derived_len;
-    if (index_len > 0 && !index_shared)
-        memcpy(cursor, value->index_key, index_len);
+    if (fields->derived_len > 0)
+        memcpy(cursor, value->derived, fields->derived_len);
+    cursor += fields->derived_len;
+    if (fields->index_len > 0 && !(fields->flags & ENTRY_INDEX_SHARED))
+        memcpy(cursor, value->index_key, fields->index_len);
     if (state == CACHE_ENTRY_NEGATIVE)
-        set_negative_tenant(entry, NULL);
+        *negative_tail(entry) = (struct negative_tail){.tenant = NULL, .slot = 0};
     if (counted)
         atomic_init(entry_reads(entry), 0);
     return entry;
@@ -1090,16 +1239,16 @@ static void notify_change(const struct cache *cache, const struct cache_tenant *
 {
     if (cache->change_fn == NULL || cache->flushing_all)
         return;
-    cache->change_fn(cache->change_arg, tenant->name, tenant->name_len, entry->kind, entry->data,
-                     entry->key_len);
+    cache->change_fn(cache->change_arg, tenant->name, tenant->name_len, entry->kind,
+                     entry_key_ptr(entry), entry_key_len(entry));
 }
 
 /* Links a new entry into its tenant at free slot i (from table_find(),
  * after any table_grow()); the shard is write-locked. */
 static void entry_link(struct cache *cache, struct cache_tenant *tenant, uint32_t i,
-                       struct cache_entry *entry, uint32_t hash)
+                       uint32_t ref, struct cache_entry *entry, uint32_t hash)
 {
-    table_put(tenant, i, entry, hash);
+    table_put(tenant, i, ref, hash);
     tenant->entry_count++;
     int64_t bytes = entry_bytes(entry);
     struct kind_usage *usage = tenant_kind(cache, tenant, entry->kind);
@@ -1115,18 +1264,18 @@ static void entry_link(struct cache *cache, struct cache_tenant *tenant, uint32_
     } else if (entry_state(entry) == CACHE_ENTRY_NEGATIVE) {
         negative_add(cache, tenant, entry);
     }
-    if (entry->index_len > 0 && entry_state(entry) == CACHE_ENTRY_VALUE)
-        index_add(cache, tenant, entry);
+    if (entry_state(entry) == CACHE_ENTRY_VALUE && entry_index_len(entry) > 0)
+        index_add(cache, tenant, ref, entry);
     notify_change(cache, tenant, entry);
 }
 
 /* Takes the entry in slot i out of its tenant, with everything counted for
- * it, and returns it; the shard is write-locked. Entries after slot i may
- * move back into it (table_take()). */
-static struct cache_entry *entry_detach(struct cache *cache, struct cache_tenant *tenant,
-                                        uint32_t i)
+ * it, and returns its reference; the shard is write-locked. Entries after
+ * slot i may move back into it (table_take()). */
+static uint32_t entry_detach(struct cache *cache, struct cache_tenant *tenant, uint32_t i)
 {
-    struct cache_entry *entry = tenant->slots[i];
+    uint32_t ref = tenant->slots[i];
+    struct cache_entry *entry = entry_at(cache, ref);
     notify_change(cache, tenant, entry);
     table_take(cache, tenant, i);
     tenant->entry_count--;
@@ -1144,9 +1293,9 @@ static struct cache_entry *entry_detach(struct cache *cache, struct cache_tenant
     } else if (entry_state(entry) == CACHE_ENTRY_NEGATIVE) {
         negative_remove(cache, tenant, entry);
     }
-    if (entry->index_len > 0 && entry_state(entry) == CACHE_ENTRY_VALUE)
-        index_remove(cache, tenant, entry);
-    return entry;
+    if (entry_state(entry) == CACHE_ENTRY_VALUE && entry_index_len(entry) > 0)
+        index_remove(cache, tenant, ref, entry);
+    return ref;
 }
 
 /* Unlinks and frees the entry in slot i. The shard is write-locked, and
@@ -1154,14 +1303,15 @@ static struct cache_entry *entry_detach(struct cache *cache, struct cache_tenant
  * looking at it. */
 static void entry_unlink(struct cache *cache, struct cache_tenant *tenant, uint32_t i)
 {
-    entry_free(cache, entry_detach(cache, tenant, i));
+    uint32_t ref = entry_detach(cache, tenant, i);
+    entry_free(cache, ref, entry_at(cache, ref));
 }
 
 /* Frees a tenant with all it holds; the shard is write-locked. */
 static void tenant_destroy(struct cache *cache, struct cache_shard *shard, struct cache_tenant *tenant)
 {
     for (uint32_t i = 0; i < tenant->capacity; i++) {
-        while (tenant->slots[i] != NULL)
+        while (tenant->slots[i] != 0)
             entry_unlink(cache, tenant, i);
     }
     struct cache_tenant **link = &shard->buckets[(tenant->hash >> 20) & (shard->bucket_count - 1)];
@@ -1183,16 +1333,7 @@ static void tenant_destroy(struct cache *cache, struct cache_shard *shard, struc
     adjust(&cache->tenant_total, -1);
     int64_t remaining = (int64_t)tenant->bytes;
     adjust(&cache->bytes, -remaining);
-    for (uint32_t i = 0; i < tenant->index_bucket_count; i++) {
-        struct index_node *node = tenant->index_buckets[i];
-        while (node != NULL) {
-            struct index_node *next = node->next;
-            free(node->members);
-            free(node);
-            node = next;
-        }
-    }
-    free(tenant->index_buckets);
+    free(tenant->index);
     free(tenant->kinds);
     free(tenant->slots);
     free(tenant);
@@ -1218,9 +1359,9 @@ static void evict_entry(struct cache *cache, struct cache_tenant *tenant, struct
 {
     struct cache_shard *shard = tenant_shard(cache, tenant);
     pthread_rwlock_wrlock(&shard->lock);
-    uint32_t i = table_find(tenant, entry_rehash(cache, victim), victim->kind, victim->data,
-                            victim->key_len);
-    if (tenant->slots[i] == victim)
+    uint32_t i = table_find(cache, tenant, entry_rehash(cache, victim), victim->kind,
+                            entry_key_ptr(victim), entry_key_len(victim));
+    if (slot_entry(cache, tenant, i) == victim)
         entry_unlink(cache, tenant, i);
     if (tenant->entry_count == 0)
         tenant_destroy(cache, shard, tenant);
@@ -1278,9 +1419,9 @@ static void sample_tenant(struct cache *cache, struct cache_tenant *tenant, uint
     uint32_t seen = 0;
     for (uint32_t n = 0; n < tenant->capacity && seen < samples; n++) {
         uint32_t i = start + n < tenant->capacity ? start + n : start + n - tenant->capacity;
-        if (!is_reference(tenant->slots[i]))
+        if (!is_reference(slot_entry(cache, tenant, i)))
             continue;
-        consider(victim, tenant, tenant->slots[i]);
+        consider(victim, tenant, slot_entry(cache, tenant, i));
         seen++;
     }
 }
@@ -1292,12 +1433,12 @@ static struct cache_entry *random_reference(struct cache *cache, const struct ca
     uint32_t i = 0;
     for (int t = 0; t < SLOT_TRIES; t++) {
         i = (uint32_t)(next_random(cache) % tenant->capacity);
-        if (is_reference(tenant->slots[i]))
-            return tenant->slots[i];
+        if (is_reference(slot_entry(cache, tenant, i)))
+            return slot_entry(cache, tenant, i);
     }
-    while (!is_reference(tenant->slots[i]))
+    while (!is_reference(slot_entry(cache, tenant, i)))
         i = i + 1 < tenant->capacity ? i + 1 : 0;
-    return tenant->slots[i];
+    return slot_entry(cache, tenant, i);
 }
 
 /* Evicts the coldest of a sample of reference entries (see colder()), from
@@ -1352,7 +1493,7 @@ static bool evict_negative(struct cache *cache)
                                     atomic_load_explicit(&victim->access, memory_order_relaxed)))
             victim = candidate;
     }
-    evict_entry(cache, negative_tenant(victim), victim, &cache->evictions_negative);
+    evict_entry(cache, negative_tail(victim)->tenant, victim, &cache->evictions_negative);
     return true;
 }
 
@@ -1364,7 +1505,8 @@ static bool evict_negative_tenant(struct cache *cache)
     uint32_t count = cache->negative_count;
     for (uint32_t i = 0; i < count && i < NEGATIVE_TENANT_SAMPLES; i++) {
         struct cache_tenant *tenant =
-            negative_tenant(cache->negative[sample_slot(cache, i, count, NEGATIVE_TENANT_SAMPLES)]);
+            negative_tail(cache->negative[sample_slot(cache, i, count, NEGATIVE_TENANT_SAMPLES)])
+                ->tenant;
         if (tenant->negative_count != tenant->entry_count)
             continue;
         uint64_t dropped = tenant->negative_count;
@@ -1440,11 +1582,11 @@ static bool make_room(struct cache *cache, uint64_t needed, const struct cache_t
 /* What a new entry may add to its tenant, including the growth of the
  * tenant's tables it joins: an upper bound, so that the limits hold. */
 static uint64_t insert_cost(const struct cache *cache, const struct cache_tenant *tenant,
-                            const struct cache_key *key, const struct cache_value *value,
+                            const struct cache_key *key, const struct entry_fields *fields,
                             bool negative)
 {
-    size_t index_len = value && value->index_key ? value->index_key_len : 0;
-    uint64_t cost = entry_bound(cache, entry_size(key, value, negative, cache->limits.hot_reads != 0));
+    uint64_t cost =
+        entry_bound(cache, entry_size(fields, negative, cache->limits.hot_reads != 0));
     if (tenant == NULL)
         cost += alloc_bound(cache, sizeof(struct cache_tenant) + key->tenant_len + 1) +
                 alloc_bound(cache, table_bytes(INITIAL_SLOTS));
@@ -1452,22 +1594,11 @@ static uint64_t insert_cost(const struct cache *cache, const struct cache_tenant
         cost += alloc_bound(cache, table_bytes(table_capacity_for(tenant->entry_count + 1)));
     if (tenant == NULL || key->kind >= tenant->kind_capacity)
         cost += alloc_bound(cache, kinds_capacity(key->kind) * sizeof(struct kind_usage));
-    if (index_len > 0) {
-        uint32_t hash = index_hash(cache, key->kind, value->index_key, index_len);
-        struct index_node **slot =
-            tenant ? index_slot(tenant, hash, key->kind, value->index_key, index_len) : NULL;
-        struct index_node *node = slot ? *slot : NULL;
-        if (node == NULL) {
-            uint32_t nodes = tenant ? tenant->index_count : 0;
-            uint32_t buckets = tenant ? tenant->index_bucket_count : 0;
-            cost += alloc_bound(cache, sizeof(struct index_node) + index_len) +
-                    alloc_bound(cache, INDEX_MEMBERS_MIN * sizeof(*node->members));
-            if (nodes + 1 > buckets)
-                cost += alloc_bound(cache, (buckets ? buckets * 2 : INITIAL_BUCKETS) *
-                                               sizeof(struct index_node *));
-        } else if (node->count == node->capacity) {
-            cost += alloc_bound(cache, node->capacity * 2 * sizeof(*node->members));
-        }
+    if (fields->index_len > 0) {
+        if (tenant == NULL)
+            cost += alloc_bound(cache, INDEX_MEMBERS_MIN * sizeof(struct index_member));
+        else if (tenant->index_count == tenant->index_capacity)
+            cost += alloc_bound(cache, index_grown(tenant) * sizeof(struct index_member));
     }
     return cost;
 }
@@ -1492,13 +1623,13 @@ static uint64_t shared_cost(const struct cache *cache, const struct cache_shard 
 }
 
 /* The unexpired entry for the key in `tenant` (which may be NULL), or NULL. */
-static struct cache_entry *live_entry(struct cache_tenant *tenant, uint32_t hash,
-                                      const struct cache_key *key, uint64_t now_ms)
+static struct cache_entry *live_entry(const struct cache *cache, struct cache_tenant *tenant,
+                                      uint32_t hash, const struct cache_key *key, uint64_t now_ms)
 {
     if (tenant == NULL)
         return NULL;
-    struct cache_entry *entry =
-        tenant->slots[table_find(tenant, hash, key->kind, key->key, key->key_len)];
+    struct cache_entry *entry = slot_entry(
+        cache, tenant, table_find(cache, tenant, hash, key->kind, key->key, key->key_len));
     return entry != NULL && !entry_expired(entry, now_ms) ? entry : NULL;
 }
 
@@ -1521,7 +1652,7 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
     /* Only the holder of cache->writer changes the structure: look without
      * the shard lock. */
     struct cache_tenant *tenant = shard_find_tenant(shard, tenant_hash, key->tenant, key->tenant_len);
-    struct cache_entry *existing = live_entry(tenant, hash, key, now_ms);
+    struct cache_entry *existing = live_entry(cache, tenant, hash, key, now_ms);
     if (existing != NULL) {
         if (write->if_absent && entry_state(existing) != CACHE_ENTRY_NEGATIVE)
             return CACHE_EXISTS;
@@ -1534,11 +1665,13 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
      * tenant itself, which changes what the write costs: plan again after
      * each until the room is there for what is really left. */
     const struct cache_value *stored = mode == WRITE_SET ? value : NULL;
+    struct entry_fields fields;
+    fields_for(cache, &fields, key, stored, write, now_ms);
     /* A fill is a query's write: for a tenant with nothing cached it never
      * evicts another tenant's data, negative entries aside. */
     bool query = write->if_absent;
     for (;;) {
-        uint64_t cost = insert_cost(cache, tenant, key, stored, mode == WRITE_NEGATIVE);
+        uint64_t cost = insert_cost(cache, tenant, key, &fields, mode == WRITE_NEGATIVE);
         uint64_t freed = existing ? (uint64_t)entry_bytes(existing) : 0;
         uint64_t needed = cost > freed ? cost - freed : 0;
         if (cost > cache->limits.tenant_max_bytes)
@@ -1550,7 +1683,7 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
             if (!evict_negative(cache))
                 goto not_cached;
             tenant = shard_find_tenant(shard, tenant_hash, key->tenant, key->tenant_len);
-            existing = live_entry(tenant, hash, key, now_ms);
+            existing = live_entry(cache, tenant, hash, key, now_ms);
             continue;
         }
         /* Per-tenant limit: reference entries of this tenant go first;
@@ -1569,17 +1702,15 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
                 goto not_cached;
         }
         tenant = shard_find_tenant(shard, tenant_hash, key->tenant, key->tenant_len);
-        existing = live_entry(tenant, hash, key, now_ms);
+        existing = live_entry(cache, tenant, hash, key, now_ms);
     }
 
+    uint32_t ref;
     struct cache_entry *entry = entry_create(
-        cache, key, stored,
+        cache, key, stored, &fields,
         mode == WRITE_SET ? CACHE_ENTRY_VALUE
                           : (mode == WRITE_DELETE ? CACHE_ENTRY_TOMBSTONE : CACHE_ENTRY_NEGATIVE),
-        cache->limits.hot_reads != 0);
-    entry->version = write->has_version ? write->version : 0;
-    entry_set_expiry(entry, write->expires_ms, now_ms);
-    entry_set_updated(entry, write->updated_ms);
+        cache->limits.hot_reads != 0, &ref);
     if (write->critical && mode == WRITE_SET)
         entry->flags |= ENTRY_CRITICAL;
     atomic_store_explicit(&entry->access, tick(cache), memory_order_relaxed);
@@ -1587,13 +1718,13 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
     pthread_rwlock_wrlock(&shard->lock);
     if (tenant == NULL)
         tenant = tenant_create(cache, shard, tenant_hash, key->tenant, key->tenant_len);
-    uint32_t slot = table_find(tenant, hash, key->kind, key->key, key->key_len);
-    if (tenant->slots[slot] != NULL)
+    uint32_t slot = table_find(cache, tenant, hash, key->kind, key->key, key->key_len);
+    if (slot_entry(cache, tenant, slot) != NULL)
         entry_unlink(cache, tenant, slot);
     if (table_full(tenant))
         table_grow(cache, tenant);
-    entry_link(cache, tenant, table_find(tenant, hash, key->kind, key->key, key->key_len), entry,
-               hash);
+    entry_link(cache, tenant, table_find(cache, tenant, hash, key->kind, key->key, key->key_len),
+               ref, entry, hash);
     pthread_rwlock_unlock(&shard->lock);
 
     /* The costs above are upper bounds; should one ever fall short, settle
@@ -1608,8 +1739,8 @@ not_cached:
     tenant = shard_find_tenant(shard, tenant_hash, key->tenant, key->tenant_len);
     if (tenant != NULL) {
         pthread_rwlock_wrlock(&shard->lock);
-        uint32_t old = table_find(tenant, hash, key->kind, key->key, key->key_len);
-        if (tenant->slots[old] != NULL)
+        uint32_t old = table_find(cache, tenant, hash, key->kind, key->key, key->key_len);
+        if (slot_entry(cache, tenant, old) != NULL)
             entry_unlink(cache, tenant, old);
         if (tenant->entry_count == 0)
             tenant_destroy(cache, shard, tenant);
@@ -1666,8 +1797,8 @@ static enum cache_status do_invalidate(struct cache *cache, const struct cache_k
     if (tenant == NULL)
         return CACHE_OK;
     uint32_t hash = entry_hash(cache, key->kind, key->key, key->key_len);
-    uint32_t slot = table_find(tenant, hash, key->kind, key->key, key->key_len);
-    struct cache_entry *entry = tenant->slots[slot];
+    uint32_t slot = table_find(cache, tenant, hash, key->kind, key->key, key->key_len);
+    struct cache_entry *entry = slot_entry(cache, tenant, slot);
     if (entry == NULL)
         return CACHE_OK;
     if (has_version && !entry_expired(entry, now_ms) && version <= entry_version(entry))
@@ -1694,7 +1825,7 @@ static uint64_t flush_tenant(struct cache *cache, struct cache_shard *shard,
     /* Taking an entry moves later ones back into its slot (or, wrapping,
      * into slots already seen, which is harmless): look at it again. */
     for (uint32_t i = 0; i < tenant->capacity && tenant->entry_count > 0;) {
-        struct cache_entry *entry = tenant->slots[i];
+        struct cache_entry *entry = slot_entry(cache, tenant, i);
         if (entry != NULL && (kind < 0 || entry->kind == (unsigned)kind)) {
             entry_unlink(cache, tenant, i);
             dropped++;
@@ -1783,7 +1914,7 @@ static uint64_t do_sweep(struct cache *cache, uint64_t now_ms, unsigned budget)
         struct cache_shard *shard = tenant_shard(cache, tenant);
         bool locked = false;
         while (scanned < budget && cache->sweep_slot < tenant->capacity) {
-            struct cache_entry *entry = tenant->slots[cache->sweep_slot];
+            struct cache_entry *entry = slot_entry(cache, tenant, cache->sweep_slot);
             if (entry != NULL && entry_expired(entry, now_ms)) {
                 if (!locked) {
                     pthread_rwlock_wrlock(&shard->lock);
@@ -1880,11 +2011,11 @@ static uint64_t remap_tenant(struct cache *cache, struct cache_tenant *tenant, c
 {
     /* Renumbered entries are taken out, then put back under their new
      * kind: a short-lived list, freed here. */
-    struct cache_entry **moved = NULL;
+    uint32_t *moved = NULL;
     uint32_t moved_count = 0;
     uint64_t dropped = 0;
     for (uint32_t i = 0; i < tenant->capacity;) {
-        struct cache_entry *entry = tenant->slots[i];
+        struct cache_entry *entry = slot_entry(cache, tenant, i);
         unsigned kind = entry ? entry->kind : 0;
         int to = kind < map_count ? map[kind] : -1;
         if (entry == NULL || (to >= 0 && (unsigned)to == kind)) {
@@ -1892,24 +2023,26 @@ static uint64_t remap_tenant(struct cache *cache, struct cache_tenant *tenant, c
             continue;
         }
         /* A later entry may move into slot i: look at it again. */
-        entry_detach(cache, tenant, i);
+        uint32_t ref = entry_detach(cache, tenant, i);
         if (to < 0) {
-            entry_free(cache, entry);
+            entry_free(cache, ref, entry);
             dropped++;
             continue;
         }
         entry->kind = (uint8_t)to;
         if (moved == NULL)
             moved = xmalloc(((size_t)tenant->entry_count + 1) * sizeof(*moved));
-        moved[moved_count++] = entry;
+        moved[moved_count++] = ref;
     }
     for (uint32_t m = 0; m < moved_count; m++) {
-        struct cache_entry *entry = moved[m];
+        struct cache_entry *entry = entry_at(cache, moved[m]);
         uint32_t hash = entry_rehash(cache, entry);
         if (table_full(tenant))
             table_grow(cache, tenant);
-        entry_link(cache, tenant, table_find(tenant, hash, entry->kind, entry->data, entry->key_len),
-                   entry, hash);
+        entry_link(cache, tenant,
+                   table_find(cache, tenant, hash, entry->kind, entry_key_ptr(entry),
+                              entry_key_len(entry)),
+                   moved[m], entry, hash);
     }
     free(moved);
     return dropped;
@@ -1969,7 +2102,8 @@ const struct cache_entry *cache_read_find(struct cache_reader *reader, unsigned 
     struct cache_entry *entry = NULL;
     if (tenant != NULL) {
         uint32_t hash = entry_hash(reader->cache, kind, key, key_len);
-        entry = tenant->slots[table_find(tenant, hash, kind, key, key_len)];
+        entry = slot_entry(reader->cache, tenant,
+                           table_find(reader->cache, tenant, hash, kind, key, key_len));
         if (entry != NULL && entry_expired(entry, reader->now_ms))
             entry = NULL;
     }
@@ -1999,13 +2133,15 @@ void cache_read_index(struct cache_reader *reader, unsigned kind, const char *in
     if (tenant == NULL)
         return;
     uint32_t hash = index_hash(reader->cache, kind, index_key, index_key_len);
-    struct index_node **slot = index_slot(tenant, hash, kind, index_key, index_key_len);
-    if (slot == NULL || *slot == NULL)
-        return;
-    struct index_node *node = *slot;
-    for (uint32_t i = 0; i < node->count; i++) {
-        if (!entry_expired(node->members[i], reader->now_ms))
-            fn(arg, node->members[i]);
+    for (uint32_t i = index_search(tenant, hash, false);
+         i < tenant->index_count && tenant->index[i].hash == hash; i++) {
+        const struct cache_entry *entry = entry_at(reader->cache, tenant->index[i].ref);
+        struct entry_fields fields;
+        entry_unpack(entry, &fields);
+        if (entry->kind == kind && fields.index_len == index_key_len &&
+            memcmp(entry_index_ptr(entry, &fields), index_key, index_key_len) == 0 &&
+            !entry_expired(entry, reader->now_ms))
+            fn(arg, entry);
     }
 }
 
@@ -2021,20 +2157,21 @@ bool cache_entry_critical(const struct cache_entry *entry)
 
 const char *cache_entry_key(const struct cache_entry *entry, size_t *len)
 {
-    *len = entry->key_len;
-    return entry->data;
+    *len = entry_key_len(entry);
+    return entry_key_ptr(entry);
 }
 
 const char *cache_entry_value(const struct cache_entry *entry, size_t *len)
 {
-    *len = entry->value_len;
-    return entry_value_ptr(entry);
+    return entry_value_ptr(entry, len);
 }
 
 const void *cache_entry_derived(const struct cache_entry *entry, size_t *len)
 {
-    *len = entry->derived_len;
-    return entry_derived_ptr(entry);
+    struct entry_fields fields;
+    entry_unpack(entry, &fields);
+    *len = fields.derived_len;
+    return derived_ptr(entry, &fields);
 }
 
 uint64_t cache_entry_version(const struct cache_entry *entry)
@@ -2042,17 +2179,22 @@ uint64_t cache_entry_version(const struct cache_entry *entry)
     return entry_version(entry);
 }
 
-uint64_t cache_entry_updated_ms(const struct cache_entry *entry)
+uint64_t cache_entry_updated_ms(const struct cache *cache, const struct cache_entry *entry)
 {
-    return entry_updated(entry);
+    return entry_updated(cache, entry);
+}
+
+size_t cache_entry_header_bytes(const struct cache_entry *entry)
+{
+    return ENTRY_HEADER + entry->packed_len;
+}
+
+size_t cache_entry_allocated_bytes(const struct cache_entry *entry)
+{
+    return entry_alloc_size(entry);
 }
 
 /* ---- whole-cache walks ---- */
-
-size_t cache_entry_header_bytes(void)
-{
-    return ENTRY_HEADER;
-}
 
 unsigned cache_shard_count(const struct cache *cache)
 {
@@ -2073,23 +2215,26 @@ uint64_t cache_foreach_entry(struct cache *cache, unsigned shard_index,
         for (struct cache_tenant *tenant = shard->buckets[b]; tenant != NULL;
              tenant = tenant->next) {
             for (uint32_t e = 0; e < tenant->capacity; e++) {
-                const struct cache_entry *entry = tenant->slots[e];
+                const struct cache_entry *entry = slot_entry(cache, tenant, e);
                 if (entry == NULL || entry_state(entry) == CACHE_ENTRY_NEGATIVE)
                     continue;
                 bool tombstone = entry_state(entry) == CACHE_ENTRY_TOMBSTONE;
+                struct entry_fields fields;
+                entry_unpack(entry, &fields);
+                const char *key = entry_key_ptr(entry);
                 struct cache_entry_view view = {
                     .tenant = tenant->name,
                     .tenant_len = tenant->name_len,
                     .kind = entry->kind,
-                    .key = entry->data,
-                    .key_len = entry->key_len,
-                    .json = tombstone ? "" : entry_value_ptr(entry),
-                    .json_len = tombstone ? 0 : entry->value_len,
+                    .key = key,
+                    .key_len = fields.key_len,
+                    .json = tombstone ? "" : key + fields.key_len + 1,
+                    .json_len = tombstone ? 0 : fields.value_len,
                     .tombstone = tombstone,
                     .critical = entry_critical(entry),
                     .version = entry_version(entry),
                     .expires_ms = entry_expires_ms(entry, now_ms),
-                    .updated_ms = entry_updated(entry),
+                    .updated_ms = entry_updated(cache, entry),
                 };
                 fn(arg, &view);
                 shown++;

@@ -4,7 +4,14 @@
  * on no list until an object of it is freed), and the pool a list of all its
  * slabs, for slab_pool_destroy(). An object is taken from a slab's free list
  * first, then carved from the slab's never-used tail; freed objects are
- * linked through their first 8 bytes. */
+ * linked through their first 8 bytes.
+ *
+ * References (slab_ref()): a small object's is its chunk's number and its
+ * place in the chunk in SLAB_ALIGN units; the chunks' addresses are in an
+ * array that never moves, so readers may look one up while the owner adds
+ * chunks. A large object (or, with SLAB_PASS_THROUGH, any object; or any
+ * once CHUNK_MAX chunks are made) is a malloc block with a number, its
+ * address in a two-level table whose pages never move either. */
 #include "slab.h"
 
 #include <stdbool.h>
@@ -12,6 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "log.h"
 #include "util.h"
 
 #define CLASS_COUNT (SLAB_OBJECT_MAX / SLAB_ALIGN)
@@ -23,7 +31,21 @@
  * RSS per seed-typical tenant grew by half). A chunk is this large so that
  * glibc maps it on its own, where pages never touched cost nothing. */
 #define CHUNK_SLABS 16u
+#define CHUNK_BYTES ((size_t)CHUNK_SLABS * SLAB_BYTES)
 #define PAGE_BYTES 4096u
+
+/* A reference: with REF_LARGE, the number of a large object; else a
+ * chunk's number (high bits) and an object's place in it in SLAB_ALIGN
+ * units (REF_OFFSET_BITS low bits). Chunks beyond CHUNK_MAX (16 GiB of
+ * slabs) are not made: objects are then malloc blocks like large ones. */
+#define REF_LARGE 0x80000000u
+#define REF_OFFSET_BITS 17u
+#define CHUNK_MAX (1u << (31 - REF_OFFSET_BITS))
+/* Large objects' table: LARGE_PAGES pages of LARGE_PAGE_SLOTS addresses
+ * (2^27 objects above SLAB_OBJECT_MAX: far more than memory holds). */
+#define LARGE_PAGE_BITS 13u
+#define LARGE_PAGE_SLOTS (1u << LARGE_PAGE_BITS)
+#define LARGE_PAGES (1u << 14)
 
 struct slab {
     struct slab *next;          /* in its class's list of slabs with room */
@@ -32,7 +54,7 @@ struct slab {
     uint32_t live;              /* objects handed out and not freed */
     uint32_t carved;            /* objects ever carved from the tail */
     uint32_t class_index;
-    uint32_t unused;
+    uint32_t ref_base;          /* reference of the slab's first byte */
 };
 
 /* Objects start here, aligned. */
@@ -45,9 +67,15 @@ struct slab_class {
 
 struct slab_pool {
     struct slab_class classes[CLASS_COUNT];
-    void **chunks;
+    char **chunks;              /* CHUNK_MAX slots; never moved */
     uint32_t chunk_count;
-    uint32_t chunk_capacity;
+    /* Large objects: pages of addresses (never moved), numbers freed for
+     * reuse, and the next never-used number (0 is never one). */
+    void ***large_pages;        /* LARGE_PAGES slots */
+    uint32_t *large_free;
+    uint32_t large_free_count;
+    uint32_t large_free_capacity;
+    uint32_t large_next;
     /* Slabs of no class: never used, or given back (their pages dropped). */
     struct slab **spare;
     uint32_t spare_count;
@@ -81,7 +109,12 @@ static struct slab *slab_holding(const void *object)
 
 struct slab_pool *slab_pool_create(void)
 {
-    return xcalloc(1, sizeof(struct slab_pool));
+    struct slab_pool *pool = xcalloc(1, sizeof(struct slab_pool));
+    /* Untouched pages of these cost nothing. */
+    pool->chunks = xcalloc(CHUNK_MAX, sizeof(*pool->chunks));
+    pool->large_pages = xcalloc(LARGE_PAGES, sizeof(*pool->large_pages));
+    pool->large_next = 1;
+    return pool;
 }
 
 void slab_pool_destroy(struct slab_pool *pool)
@@ -90,7 +123,11 @@ void slab_pool_destroy(struct slab_pool *pool)
         return;
     for (uint32_t i = 0; i < pool->chunk_count; i++)
         free(pool->chunks[i]);
+    for (uint32_t i = 0; i < LARGE_PAGES && pool->large_pages[i] != NULL; i++)
+        free(pool->large_pages[i]);
     free(pool->chunks);
+    free(pool->large_pages);
+    free(pool->large_free);
     free(pool->spare);
     free(pool);
 }
@@ -129,26 +166,40 @@ static void spare_push(struct slab_pool *pool, struct slab *slab)
     pool->spare[pool->spare_count++] = slab;
 }
 
-static void chunk_add(struct slab_pool *pool)
+/* Adds a chunk of slabs; false if there may be no more (CHUNK_MAX). */
+static bool chunk_add(struct slab_pool *pool)
 {
-    if (pool->chunk_count == pool->chunk_capacity) {
-        pool->chunk_capacity = pool->chunk_capacity ? pool->chunk_capacity * 2 : 4;
-        pool->chunks = xrealloc(pool->chunks, pool->chunk_capacity * sizeof(*pool->chunks));
-    }
-    char *chunk = xaligned_alloc(SLAB_BYTES, (size_t)CHUNK_SLABS * SLAB_BYTES);
+    if (pool->chunk_count == CHUNK_MAX)
+        return false;
+    char *chunk = xaligned_alloc(SLAB_BYTES, CHUNK_BYTES);
     pool->chunks[pool->chunk_count++] = chunk;
     /* Backwards, so that the chunk's first slab is used first. */
     for (uint32_t i = CHUNK_SLABS; i-- > 0;)
         spare_push(pool, (struct slab *)(void *)(chunk + (size_t)i * SLAB_BYTES));
+    return true;
 }
 
+/* The reference of a slab's first byte, from the chunk holding it. */
+static uint32_t slab_ref_base(const struct slab_pool *pool, const struct slab *slab)
+{
+    for (uint32_t i = pool->chunk_count; i-- > 0;) {
+        const char *chunk = pool->chunks[i];
+        if ((const char *)slab >= chunk && (const char *)slab < chunk + CHUNK_BYTES)
+            return (i << REF_OFFSET_BITS) |
+                   (uint32_t)(((const char *)slab - chunk) / SLAB_ALIGN);
+    }
+    return 0; /* not reached: every slab is in a chunk */
+}
+
+/* A slab for class_index, or NULL when no chunk may be added. */
 static struct slab *slab_new(struct slab_pool *pool, unsigned class_index)
 {
-    if (pool->spare_count == 0)
-        chunk_add(pool);
+    if (pool->spare_count == 0 && !chunk_add(pool))
+        return NULL;
     struct slab *slab = pool->spare[--pool->spare_count];
     memset(slab, 0, sizeof(*slab));
     slab->class_index = class_index;
+    slab->ref_base = slab_ref_base(pool, slab);
     pool->slabs++;
     pool->carved_bytes += HEADER_BYTES;
     pool->classes[class_index].slabs++;
@@ -172,22 +223,66 @@ static void slab_release(struct slab_pool *pool, struct slab *slab)
     spare_push(pool, slab);
 }
 
-void *slab_alloc(struct slab_pool *pool, size_t size)
+/* ---- malloc blocks with a number ---- */
+
+static void **large_slot(const struct slab_pool *pool, uint32_t number)
+{
+    return &pool->large_pages[number >> LARGE_PAGE_BITS][number & (LARGE_PAGE_SLOTS - 1)];
+}
+
+static void *block_alloc(struct slab_pool *pool, size_t size, uint32_t *ref)
+{
+    uint32_t number;
+    if (pool->large_free_count > 0) {
+        number = pool->large_free[--pool->large_free_count];
+    } else {
+        if (pool->large_next == LARGE_PAGES * LARGE_PAGE_SLOTS)
+            log_fatal("out of memory: more than %u objects above %d bytes",
+                      LARGE_PAGES * LARGE_PAGE_SLOTS - 1, SLAB_OBJECT_MAX);
+        number = pool->large_next++;
+        if (pool->large_pages[number >> LARGE_PAGE_BITS] == NULL)
+            pool->large_pages[number >> LARGE_PAGE_BITS] =
+                xcalloc(LARGE_PAGE_SLOTS, sizeof(void *));
+    }
+    void *block = xmalloc(size);
+    *large_slot(pool, number) = block;
+    *ref = REF_LARGE | number;
+    return block;
+}
+
+static void block_free(struct slab_pool *pool, uint32_t ref)
+{
+    uint32_t number = ref & ~REF_LARGE;
+    free(*large_slot(pool, number));
+    *large_slot(pool, number) = NULL;
+    if (pool->large_free_count == pool->large_free_capacity) {
+        pool->large_free_capacity = pool->large_free_capacity ? pool->large_free_capacity * 2 : 64;
+        pool->large_free =
+            xrealloc(pool->large_free, pool->large_free_capacity * sizeof(*pool->large_free));
+    }
+    pool->large_free[pool->large_free_count++] = number;
+}
+
+/* ---- objects ---- */
+
+void *slab_alloc(struct slab_pool *pool, size_t size, uint32_t *ref)
 {
     if (size == 0)
         size = 1;
     if (size > SLAB_OBJECT_MAX) {
         pool->large_objects++;
-        return xmalloc(size);
+        return block_alloc(pool, size, ref);
     }
     unsigned class_index = class_of(size);
     pool->objects++;
     pool->object_bytes += class_size(class_index);
     if (SLAB_PASS_THROUGH)
-        return xmalloc(size);
+        return block_alloc(pool, size, ref);
     struct slab_class *class = &pool->classes[class_index];
     struct slab *slab = class->open != NULL ? class->open : slab_new(pool, class_index);
-    void *object;
+    if (slab == NULL) /* no chunk may be added: a block of its own */
+        return block_alloc(pool, size, ref);
+    char *object;
     if (slab->free != NULL) {
         object = slab->free;
         memcpy(&slab->free, object, sizeof(slab->free));
@@ -199,27 +294,37 @@ void *slab_alloc(struct slab_pool *pool, size_t size)
     slab->live++;
     if (slab->free == NULL && slab->carved == capacity_of(class_index))
         open_remove(class, slab);
+    *ref = slab->ref_base + (uint32_t)((size_t)(object - (char *)slab) / SLAB_ALIGN);
     return object;
 }
 
-void slab_free(struct slab_pool *pool, void *object, size_t size)
+void *slab_object(const struct slab_pool *pool, uint32_t ref)
 {
-    if (object == NULL)
+    if (ref & REF_LARGE)
+        return *large_slot(pool, ref & ~REF_LARGE);
+    return pool->chunks[ref >> REF_OFFSET_BITS] +
+           (size_t)(ref & ((1u << REF_OFFSET_BITS) - 1)) * SLAB_ALIGN;
+}
+
+void slab_free(struct slab_pool *pool, uint32_t ref, size_t size)
+{
+    if (ref == 0)
         return;
     if (size == 0)
         size = 1;
     if (size > SLAB_OBJECT_MAX) {
         pool->large_objects--;
-        free(object);
+        block_free(pool, ref);
         return;
     }
     unsigned class_index = class_of(size);
     pool->objects--;
     pool->object_bytes -= class_size(class_index);
-    if (SLAB_PASS_THROUGH) {
-        free(object);
+    if (ref & REF_LARGE) {
+        block_free(pool, ref);
         return;
     }
+    char *object = slab_object(pool, ref);
     struct slab_class *class = &pool->classes[class_index];
     struct slab *slab = slab_holding(object);
     bool was_full = slab->free == NULL && slab->carved == capacity_of(class_index);

@@ -4,9 +4,13 @@
  *
  * Prepares the 145 entries of one seed-typical tenant as the daemon does
  * (value_prepare_text() with the default kinds' shapes and tiers), stores
- * them in a cache of the daemon's own (cache.c), and prints, per entry on
- * average: the entry's own key + compact value, the fixed header
- * (cache_entry_header_bytes()), the two NUL terminators, the derived query
+ * them in a cache of the daemon's own (cache.c) as the apply thread writes
+ * them (an expiry from the kind's TTL, no version, and an update time a
+ * day after the cache was made: a daemon that has run for a day packs it
+ * in 4 bytes, one that has just started in 1-3),
+ * and prints, per entry on average: the entry's own key + compact value,
+ * the header (cache_entry_header_bytes(): fixed part and packed lengths,
+ * times and version), the two NUL terminators, the derived query
  * data, what the allocator adds to an entry of that size (the rounding up
  * to its slab class, a multiple of 8: slab_object_bytes(); for an entry
  * above SLAB_OBJECT_MAX, glibc's size word and rounding to 16 from
@@ -27,18 +31,10 @@
 #include "config.h"
 #include "seed.h"
 #include "slab.h"
+#include "util.h"
 #include "value.h"
 
 #define TENANT "tenant-000007"
-
-/* True if the index key is the derived blob's tail (the cache then keeps
- * it once, as cache.c's index_in_derived() decides). */
-static bool index_shared(const struct value_prepared *v)
-{
-    return v->index_key != NULL && v->index_key_len > 0 && v->derived_len >= v->index_key_len &&
-           memcmp(v->derived + v->derived_len - v->index_key_len, v->index_key,
-                  v->index_key_len) == 0;
-}
 
 int main(void)
 {
@@ -47,8 +43,8 @@ int main(void)
                                   .max_tenants = 1000, .high_watermark = 1.0,
                                   .low_watermark = 1.0};
     struct cache *cache = cache_create(1, &limits);
-    size_t header = cache_entry_header_bytes();
-    double own = 0, derived = 0, slack = 0, allocated = 0;
+    double own = 0, header = 0, derived = 0, slack = 0, allocated = 0;
+    uint64_t now_ms = 1000;
     unsigned n = 0;
     for (unsigned i = 0; i < SEED_ENTRIES_PER_TENANT; i++) {
         struct seed_entry e;
@@ -71,8 +67,31 @@ int main(void)
             fprintf(stderr, "layout: %s %s: %s\n", e.kind, e.key, error);
             return 1;
         }
-        size_t size = header + strlen(e.key) + 2 + v.json_len + v.derived_len +
-                      (v.index_key != NULL && !index_shared(&v) ? v.index_key_len : 0);
+        struct cache_key key = {.tenant = TENANT, .tenant_len = strlen(TENANT),
+                                .kind = kind_index, .key = e.key, .key_len = strlen(e.key)};
+        struct cache_value value = {.json = v.json, .json_len = v.json_len,
+                                    .derived = v.derived, .derived_len = v.derived_len,
+                                    .index_key = v.index_key, .index_key_len = v.index_key_len};
+        struct cache_write write = {.critical = kind->tier == CONFIG_TIER_CRITICAL,
+                                    .expires_ms = kind->ttl_ms ? now_ms + kind->ttl_ms : 0,
+                                    .updated_ms = util_realtime_ms() + 86400000};
+        if (cache_set(cache, &key, &value, &write, now_ms) != CACHE_OK) {
+            fprintf(stderr, "layout: %s %s not cached\n", e.kind, e.key);
+            return 1;
+        }
+
+        struct cache_reader reader;
+        cache_read_begin(cache, TENANT, strlen(TENANT), now_ms, &reader);
+        const struct cache_entry *entry = cache_read_find(&reader, kind_index, e.key,
+                                                          strlen(e.key));
+        if (entry == NULL) {
+            cache_read_end(&reader);
+            fprintf(stderr, "layout: %s %s not found\n", e.kind, e.key);
+            return 1;
+        }
+        size_t size = cache_entry_allocated_bytes(entry);
+        header += (double)cache_entry_header_bytes(entry);
+        cache_read_end(&reader);
         size_t held = slab_object_bytes(size);
         if (size > SLAB_OBJECT_MAX) {
             void *block = malloc(size);
@@ -86,18 +105,6 @@ int main(void)
         own += (double)(strlen(e.key) + v.json_len);
         derived += (double)v.derived_len;
         n++;
-
-        struct cache_key key = {.tenant = TENANT, .tenant_len = strlen(TENANT),
-                                .kind = kind_index, .key = e.key, .key_len = strlen(e.key)};
-        struct cache_value value = {.json = v.json, .json_len = v.json_len,
-                                    .derived = v.derived, .derived_len = v.derived_len,
-                                    .index_key = v.index_key, .index_key_len = v.index_key_len};
-        struct cache_write write = {.critical = kind->tier == CONFIG_TIER_CRITICAL,
-                                    .updated_ms = 1};
-        if (cache_set(cache, &key, &value, &write, 1) != CACHE_OK) {
-            fprintf(stderr, "layout: %s %s not cached\n", e.kind, e.key);
-            return 1;
-        }
         value_clear(&v);
     }
     struct cache_tenant_stats *tenant = malloc(sizeof(*tenant));
@@ -107,8 +114,8 @@ int main(void)
         return 1;
     }
     double tables = ((double)tenant->bytes - allocated) / n;
-    printf("entries=%u own=%.1f header=%zu nul=2 derived=%.1f alloc=%.1f tables=%.1f\n", n,
-           own / n, header, derived / n, slack / n, tables);
+    printf("entries=%u own=%.1f header=%.1f nul=2 derived=%.1f alloc=%.1f tables=%.1f\n", n,
+           own / n, header / n, derived / n, slack / n, tables);
     free(tenant);
     cache_destroy(cache);
     config_free(config);

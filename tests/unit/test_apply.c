@@ -218,7 +218,7 @@ static struct found find_at(const char *tenant, unsigned kind, const char *key, 
         const char *value = cache_entry_value(entry, &len);
         copy_text(found.value, sizeof(found.value), value, len);
         found.version = cache_entry_version(entry);
-        found.updated_ms = cache_entry_updated_ms(entry);
+        found.updated_ms = cache_entry_updated_ms(cache, entry);
     }
     cache_read_end(&reader);
     return found;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "names.h"
 #include "slab.h"
 #include "stats.h"
 #include "util.h"
@@ -131,7 +132,7 @@ struct found {
     bool present;
     enum cache_entry_state state;
     bool critical;
-    char value[8192];
+    char value[20480];
     size_t value_len;
     unsigned char derived[256];
     size_t derived_len;
@@ -165,7 +166,7 @@ static struct found *lookup(struct cache *cache, const char *tenant, unsigned ki
         ck_assert_uint_lt(out.key_len, sizeof(out.key));
         memcpy(out.key, k, out.key_len);
         out.version = cache_entry_version(entry);
-        out.updated_ms = cache_entry_updated_ms(entry);
+        out.updated_ms = cache_entry_updated_ms(cache, entry);
     }
     cache_read_end(&reader);
     return &out;
@@ -272,6 +273,55 @@ static struct tenant_walk walk_tenants(struct cache *cache)
 }
 
 /* ---- set / get ---- */
+
+START_TEST(test_packed_fields_extremes)
+{
+    /* Lengths, versions and update times are packed as varints (update
+     * times relative to when the cache was made, either side of it): each
+     * comes back as written at the ends of its range. */
+    struct cache *cache = cache_unlimited(4);
+    static char big[20000];
+    json_of_len(big, sizeof(big) - 1, 'b');
+    char long_key[NAMES_KEY_MAX + 1];
+    memset(long_key, 'k', NAMES_KEY_MAX);
+    long_key[NAMES_KEY_MAX] = '\0';
+    const struct {
+        const char *key;
+        const char *json;
+        uint64_t version;
+        uint64_t updated_ms;
+    } cases[] = {
+        {"a", "1", 0, 0},
+        {"b", "1", 1, 1},
+        {"c", "1", 127, 1700000000000ull},
+        {"d", "1", 128, util_realtime_ms()},
+        {"e", "1", UINT64_MAX - 1, util_realtime_ms() - 1},
+        {"f", big, UINT64_MAX, (1ull << 48) - 1},
+        {long_key, big, 1ull << 63, util_realtime_ms() + 86400000},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cache_write w = {.has_version = cases[i].version != 0,
+                                .version = cases[i].version,
+                                .expires_ms = i % 2 ? NOW + 1000 : 0,
+                                .updated_ms = cases[i].updated_ms};
+        ck_assert_int_eq(put(cache, "acme", KIND_CONFIG, cases[i].key, cases[i].json, &w, NOW),
+                         CACHE_OK);
+    }
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct found *f = lookup(cache, "acme", KIND_CONFIG, cases[i].key, NOW);
+        ck_assert(f->present);
+        ck_assert_uint_eq(f->key_len, strlen(cases[i].key));
+        ck_assert_uint_eq(f->value_len, strlen(cases[i].json));
+        ck_assert_uint_eq(f->version, cases[i].version);
+        ck_assert_uint_eq(f->updated_ms, cases[i].updated_ms);
+        /* Odd ones expire at NOW + 1000. */
+        ck_assert(lookup(cache, "acme", KIND_CONFIG, cases[i].key, NOW + 1000)->present ==
+                  (i % 2 == 0));
+    }
+    walk_tenants(cache);
+    cache_destroy(cache);
+}
+END_TEST
 
 START_TEST(test_set_get)
 {
@@ -1910,13 +1960,16 @@ END_TEST
 
 START_TEST(test_enforce_tenant_limit)
 {
+    /* "small" sets the limit: room for acme's critical entries and tables
+     * and a few of its reference entries. */
     struct cache *cache = cache_unlimited(4);
-    char key[32], json[300];
+    char key[32], json[300], small[32];
+    json_of_len(small, 24, 's');
     for (int i = 0; i < 100; i++) {
         snprintf(key, sizeof(key), "r%d", i);
         ck_assert_int_eq(put_ref(cache, "acme", KIND_PROFILE, key, json_of_len(json, 200, 'r')),
                          CACHE_OK);
-        ck_assert_int_eq(put_ref(cache, "small", KIND_PROFILE, key, "1"), CACHE_OK);
+        ck_assert_int_eq(put_ref(cache, "small", KIND_PROFILE, key, small), CACHE_OK);
     }
     for (int i = 0; i < 10; i++) {
         snprintf(key, sizeof(key), "c%d", i);
@@ -2170,7 +2223,13 @@ START_TEST(test_negatives_bounded_and_first_to_go)
     struct cache_stats st = stats_of(cache);
     ck_assert_uint_gt(st.negative_entries, 100);
     ck_assert_uint_lt(st.negative_entries, 4000);
-    ck_assert_uint_le(st.bytes, 256 * 1024 / 8 + 16 * 1024);
+    /* The entries themselves within their share; the tables holding them
+     * (the tenant's slots, the list of negatives) add up to 17 bytes an
+     * entry, twice over after a growth. */
+    struct cache_tenant_stats ts;
+    ck_assert(cache_tenant_get_stats(cache, "acme", 4, &ts));
+    ck_assert_uint_le(ts.kind_bytes[KIND_CONFIG], 256 * 1024 / 8);
+    ck_assert_uint_le(st.bytes, 256 * 1024 / 8 + 2 * 17 * ts.entries + 1024);
     ck_assert_uint_gt(st.evictions_negative, 0);
     /* Fill the rest with reference data: the negatives make way first. */
     char json[512];
@@ -2563,6 +2622,7 @@ static Suite *cache_suite(void)
     TCase *basic = tcase_create("entries");
     tcase_add_test(basic, test_create_destroy);
     tcase_add_test(basic, test_set_get);
+    tcase_add_test(basic, test_packed_fields_extremes);
     tcase_add_test(basic, test_miss);
     tcase_add_test(basic, test_overwrite);
     tcase_add_test(basic, test_slab_spare_reused_and_given_back);

@@ -1,5 +1,5 @@
 /* test_slab.c - slab.c: size classes, alignment, objects that never overlap,
- * free lists, and empty slabs given back. Built with a sanitizer (every
+ * references that name them, free lists, and empty slabs given back. Built with a sanitizer (every
  * object then a malloc block of its own, SLAB_PASS_THROUGH) the slab
  * figures are checked to stay at zero instead. */
 #include <check.h>
@@ -39,12 +39,14 @@ END_TEST
 
 /* Objects of every class and some large ones: aligned, never overlapping
  * (each keeps the bytes written into it while the others are written),
- * counted, and all freed in another order than they came. */
+ * each named by its own reference, counted, and all freed in another order
+ * than they came. */
 START_TEST(test_objects_distinct_and_aligned)
 {
     struct slab_pool *pool = slab_pool_create();
     static unsigned char *objects[MANY];
     static size_t sizes[MANY];
+    static uint32_t refs[MANY];
     uint64_t small_bytes = 0, small = 0, large = 0;
     uint64_t random = 88172645463325252ull;
     for (unsigned i = 0; i < MANY; i++) {
@@ -54,8 +56,10 @@ START_TEST(test_objects_distinct_and_aligned)
         size_t size = i % 100 == 99 ? SLAB_OBJECT_MAX + 1 + random % 5000
                                     : 1 + (size_t)(random % SLAB_OBJECT_MAX);
         sizes[i] = size;
-        objects[i] = slab_alloc(pool, size);
+        objects[i] = slab_alloc(pool, size, &refs[i]);
         ck_assert_ptr_nonnull(objects[i]);
+        ck_assert_uint_ne(refs[i], 0);
+        ck_assert_ptr_eq(slab_object(pool, refs[i]), objects[i]);
         ck_assert_uint_eq((uintptr_t)objects[i] % SLAB_ALIGN, 0);
         memset(objects[i], (int)(i & 0xff), size);
         if (size <= SLAB_OBJECT_MAX) {
@@ -68,6 +72,7 @@ START_TEST(test_objects_distinct_and_aligned)
     for (unsigned i = 0; i < MANY; i++) {
         for (size_t b = 0; b < sizes[i]; b++)
             ck_assert_msg(objects[i][b] == (i & 0xff), "object %u byte %zu overwritten", i, b);
+        ck_assert_ptr_eq(slab_object(pool, refs[i]), objects[i]);
     }
     struct slab_stats s = stats_of(pool);
     ck_assert_uint_eq(s.objects, small);
@@ -83,16 +88,19 @@ START_TEST(test_objects_distinct_and_aligned)
         ck_assert_uint_le(s.slabs, SLAB_OBJECT_MAX / SLAB_ALIGN + small_bytes / 60000);
     }
     for (unsigned i = 0; i < MANY; i += 2)
-        slab_free(pool, objects[i], sizes[i]);
+        slab_free(pool, refs[i], sizes[i]);
+    /* The others still answer to their references. */
     for (unsigned i = 1; i < MANY; i += 2)
-        slab_free(pool, objects[i], sizes[i]);
+        ck_assert_ptr_eq(slab_object(pool, refs[i]), objects[i]);
+    for (unsigned i = 1; i < MANY; i += 2)
+        slab_free(pool, refs[i], sizes[i]);
     s = stats_of(pool);
     ck_assert_uint_eq(s.objects, 0);
     ck_assert_uint_eq(s.object_bytes, 0);
     ck_assert_uint_eq(s.large_objects, 0);
     /* At most one (empty) slab left per class. */
     ck_assert_uint_le(s.slabs, SLAB_OBJECT_MAX / SLAB_ALIGN);
-    slab_free(pool, NULL, 10);
+    slab_free(pool, 0, 10);
     slab_pool_destroy(pool);
     slab_pool_destroy(NULL);
 }
@@ -102,20 +110,25 @@ END_TEST
 START_TEST(test_free_list_reuse)
 {
     struct slab_pool *pool = slab_pool_create();
-    void *a = slab_alloc(pool, 100);
-    void *b = slab_alloc(pool, 100);
+    uint32_t ra, rb, rc, rd;
+    void *a = slab_alloc(pool, 100, &ra);
+    void *b = slab_alloc(pool, 100, &rb);
     ck_assert_ptr_ne(a, b);
-    slab_free(pool, a, 100);
-    void *c = slab_alloc(pool, 97); /* the same class: 104 bytes */
-    if (!SLAB_PASS_THROUGH)
+    ck_assert_uint_ne(ra, rb);
+    slab_free(pool, ra, 100);
+    void *c = slab_alloc(pool, 97, &rc); /* the same class: 104 bytes */
+    if (!SLAB_PASS_THROUGH) {
         ck_assert_ptr_eq(c, a);
-    void *d = slab_alloc(pool, 200); /* another class: never a's */
+        ck_assert_uint_eq(rc, ra);
+    }
+    void *d = slab_alloc(pool, 200, &rd); /* another class: never a's */
     ck_assert_ptr_ne(d, b);
     ck_assert_ptr_ne(d, c);
+    ck_assert_ptr_eq(slab_object(pool, rd), d);
     ck_assert_uint_eq(stats_of(pool).objects, 3);
-    slab_free(pool, b, 100);
-    slab_free(pool, c, 97);
-    slab_free(pool, d, 200);
+    slab_free(pool, rb, 100);
+    slab_free(pool, rc, 97);
+    slab_free(pool, rd, 200);
     ck_assert_uint_eq(stats_of(pool).objects, 0);
     slab_pool_destroy(pool);
 }
@@ -127,11 +140,11 @@ START_TEST(test_empty_slabs_given_back)
 {
     struct slab_pool *pool = slab_pool_create();
     enum { MAX = 20000 };
-    static void *objects[MAX];
+    static uint32_t objects[MAX];
     unsigned count = 0;
     /* Fill three slabs of the 40-byte class, and one object more. */
     while (count < MAX && (SLAB_PASS_THROUGH ? count < 3000 : stats_of(pool).slabs < 4))
-        objects[count++] = slab_alloc(pool, 40);
+        slab_alloc(pool, 40, &objects[count++]);
     ck_assert_uint_lt(count, MAX);
     if (SLAB_PASS_THROUGH) {
         ck_assert_uint_eq(stats_of(pool).slabs, 0);
@@ -148,7 +161,7 @@ START_TEST(test_empty_slabs_given_back)
     ck_assert_uint_eq(s.slabs, SLAB_PASS_THROUGH ? 0 : 1);
     /* Filling again reuses the slabs given back. */
     for (unsigned i = 0; i < count; i++)
-        objects[i] = slab_alloc(pool, 40);
+        slab_alloc(pool, 40, &objects[i]);
     ck_assert_uint_eq(stats_of(pool).slabs, SLAB_PASS_THROUGH ? 0 : 4);
     for (unsigned i = 0; i < count / 2; i++)
         slab_free(pool, objects[i], 40);
