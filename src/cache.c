@@ -49,10 +49,11 @@
  * distance to the read before it for LRU-2, the kind, flags, and how many
  * packed bytes follow), then the packed fields, then the data. The packed
  * fields are, in order: the expiry as a 32-bit tick (only with
- * ENTRY_EXPIRES; see entry_set_expiry()), then as varints the lengths of
- * key, value, derived blob and index key, the version (only with
- * ENTRY_VERSIONED) and the update time (zigzag, relative to the cache's
- * epoch). A seed-typical entry's header is 19-22 bytes in all. Only with
+ * ENTRY_EXPIRES; see fields_set_expiry()), then as varints the lengths of
+ * key and value, of the derived blob and of the index key (each only when
+ * not 0), the version (only with ENTRY_VERSIONED) and the update time
+ * (zigzag, relative to the cache's epoch). A seed-typical entry's header
+ * is 15-17 bytes in all. Only with
  * hot refresh on does an entry carry a read counter (count_read()). Nothing
  * in it changes after entry_create() but the recency word, the gap and
  * (while the writers' lock and the shard's are held) the kind. */
@@ -62,7 +63,9 @@ struct cache_entry {
                                  * before it (gap_encode()); 0: read once at most */
     uint8_t kind;               /* < KIND_LIMIT */
     uint8_t flags;              /* state (ENTRY_STATE) and the ENTRY_* bits below */
-    uint8_t packed_len;         /* bytes of packed fields before the key */
+    uint8_t layout;             /* LAYOUT_LENGTH: bytes of packed fields before the key;
+                                 * LAYOUT_DERIVED, LAYOUT_INDEX: whether those lengths
+                                 * are among them (else 0) */
     unsigned char packed[];     /* packed fields, key NUL value NUL derived [index] */
 };
 
@@ -88,6 +91,10 @@ struct cache_entry {
 /* The most packed bytes: an expiry tick, four lengths of at most 5 varint
  * bytes, a version and an update time of at most 10. */
 #define PACKED_MAX (4 + 4 * 5 + 2 * 10)
+#define LAYOUT_LENGTH 0x3f
+#define LAYOUT_DERIVED 0x40
+#define LAYOUT_INDEX 0x80
+_Static_assert(PACKED_MAX <= LAYOUT_LENGTH, "the packed fields' length fits its bits");
 /* A tenant's table (open addressing, linear probing) grows when more than
  * LOAD_MAX_16THS/16 of its slots are taken, to hold 3/2 of its entries:
  * between 2/3 and 13/16 full, about 12 bytes an entry with its tags. */
@@ -314,7 +321,8 @@ static size_t packed_size(const struct entry_fields *fields)
 {
     return ((fields->flags & ENTRY_EXPIRES) ? sizeof(uint32_t) : 0) +
            varint_size(fields->key_len) + varint_size(fields->value_len) +
-           varint_size(fields->derived_len) + varint_size(fields->index_len) +
+           (fields->derived_len ? varint_size(fields->derived_len) : 0) +
+           (fields->index_len ? varint_size(fields->index_len) : 0) +
            ((fields->flags & ENTRY_VERSIONED) ? varint_size(fields->version) : 0) +
            varint_size(fields->updated);
 }
@@ -328,12 +336,19 @@ static void entry_pack(struct cache_entry *entry, const struct entry_fields *fie
     }
     out = put_varint(out, fields->key_len);
     out = put_varint(out, fields->value_len);
-    out = put_varint(out, fields->derived_len);
-    out = put_varint(out, fields->index_len);
+    uint8_t layout = 0;
+    if (fields->derived_len) {
+        out = put_varint(out, fields->derived_len);
+        layout |= LAYOUT_DERIVED;
+    }
+    if (fields->index_len) {
+        out = put_varint(out, fields->index_len);
+        layout |= LAYOUT_INDEX;
+    }
     if (fields->flags & ENTRY_VERSIONED)
         out = put_varint(out, fields->version);
     out = put_varint(out, fields->updated);
-    entry->packed_len = (uint8_t)(out - entry->packed);
+    entry->layout = (uint8_t)(layout | (out - entry->packed));
 }
 
 /* The packed lengths: where they start, and the key's (the first). */
@@ -351,8 +366,8 @@ static void entry_unpack(const struct cache_entry *entry, struct entry_fields *f
         memcpy(&fields->expires, entry->packed, sizeof(fields->expires));
     fields->key_len = (size_t)get_varint(&in);
     fields->value_len = (size_t)get_varint(&in);
-    fields->derived_len = (size_t)get_varint(&in);
-    fields->index_len = (size_t)get_varint(&in);
+    fields->derived_len = (entry->layout & LAYOUT_DERIVED) ? (size_t)get_varint(&in) : 0;
+    fields->index_len = (entry->layout & LAYOUT_INDEX) ? (size_t)get_varint(&in) : 0;
     fields->version = (entry->flags & ENTRY_VERSIONED) ? get_varint(&in) : 0;
     fields->updated = get_varint(&in);
 }
@@ -365,7 +380,7 @@ static size_t entry_key_len(const struct cache_entry *entry)
 
 static const char *entry_key_ptr(const struct cache_entry *entry)
 {
-    return (const char *)entry->packed + entry->packed_len;
+    return (const char *)entry->packed + (entry->layout & LAYOUT_LENGTH);
 }
 
 /* The value's text and length. */
@@ -392,11 +407,9 @@ static const char *entry_index_ptr(const struct cache_entry *entry,
     return (entry->flags & ENTRY_INDEX_SHARED) ? end - fields->index_len : end;
 }
 
-static size_t entry_index_len(const struct cache_entry *entry)
+static bool entry_indexed(const struct cache_entry *entry)
 {
-    struct entry_fields fields;
-    entry_unpack(entry, &fields);
-    return fields.index_len;
+    return (entry->layout & LAYOUT_INDEX) != 0;
 }
 
 /* True if the index key is the derived blob's last bytes (a hierarchy
@@ -1213,7 +1226,7 @@ static struct cache_entry *entry_create(struct cache *cache, const struct cache_
     entry->kind = (uint8_t)key->kind;
     entry->flags = (uint8_t)((unsigned)state | fields->flags | (counted ? ENTRY_COUNTED : 0));
     entry_pack(entry, fields);
-    char *cursor = (char *)entry->packed + entry->packed_len;
+    char *cursor = (char *)entry->packed + (entry->layout & LAYOUT_LENGTH);
     memcpy(cursor, key->key, key->key_len);
     cursor += key->key_len;
     *cursor++ = '\0';
@@ -1264,7 +1277,7 @@ static void entry_link(struct cache *cache, struct cache_tenant *tenant, uint32_
     } else if (entry_state(entry) == CACHE_ENTRY_NEGATIVE) {
         negative_add(cache, tenant, entry);
     }
-    if (entry_state(entry) == CACHE_ENTRY_VALUE && entry_index_len(entry) > 0)
+    if (entry_state(entry) == CACHE_ENTRY_VALUE && entry_indexed(entry))
         index_add(cache, tenant, ref, entry);
     notify_change(cache, tenant, entry);
 }
@@ -1293,7 +1306,7 @@ static uint32_t entry_detach(struct cache *cache, struct cache_tenant *tenant, u
     } else if (entry_state(entry) == CACHE_ENTRY_NEGATIVE) {
         negative_remove(cache, tenant, entry);
     }
-    if (entry_state(entry) == CACHE_ENTRY_VALUE && entry_index_len(entry) > 0)
+    if (entry_state(entry) == CACHE_ENTRY_VALUE && entry_indexed(entry))
         index_remove(cache, tenant, ref, entry);
     return ref;
 }
@@ -2186,7 +2199,7 @@ uint64_t cache_entry_updated_ms(const struct cache *cache, const struct cache_en
 
 size_t cache_entry_header_bytes(const struct cache_entry *entry)
 {
-    return ENTRY_HEADER + entry->packed_len;
+    return ENTRY_HEADER + (entry->layout & LAYOUT_LENGTH);
 }
 
 size_t cache_entry_allocated_bytes(const struct cache_entry *entry)
