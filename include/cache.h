@@ -177,6 +177,7 @@ void cache_read_index(struct cache_reader *reader, unsigned kind, const char *in
 
 enum cache_entry_state cache_entry_state(const struct cache_entry *entry);
 bool cache_entry_critical(const struct cache_entry *entry);
+/* The key: `len` bytes, not NUL-terminated. */
 const char *cache_entry_key(const struct cache_entry *entry, size_t *len);
 /* The compact JSON; NUL-terminated; empty for tombstones and negatives. */
 const char *cache_entry_value(const struct cache_entry *entry, size_t *len);

@@ -533,9 +533,10 @@ note "$tools/layout"
 if [ -n "${mem[1000.d_own_over]:-}" ]; then
     l_header=$(field header "$layout"); l_derived=$(field derived "$layout"); l_alloc=$(field alloc "$layout")
     l_tables=$(field tables "$layout")
-    l_known=$(calc "$l_header + 2 + $l_derived + $l_alloc + $l_tables")
+    l_nul=$(field nul "$layout")
+    l_known=$(calc "$l_header + $l_nul + $l_derived + $l_alloc + $l_tables")
     echo "Layout of the daemon's bytes per entry beyond the entry's own key + compact value (1,000 tenants: $(fmt "${mem[1000.d_own_over]}" 1) B accounted, $(fmt "${mem[1000.d_rss_own_over]}" 1) B of RSS):"
-    echo "entry header $l_header B, two NUL terminators 2 B, derived query data $l_derived B, the allocator's rounding up to a slab class (8-byte steps) $l_alloc B,"
+    echo "entry header $l_header B, the value's NUL terminator $l_nul B, derived query data $l_derived B, the allocator's rounding up to a slab class (8-byte steps) $l_alloc B,"
     echo "the tenant's own tables $l_tables B (its open-addressing table and tags, hierarchy index, per-kind figures and record)"
     echo "(\`$tools/layout\`: the seed entries prepared and cached as the daemon does), and the rest, $(fmt "$(calc "${mem[1000.d_own_over]} - $l_known")" 1) B accounted /"
     echo "$(fmt "$(calc "${mem[1000.d_rss_own_over]} - $l_known")" 1) B of RSS: the tables all tenants share (shards, the tenant list and its Fenwick tree) and, for RSS, the allocators' free space (glibc's, and the entry slabs' free objects)."

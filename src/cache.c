@@ -66,7 +66,7 @@ struct cache_entry {
     uint8_t layout;             /* LAYOUT_LENGTH: bytes of packed fields before the key;
                                  * LAYOUT_DERIVED, LAYOUT_INDEX: whether those lengths
                                  * are among them (else 0) */
-    unsigned char packed[];     /* packed fields, key NUL value NUL derived [index] */
+    unsigned char packed[];     /* packed fields, key, value NUL, derived [index] */
 };
 
 #define ENTRY_STATE 0x03          /* enum cache_entry_state */
@@ -389,13 +389,13 @@ static const char *entry_value_ptr(const struct cache_entry *entry, size_t *len)
     const unsigned char *in = entry_lengths(entry);
     size_t key_len = (size_t)get_varint(&in);
     *len = (size_t)get_varint(&in);
-    return entry_key_ptr(entry) + key_len + 1;
+    return entry_key_ptr(entry) + key_len;
 }
 
 static const unsigned char *derived_ptr(const struct cache_entry *entry,
                                         const struct entry_fields *fields)
 {
-    return (const unsigned char *)entry_key_ptr(entry) + fields->key_len + 1 +
+    return (const unsigned char *)entry_key_ptr(entry) + fields->key_len +
            fields->value_len + 1;
 }
 
@@ -557,7 +557,7 @@ struct negative_tail {
  * (ENTRY_INDEX_SHARED in `flags`: the index key is not stored again). */
 static size_t data_size(const struct entry_fields *fields)
 {
-    return packed_size(fields) + fields->key_len + 1 + fields->value_len + 1 +
+    return packed_size(fields) + fields->key_len + fields->value_len + 1 +
            fields->derived_len + ((fields->flags & ENTRY_INDEX_SHARED) ? 0 : fields->index_len);
 }
 
@@ -1229,7 +1229,6 @@ static struct cache_entry *entry_create(struct cache *cache, const struct cache_
     char *cursor = (char *)entry->packed + (entry->layout & LAYOUT_LENGTH);
     memcpy(cursor, key->key, key->key_len);
     cursor += key->key_len;
-    *cursor++ = '\0';
     if (fields->value_len > 0)
         memcpy(cursor, value->json, fields->value_len);
     cursor += fields->value_len;
@@ -2241,7 +2240,7 @@ uint64_t cache_foreach_entry(struct cache *cache, unsigned shard_index,
                     .kind = entry->kind,
                     .key = key,
                     .key_len = fields.key_len,
-                    .json = tombstone ? "" : key + fields.key_len + 1,
+                    .json = tombstone ? "" : key + fields.key_len,
                     .json_len = tombstone ? 0 : fields.value_len,
                     .tombstone = tombstone,
                     .critical = entry_critical(entry),

@@ -535,9 +535,14 @@ static void command_ancestors(struct command_call *call)
                     (int)tenant_len, tenant, ANCESTORS_MAX_DEPTH, (int)entity_len, entity);
 }
 
+/* A child's key, as the cache holds it (not NUL-terminated). */
+struct child {
+    const char *key;
+    size_t len;
+};
+
 struct children {
-    const char **keys;
-    size_t *lens;
+    struct child *items;
     size_t count;
     size_t capacity;
 };
@@ -547,17 +552,21 @@ static void collect_child(void *arg, const struct cache_entry *entry)
     struct children *children = arg;
     if (children->count == children->capacity) {
         children->capacity = children->capacity ? children->capacity * 2 : CHILDREN_INITIAL;
-        children->keys = xrealloc(children->keys, children->capacity * sizeof(*children->keys));
-        children->lens = xrealloc(children->lens, children->capacity * sizeof(*children->lens));
+        children->items =
+            xrealloc(children->items, children->capacity * sizeof(*children->items));
     }
-    children->keys[children->count] = cache_entry_key(entry, &children->lens[children->count]);
-    children->count++;
+    struct child *child = &children->items[children->count++];
+    child->key = cache_entry_key(entry, &child->len);
 }
 
-static int compare_keys(const void *a, const void *b)
+/* Byte order, a key before any longer one it begins. */
+static int compare_children(const void *a, const void *b)
 {
-    /* Keys are NUL-terminated in the entry and never contain NUL. */
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
+    const struct child *x = a, *y = b;
+    int order = memcmp(x->key, y->key, x->len < y->len ? x->len : y->len);
+    if (order != 0)
+        return order;
+    return (x->len > y->len) - (x->len < y->len);
 }
 
 static void command_children(struct command_call *call)
@@ -572,13 +581,12 @@ static void command_children(struct command_call *call)
     cache_read_begin(call->env->cache, tenant, tenant_len, call->now_ms, &reader);
     cache_read_index(&reader, CONFIG_KIND_HIERARCHY, entity, entity_len, collect_child, &children);
     if (children.count > 1)
-        qsort(children.keys, children.count, sizeof(*children.keys), compare_keys);
+        qsort(children.items, children.count, sizeof(*children.items), compare_children);
     reply_array(call->out, children.count);
     for (size_t i = 0; i < children.count; i++)
-        reply_bulk(call->out, children.keys[i], strlen(children.keys[i]));
+        reply_bulk(call->out, children.items[i].key, children.items[i].len);
     cache_read_end(&reader);
-    free(children.keys);
-    free(children.lens);
+    free(children.items);
 }
 
 /* ---- TENANT, INFO, HEALTH, FLUSH ---- */
