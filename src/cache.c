@@ -1,11 +1,12 @@
 /* cache.c - the sharded, two-tier, per-tenant store (see cache.h).
  *
  * Layout: cache -> shards (rwlock + hash table of tenants) -> tenant (an
- * open-addressing table of entries with one-byte hash tags, per-kind usage,
- * a secondary index) -> entries (one object each, from the cache's slab
- * pool (slab.h): a 37-byte header with no pointers, key, JSON value,
- * derived blob, index key, and for some a tail: a negative entry's tenant,
- * a read counter for hot refresh).
+ * open-addressing table of entries' 32-bit references with one-byte hash
+ * tags, per-kind usage, a sorted array for the secondary index) -> entries
+ * (one object each, from the cache's slab pool (slab.h), which turns a
+ * reference into an address: an 8-byte header and packed varint fields, no
+ * pointers, then key, JSON value, derived blob, index key, and for some a
+ * tail: a negative entry's tenant, a read counter for hot refresh).
  *
  * Writers are serialised by one mutex (cache->writer: the apply thread, and
  * FLUSH from a query thread), so the structures used to choose victims (the
@@ -15,7 +16,7 @@
  * atomic recency word and gap byte. Recency is a logical clock (one tick
  * per read session), which keeps sampled LRU accurate however fast reads
  * come. Expiries are 32-bit millisecond ticks compared on the wrapping clock
- * (see entry_set_expiry()), so the writers' and readers' now_ms must be one
+ * (see fields_set_expiry()), so the writers' and readers' now_ms must be one
  * monotonic clock. */
 #include "cache.h"
 
