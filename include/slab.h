@@ -72,6 +72,9 @@ struct slab_stats {
 
 /* An empty pool. Cannot fail (out of memory is fatal). */
 struct slab_pool *slab_pool_create(void);
+/* At most `chunks` 1 MiB chunks of slabs from now on (they are 16,384 at
+ * most, 16 GiB); past them small objects are malloc blocks. For tests. */
+void slab_pool_limit_chunks(struct slab_pool *pool, uint32_t chunks);
 /* Frees the pool and every slab it holds: objects not yet freed die with
  * it. Large objects must have been freed by the caller. NULL: no-op. */
 void slab_pool_destroy(struct slab_pool *pool);

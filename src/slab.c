@@ -69,6 +69,7 @@ struct slab_pool {
     struct slab_class classes[CLASS_COUNT];
     char **chunks;              /* CHUNK_MAX slots; never moved */
     uint32_t chunk_count;
+    uint32_t chunk_limit;       /* CHUNK_MAX, or less (slab_pool_limit_chunks()) */
     /* Large objects: pages of addresses (never moved), numbers freed for
      * reuse, and the next never-used number (0 is never one). */
     void ***large_pages;        /* LARGE_PAGES slots */
@@ -114,7 +115,13 @@ struct slab_pool *slab_pool_create(void)
     pool->chunks = xcalloc(CHUNK_MAX, sizeof(*pool->chunks));
     pool->large_pages = xcalloc(LARGE_PAGES, sizeof(*pool->large_pages));
     pool->large_next = 1;
+    pool->chunk_limit = CHUNK_MAX;
     return pool;
+}
+
+void slab_pool_limit_chunks(struct slab_pool *pool, uint32_t chunks)
+{
+    pool->chunk_limit = chunks < CHUNK_MAX ? chunks : CHUNK_MAX;
 }
 
 void slab_pool_destroy(struct slab_pool *pool)
@@ -166,10 +173,10 @@ static void spare_push(struct slab_pool *pool, struct slab *slab)
     pool->spare[pool->spare_count++] = slab;
 }
 
-/* Adds a chunk of slabs; false if there may be no more (CHUNK_MAX). */
+/* Adds a chunk of slabs; false if there may be no more (chunk_limit). */
 static bool chunk_add(struct slab_pool *pool)
 {
-    if (pool->chunk_count == CHUNK_MAX)
+    if (pool->chunk_count >= pool->chunk_limit)
         return false;
     char *chunk = xaligned_alloc(SLAB_BYTES, CHUNK_BYTES);
     pool->chunks[pool->chunk_count++] = chunk;

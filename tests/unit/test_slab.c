@@ -174,6 +174,43 @@ START_TEST(test_empty_slabs_given_back)
 }
 END_TEST
 
+/* Past the last chunk a pool may make, small objects are malloc blocks:
+ * still distinct, named by their references, counted, and freed. */
+START_TEST(test_past_the_last_chunk)
+{
+    struct slab_pool *pool = slab_pool_create();
+    slab_pool_limit_chunks(pool, 1);
+    enum { COUNT = 3000, SIZE = 1000 }; /* ~3 MiB: a 1 MiB chunk holds ~1,000 */
+    static unsigned char *objects[COUNT];
+    static uint32_t refs[COUNT];
+    for (unsigned i = 0; i < COUNT; i++) {
+        objects[i] = slab_alloc(pool, SIZE, &refs[i]);
+        ck_assert_uint_ne(refs[i], 0);
+        memset(objects[i], (int)(i & 0xff), SIZE);
+    }
+    for (unsigned i = 0; i < COUNT; i++) {
+        ck_assert_ptr_eq(slab_object(pool, refs[i]), objects[i]);
+        for (size_t b = 0; b < SIZE; b++)
+            ck_assert_msg(objects[i][b] == (i & 0xff), "object %u byte %zu overwritten", i, b);
+    }
+    struct slab_stats s = stats_of(pool);
+    ck_assert_uint_eq(s.objects, COUNT);
+    ck_assert_uint_eq(s.object_bytes, (uint64_t)COUNT * slab_object_bytes(SIZE));
+    if (!SLAB_PASS_THROUGH)
+        ck_assert_uint_le(s.carved_bytes, 1024 * 1024);
+    for (unsigned i = 0; i < COUNT; i++)
+        slab_free(pool, refs[i], SIZE);
+    s = stats_of(pool);
+    ck_assert_uint_eq(s.objects, 0);
+    ck_assert_uint_eq(s.object_bytes, 0);
+    /* Freed numbers are used again. */
+    uint32_t again;
+    slab_alloc(pool, SIZE, &again);
+    slab_free(pool, again, SIZE);
+    slab_pool_destroy(pool);
+}
+END_TEST
+
 static Suite *slab_suite(void)
 {
     Suite *suite = suite_create("slab");
@@ -185,6 +222,7 @@ static Suite *slab_suite(void)
     tcase_add_test(objects, test_objects_distinct_and_aligned);
     tcase_add_test(objects, test_free_list_reuse);
     tcase_add_test(objects, test_empty_slabs_given_back);
+    tcase_add_test(objects, test_past_the_last_chunk);
     suite_add_tcase(suite, objects);
     return suite;
 }
