@@ -89,7 +89,7 @@ static bool is_space(unsigned char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-static void skip_space(struct state *st)
+static inline void skip_space(struct state *st)
 {
     while (st->p < st->len && is_space(st->text[st->p]))
         st->p++;
@@ -468,11 +468,16 @@ static uint32_t hash_bytes(const char *s, size_t len)
 
 static void hash_key(struct jscan *scan, uint32_t i)
 {
+    struct jscan_node *n = &scan->nodes[i];
+    if (!n->escaped) { /* the common case: the text is the key */
+        n->u.hash = hash_bytes(scan->text + n->start + 1, n->end - n->start - 2);
+        return;
+    }
     const char *s;
     size_t len;
     char *owned;
     jscan_string(scan, i, &s, &len, &owned);
-    scan->nodes[i].u.hash = hash_bytes(s, len);
+    n->u.hash = hash_bytes(s, len);
     free(owned);
 }
 
@@ -505,8 +510,9 @@ static uint32_t repeated_key(const struct jscan *scan, uint32_t i)
         uint32_t keys[SMALL_OBJECT];
         uint32_t key = i + 1;
         for (uint32_t m = 0; m < count; m++) {
+            uint32_t hash = scan->nodes[key].u.hash;
             for (uint32_t k = 0; k < m; k++) {
-                if (keys_equal(scan, keys[k], key))
+                if (scan->nodes[keys[k]].u.hash == hash && keys_equal(scan, keys[k], key))
                     return key;
             }
             keys[m] = key;

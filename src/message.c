@@ -50,6 +50,11 @@ static const char *const field_names[F_COUNT] = {
     [F_SEQ] = "seq",         [F_LAST] = "last",
 };
 
+static const uint8_t field_lengths[F_COUNT] = {
+    [F_OP] = 2,    [F_TENANT] = 6,  [F_KIND] = 4, [F_KEY] = 3, [F_VALUE] = 5,
+    [F_VERSION] = 7, [F_TS] = 2, [F_SRC] = 3, [F_SEQ] = 3, [F_LAST] = 4,
+};
+
 struct parse_ctx {
     const struct config *config;
     const struct jscan *scan;
@@ -168,7 +173,7 @@ static void find_fields(struct parse_ctx *ctx, uint32_t obj)
         size_t len = n->end - n->start - 2;
         for (size_t f = 0; f < F_COUNT; f++) {
             if (n->escaped ? jscan_string_is(scan, key, field_names[f])
-                           : strlen(field_names[f]) == len &&
+                           : field_lengths[f] == len &&
                                  memcmp(scan->text + n->start + 1, field_names[f], len) == 0) {
                 ctx->fields[f] = key + 1;
                 break;
