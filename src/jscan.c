@@ -15,7 +15,7 @@
 
 #include "util.h"
 
-/* Objects with more members than this find repeated keys with a hash table;
+/* Objects with more members than this find repeated keys by sorting them;
  * smaller ones compare every pair of key hashes. */
 #define SMALL_OBJECT 16
 
@@ -500,7 +500,24 @@ static bool keys_equal(const struct jscan *scan, uint32_t a, uint32_t b)
     return same;
 }
 
-/* Returns the key node that repeats an earlier key of object node i, or 0. */
+/* A key of a large object, decoded, for sorting. */
+struct sorted_key {
+    const char *s;
+    size_t len;
+    uint32_t node;
+};
+
+static int sorted_key_compare(const void *a, const void *b)
+{
+    const struct sorted_key *x = a, *y = b;
+    int c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
+    return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Returns a key node that repeats another key of object node i, or 0. A
+ * small object compares every pair (hashes first); a large one sorts its
+ * decoded keys and compares neighbours, O(n log n) whatever the keys are, so
+ * keys chosen to collide cannot make it quadratic. */
 static uint32_t repeated_key(const struct jscan *scan, uint32_t i)
 {
     uint32_t count = scan->nodes[i].u.count;
@@ -520,24 +537,41 @@ static uint32_t repeated_key(const struct jscan *scan, uint32_t i)
         }
         return 0;
     }
-    size_t size = 64;
-    while (size < 2 * (size_t)count)
-        size *= 2;
-    uint32_t *table = xcalloc(size, sizeof(*table)); /* key indices; 0 is empty */
-    uint32_t key = i + 1, found = 0;
-    for (uint32_t m = 0; m < count && found == 0; m++) {
-        size_t slot = scan->nodes[key].u.hash & (size - 1);
-        while (table[slot] != 0) {
-            if (keys_equal(scan, table[slot], key)) {
-                found = key;
-                break;
-            }
-            slot = (slot + 1) & (size - 1);
-        }
-        table[slot] = key;
+    /* The escaped keys are decoded into one buffer (decoded is never longer
+     * than written). */
+    size_t escaped_bytes = 0;
+    uint32_t key = i + 1;
+    for (uint32_t m = 0; m < count; m++) {
+        const struct jscan_node *n = &scan->nodes[key];
+        if (n->escaped)
+            escaped_bytes += n->end - n->start;
         key = scan->nodes[key + 1].next;
     }
-    free(table);
+    struct sorted_key *keys = xmalloc(count * sizeof(*keys));
+    char *decoded = escaped_bytes > 0 ? xmalloc(escaped_bytes) : NULL;
+    size_t used = 0;
+    key = i + 1;
+    for (uint32_t m = 0; m < count; m++) {
+        const struct jscan_node *n = &scan->nodes[key];
+        keys[m].node = key;
+        if (n->escaped) {
+            keys[m].s = decoded + used;
+            keys[m].len = jscan_decode(scan, key, decoded + used);
+            used += keys[m].len;
+        } else {
+            keys[m].s = scan->text + n->start + 1;
+            keys[m].len = n->end - n->start - 2;
+        }
+        key = scan->nodes[key + 1].next;
+    }
+    qsort(keys, count, sizeof(*keys), sorted_key_compare);
+    uint32_t found = 0;
+    for (uint32_t m = 1; m < count && found == 0; m++) {
+        if (sorted_key_compare(&keys[m - 1], &keys[m]) == 0)
+            found = keys[m].node > keys[m - 1].node ? keys[m].node : keys[m - 1].node;
+    }
+    free(decoded);
+    free(keys);
     return found;
 }
 

@@ -972,6 +972,62 @@ START_TEST(test_scan_strings_match_jansson)
 }
 END_TEST
 
+/* An object of `count` keys "k0".."k<count-1>", then `extra` (a member text
+ * or ""), then `tail` closing the text. */
+static char *large_object(size_t count, const char *extra, const char *tail)
+{
+    size_t size = count * 24 + strlen(extra) + strlen(tail) + 4;
+    char *text = malloc(size);
+    size_t n = (size_t)snprintf(text, size, "{");
+    for (size_t i = 0; i < count; i++)
+        n += (size_t)snprintf(text + n, size - n, "%s\"k%zu\":%zu", i ? "," : "", i, i);
+    snprintf(text + n, size - n, "%s%s", extra, tail);
+    return text;
+}
+
+/* Large objects (their repeated keys are found by sorting): the same verdict
+ * as jansson's, whether the repeat is written plainly or with escapes. */
+START_TEST(test_scan_large_objects_match_jansson)
+{
+    static const struct {
+        const char *extra;
+        bool accepted;
+    } cases[] = {
+        {"", true},
+        {",\"k0\":1", false},
+        {",\"k4999\":1", false},
+        {",\"k2500\":[]", false},
+        {",\"\\u006b7\":1", false},   /* "k7" written with an escape */
+        {",\"k\\u0037\":1", false},
+        {",\"k\\u00377\":1", false},  /* "k77" */
+        {",\"k5000\":1", true},
+        {",\"k\\u00e9\":1", true},
+        {",\"\":1,\"\\/\":2", true},
+        {",\"\":1,\"\":2", false},
+        {",\"\\/\":1,\"/\":2", false},
+        {",\"\\ud83d\\ude00\":1,\"\xf0\x9f\x98\x80\":2", false},
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+        char *text = large_object(5000, cases[i].extra, "}");
+        ck_assert_msg(jscan_agrees(text, strlen(text), false), "case %zu", i);
+        json_t *parsed = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+        ck_assert_msg((parsed != NULL) == cases[i].accepted, "case %zu: jansson %s it", i,
+                      parsed != NULL ? "accepts" : "refuses");
+        json_decref(parsed);
+        free(text);
+    }
+    /* inside a batch's value, refused with the reason */
+    char *value = large_object(100, ",\"k\\u0031\":0", "}");
+    size_t size = strlen(value) + 128;
+    char *message = malloc(size);
+    snprintf(message, size,
+             "{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"config\",\"key\":\"k\",\"value\":%s}", value);
+    parse_bad(message, "duplicate object key");
+    free(message);
+    free(value);
+}
+END_TEST
+
 /* For a payload message_parse() accepts, what it read is what jansson reads. */
 static void check_fields_as_jansson(const char *text, size_t len)
 {
@@ -1095,6 +1151,7 @@ static Suite *message_suite(void)
     tcase_add_loop_test(tc, test_scan_matches_jansson, 0, (int)UTIL_ARRAY_LEN(scan_cases));
     tcase_add_test(tc, test_scan_depth_matches_jansson);
     tcase_add_test(tc, test_scan_strings_match_jansson);
+    tcase_add_test(tc, test_scan_large_objects_match_jansson);
     tcase_add_test(tc, test_scan_corpus_matches_jansson);
     suite_add_tcase(s, tc);
     return s;
