@@ -44,15 +44,16 @@ enum field {
     F_COUNT,
 };
 
-static const char *const field_names[F_COUNT] = {
-    [F_OP] = "op",           [F_TENANT] = "tenant", [F_KIND] = "kind", [F_KEY] = "key",
-    [F_VALUE] = "value",     [F_VERSION] = "version", [F_TS] = "ts",   [F_SRC] = "src",
-    [F_SEQ] = "seq",         [F_LAST] = "last",
-};
+#define FIELD(name) {name, sizeof(name) - 1}
 
-static const uint8_t field_lengths[F_COUNT] = {
-    [F_OP] = 2,    [F_TENANT] = 6,  [F_KIND] = 4, [F_KEY] = 3, [F_VALUE] = 5,
-    [F_VERSION] = 7, [F_TS] = 2, [F_SRC] = 3, [F_SEQ] = 3, [F_LAST] = 4,
+static const struct {
+    const char *name;
+    size_t len;
+} fields[F_COUNT] = {
+    [F_OP] = FIELD("op"),       [F_TENANT] = FIELD("tenant"),   [F_KIND] = FIELD("kind"),
+    [F_KEY] = FIELD("key"),     [F_VALUE] = FIELD("value"),     [F_VERSION] = FIELD("version"),
+    [F_TS] = FIELD("ts"),       [F_SRC] = FIELD("src"),         [F_SEQ] = FIELD("seq"),
+    [F_LAST] = FIELD("last"),
 };
 
 struct parse_ctx {
@@ -172,9 +173,9 @@ static void find_fields(struct parse_ctx *ctx, uint32_t obj)
         const struct jscan_node *n = &scan->nodes[key];
         size_t len = n->end - n->start - 2;
         for (size_t f = 0; f < F_COUNT; f++) {
-            if (n->escaped ? jscan_string_is(scan, key, field_names[f])
-                           : field_lengths[f] == len &&
-                                 memcmp(scan->text + n->start + 1, field_names[f], len) == 0) {
+            if (n->escaped ? jscan_string_is(scan, key, fields[f].name)
+                           : fields[f].len == len &&
+                                 memcmp(scan->text + n->start + 1, fields[f].name, len) == 0) {
                 ctx->fields[f] = key + 1;
                 break;
             }
@@ -217,13 +218,13 @@ static int get_string(struct parse_ctx *ctx, enum field field, bool required, bo
     out->owned = NULL;
     if (v == 0) {
         if (required) {
-            fail_at(ctx, "field '%s' is required", field_names[field]);
+            fail_at(ctx, "field '%s' is required", fields[field].name);
             return -1;
         }
         return 0;
     }
     if (ctx->scan->nodes[v].type != JSCAN_STRING) {
-        fail_at(ctx, "field '%s' must be a string", field_names[field]);
+        fail_at(ctx, "field '%s' must be a string", fields[field].name);
         return -1;
     }
     jscan_string(ctx->scan, v, &out->s, &out->len, &out->owned);
@@ -241,7 +242,7 @@ static int get_integer(struct parse_ctx *ctx, enum field field, int64_t min, boo
         return 0;
     const struct jscan_node *n = &ctx->scan->nodes[v];
     if (n->type != JSCAN_INTEGER || n->u.integer < min) {
-        fail_at(ctx, "field '%s' must be a %s integer", field_names[field],
+        fail_at(ctx, "field '%s' must be a %s integer", fields[field].name,
                 min > 0 ? "positive" : "non-negative");
         return -1;
     }
