@@ -135,10 +135,10 @@ FUZZ_TARGETS := protocol message config snapshot
 FUZZ_CFLAGS  := -std=c11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all $(WARNINGS) -Iinclude -D_GNU_SOURCE
 FUZZ_SRCS_protocol := src/protocol.c src/util.c src/log.c
-FUZZ_SRCS_message  := src/message.c src/names.c src/value.c src/perm.c src/config.c src/yaml_reader.c \
+FUZZ_SRCS_message  := src/message.c src/jscan.c src/names.c src/value.c src/perm.c src/config.c src/yaml_reader.c \
                       src/util.c src/log.c
 FUZZ_SRCS_config   := src/config.c src/yaml_reader.c src/names.c src/util.c src/log.c
-FUZZ_SRCS_snapshot := src/snapshot.c src/cache.c src/slab.c src/message.c src/names.c src/value.c src/perm.c \
+FUZZ_SRCS_snapshot := src/snapshot.c src/cache.c src/slab.c src/message.c src/jscan.c src/names.c src/value.c src/perm.c \
                       src/config.c src/yaml_reader.c src/stats.c src/util.c src/log.c
 FUZZ_LIBS_protocol :=
 FUZZ_LIBS_message   = $(shell pkg-config --libs jansson yaml-0.1 2>/dev/null) -lm

@@ -12,13 +12,13 @@
 #ifndef TENANTCACHED_VALUE_H
 #define TENANTCACHED_VALUE_H
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
 #include "errors.h"
+#include "jscan.h"
 
 /* A prepared value. json and derived are owned by the struct: free with
  * value_clear(). derived may be NULL (derived_len 0) when a query needs
@@ -33,14 +33,13 @@ struct value_prepared {
     size_t index_key_len;
 };
 
-/* Validates value for shape and fills out. text[0..len) is the text value was
- * parsed from (with duplicate keys refused): out->json is that text without
- * the whitespace between tokens, so numbers and strings keep the form they
- * were written in (docs/reference.md §2). Returns 0, or -1 with a reason such
- * as "credit value must be a number or an object with a number 'cost'" in
- * error[ERROR_MAX] (out is then left empty). Does not take ownership of
- * value. */
-int value_prepare(enum config_shape shape, json_t *value, const char *text, size_t len,
+/* Validates node `value` of a finished scan for shape and fills out:
+ * out->json is the node's text without the whitespace between tokens, so
+ * numbers and strings keep the form they were written in (docs/reference.md
+ * §2). Returns 0, or -1 with a reason such as "credit value must be a number
+ * or an object with a number 'cost'" in error[ERROR_MAX] (out is then left
+ * empty). Borrows the scan. */
+int value_prepare(enum config_shape shape, const struct jscan *scan, uint32_t value,
                   struct value_prepared *out, char *error);
 
 /* The same from JSON text (as a fill from L2 or L3 returns it). */

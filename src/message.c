@@ -1,11 +1,11 @@
 /* message.c - parsing and validating invalidation messages (docs/reference.md §3).
  *
- * A payload is parsed with jansson and checked whole: every operation of a
- * batch, and every `set` value against its kind's shape, before anything is
- * returned. What comes out needs no further checks: apply.c only applies. */
+ * A payload is scanned once with jscan (no tree, no allocation per value)
+ * and checked whole: every operation of a batch, and every `set` value
+ * against its kind's shape, before anything is returned. What comes out
+ * needs no further checks: apply.c only applies. */
 #include "message.h"
 
-#include <jansson.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jscan.h"
 #include "names.h"
 #include "util.h"
 
@@ -24,8 +25,41 @@
  * nothing for a single object. */
 #define WHERE_MAX 32
 
+/* Nodes on the stack for a payload's values: a short message needs no more,
+ * a longer one moves them to the heap for its parse. */
+#define STACK_NODES 128
+
+/* The fields an operation may have, as found among its object's members. */
+enum field {
+    F_OP,
+    F_TENANT,
+    F_KIND,
+    F_KEY,
+    F_VALUE,
+    F_VERSION,
+    F_TS,
+    F_SRC,
+    F_SEQ,
+    F_LAST,
+    F_COUNT,
+};
+
+#define FIELD(name) {name, sizeof(name) - 1}
+
+static const struct {
+    const char *name;
+    size_t len;
+} fields[F_COUNT] = {
+    [F_OP] = FIELD("op"),       [F_TENANT] = FIELD("tenant"),   [F_KIND] = FIELD("kind"),
+    [F_KEY] = FIELD("key"),     [F_VALUE] = FIELD("value"),     [F_VERSION] = FIELD("version"),
+    [F_TS] = FIELD("ts"),       [F_SRC] = FIELD("src"),         [F_SEQ] = FIELD("seq"),
+    [F_LAST] = FIELD("last"),
+};
+
 struct parse_ctx {
     const struct config *config;
+    const struct jscan *scan;
+    uint32_t fields[F_COUNT]; /* the current operation's field values; 0 when absent */
     char where[WHERE_MAX];
     char *error;
 };
@@ -40,79 +74,6 @@ static void fail_at(struct parse_ctx *ctx, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(ctx->error + used, ERROR_MAX - used, fmt, ap);
     va_end(ap);
-}
-
-/* jansson's error text quotes the input near the error: keep it to printable
- * ASCII, since the reason ends up in the log. */
-static void sanitize(char *text)
-{
-    for (; *text != '\0'; text++) {
-        if ((unsigned char)*text < 0x20 || (unsigned char)*text > 0x7e)
-            *text = '?';
-    }
-}
-
-/* ---- jansson's memory while a payload is parsed ----
- *
- * jansson allocates every node, key and string of a parsed payload on its
- * own and frees them one by one; for the short messages of the stream that
- * was a third of the apply time. While message_parse() holds a tree, jansson's
- * allocations on that thread come from a bump arena instead, and freeing the
- * tree costs nothing: the arena is reset when the parse ends (no tree outlives
- * it; what an operation keeps is copied out). Anything larger than what is
- * left, and every allocation outside a parse or on another thread, goes to
- * malloc() as before; a free() inside the arena is a no-op. */
-
-#define ARENA_BYTES (64u * 1024u)
-#define ARENA_ALIGN 16u
-
-struct arena {
-    unsigned char *base; /* ARENA_BYTES from the thread's first parse on, kept for
-                            its life (the daemon parses on the main thread only) */
-    size_t used;
-    bool active;         /* a parse is under way on this thread */
-};
-
-static _Thread_local struct arena arena;
-
-static void *arena_malloc(size_t size)
-{
-    if (arena.active && size <= ARENA_BYTES - arena.used) {
-        void *p = arena.base + arena.used;
-        arena.used += (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-        if (arena.used > ARENA_BYTES)
-            arena.used = ARENA_BYTES;
-        return p;
-    }
-    return malloc(size);
-}
-
-static void arena_free(void *p)
-{
-    uintptr_t at = (uintptr_t)p, base = (uintptr_t)arena.base;
-    if (arena.base != NULL && at >= base && at < base + ARENA_BYTES)
-        return; /* reclaimed when the parse ends */
-    free(p);
-}
-
-/* Installed before main() runs, so before any thread can be inside jansson. */
-__attribute__((constructor)) static void arena_install(void)
-{
-    json_set_alloc_funcs(arena_malloc, arena_free);
-}
-
-static void arena_begin(void)
-{
-    if (arena.base == NULL)
-        arena.base = xmalloc(ARENA_BYTES);
-    arena.used = 0;
-    arena.active = true;
-}
-
-static void arena_end(void)
-{
-    arena.active = false;
-    arena.used = 0;
 }
 
 /* RFC 3339 timestamps. */
@@ -201,180 +162,96 @@ static bool parse_rfc3339(const char *s, size_t len, uint64_t *out_ms)
     return true;
 }
 
-/* ---- where each `value` is in the text ----
- *
- * A `set` stores its value's own bytes (value.h), so the parse needs to know
- * where the value is in the payload. jansson does not say; these walk the
- * text once jansson has accepted it, so they can trust its grammar (and that
- * no object repeats a key). */
-
-/* A NUL byte counts as whitespace: jansson lets one pass right after a
- * number or a literal (and refuses it anywhere else outside a string). */
-static const char *skip_whitespace(const char *p, const char *end)
+/* Finds the known fields among object node obj's members (one pass; the
+ * scan refused repeated keys, so each is found at most once). */
+static void find_fields(struct parse_ctx *ctx, uint32_t obj)
 {
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\0'))
-        p++;
-    return p;
-}
-
-/* p at a string's opening quote: returns the byte after its closing quote
- * (the first quote not escaped, that is after an even run of backslashes). */
-static const char *skip_string(const char *p, const char *end)
-{
-    const char *from = p + 1;
-    for (;;) {
-        const char *quote = memchr(from, '"', (size_t)(end - from));
-        if (quote == NULL)
-            return end;
-        size_t backslashes = 0;
-        while (quote - backslashes > from && quote[-1 - (ptrdiff_t)backslashes] == '\\')
-            backslashes++;
-        if (backslashes % 2 == 0)
-            return quote + 1;
-        from = quote + 1;
-    }
-}
-
-/* p at a value: returns the byte after it. A container is skipped by
- * counting brackets outside strings (jansson checked that they pair); a
- * number or literal ends at the first byte that cannot be in one. */
-static const char *skip_value(const char *p, const char *end)
-{
-    if (p < end && *p == '"')
-        return skip_string(p, end);
-    if (p < end && *p != '{' && *p != '[') {
-        while (p < end && ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
-                           (*p >= 'A' && *p <= 'Z') || *p == '.' || *p == '+' || *p == '-'))
-            p++;
-        return p;
-    }
-    size_t depth = 0;
-    while (p < end) {
-        char c = *p;
-        if (c == '"') {
-            p = skip_string(p, end);
-            continue;
-        }
-        p++;
-        if (c == '{' || c == '[')
-            depth++;
-        else if ((c == '}' || c == ']') && --depth == 0)
-            return p;
-    }
-    return p;
-}
-
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return c - 'A' + 10; /* jansson accepted it: a hex digit */
-}
-
-/* True if the string at p (its opening quote) spells the ASCII name once its
- * escapes are decoded ("valu\u0065" is "value"). */
-static bool string_is(const char *p, const char *end, const char *name)
-{
-    for (p++; p < end && *p != '"'; p++, name++) {
-        char c = *p;
-        if (c == '\\' && end - p >= 2) {
-            c = *++p;
-            switch (c) {
-            case 'b': c = '\b'; break;
-            case 'f': c = '\f'; break;
-            case 'n': c = '\n'; break;
-            case 'r': c = '\r'; break;
-            case 't': c = '\t'; break;
-            case 'u': {
-                if (end - p < 5)
-                    return false;
-                int code = 0;
-                for (int i = 1; i <= 4; i++)
-                    code = code * 16 + hex_digit(p[i]);
-                if (code >= 0x80) /* not ASCII, so not in name */
-                    return false;
-                c = (char)code;
-                p += 4;
-                break;
-            }
-            default: /* '"', '\\' and '/' stand for themselves */
+    const struct jscan *scan = ctx->scan;
+    memset(ctx->fields, 0, sizeof(ctx->fields));
+    uint32_t key = obj + 1;
+    for (uint32_t m = 0; m < scan->nodes[obj].u.count; m++) {
+        const struct jscan_node *n = &scan->nodes[key];
+        size_t len = n->end - n->start - 2;
+        for (size_t f = 0; f < F_COUNT; f++) {
+            if (n->escaped ? jscan_string_is(scan, key, fields[f].name)
+                           : fields[f].len == len &&
+                                 memcmp(scan->text + n->start + 1, fields[f].name, len) == 0) {
+                ctx->fields[f] = key + 1;
                 break;
             }
         }
-        if (*name != c)
-            return false;
+        key = scan->nodes[key + 1].next;
     }
-    return *name == '\0';
 }
 
-/* p at an object: sets *value and *value_len to its member `value`'s text,
- * or *value to NULL when it has none. Returns the byte after the object. */
-static const char *find_value(const char *p, const char *end, const char **value,
-                              size_t *value_len)
+/* A string field's decoded bytes; `owned` (NULL when s points into the
+ * text) is freed with string_done(). */
+struct string {
+    const char *s;
+    size_t len;
+    char *owned;
+};
+
+static void string_done(struct string *str)
 {
-    *value = NULL;
-    *value_len = 0;
-    p = skip_whitespace(p + 1, end); /* past '{' */
-    while (p < end && *p == '"') {
-        bool wanted = string_is(p, end, "value");
-        p = skip_whitespace(skip_string(p, end), end);
-        p = skip_whitespace(p + 1, end); /* past ':' */
-        const char *member_end = skip_value(p, end);
-        if (wanted) {
-            *value = p;
-            *value_len = (size_t)(member_end - p);
-        }
-        p = skip_whitespace(member_end, end);
-        if (p < end && *p == ',')
-            p = skip_whitespace(p + 1, end);
-    }
-    return p < end ? p + 1 : end; /* past '}' */
+    free(str->owned);
+    str->owned = NULL;
+}
+
+/* A NUL-terminated copy the caller owns (the decoded copy itself when there
+ * was one). */
+static char *string_keep(struct string *str)
+{
+    char *copy = str->owned != NULL ? str->owned : xstrndup(str->s, str->len);
+    str->owned = NULL;
+    return copy;
 }
 
 /* Field helpers. Each returns 0, or -1 with the error set; `required` makes a
- * missing field an error, otherwise *out is NULL when absent. */
+ * missing field an error, otherwise *present is false when absent. */
 
-static int get_string(struct parse_ctx *ctx, json_t *obj, const char *field, bool required,
-                      json_t **out)
+static int get_string(struct parse_ctx *ctx, enum field field, bool required, bool *present,
+                      struct string *out)
 {
-    json_t *v = json_object_get(obj, field);
-    *out = NULL;
-    if (v == NULL) {
+    uint32_t v = ctx->fields[field];
+    *present = false;
+    out->owned = NULL;
+    if (v == 0) {
         if (required) {
-            fail_at(ctx, "field '%s' is required", field);
+            fail_at(ctx, "field '%s' is required", fields[field].name);
             return -1;
         }
         return 0;
     }
-    if (!json_is_string(v)) {
-        fail_at(ctx, "field '%s' must be a string", field);
+    if (ctx->scan->nodes[v].type != JSCAN_STRING) {
+        fail_at(ctx, "field '%s' must be a string", fields[field].name);
         return -1;
     }
-    *out = v;
+    jscan_string(ctx->scan, v, &out->s, &out->len, &out->owned);
+    *present = true;
     return 0;
 }
 
 /* An optional integer >= min. */
-static int get_integer(struct parse_ctx *ctx, json_t *obj, const char *field, json_int_t min,
-                       bool *has, uint64_t *out)
+static int get_integer(struct parse_ctx *ctx, enum field field, int64_t min, bool *has,
+                       uint64_t *out)
 {
-    json_t *v = json_object_get(obj, field);
+    uint32_t v = ctx->fields[field];
     *has = false;
-    if (v == NULL)
+    if (v == 0)
         return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < min) {
-        fail_at(ctx, "field '%s' must be a %s integer", field,
+    const struct jscan_node *n = &ctx->scan->nodes[v];
+    if (n->type != JSCAN_INTEGER || n->u.integer < min) {
+        fail_at(ctx, "field '%s' must be a %s integer", fields[field].name,
                 min > 0 ? "positive" : "non-negative");
         return -1;
     }
     *has = true;
-    *out = (uint64_t)json_integer_value(v);
+    *out = (uint64_t)n->u.integer;
     return 0;
 }
 
-static int parse_op_name(struct parse_ctx *ctx, json_t *obj, enum message_op *op)
+static int parse_op_name(struct parse_ctx *ctx, enum message_op *op)
 {
     static const struct {
         const char *name;
@@ -386,36 +263,41 @@ static int parse_op_name(struct parse_ctx *ctx, json_t *obj, enum message_op *op
         {"flush", MESSAGE_FLUSH},
         {"heartbeat", MESSAGE_HEARTBEAT},
     };
-    json_t *v;
-    if (get_string(ctx, obj, "op", true, &v) != 0)
+    struct string name;
+    bool present;
+    if (get_string(ctx, F_OP, true, &present, &name) != 0)
         return -1;
-    const char *name = json_string_value(v);
-    size_t len = json_string_length(v);
+    int rc = -1;
     for (size_t i = 0; i < UTIL_ARRAY_LEN(ops); i++) {
-        if (strlen(ops[i].name) == len && memcmp(ops[i].name, name, len) == 0) {
+        if (strlen(ops[i].name) == name.len && memcmp(ops[i].name, name.s, name.len) == 0) {
             *op = ops[i].op;
-            return 0;
+            rc = 0;
+            break;
         }
     }
+    string_done(&name);
     /* The publisher's text is not echoed: it ends up in the logs. */
-    fail_at(ctx, "field 'op' must be one of set, del, invalidate, flush, heartbeat");
-    return -1;
+    if (rc != 0)
+        fail_at(ctx, "field 'op' must be one of set, del, invalidate, flush, heartbeat");
+    return rc;
 }
 
 /* Resolves the kind and from it the disposition. */
-static int parse_kind(struct parse_ctx *ctx, json_t *obj, struct message_operation *op)
+static int parse_kind(struct parse_ctx *ctx, struct message_operation *op)
 {
     bool required = op->op != MESSAGE_FLUSH;
-    json_t *v;
-    if (get_string(ctx, obj, "kind", required, &v) != 0)
+    struct string kind;
+    bool present;
+    if (get_string(ctx, F_KIND, required, &present, &kind) != 0)
         return -1;
-    if (v == NULL)
+    if (!present)
         return 0;
-    if (json_string_length(v) == 0) {
+    if (kind.len == 0) {
         fail_at(ctx, "field 'kind' must not be empty");
         return -1;
     }
-    op->kind = config_kind_find(ctx->config, json_string_value(v), json_string_length(v));
+    op->kind = config_kind_find(ctx->config, kind.s, kind.len);
+    string_done(&kind);
     if (op->kind < 0)
         op->disposition = MESSAGE_UNKNOWN_KIND;
     else if (!ctx->config->kinds[op->kind].cached)
@@ -423,87 +305,83 @@ static int parse_kind(struct parse_ctx *ctx, json_t *obj, struct message_operati
     return 0;
 }
 
-/* value_text[0..value_len) is the text of obj's `value` (NULL when none). */
-static int parse_operation(struct parse_ctx *ctx, json_t *obj, const char *value_text,
-                           size_t value_len, struct message_operation *op)
+/* obj is the operation's object node (or not an object: refused). */
+static int parse_operation(struct parse_ctx *ctx, uint32_t obj, struct message_operation *op)
 {
-    json_t *v;
+    const struct jscan *scan = ctx->scan;
+    struct string str = {0};
+    bool present;
     char value_error[ERROR_MAX];
 
     memset(op, 0, sizeof(*op));
     op->kind = -1;
     op->disposition = MESSAGE_APPLY;
 
-    if (!json_is_object(obj)) {
+    if (scan->nodes[obj].type != JSCAN_OBJECT) {
         fail_at(ctx, "operation must be a JSON object");
         return -1;
     }
-    if (parse_op_name(ctx, obj, &op->op) != 0)
+    find_fields(ctx, obj);
+    if (parse_op_name(ctx, &op->op) != 0)
         return -1;
     bool heartbeat = op->op == MESSAGE_HEARTBEAT;
     bool keyed = op->op == MESSAGE_SET || op->op == MESSAGE_DEL || op->op == MESSAGE_INVALIDATE;
 
     if (!heartbeat) {
-        if (get_string(ctx, obj, "tenant", true, &v) != 0)
+        if (get_string(ctx, F_TENANT, true, &present, &str) != 0)
             goto fail;
-        const char *tenant = json_string_value(v);
-        size_t len = json_string_length(v);
-        if (len == 1 && tenant[0] == '*') {
+        if (str.len == 1 && str.s[0] == '*') {
             if (op->op != MESSAGE_FLUSH) {
                 fail_at(ctx, "tenant '*' is only allowed with op 'flush'");
                 goto fail;
             }
-        } else if (!names_valid_tenant(tenant, len)) {
+        } else if (!names_valid_tenant(str.s, str.len)) {
             fail_at(ctx, "field 'tenant' must be 1-64 bytes of [A-Za-z0-9._-], not '.' or '..'");
             goto fail;
         }
-        op->tenant = xstrndup(tenant, len);
-        op->tenant_len = len;
+        op->tenant_len = str.len;
+        op->tenant = string_keep(&str);
 
-        if (parse_kind(ctx, obj, op) != 0)
+        if (parse_kind(ctx, op) != 0)
             goto fail;
     }
 
     if (keyed) {
-        if (get_string(ctx, obj, "key", true, &v) != 0)
+        if (get_string(ctx, F_KEY, true, &present, &str) != 0)
             goto fail;
-        if (!names_valid_key(json_string_value(v), json_string_length(v))) {
+        if (!names_valid_key(str.s, str.len)) {
             fail_at(ctx, "field 'key' must be 1-512 bytes without spaces or control characters, not '.' or '..'");
             goto fail;
         }
-        op->key = xstrndup(json_string_value(v), json_string_length(v));
-        op->key_len = json_string_length(v);
+        op->key_len = str.len;
+        op->key = string_keep(&str);
     }
 
     if (op->op == MESSAGE_SET) {
-        json_t *value = json_object_get(obj, "value");
-        if (value == NULL) {
+        uint32_t value = ctx->fields[F_VALUE];
+        if (value == 0) {
             fail_at(ctx, "field 'value' is required");
-            goto fail;
-        }
-        /* The walk of the text found no `value` where jansson did: never
-         * expected, but refused rather than stored as an empty text. */
-        if (value_text == NULL) {
-            fail_at(ctx, "field 'value' could not be located in the text");
             goto fail;
         }
         /* Only a cached kind's value is checked and kept: the others are
          * ignored whole, so their shape does not matter here. */
         if (op->disposition == MESSAGE_APPLY &&
-            value_prepare(ctx->config->kinds[op->kind].shape, value, value_text, value_len,
-                          &op->value, value_error) != 0) {
+            value_prepare(ctx->config->kinds[op->kind].shape, scan, value, &op->value,
+                          value_error) != 0) {
             fail_at(ctx, "field 'value': %s", value_error);
             goto fail;
         }
     }
 
-    if (get_integer(ctx, obj, "version", 0, &op->has_version, &op->version) != 0)
+    if (get_integer(ctx, F_VERSION, 0, &op->has_version, &op->version) != 0)
         goto fail;
 
-    if (get_string(ctx, obj, "ts", false, &v) != 0)
+    if (get_string(ctx, F_TS, false, &present, &str) != 0)
         goto fail;
-    if (v != NULL) {
-        if (!parse_rfc3339(json_string_value(v), json_string_length(v), &op->ts_ms)) {
+    if (present) {
+        bool ok = parse_rfc3339(str.s, str.len, &op->ts_ms);
+        string_done(&str);
+        if (!ok) {
             fail_at(ctx, "field 'ts' must be an RFC 3339 timestamp such as "
                          "2024-01-01T10:00:00Z");
             goto fail;
@@ -511,23 +389,21 @@ static int parse_operation(struct parse_ctx *ctx, json_t *obj, const char *value
         op->has_ts = true;
     }
 
-    if (get_string(ctx, obj, "src", heartbeat, &v) != 0)
+    if (get_string(ctx, F_SRC, heartbeat, &present, &str) != 0)
         goto fail;
-    if (v != NULL) {
-        size_t len = json_string_length(v);
-        const char *src = json_string_value(v);
-        bool ok = len > 0 && len <= MESSAGE_SRC_MAX;
-        for (size_t i = 0; ok && i < len; i++) /* it is logged: no control characters */
-            ok = (unsigned char)src[i] >= 0x20 && (unsigned char)src[i] != 0x7f;
+    if (present) {
+        bool ok = str.len > 0 && str.len <= MESSAGE_SRC_MAX;
+        for (size_t i = 0; ok && i < str.len; i++) /* it is logged: no control characters */
+            ok = (unsigned char)str.s[i] >= 0x20 && (unsigned char)str.s[i] != 0x7f;
         if (!ok) {
             fail_at(ctx, "field 'src' must be 1-%d bytes without control characters",
                     MESSAGE_SRC_MAX);
             goto fail;
         }
-        op->src = xstrndup(src, len);
+        op->src = string_keep(&str);
     }
 
-    if (get_integer(ctx, obj, "seq", 1, &op->has_seq, &op->seq) != 0)
+    if (get_integer(ctx, F_SEQ, 1, &op->has_seq, &op->seq) != 0)
         goto fail;
     if (heartbeat && !op->has_seq) {
         fail_at(ctx, "field 'seq' is required");
@@ -537,16 +413,19 @@ static int parse_operation(struct parse_ctx *ctx, json_t *obj, const char *value
         fail_at(ctx, "field 'seq' requires field 'src'");
         goto fail;
     }
-    if (heartbeat && (v = json_object_get(obj, "last")) != NULL) {
-        if (!json_is_boolean(v)) {
+    uint32_t last = ctx->fields[F_LAST];
+    if (heartbeat && last != 0) {
+        uint8_t type = scan->nodes[last].type;
+        if (type != JSCAN_TRUE && type != JSCAN_FALSE) {
             fail_at(ctx, "field 'last' must be a boolean");
             goto fail;
         }
-        op->last = json_is_true(v);
+        op->last = type == JSCAN_TRUE;
     }
     return 0;
 
 fail:
+    string_done(&str);
     free(op->tenant);
     free(op->key);
     free(op->src);
@@ -558,9 +437,9 @@ fail:
 int message_parse(const struct config *config, const char *text, size_t len,
                   struct message_batch *batch, char *error)
 {
-    struct parse_ctx ctx = {.config = config, .where = "", .error = error};
-    json_error_t jerr;
-    json_t *root = NULL;
+    struct jscan_node nodes[STACK_NODES];
+    struct jscan scan;
+    struct parse_ctx ctx = {.config = config, .scan = &scan, .where = "", .error = error};
     size_t count;
 
     batch->operations = NULL;
@@ -571,22 +450,18 @@ int message_parse(const struct config *config, const char *text, size_t len,
                  (unsigned long long)config->redis.max_message_bytes);
         return -1;
     }
-    /* jansson bounds the nesting depth itself, so a hostile payload of deep
-     * brackets is an error, not a stack overflow. */
-    arena_begin();
-    root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (root == NULL) {
-        arena_end();
-        snprintf(error, ERROR_MAX, "invalid JSON at line %d column %d: %s", jerr.line,
-                 jerr.column, jerr.text);
-        sanitize(error);
-        return -1;
-    }
+    /* The scan bounds the nesting depth itself (without recursion), so a
+     * hostile payload of deep brackets is an error, not a stack overflow. */
+    jscan_init(&scan, nodes, STACK_NODES);
+    if (jscan_parse(&scan, text, len, false, error) != 0)
+        goto fail;
 
-    if (json_is_object(root)) {
+    const struct jscan_node *root = &scan.nodes[0];
+    bool array = root->type == JSCAN_ARRAY;
+    if (!array) {
         count = 1;
-    } else { /* without JSON_DECODE_ANY the top level is an object or an array */
-        count = json_array_size(root);
+    } else { /* the top level is an object or an array */
+        count = root->u.count;
         if (count == 0) {
             snprintf(error, ERROR_MAX, "empty batch");
             goto fail;
@@ -599,39 +474,21 @@ int message_parse(const struct config *config, const char *text, size_t len,
     }
 
     batch->operations = xcalloc(count, sizeof(*batch->operations));
-    /* The text is walked alongside the elements for their values' bytes. */
-    const char *end = text + len;
-    const char *cursor = skip_whitespace(text, end);
-    if (json_is_array(root))
-        cursor++; /* past '[' */
+    uint32_t obj = array ? 1 : 0;
     for (size_t i = 0; i < count; i++) {
-        json_t *obj = root;
-        if (json_is_array(root)) {
-            obj = json_array_get(root, i);
+        if (array)
             snprintf(ctx.where, sizeof(ctx.where), "batch[%zu]: ", i);
-        }
-        const char *value_text = NULL;
-        size_t value_len = 0;
-        cursor = skip_whitespace(cursor, end);
-        if (json_is_object(obj))
-            cursor = find_value(cursor, end, &value_text, &value_len);
-        else
-            cursor = skip_value(cursor, end);
-        cursor = skip_whitespace(cursor, end);
-        if (cursor < end && *cursor == ',')
-            cursor++;
-        if (parse_operation(&ctx, obj, value_text, value_len, &batch->operations[i]) != 0)
+        if (parse_operation(&ctx, obj, &batch->operations[i]) != 0)
             goto fail;
         batch->count = i + 1;
+        obj = scan.nodes[obj].next;
     }
-    json_decref(root);
-    arena_end();
+    jscan_free(&scan);
     return 0;
 
 fail:
     message_batch_free(batch);
-    json_decref(root);
-    arena_end();
+    jscan_free(&scan);
     return -1;
 }
 

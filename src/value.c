@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "names.h"
 #include "perm.h"
 #include "util.h"
@@ -95,7 +96,7 @@ static bool get_varint(struct reader *r, uint64_t *out)
 /* ---- compact JSON ----
  *
  * The text a value is stored and answered as: the bytes it arrived as, less
- * the whitespace between tokens (docs/reference.md §2). The text was parsed
+ * the whitespace between tokens (docs/reference.md §2). The text was scanned
  * (and so validated) already, so one pass that copies everything but
  * whitespace outside strings is enough: numbers keep their written form and
  * strings their escapes, and nothing is formatted again. */
@@ -116,7 +117,7 @@ static size_t strip_whitespace(const char *text, size_t len, char *out)
                 in_string = false;
             }
         } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\0') {
-            continue; /* NUL: jansson lets one pass after a number or literal */
+            continue; /* NUL: the scan lets one pass after a number or literal */
         } else if (c == '"') {
             in_string = true;
         }
@@ -127,9 +128,9 @@ static size_t strip_whitespace(const char *text, size_t len, char *out)
 
 /* ---- places in the compact text ----
  *
- * The text is valid JSON without whitespace, and jansson iterates an
- * object's members in the order they are written (the text repeats no key),
- * so a member is found by walking the text alongside the parsed object. */
+ * The text is valid JSON without whitespace, and the scan's nodes are in the
+ * order the text writes them, so a member is found by walking the text
+ * alongside the scanned object. */
 
 /* p at a string's opening quote: returns the byte after its closing quote. */
 static const char *text_skip_string(const char *p, const char *end)
@@ -168,28 +169,29 @@ static const char *text_skip_value(const char *p, const char *end)
     return p;
 }
 
-/* p at the '{' of object's text: returns where the value of its member
- * `name` starts, or NULL if it has none. */
-static const char *text_member(json_t *object, const char *name, const char *p, const char *end)
+/* p at the '{' of object node obj's compact text: returns where the value
+ * of its member `name` starts, or NULL if it has none. */
+static const char *text_member(const struct jscan *scan, uint32_t obj, const char *name,
+                               const char *p, const char *end)
 {
-    const char *key;
-    json_t *member;
+    uint32_t key = obj + 1;
     p++;
-    json_object_foreach(object, key, member) {
+    for (uint32_t m = 0; m < scan->nodes[obj].u.count; m++) {
         p = text_skip_string(p, end) + 1; /* the key and ':' */
         if (p >= end)
             return NULL;
-        if (strcmp(key, name) == 0)
+        if (jscan_string_is(scan, key, name))
             return p;
         p = text_skip_value(p, end) + 1; /* the value and ',' */
+        key = scan->nodes[key + 1].next;
     }
     return NULL;
 }
 
-/* Appends the string value written at p (its opening quote) in json: its
+/* Appends string node i, written at p (its opening quote) in json: its
  * place when the text has it without escapes, else its decoded bytes. */
 static void put_text_string(struct blob *b, const char *json, const char *p, const char *end,
-                            json_t *string)
+                            const struct jscan *scan, uint32_t i)
 {
     const char *start = p + 1;
     size_t raw_len = (size_t)(text_skip_string(p, end) - 1 - start);
@@ -197,50 +199,77 @@ static void put_text_string(struct blob *b, const char *json, const char *p, con
         put_varint(b, (uint64_t)(start - json) << 1);
         put_varint(b, raw_len);
     } else {
-        size_t len = json_string_length(string);
+        const char *s;
+        size_t len;
+        char *owned;
+        jscan_string(scan, i, &s, &len, &owned);
         put_varint(b, ((uint64_t)len << 1) | 1);
-        put_bytes(b, json_string_value(string), len);
+        put_bytes(b, s, len);
+        free(owned);
     }
 }
 
-/* Appends the count and then each string of array, written at p (its '['). */
+/* Appends the count and then each string of array node array, written at p
+ * (its '['). */
 static void put_text_strings(struct blob *b, const char *json, const char *p, const char *end,
-                             json_t *array)
+                             const struct jscan *scan, uint32_t array)
 {
-    size_t index;
-    json_t *item;
-    put_varint(b, json_array_size(array));
+    const struct jscan_node *n = &scan->nodes[array];
+    put_varint(b, n->u.count);
     p++;
-    json_array_foreach(array, index, item) {
-        put_text_string(b, json, p, end, item);
+    for (uint32_t item = array + 1; item < n->next; item = scan->nodes[item].next) {
+        put_text_string(b, json, p, end, scan, item);
         p = text_skip_string(p, end) + 1; /* the string and ',' */
     }
+}
+
+static enum jscan_type type_of(const struct jscan *scan, uint32_t i)
+{
+    return (enum jscan_type)scan->nodes[i].type;
+}
+
+static bool is_number(const struct jscan *scan, uint32_t i)
+{
+    return type_of(scan, i) == JSCAN_INTEGER || type_of(scan, i) == JSCAN_REAL;
+}
+
+/* True if string node i, decoded, is accepted by valid(). */
+static bool string_valid(const struct jscan *scan, uint32_t i,
+                         bool (*valid)(const char *, size_t))
+{
+    const char *s;
+    size_t len;
+    char *owned;
+    jscan_string(scan, i, &s, &len, &owned);
+    bool ok = valid(s, len);
+    free(owned);
+    return ok;
 }
 
 /* Shape checks: each returns 0, or -1 with error filled. On success the
  * blob is appended to b; json[0..json_len) is the value's compact text. */
 
-static int prepare_credit(json_t *value, const char *json, size_t json_len, struct blob *b,
-                          char *error)
+static int prepare_credit(const struct jscan *scan, uint32_t value, const char *json,
+                          size_t json_len, struct blob *b, char *error)
 {
-    json_t *cost = value;
-    if (json_is_object(value)) {
-        cost = json_object_get(value, "cost");
-        if (cost == NULL) {
+    uint32_t cost = value;
+    if (type_of(scan, value) == JSCAN_OBJECT) {
+        cost = jscan_member(scan, value, "cost");
+        if (cost == 0) {
             snprintf(error, ERROR_MAX, "credit object must have a number 'cost'");
             return -1;
         }
-    } else if (!json_is_number(value)) {
+    } else if (!is_number(scan, value)) {
         snprintf(error, ERROR_MAX,
                  "credit value must be a number or an object with a number 'cost'");
         return -1;
     }
-    if (!json_is_number(cost) || !isfinite(json_number_value(cost))) {
+    if (!is_number(scan, cost) || !isfinite(jscan_number(scan, cost))) {
         snprintf(error, ERROR_MAX, "credit cost must be a finite number");
         return -1;
     }
 
-    double number = json_number_value(cost);
+    double number = jscan_number(scan, cost);
     if (number == 0.0)
         number = 0.0; /* -0 would print as "-0" */
     char text[CREDIT_TEXT_MAX];
@@ -251,144 +280,150 @@ static int prepare_credit(json_t *value, const char *json, size_t json_len, stru
     return 0;
 }
 
-/* True if array is an array of strings each accepted by valid(). */
-static bool strings_array_valid(json_t *array, bool (*valid)(const char *, size_t))
+/* True if array node i is an array of strings each accepted by valid(). */
+static bool strings_array_valid(const struct jscan *scan, uint32_t i,
+                                bool (*valid)(const char *, size_t))
 {
-    size_t index;
-    json_t *item;
-    if (!json_is_array(array))
+    if (type_of(scan, i) != JSCAN_ARRAY)
         return false;
-    json_array_foreach(array, index, item) {
-        if (!json_is_string(item) || !valid(json_string_value(item), json_string_length(item)))
+    for (uint32_t item = i + 1; item < scan->nodes[i].next; item = scan->nodes[item].next) {
+        if (type_of(scan, item) != JSCAN_STRING || !string_valid(scan, item, valid))
             return false;
     }
     return true;
 }
 
-static int prepare_role(json_t *value, const char *json, size_t json_len, struct blob *b,
-                        char *error)
+static int prepare_role(const struct jscan *scan, uint32_t value, const char *json,
+                        size_t json_len, struct blob *b, char *error)
 {
-    json_t *permissions = value;
+    uint32_t permissions = value;
     const char *end = json + json_len, *at = json;
-    if (json_is_object(value)) {
-        permissions = json_object_get(value, "permissions");
-        if (permissions == NULL) {
+    if (type_of(scan, value) == JSCAN_OBJECT) {
+        permissions = jscan_member(scan, value, "permissions");
+        if (permissions == 0) {
             snprintf(error, ERROR_MAX, "role object must have an array 'permissions'");
             return -1;
         }
-        at = text_member(value, "permissions", json, end);
-    } else if (!json_is_array(value)) {
+        at = text_member(scan, value, "permissions", json, end);
+    } else if (type_of(scan, value) != JSCAN_ARRAY) {
         snprintf(error, ERROR_MAX,
                  "role value must be an array of permissions or an object with 'permissions'");
         return -1;
     }
-    if (!json_is_array(permissions)) {
+    if (type_of(scan, permissions) != JSCAN_ARRAY) {
         snprintf(error, ERROR_MAX, "role permissions must be an array of strings");
         return -1;
     }
-    size_t index;
-    json_t *item;
-    json_array_foreach(permissions, index, item) {
-        if (!json_is_string(item)) {
+    size_t index = 0;
+    for (uint32_t item = permissions + 1; item < scan->nodes[permissions].next;
+         item = scan->nodes[item].next, index++) {
+        if (type_of(scan, item) != JSCAN_STRING) {
             snprintf(error, ERROR_MAX, "role permissions must be an array of strings");
             return -1;
         }
-        if (!perm_valid(json_string_value(item), json_string_length(item))) {
+        if (!string_valid(scan, item, perm_valid)) {
             snprintf(error, ERROR_MAX, "role permission %zu is not a valid pattern", index);
             return -1;
         }
     }
-    if (at == NULL) /* the text is not the tree's: a caller's mistake */
-        log_fatal("role value text does not match its parsed value");
-    put_text_strings(b, json, at, end, permissions);
+    if (at == NULL) /* the text is not the scan's: a caller's mistake */
+        log_fatal("role value text does not match its scanned value");
+    put_text_strings(b, json, at, end, scan, permissions);
     return 0;
 }
 
-static int prepare_user(json_t *value, const char *json, size_t json_len, struct blob *b,
-                        char *error)
+static int prepare_user(const struct jscan *scan, uint32_t value, const char *json,
+                        size_t json_len, struct blob *b, char *error)
 {
-    json_t *status = value, *roles = NULL;
-    if (json_is_object(value)) {
-        status = json_object_get(value, "status");
-        roles = json_object_get(value, "roles");
-        if (json_is_null(roles)) /* an optional field written as null is absent */
-            roles = NULL;
-        if (status == NULL) {
+    uint32_t status = value, roles = 0;
+    bool object = type_of(scan, value) == JSCAN_OBJECT;
+    if (object) {
+        status = jscan_member(scan, value, "status");
+        roles = jscan_member(scan, value, "roles");
+        if (roles != 0 && type_of(scan, roles) == JSCAN_NULL)
+            roles = 0; /* an optional field written as null is absent */
+        if (status == 0) {
             snprintf(error, ERROR_MAX, "user object must have a string 'status'");
             return -1;
         }
-    } else if (!json_is_string(value)) {
+    } else if (type_of(scan, value) != JSCAN_STRING) {
         snprintf(error, ERROR_MAX,
                  "user value must be a status string or an object with 'status'");
         return -1;
     }
-    if (!json_is_string(status) || json_string_length(status) == 0) {
+    if (type_of(scan, status) != JSCAN_STRING ||
+        scan->nodes[status].end - scan->nodes[status].start == 2) {
         snprintf(error, ERROR_MAX, "user status must be a non-empty string");
         return -1;
     }
     /* A role id is the key of a role entry, so it follows the key alphabet:
      * anything else could never name a role. */
-    if (roles != NULL && !strings_array_valid(roles, names_valid_key)) {
+    if (roles != 0 && !strings_array_valid(scan, roles, names_valid_key)) {
         snprintf(error, ERROR_MAX, "user roles must be an array of role ids");
         return -1;
     }
 
     const char *end = json + json_len, *status_at = json, *roles_at = NULL;
-    if (json_is_object(value)) {
-        status_at = text_member(value, "status", json, end);
-        if (roles != NULL)
-            roles_at = text_member(value, "roles", json, end);
-        if (status_at == NULL || (roles != NULL && roles_at == NULL))
-            log_fatal("user value text does not match its parsed value");
+    if (object) {
+        status_at = text_member(scan, value, "status", json, end);
+        if (roles != 0)
+            roles_at = text_member(scan, value, "roles", json, end);
+        if (status_at == NULL || (roles != 0 && roles_at == NULL))
+            log_fatal("user value text does not match its scanned value");
     }
-    put_text_string(b, json, status_at, end, status);
-    if (roles != NULL)
-        put_text_strings(b, json, roles_at, end, roles);
+    put_text_string(b, json, status_at, end, scan, status);
+    if (roles != 0)
+        put_text_strings(b, json, roles_at, end, scan, roles);
     else
         put_varint(b, 0);
     return 0;
 }
 
 /* The blob is the parent's decoded bytes, also the entry's index key. */
-static int prepare_hierarchy(json_t *value, struct blob *b, char *error)
+static int prepare_hierarchy(const struct jscan *scan, uint32_t value, struct blob *b,
+                             char *error)
 {
-    if (!json_is_object(value)) {
+    if (type_of(scan, value) != JSCAN_OBJECT) {
         snprintf(error, ERROR_MAX, "hierarchy value must be an object");
         return -1;
     }
     /* An optional field written as null is absent: publishers commonly send
      * "parent": null for a root. */
-    json_t *parent = json_object_get(value, "parent");
-    json_t *name = json_object_get(value, "name");
-    if (json_is_null(parent))
-        parent = NULL;
-    if (parent != NULL && (!json_is_string(parent) ||
-                           !names_valid_key(json_string_value(parent),
-                                              json_string_length(parent)))) {
+    uint32_t parent = jscan_member(scan, value, "parent");
+    uint32_t name = jscan_member(scan, value, "name");
+    if (parent != 0 && type_of(scan, parent) == JSCAN_NULL)
+        parent = 0;
+    if (parent != 0 && (type_of(scan, parent) != JSCAN_STRING ||
+                        !string_valid(scan, parent, names_valid_key))) {
         snprintf(error, ERROR_MAX,
                  "hierarchy parent must be an entity id (1-512 bytes, no spaces or controls)");
         return -1;
     }
-    if (name != NULL && !json_is_string(name) && !json_is_null(name)) {
+    if (name != 0 && type_of(scan, name) != JSCAN_STRING && type_of(scan, name) != JSCAN_NULL) {
         snprintf(error, ERROR_MAX, "hierarchy name must be a string");
         return -1;
     }
-    if (parent != NULL)
-        put_bytes(b, json_string_value(parent), json_string_length(parent));
+    if (parent != 0) {
+        const char *s;
+        size_t len;
+        char *owned;
+        jscan_string(scan, parent, &s, &len, &owned);
+        put_bytes(b, s, len);
+        free(owned);
+    }
     return 0;
 }
 
-int value_prepare(enum config_shape shape, json_t *value, const char *text, size_t len,
+int value_prepare(enum config_shape shape, const struct jscan *scan, uint32_t value,
                   struct value_prepared *out, char *error)
 {
     struct blob b = {0};
     int rc = 0;
 
     memset(out, 0, sizeof(*out));
-    if (value == NULL) {
-        snprintf(error, ERROR_MAX, "value is missing");
-        return -1;
-    }
+    const struct jscan_node *n = &scan->nodes[value];
+    const char *text = scan->text + n->start;
+    size_t len = n->end - n->start;
 
     out->json = xmalloc(len + 1);
     out->json_len = strip_whitespace(text, len, out->json);
@@ -398,22 +433,22 @@ int value_prepare(enum config_shape shape, json_t *value, const char *text, size
     case CONFIG_SHAPE_ANY:
         break;
     case CONFIG_SHAPE_OBJECT:
-        if (!json_is_object(value)) {
+        if (type_of(scan, value) != JSCAN_OBJECT) {
             snprintf(error, ERROR_MAX, "value must be a JSON object");
             rc = -1;
         }
         break;
     case CONFIG_SHAPE_CREDIT:
-        rc = prepare_credit(value, out->json, out->json_len, &b, error);
+        rc = prepare_credit(scan, value, out->json, out->json_len, &b, error);
         break;
     case CONFIG_SHAPE_ROLE:
-        rc = prepare_role(value, out->json, out->json_len, &b, error);
+        rc = prepare_role(scan, value, out->json, out->json_len, &b, error);
         break;
     case CONFIG_SHAPE_USER:
-        rc = prepare_user(value, out->json, out->json_len, &b, error);
+        rc = prepare_user(scan, value, out->json, out->json_len, &b, error);
         break;
     case CONFIG_SHAPE_HIERARCHY:
-        rc = prepare_hierarchy(value, &b, error);
+        rc = prepare_hierarchy(scan, value, &b, error);
         break;
     default:
         snprintf(error, ERROR_MAX, "unknown value shape %d", (int)shape);
@@ -443,33 +478,23 @@ fail:
     return -1;
 }
 
-/* jansson's error text quotes the input near the error: keep it to printable
- * ASCII, since the reason may be logged. */
-static void sanitize(char *text)
-{
-    for (; *text != '\0'; text++) {
-        if ((unsigned char)*text < 0x20 || (unsigned char)*text > 0x7e)
-            *text = '?';
-    }
-}
+/* Nodes on the stack for a fill's value: most need no more. */
+#define STACK_NODES 64
 
 int value_prepare_text(enum config_shape shape, const char *text, size_t len,
                        struct value_prepared *out, char *error)
 {
-    json_error_t jerr;
+    struct jscan_node nodes[STACK_NODES];
+    struct jscan scan;
     memset(out, 0, sizeof(*out));
-    /* json_loadb() rejects trailing garbage unless told otherwise. A
-     * duplicate key is refused as in a message (docs/reference.md §3): the
-     * text is kept as it is, and a reader could take either of the two. */
-    json_t *value = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
-    if (value == NULL) {
-        snprintf(error, ERROR_MAX, "invalid JSON at position %d: %.80s", jerr.position,
-                 jerr.text);
-        sanitize(error);
-        return -1;
-    }
-    int rc = value_prepare(shape, value, text, len, out, error);
-    json_decref(value);
+    /* Trailing garbage is refused. A duplicate key is refused as in a
+     * message (docs/reference.md §3): the text is kept as it is, and a reader
+     * could take either of the two. */
+    jscan_init(&scan, nodes, STACK_NODES);
+    int rc = jscan_parse(&scan, text, len, true, error);
+    if (rc == 0)
+        rc = value_prepare(shape, &scan, 0, out, error);
+    jscan_free(&scan);
     return rc;
 }
 

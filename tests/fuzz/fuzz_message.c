@@ -1,12 +1,15 @@
 /* fuzz_message.c - libFuzzer target for message_parse(): any bytes in, either a
- * batch or an error out, nothing leaked, nothing read out of bounds. For an
- * accepted payload it also checks each stored value against jansson's own
- * reading of the payload: the text kept is the same JSON value, and what the
- * query accessors read from text and blob is what the value says.
+ * batch or an error out, nothing leaked, nothing read out of bounds. The
+ * scanner message_parse() validates with must accept exactly what jansson
+ * accepts and read the same values (as an object or array, and as any value,
+ * as fills are read). For an accepted payload it also checks each stored
+ * value against jansson's own reading of the payload: the text kept is the
+ * same JSON value, and what the query accessors read from text and blob is
+ * what the value says.
  *
  *   clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -D_GNU_SOURCE \
  *       $(pkg-config --cflags jansson yaml-0.1) tests/fuzz/fuzz_message.c src/message.c \
- *       src/names.c src/value.c src/perm.c src/config.c src/util.c src/log.c \
+ *       src/jscan.c src/names.c src/value.c src/perm.c src/config.c src/util.c src/log.c \
  *       $(pkg-config --libs jansson yaml-0.1) -lm -o fuzz_message
  *   ./fuzz_message tests/fuzz/corpus/message */
 #include <jansson.h>
@@ -15,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../jscan_jansson.h"
 #include "config.h"
 #include "message.h"
 
@@ -94,6 +98,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static struct config *config;
     if (config == NULL)
         config = config_defaults(); /* kept for the whole run */
+
+    check(jscan_agrees((const char *)data, size, false));
+    check(jscan_agrees((const char *)data, size, true));
 
     struct message_batch batch;
     char error[ERROR_MAX];

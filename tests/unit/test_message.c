@@ -1,11 +1,13 @@
 /* test_message.c - invalidation messages (docs/reference.md §3): every op, field, type and
  * boundary; batches rejected whole; kind dispositions; timestamps; limits. */
 #include <check.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "../jscan_jansson.h"
 #include "config.h"
 #include "message.h"
 #include "util.h"
@@ -830,6 +832,281 @@ START_TEST(test_value_text_as_sent)
 }
 END_TEST
 
+/* ---- the scanner against jansson ----
+ *
+ * message_parse() validates with jscan where it once parsed with jansson:
+ * these check that the two accept exactly the same texts and read the same
+ * values, on tricky texts and on the fuzz corpus and its mutations. */
+
+struct scan_case {
+    const char *text;
+    size_t len; /* 0: strlen(text) */
+};
+
+#define SC(s) {s, sizeof(s) - 1}
+
+static const struct scan_case scan_cases[] = {
+    /* top level, whitespace, trailing bytes */
+    SC(""), SC(" "), SC("{}"), SC("[]"), SC(" {} "), SC("\t[\n]\r"), SC("{} x"), SC("{}{}"),
+    SC("[] []"), SC("3"), SC(" 3 "), SC("\"s\""), SC("true"), SC("false"), SC("null"),
+    SC("nul"), SC("nulll"), SC("True"), SC("tru e"), SC("-"), SC("{"), SC("["), SC("]"),
+    SC("}"), SC("{]"), SC("[}"), SC("[1,]"), SC("[,1]"), SC("[1 2]"), SC("{\"a\"}"),
+    SC("{\"a\":}"), SC("{\"a\":1,}"), SC("{,}"), SC("{\"a\" 1}"), SC("{1:2}"), SC("{a:1}"),
+    SC("\xef\xbb\xbf{}"), SC("[1]\n"), SC("[1]\f"), SC("[1]\v"), SC("{}\x00"),
+    /* the NUL byte after a number or a literal */
+    SC("[1\x00]"), SC("[1\x00\x00]"), SC("[1 \x00]"), SC("[true\x00]"), SC("[null\x00,1]"),
+    SC("[\"a\"\x00]"), SC("[\x00" "1]"), SC("1\x00"), SC("1\x00 "), SC("true\x00"),
+    SC("[1.5\x00]"), SC("[1e3\x00]"), SC("{\"a\":1\x00}"), SC("{\"a\"\x00:1}"), SC("[[]\x00]"),
+    SC("[-\x00" "1]"), SC("[1.\x00" "5]"),
+    /* numbers */
+    SC("[0]"), SC("[-0]"), SC("[00]"), SC("[01]"), SC("[-01]"), SC("[1.]"), SC("[.1]"),
+    SC("[1.e1]"), SC("[1e]"), SC("[1e+]"), SC("[1E-2]"), SC("[1e+2]"), SC("[+1]"), SC("[--1]"),
+    SC("[0x10]"), SC("[1.5.3]"), SC("[1e5e5]"), SC("[Infinity]"), SC("[NaN]"), SC("[-Infinity]"),
+    SC("[9223372036854775807]"), SC("[9223372036854775808]"), SC("[-9223372036854775808]"),
+    SC("[-9223372036854775809]"), SC("[99999999999999999999]"), SC("[18446744073709551616]"),
+    SC("[1e308]"), SC("[1e309]"), SC("[-1e309]"), SC("[1.7976931348623157e308]"),
+    SC("[1.7976931348623159e308]"), SC("[1e-400]"), SC("[-1e-400]"), SC("[4.9e-324]"),
+    SC("[0.0000000000000000000000000000001]"), SC("[123456789012345678901234567890.5]"),
+    SC("[1e0000000000000000000000001]"), SC("[0e0]"), SC("[-0.0e-0]"), SC("[1E400]"),
+    SC("[12a]"), SC("[1true]"), SC("[true1]"), SC("[1\"a\"]"), SC("9223372036854775808"),
+    /* strings */
+    SC("[\"\"]"), SC("[\"a\\\"b\"]"), SC("[\"\\\\\"]"), SC("[\"\\/\"]"), SC("[\"\\b\\f\\n\\r\\t\"]"),
+    SC("[\"\\a\"]"), SC("[\"\\x41\"]"), SC("[\"\\'\"]"), SC("[\"\\u0041\"]"), SC("[\"\\u00e9\"]"),
+    SC("[\"\\u20AC\"]"), SC("[\"\\uFFFF\"]"), SC("[\"\\u0000\"]"), SC("[\"a\\u0000b\"]"),
+    SC("[\"\\u004\"]"), SC("[\"\\u00G1\"]"), SC("[\"\\u\"]"), SC("[\"\\"), SC("[\"\\u00"),
+    SC("[\"\\ud83d\\ude00\"]"), SC("[\"\\uD83D\\uDE00\"]"), SC("[\"\\ud83d\"]"),
+    SC("[\"\\ud83dx\"]"), SC("[\"\\ud83d\\n\"]"), SC("[\"\\ud83d\\u0041\"]"),
+    SC("[\"\\ud83d\\ud83d\"]"), SC("[\"\\ude00\"]"), SC("[\"\\ude00\\ud83d\"]"),
+    SC("[\"\\udbff\\udfff\"]"), SC("[\"\\ud800\\udc00\"]"), SC("[\"\\ud83d\\ude0\"]"),
+    SC("[\"\\ud83d\\u\"]"), SC("[\"\\ud83d\\"), SC("[\"a"), SC("[\"a\\\"]"),
+    SC("[\"\x01\"]"), SC("[\"\x1f\"]"), SC("[\"\x7f\"]"), SC("[\"\t\"]"), SC("[\"\n\"]"),
+    SC("[\"\x00\"]"), SC("[\"a\x00" "b\"]"),
+    /* UTF-8 */
+    SC("[\"\xc3\xa9\"]"), SC("[\"\xc3\"]"), SC("[\"\xc3\""), SC("[\"\xc0\xaf\"]"),
+    SC("[\"\xc1\xbf\"]"), SC("[\"\xc2\x80\"]"), SC("[\"\xdf\xbf\"]"), SC("[\"\x80\"]"),
+    SC("[\"\xbf\"]"), SC("[\"\xe0\x80\x80\"]"), SC("[\"\xe0\x9f\xbf\"]"), SC("[\"\xe0\xa0\x80\"]"),
+    SC("[\"\xed\x9f\xbf\"]"), SC("[\"\xed\xa0\x80\"]"), SC("[\"\xed\xbf\xbf\"]"),
+    SC("[\"\xee\x80\x80\"]"), SC("[\"\xef\xbf\xbf\"]"), SC("[\"\xe2\x82\"]"),
+    SC("[\"\xf0\x8f\xbf\xbf\"]"), SC("[\"\xf0\x90\x80\x80\"]"), SC("[\"\xf4\x8f\xbf\xbf\"]"),
+    SC("[\"\xf4\x90\x80\x80\"]"), SC("[\"\xf5\x80\x80\x80\"]"), SC("[\"\xf8\x88\x80\x80\x80\"]"),
+    SC("[\"\xff\"]"), SC("[\"\xfe\"]"), SC("[\"\xf0\x9f\x98\"]"), SC("[\xc3\xa9]"),
+    SC("[1\xc3\xa9]"), SC("{\"\xc3\xa9\":1}"), SC("{\"\xc3\":1}"),
+    /* keys: repeated, decoded before they are compared, at any depth */
+    SC("{\"a\":1,\"a\":2}"), SC("{\"a\":1,\"b\":2}"), SC("{\"a\":1,\"\\u0061\":2}"),
+    SC("{\"\\u0061\":1,\"a\":2}"), SC("{\"\\u0061\":1,\"\\u0061\":2}"), SC("{\"a\":{\"b\":1,\"b\":1}}"),
+    SC("[{\"a\":1},{\"a\":1}]"), SC("{\"a\":{\"a\":1}}"), SC("{\"\":1,\"\":2}"), SC("{\"\":1}"),
+    SC("{\"a\\u0000\":1}"), SC("{\"\\u0000\":1}"), SC("{\"ab\":1,\"a\":2,\"b\":3}"),
+    SC("{\"\\/\":1,\"/\":2}"), SC("{\"\\ud83d\\ude00\":1,\"\xf0\x9f\x98\x80\":2}"),
+    SC("{\"\\u00e9\":1,\"\xc3\xa9\":2}"), SC("{\"\\u00E9\":1,\"\\u00e9\":2}"),
+    SC("{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9,\"j\":10,"
+       "\"k\":11,\"l\":12,\"m\":13,\"n\":14,\"o\":15,\"p\":16,\"q\":17,\"r\":18,\"a\":19}"),
+    SC("{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9,\"j\":10,"
+       "\"k\":11,\"l\":12,\"m\":13,\"n\":14,\"o\":15,\"p\":16,\"q\":17,\"r\":18,\"s\":19}"),
+    SC("{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9,\"j\":10,"
+       "\"k\":11,\"l\":12,\"m\":13,\"n\":14,\"o\":15,\"p\":16,\"q\":17,\"r\":18,\"\\u0072\":19}"),
+    /* messages */
+    SC("{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"config\",\"key\":\"k\",\"value\":{\"x\":[1,2.5,"
+       "\"s\",true,false,null,{}]}}"),
+    SC("[{\"op\":\"flush\",\"tenant\":\"a\"},{\"op\":\"flush\",\"tenant\":\"a\"}]"),
+};
+
+START_TEST(test_scan_matches_jansson)
+{
+    const struct scan_case *c = &scan_cases[_i];
+    ck_assert_msg(jscan_agrees(c->text, c->len, false), "case %d (%s): jscan and jansson disagree",
+                  _i, c->text);
+    ck_assert_msg(jscan_agrees(c->text, c->len, true),
+                  "case %d (%s), any value: jscan and jansson disagree", _i, c->text);
+}
+END_TEST
+
+/* Arrays nested `depth` deep around an inner text. */
+static char *nested(size_t depth, const char *inner)
+{
+    size_t inner_len = strlen(inner);
+    char *text = malloc(2 * depth + inner_len + 1);
+    memset(text, '[', depth);
+    memcpy(text + depth, inner, inner_len);
+    memset(text + depth + inner_len, ']', depth);
+    text[2 * depth + inner_len] = '\0';
+    return text;
+}
+
+/* The depth limit falls where jansson's does, for containers and scalars. */
+START_TEST(test_scan_depth_matches_jansson)
+{
+    static const char *const inners[] = {"", "1", "{}", "{\"a\":1}", "\"s\"", "[]"};
+    for (size_t depth = JSCAN_MAX_DEPTH - 3; depth <= JSCAN_MAX_DEPTH + 2; depth++) {
+        for (size_t k = 0; k < UTIL_ARRAY_LEN(inners); k++) {
+            char *text = nested(depth, inners[k]);
+            ck_assert_msg(jscan_agrees(text, strlen(text), false), "depth %zu around '%s'",
+                          depth, inners[k]);
+            free(text);
+        }
+    }
+    /* and an object at the limit */
+    char *text = nested(JSCAN_MAX_DEPTH - 1, "{\"a\":[]}");
+    ck_assert(jscan_agrees(text, strlen(text), false));
+    free(text);
+}
+END_TEST
+
+/* Every escape of every code point's class, and every two-byte string. */
+START_TEST(test_scan_strings_match_jansson)
+{
+    char text[32];
+    for (unsigned code = 0; code <= 0xFFFF; code += (code < 0x100 || (code >= 0xD700 && code < 0xE100)) ? 1 : 61) {
+        int n = snprintf(text, sizeof(text), "[\"\\u%04x\\udc00\"]", code);
+        ck_assert_msg(jscan_agrees(text, (size_t)n, false), "%s", text);
+        n = snprintf(text, sizeof(text), "{\"\\u%04X\":1}", code);
+        ck_assert_msg(jscan_agrees(text, (size_t)n, false), "%s", text);
+    }
+    for (unsigned a = 0; a < 256; a++) {
+        for (unsigned b = 0; b < 256; b += (a >= 0x80 ? 1 : 17)) {
+            char s[] = {'[', '"', (char)a, (char)b, '"', ']'};
+            ck_assert_msg(jscan_agrees(s, sizeof(s), false), "bytes %02x %02x", a, b);
+            char t[] = {'[', '1', (char)a, (char)b, ']'};
+            ck_assert_msg(jscan_agrees(t, sizeof(t), false), "after a number: %02x %02x", a, b);
+        }
+    }
+}
+END_TEST
+
+/* An object of `count` keys "k0".."k<count-1>", then `extra` (a member text
+ * or ""), then `tail` closing the text. */
+static char *large_object(size_t count, const char *extra, const char *tail)
+{
+    size_t size = count * 24 + strlen(extra) + strlen(tail) + 4;
+    char *text = malloc(size);
+    size_t n = (size_t)snprintf(text, size, "{");
+    for (size_t i = 0; i < count; i++)
+        n += (size_t)snprintf(text + n, size - n, "%s\"k%zu\":%zu", i ? "," : "", i, i);
+    snprintf(text + n, size - n, "%s%s", extra, tail);
+    return text;
+}
+
+/* Large objects (their repeated keys are found by sorting): the same verdict
+ * as jansson's, whether the repeat is written plainly or with escapes. */
+START_TEST(test_scan_large_objects_match_jansson)
+{
+    static const struct {
+        const char *extra;
+        bool accepted;
+    } cases[] = {
+        {"", true},
+        {",\"k0\":1", false},
+        {",\"k4999\":1", false},
+        {",\"k2500\":[]", false},
+        {",\"\\u006b7\":1", false},   /* "k7" written with an escape */
+        {",\"k\\u0037\":1", false},
+        {",\"k\\u00377\":1", false},  /* "k77" */
+        {",\"k5000\":1", true},
+        {",\"k\\u00e9\":1", true},
+        {",\"\":1,\"\\/\":2", true},
+        {",\"\":1,\"\":2", false},
+        {",\"\\/\":1,\"/\":2", false},
+        {",\"\\ud83d\\ude00\":1,\"\xf0\x9f\x98\x80\":2", false},
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+        char *text = large_object(5000, cases[i].extra, "}");
+        ck_assert_msg(jscan_agrees(text, strlen(text), false), "case %zu", i);
+        json_t *parsed = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+        ck_assert_msg((parsed != NULL) == cases[i].accepted, "case %zu: jansson %s it", i,
+                      parsed != NULL ? "accepts" : "refuses");
+        json_decref(parsed);
+        free(text);
+    }
+    /* inside a batch's value, refused with the reason */
+    char *value = large_object(100, ",\"k\\u0031\":0", "}");
+    size_t size = strlen(value) + 128;
+    char *message = malloc(size);
+    snprintf(message, size,
+             "{\"op\":\"set\",\"tenant\":\"a\",\"kind\":\"config\",\"key\":\"k\",\"value\":%s}", value);
+    parse_bad(message, "duplicate object key");
+    free(message);
+    free(value);
+}
+END_TEST
+
+/* For a payload message_parse() accepts, what it read is what jansson reads. */
+static void check_fields_as_jansson(const char *text, size_t len)
+{
+    struct message_batch b;
+    char error[ERROR_MAX];
+    if (message_parse(defaults, text, len, &b, error) != 0)
+        return;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+    ck_assert_ptr_nonnull(root);
+    for (size_t i = 0; i < b.count; i++) {
+        const struct message_operation *op = &b.operations[i];
+        json_t *obj = json_is_array(root) ? json_array_get(root, i) : root;
+        json_t *tenant = json_object_get(obj, "tenant"), *key = json_object_get(obj, "key");
+        json_t *src = json_object_get(obj, "src");
+        ck_assert(op->tenant == NULL ? tenant == NULL
+                                     : json_string_length(tenant) == op->tenant_len &&
+                                           memcmp(json_string_value(tenant), op->tenant,
+                                                  op->tenant_len) == 0);
+        ck_assert(op->key == NULL ? op->op == MESSAGE_FLUSH || op->op == MESSAGE_HEARTBEAT
+                                  : json_string_length(key) == op->key_len &&
+                                        memcmp(json_string_value(key), op->key, op->key_len) == 0);
+        ck_assert(op->src == NULL ? src == NULL : strcmp(json_string_value(src), op->src) == 0);
+        ck_assert(op->has_version == (json_object_get(obj, "version") != NULL));
+        if (op->has_version)
+            ck_assert_uint_eq(op->version, (uint64_t)json_integer_value(json_object_get(obj, "version")));
+        if (op->has_seq)
+            ck_assert_uint_eq(op->seq, (uint64_t)json_integer_value(json_object_get(obj, "seq")));
+        if (op->value.json != NULL) {
+            json_t *kept = json_loadb(op->value.json, op->value.json_len, JSON_DECODE_ANY, NULL);
+            ck_assert(kept != NULL && json_equal(kept, json_object_get(obj, "value")));
+            json_decref(kept);
+        }
+    }
+    json_decref(root);
+    message_batch_free(&b);
+}
+
+/* The fuzz corpus, each file cut short at every length and with each byte
+ * replaced by a few that matter to the grammar. */
+START_TEST(test_scan_corpus_matches_jansson)
+{
+    static const char replacements[] = {'\0', ' ', '"', '\\', ',', ':', '{', '}', '[', ']', '0',
+                                        '-', 'e', '.', 'u', (char)0x80, (char)0xc3, (char)0xff};
+    const char *dir_path = "tests/fuzz/corpus/message";
+    DIR *dir = opendir(dir_path);
+    ck_assert_msg(dir != NULL, "%s: run from the source tree", dir_path);
+    struct dirent *entry;
+    size_t files = 0;
+    while ((entry = readdir(dir)) != NULL) {
+        if (entry->d_name[0] == '.')
+            continue;
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", dir_path, entry->d_name);
+        FILE *f = fopen(path, "rb");
+        ck_assert_ptr_nonnull(f);
+        char text[4096];
+        size_t len = fread(text, 1, sizeof(text), f);
+        fclose(f);
+        files++;
+        for (size_t cut = 0; cut <= len; cut++) {
+            ck_assert_msg(jscan_agrees(text, cut, false), "%s cut at %zu", path, cut);
+            check_fields_as_jansson(text, cut);
+        }
+        for (size_t at = 0; at < len; at++) {
+            char saved = text[at];
+            for (size_t r = 0; r < sizeof(replacements); r++) {
+                text[at] = replacements[r];
+                ck_assert_msg(jscan_agrees(text, len, false), "%s with byte %zu = 0x%02x", path,
+                              at, (unsigned char)replacements[r]);
+                check_fields_as_jansson(text, len);
+            }
+            text[at] = saved;
+        }
+    }
+    closedir(dir);
+    ck_assert_uint_ge(files, 10);
+}
+END_TEST
+
 START_TEST(test_free_empty)
 {
     struct message_batch b = {NULL, 0};
@@ -871,6 +1148,11 @@ static Suite *message_suite(void)
     tcase_add_test(tc, test_batch_cap);
     tcase_add_test(tc, test_value_text_as_sent);
     tcase_add_test(tc, test_free_empty);
+    tcase_add_loop_test(tc, test_scan_matches_jansson, 0, (int)UTIL_ARRAY_LEN(scan_cases));
+    tcase_add_test(tc, test_scan_depth_matches_jansson);
+    tcase_add_test(tc, test_scan_strings_match_jansson);
+    tcase_add_test(tc, test_scan_large_objects_match_jansson);
+    tcase_add_test(tc, test_scan_corpus_matches_jansson);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -93,7 +93,7 @@ START_TEST(test_credit_rejected)
     prepare_bad(CONFIG_SHAPE_CREDIT, "{\"cost\": \"3\"}", "credit cost must be a finite number");
     prepare_bad(CONFIG_SHAPE_CREDIT, "{\"cost\": null}", "credit cost must be a finite number");
     prepare_bad(CONFIG_SHAPE_CREDIT, "{\"cost\": {}}", "credit cost must be a finite number");
-    /* jansson itself refuses a real that overflows a double */
+    /* the scan refuses a real that overflows a double, as jansson does */
     prepare_bad(CONFIG_SHAPE_CREDIT, "1e999", "invalid JSON");
 }
 END_TEST
@@ -397,19 +397,24 @@ START_TEST(test_compact_as_received)
 }
 END_TEST
 
-/* value_prepare() keeps the text it is given, not a rendering of the tree. */
+/* value_prepare() keeps the text of the node it is given, not a rendering:
+ * here a member's value inside a larger scanned text. */
 START_TEST(test_prepare_keeps_text)
 {
-    const char *text = "{ \"cost\" : 2.50 }";
-    json_t *parsed = json_loads(text, 0, NULL);
-    ck_assert_ptr_nonnull(parsed);
-    struct value_prepared v;
+    const char *text = "{\"x\": 1, \"v\": { \"cost\" : 2.50 } }";
+    struct jscan scan;
     char error[ERROR_MAX] = "";
-    ck_assert_int_eq(value_prepare(CONFIG_SHAPE_CREDIT, parsed, text, strlen(text), &v, error),
-                     0);
+    jscan_init(&scan, NULL, 0);
+    ck_assert_int_eq(jscan_parse(&scan, text, strlen(text), false, error), 0);
+    uint32_t node = jscan_member(&scan, 0, "v");
+    ck_assert_uint_ne(node, 0);
+    struct value_prepared v;
+    ck_assert_int_eq(value_prepare(CONFIG_SHAPE_CREDIT, &scan, node, &v, error), 0);
     ck_assert_str_eq(v.json, "{\"cost\":2.50}");
+    ck_assert_uint_eq(v.derived_len, 3);
+    ck_assert_int_eq(memcmp(v.derived, "2.5", 3), 0);
     value_clear(&v);
-    json_decref(parsed);
+    jscan_free(&scan);
 }
 END_TEST
 
@@ -438,7 +443,7 @@ START_TEST(test_prepare_null_value)
 {
     struct value_prepared v;
     char error[ERROR_MAX];
-    ck_assert_int_eq(value_prepare(CONFIG_SHAPE_ANY, NULL, "", 0, &v, error), -1);
+    ck_assert_int_eq(value_prepare_text(CONFIG_SHAPE_ANY, "", 0, &v, error), -1);
     ck_assert_ptr_null(v.json);
     /* value_clear() on a cleared value is harmless */
     value_clear(&v);
