@@ -215,6 +215,11 @@ static const char *json_of_len(char *buf, size_t len, char fill)
     return buf;
 }
 
+/* Nothing cached, and nothing accounted but the cache's own tables. A
+ * shard whose last tenant leaves makes its bucket table again at its first
+ * size, and glibc may give the new one a chunk 16 bytes larger than the
+ * first (a free chunk too small to split): the accounting follows what
+ * glibc really holds, so allow that much for each shard. */
 static void assert_empty(struct cache *cache, const struct cache_stats *baseline)
 {
     struct cache_stats s = stats_of(cache);
@@ -222,7 +227,8 @@ static void assert_empty(struct cache *cache, const struct cache_stats *baseline
     ck_assert_uint_eq(s.tenants, 0);
     ck_assert_uint_eq(s.critical_bytes, 0);
     ck_assert_uint_eq(s.reference_bytes, 0);
-    ck_assert_uint_eq(s.bytes, baseline->bytes);
+    ck_assert_uint_ge(s.bytes, baseline->bytes);
+    ck_assert_uint_le(s.bytes, baseline->bytes + 16 * cache_shard_count(cache));
 }
 
 /* Totals over cache_foreach_tenant, checked against cache_get_stats. */
