@@ -10,8 +10,9 @@
  * free list. Objects are carved from a slab in order, so the part of a slab
  * never used is never touched and costs no memory. A slab that becomes
  * empty is given back (its pages returned to the system with madvise, the
- * slab kept for any class) unless it is its class's only one, so memory
- * goes back after a flush or an eviction. Slabs come from 1 MiB chunks,
+ * slab kept for any class) unless it is its class's only one or one of
+ * the SLAB_KEPT_EMPTY empty slabs the pool keeps warm for a stream of
+ * replacements, so memory goes back after a flush or an eviction. Slabs come from 1 MiB chunks,
  * freed with the pool. Larger objects (above SLAB_OBJECT_MAX) are plain
  * malloc blocks.
  *
@@ -52,6 +53,9 @@
 #ifndef SLAB_PASS_THROUGH
 #define SLAB_PASS_THROUGH 0
 #endif
+
+/* Empty slabs a pool keeps with their pages, beyond each class's last. */
+#define SLAB_KEPT_EMPTY 16
 
 /* The largest object carved from slabs; larger ones are malloc blocks. */
 #define SLAB_OBJECT_MAX 2048

@@ -55,6 +55,7 @@ struct slab {
     uint32_t carved;            /* objects ever carved from the tail */
     uint32_t class_index;
     uint32_t ref_base;          /* reference of the slab's first byte */
+    uint32_t kept;              /* 1: empty, kept warm (pool->kept_empty) */
 };
 
 /* Objects start here, aligned. */
@@ -77,6 +78,8 @@ struct slab_pool {
     uint32_t large_free_count;
     uint32_t large_free_capacity;
     uint32_t large_next;
+    /* Empty slabs kept with their pages (slab_free()), at most SLAB_KEPT_EMPTY. */
+    uint32_t kept_empty;
     /* Slabs of no class: never used, or given back (their pages dropped). */
     struct slab **spare;
     uint32_t spare_count;
@@ -298,6 +301,10 @@ void *slab_alloc(struct slab_pool *pool, size_t size, uint32_t *ref)
         slab->carved++;
         pool->carved_bytes += class_size(class_index);
     }
+    if (slab->kept) {
+        slab->kept = 0;
+        pool->kept_empty--;
+    }
     slab->live++;
     if (slab->free == NULL && slab->carved == capacity_of(class_index))
         open_remove(class, slab);
@@ -340,8 +347,18 @@ void slab_free(struct slab_pool *pool, uint32_t ref, size_t size)
     slab->live--;
     if (was_full)
         open_push(class, slab);
-    if (slab->live == 0 && class->slabs > 1)
-        slab_release(pool, slab);
+    /* A class keeps its last slab. Other empty slabs keep their pages while
+     * there are few of them: a stream of replacements empties a slab and
+     * needs a new one a moment later, and giving the pages back and
+     * faulting them in again each time cost more than the copying. */
+    if (slab->live == 0 && class->slabs > 1) {
+        if (pool->kept_empty < SLAB_KEPT_EMPTY) {
+            slab->kept = 1;
+            pool->kept_empty++;
+        } else {
+            slab_release(pool, slab);
+        }
+    }
 }
 
 void slab_get_stats(const struct slab_pool *pool, struct slab_stats *out)

@@ -134,23 +134,23 @@ START_TEST(test_free_list_reuse)
 }
 END_TEST
 
-/* Emptied slabs go back, but for the class's last one; objects left
- * undone die with the pool. */
+/* Emptied slabs go back, but for the class's last one and SLAB_KEPT_EMPTY
+ * kept warm; objects left undone die with the pool. */
 START_TEST(test_empty_slabs_given_back)
 {
     struct slab_pool *pool = slab_pool_create();
-    enum { MAX = 20000 };
+    enum { MAX = 60000, FILLED = SLAB_KEPT_EMPTY + 4 };
     static uint32_t objects[MAX];
     unsigned count = 0;
-    /* Fill three slabs of the 40-byte class, and one object more. */
-    while (count < MAX && (SLAB_PASS_THROUGH ? count < 3000 : stats_of(pool).slabs < 4))
+    /* Fill FILLED - 1 slabs of the 40-byte class, and one object more. */
+    while (count < MAX && (SLAB_PASS_THROUGH ? count < 3000 : stats_of(pool).slabs < FILLED))
         slab_alloc(pool, 40, &objects[count++]);
     ck_assert_uint_lt(count, MAX);
     if (SLAB_PASS_THROUGH) {
         ck_assert_uint_eq(stats_of(pool).slabs, 0);
     } else {
-        unsigned per_slab = (count - 1) / 3;
-        ck_assert_uint_eq(per_slab * 3 + 1, count);
+        unsigned per_slab = (count - 1) / (FILLED - 1);
+        ck_assert_uint_eq(per_slab * (FILLED - 1) + 1, count);
         /* 64 KiB slabs: at least 1,500 objects of 40 bytes each. */
         ck_assert_uint_ge(per_slab, 1500);
     }
@@ -158,11 +158,23 @@ START_TEST(test_empty_slabs_given_back)
         slab_free(pool, objects[i], 40);
     struct slab_stats s = stats_of(pool);
     ck_assert_uint_eq(s.objects, 0);
-    ck_assert_uint_eq(s.slabs, SLAB_PASS_THROUGH ? 0 : 1);
-    /* Filling again reuses the slabs given back. */
+    /* The first SLAB_KEPT_EMPTY emptied are kept; the rest go back, the last
+     * one too, since the class still has slabs (the kept ones). */
+    ck_assert_uint_eq(s.slabs, SLAB_PASS_THROUGH ? 0 : SLAB_KEPT_EMPTY);
+    /* Filling again reuses the slabs kept and given back. */
     for (unsigned i = 0; i < count; i++)
         slab_alloc(pool, 40, &objects[i]);
-    ck_assert_uint_eq(stats_of(pool).slabs, SLAB_PASS_THROUGH ? 0 : 4);
+    ck_assert_uint_eq(stats_of(pool).slabs, SLAB_PASS_THROUGH ? 0 : FILLED);
+    /* A stream of replacements (a new object, then the old one freed) keeps
+     * the number of slabs steady. */
+    for (unsigned round = 0; round < 3; round++) {
+        for (unsigned i = 0; i < count; i++) {
+            uint32_t old = objects[i];
+            slab_alloc(pool, 40, &objects[i]);
+            slab_free(pool, old, 40);
+        }
+        ck_assert_uint_le(stats_of(pool).slabs, SLAB_PASS_THROUGH ? 0 : FILLED + 1);
+    }
     for (unsigned i = 0; i < count / 2; i++)
         slab_free(pool, objects[i], 40);
     ck_assert_uint_eq(stats_of(pool).objects, count - count / 2);
