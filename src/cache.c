@@ -1256,12 +1256,11 @@ static void notify_change(const struct cache *cache, const struct cache_tenant *
                      entry_key_ptr(entry), entry_key_len(entry));
 }
 
-/* Links a new entry into its tenant at free slot i (from table_find(),
- * after any table_grow()); the shard is write-locked. */
-static void entry_link(struct cache *cache, struct cache_tenant *tenant, uint32_t i,
-                       uint32_t ref, struct cache_entry *entry, uint32_t hash)
+/* Counts an entry in its tenant, whose table now holds it (reference
+ * `ref`): sizes, tier, the secondary index; tells the change hook. */
+static void tenant_gain(struct cache *cache, struct cache_tenant *tenant, uint32_t ref,
+                        struct cache_entry *entry)
 {
-    table_put(tenant, i, ref, hash);
     tenant->entry_count++;
     int64_t bytes = entry_bytes(entry);
     struct kind_usage *usage = tenant_kind(cache, tenant, entry->kind);
@@ -1282,15 +1281,11 @@ static void entry_link(struct cache *cache, struct cache_tenant *tenant, uint32_
     notify_change(cache, tenant, entry);
 }
 
-/* Takes the entry in slot i out of its tenant, with everything counted for
- * it, and returns its reference; the shard is write-locked. Entries after
- * slot i may move back into it (table_take()). */
-static uint32_t entry_detach(struct cache *cache, struct cache_tenant *tenant, uint32_t i)
+/* Undoes tenant_gain() for an entry leaving its tenant's table. */
+static void tenant_lose(struct cache *cache, struct cache_tenant *tenant, uint32_t ref,
+                        struct cache_entry *entry)
 {
-    uint32_t ref = tenant->slots[i];
-    struct cache_entry *entry = entry_at(cache, ref);
     notify_change(cache, tenant, entry);
-    table_take(cache, tenant, i);
     tenant->entry_count--;
     int64_t bytes = entry_bytes(entry);
     struct kind_usage *usage = tenant_kind(cache, tenant, entry->kind);
@@ -1308,7 +1303,41 @@ static uint32_t entry_detach(struct cache *cache, struct cache_tenant *tenant, u
     }
     if (entry_state(entry) == CACHE_ENTRY_VALUE && entry_indexed(entry))
         index_remove(cache, tenant, ref, entry);
+}
+
+/* Links a new entry into its tenant at free slot i (from table_find(),
+ * after any table_grow()); the shard is write-locked. */
+static void entry_link(struct cache *cache, struct cache_tenant *tenant, uint32_t i,
+                       uint32_t ref, struct cache_entry *entry, uint32_t hash)
+{
+    table_put(tenant, i, ref, hash);
+    tenant_gain(cache, tenant, ref, entry);
+}
+
+/* Takes the entry in slot i out of its tenant, with everything counted for
+ * it, and returns its reference; the shard is write-locked. Entries after
+ * slot i may move back into it (table_take()). */
+static uint32_t entry_detach(struct cache *cache, struct cache_tenant *tenant, uint32_t i)
+{
+    uint32_t ref = tenant->slots[i];
+    struct cache_entry *entry = entry_at(cache, ref);
+    table_take(cache, tenant, i);
+    tenant_lose(cache, tenant, ref, entry);
     return ref;
+}
+
+/* Puts a new entry for the same key (so the same hash and tag) in place of
+ * the one in slot i, and frees that one; the shard is write-locked. No
+ * other entry moves, as they would if the old one were taken out first. */
+static void entry_replace(struct cache *cache, struct cache_tenant *tenant, uint32_t i,
+                          uint32_t ref, struct cache_entry *entry)
+{
+    uint32_t old_ref = tenant->slots[i];
+    struct cache_entry *old = entry_at(cache, old_ref);
+    tenant_lose(cache, tenant, old_ref, old);
+    tenant->slots[i] = ref;
+    tenant_gain(cache, tenant, ref, entry);
+    entry_free(cache, old_ref, old);
 }
 
 /* Unlinks and frees the entry in slot i. The shard is write-locked, and
@@ -1732,12 +1761,15 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
     if (tenant == NULL)
         tenant = tenant_create(cache, shard, tenant_hash, key->tenant, key->tenant_len);
     uint32_t slot = table_find(cache, tenant, hash, key->kind, key->key, key->key_len);
-    if (slot_entry(cache, tenant, slot) != NULL)
-        entry_unlink(cache, tenant, slot);
-    if (table_full(tenant))
-        table_grow(cache, tenant);
-    entry_link(cache, tenant, table_find(cache, tenant, hash, key->kind, key->key, key->key_len),
-               ref, entry, hash);
+    if (tenant->slots[slot] != 0) {
+        entry_replace(cache, tenant, slot, ref, entry);
+    } else {
+        if (table_full(tenant)) {
+            table_grow(cache, tenant);
+            slot = table_find(cache, tenant, hash, key->kind, key->key, key->key_len);
+        }
+        entry_link(cache, tenant, slot, ref, entry, hash);
+    }
     pthread_rwlock_unlock(&shard->lock);
 
     /* The costs above are upper bounds; should one ever fall short, settle
