@@ -14,6 +14,12 @@
 bool perm_match(const char *pattern, size_t pattern_len, const char *permission,
                 size_t permission_len);
 
+/* The same for a permission that perm_valid() accepted (undefined
+ * otherwise): only the pattern is walked, so a command that checks its
+ * permission once can match it against many patterns. */
+bool perm_match_valid(const char *pattern, size_t pattern_len, const char *permission,
+                      size_t permission_len);
+
 /* True if text is a well-formed permission or pattern: non-empty segments of
  * printable non-space ASCII other than '.', separated by single dots. */
 bool perm_valid(const char *text, size_t len);

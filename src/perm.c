@@ -1,81 +1,82 @@
 /* perm.c - permission patterns (docs/reference.md §2): validation and matching.
  *
- * Both walk the text once, segment by segment, and never allocate: CAN checks
- * every pattern of every role of a user on each query. */
+ * Both walk the text once and never allocate: CAN checks every pattern of
+ * every role of a user on each query. CAN validates its permission once and
+ * then matches it with perm_match_valid(), which walks each pattern alone. */
 #include "perm.h"
 
 #include <string.h>
 
-/* A segment byte: printable ASCII without space, and not the separator. */
-static bool segment_byte(unsigned char c)
-{
-    return c >= 0x21 && c <= 0x7e && c != '.';
-}
-
-/* Returns the end of the segment starting at s (the next '.' or end), or NULL
- * if the segment is empty or holds a byte that no segment may hold. */
-static const char *segment_end(const char *s, const char *end)
-{
-    const char *p = s;
-    while (p < end && *p != '.') {
-        if (!segment_byte((unsigned char)*p))
-            return NULL;
-        p++;
-    }
-    return p == s ? NULL : p;
-}
-
-/* True if s[0..end) is one or more well-formed segments. */
-static bool segments_valid(const char *s, const char *end)
-{
-    for (;;) {
-        const char *seg = segment_end(s, end);
-        if (seg == NULL)
-            return false;
-        if (seg == end)
-            return true;
-        s = seg + 1; /* past the dot; a trailing dot leaves an empty segment */
-    }
-}
-
 bool perm_valid(const char *text, size_t len)
 {
-    return text != NULL && len > 0 && segments_valid(text, text + len);
+    if (text == NULL || len == 0)
+        return false;
+    /* Segments of printable ASCII without space, separated by single dots:
+     * a dot may neither start, end nor follow a dot. */
+    bool segment_empty = true;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '.') {
+            if (segment_empty)
+                return false;
+            segment_empty = true;
+        } else if (c >= 0x21 && c <= 0x7e) {
+            segment_empty = false;
+        } else {
+            return false;
+        }
+    }
+    return !segment_empty;
 }
 
-/* The walk also checks the permission's bytes, so that a pattern never grants
- * a malformed permission ("crm.*" does not grant "crm..x" or "crm.a b"),
- * whatever the caller validated. */
+/* The permission is well formed, so every pattern byte compared equal to it
+ * is a segment byte: a malformed pattern (an empty segment, a space) can only
+ * fail to match, and nothing of the pattern needs checking beforehand. */
+bool perm_match_valid(const char *pattern, size_t pattern_len, const char *permission,
+                      size_t permission_len)
+{
+    if (pattern == NULL || pattern_len == 0)
+        return false;
+    const char *p = pattern, *p_end = pattern + pattern_len;
+    const char *s = permission, *s_end = permission + permission_len;
+    /* At the top of the loop p and s start a segment each; s < s_end, since
+     * a well-formed permission neither is empty nor ends with a dot. */
+    for (;;) {
+        if (p == p_end || *p == '.')
+            return false; /* an empty pattern segment */
+        if (*p == '*' && (p + 1 == p_end || p[1] == '.')) {
+            /* A trailing `*` takes all that is left: one or more segments. */
+            if (p + 1 == p_end)
+                return true;
+            /* Otherwise exactly one segment. */
+            const char *dot = memchr(s, '.', (size_t)(s_end - s));
+            if (dot == NULL)
+                return false;
+            p += 2;
+            s = dot + 1;
+            continue;
+        }
+        while (p < p_end && *p != '.') {
+            if (s == s_end || *s != *p)
+                return false;
+            p++;
+            s++;
+        }
+        /* The pattern's segment ended: the permission's must end with it. */
+        if (p == p_end)
+            return s == s_end;
+        if (s == s_end || *s != '.')
+            return false;
+        p++;
+        s++;
+    }
+}
+
 bool perm_match(const char *pattern, size_t pattern_len, const char *permission,
                 size_t permission_len)
 {
-    if (pattern == NULL || permission == NULL || pattern_len == 0 || permission_len == 0)
-        return false;
-
-    const char *p = pattern, *p_end = pattern + pattern_len;
-    const char *s = permission, *s_end = permission + permission_len;
-
-    for (;;) {
-        const char *p_seg = segment_end(p, p_end);
-        if (p_seg == NULL)
-            return false;
-        bool p_last = p_seg == p_end;
-        bool star = p_seg - p == 1 && *p == '*';
-
-        /* A trailing `*` takes all that is left: one or more segments. */
-        if (star && p_last)
-            return segments_valid(s, s_end);
-
-        const char *s_seg = segment_end(s, s_end);
-        if (s_seg == NULL)
-            return false;
-        if (!star && (s_seg - s != p_seg - p || memcmp(p, s, (size_t)(p_seg - p)) != 0))
-            return false;
-
-        bool s_last = s_seg == s_end;
-        if (p_last || s_last)
-            return p_last && s_last;
-        p = p_seg + 1;
-        s = s_seg + 1;
-    }
+    /* A pattern never grants a malformed permission ("crm.*" does not grant
+     * "crm..x" or "crm.a b"), whatever the caller validated. */
+    return perm_valid(permission, permission_len) &&
+           perm_match_valid(pattern, pattern_len, permission, permission_len);
 }

@@ -58,6 +58,11 @@ static const struct {
     {"crm.", "crm.", false},
     {".crm", ".crm", false},
     {"crm..*", "crm..a", false},
+    {"crm.", "crm.a", false},
+    {"*.", "a.b", false},
+    {"*..a", "b.a", false},
+    {"crm. a", "crm.a", false},
+    {"crm.*", "crm", false},
 };
 
 START_TEST(test_match_table)
@@ -66,6 +71,20 @@ START_TEST(test_match_table)
     const char *permission = match_cases[_i].permission;
     bool got = perm_match(pattern, strlen(pattern), permission, strlen(permission));
     ck_assert_msg(got == match_cases[_i].granted, "perm_match(\"%s\", \"%s\") = %d, want %d",
+                  pattern, permission, got, match_cases[_i].granted);
+}
+END_TEST
+
+/* perm_match_valid() answers as perm_match() for every well-formed
+ * permission of the table, walking the pattern alone. */
+START_TEST(test_match_valid_table)
+{
+    const char *pattern = match_cases[_i].pattern;
+    const char *permission = match_cases[_i].permission;
+    if (!perm_valid(permission, strlen(permission)))
+        return;
+    bool got = perm_match_valid(pattern, strlen(pattern), permission, strlen(permission));
+    ck_assert_msg(got == match_cases[_i].granted, "perm_match_valid(\"%s\", \"%s\") = %d, want %d",
                   pattern, permission, got, match_cases[_i].granted);
 }
 END_TEST
@@ -120,7 +139,12 @@ START_TEST(test_lengths)
     memcpy(pattern, "crm.*", 5);
     memcpy(permission, "crm.leads.create", 16);
     ck_assert(perm_match(pattern, 5, permission, 16));
+    ck_assert(perm_match_valid(pattern, 5, permission, 16));
     ck_assert(perm_valid(permission, 16));
+    memcpy(pattern, "*.lea", 5);
+    ck_assert(!perm_match_valid(pattern, 5, permission, 16));
+    ck_assert(!perm_match_valid(pattern, 5, permission, 3));
+    ck_assert(!perm_match_valid(pattern, 0, permission, 16));
     free(pattern);
     free(permission);
 }
@@ -131,6 +155,8 @@ static Suite *perm_suite(void)
     Suite *s = suite_create("perm");
     TCase *tc = tcase_create("core");
     tcase_add_loop_test(tc, test_match_table, 0,
+                        (int)(sizeof(match_cases) / sizeof(match_cases[0])));
+    tcase_add_loop_test(tc, test_match_valid_table, 0,
                         (int)(sizeof(match_cases) / sizeof(match_cases[0])));
     tcase_add_loop_test(tc, test_valid_table, 0,
                         (int)(sizeof(valid_cases) / sizeof(valid_cases[0])));
