@@ -360,7 +360,8 @@ static void command_status(struct command_call *call)
     cache_read_end(&reader);
 }
 
-/* True if any pattern of the role grants permission. */
+/* True if any pattern of the role grants permission, which
+ * permission_argument() accepted: each pattern is walked alone. */
 static bool role_grants(const struct blocked_item *role, const char *permission, size_t len)
 {
     struct value_strings patterns;
@@ -370,7 +371,7 @@ static bool role_grants(const struct blocked_item *role, const char *permission,
     const char *pattern;
     size_t pattern_len;
     while (value_strings_next(&patterns, &pattern, &pattern_len)) {
-        if (perm_match(pattern, pattern_len, permission, len))
+        if (perm_match_valid(pattern, pattern_len, permission, len))
             return true;
     }
     return false;
