@@ -731,9 +731,15 @@ const size_t commands_table_count = UTIL_ARRAY_LEN(commands_table);
 
 const struct command *commands_find(const char *name, size_t len)
 {
+    if (len == 0)
+        return NULL;
+    /* Every request looks its command up: a row whose first letter differs
+     * is passed without a full comparison. Names are upper-case letters. */
+    char first = (char)(name[0] & ~0x20);
     for (size_t i = 0; i < commands_table_count; i++) {
-        if (util_equal_nocase(name, len, commands_table[i].name))
-            return &commands_table[i];
+        const struct command *command = &commands_table[i];
+        if (command->name[0] == first && util_equal_nocase(name, len, command->name))
+            return command;
     }
     return NULL;
 }
