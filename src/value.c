@@ -76,8 +76,8 @@ struct reader {
     const unsigned char *end;
 };
 
-/* A varint of at most 5 bytes (a u32: every count and length). */
-static bool get_varint(struct reader *r, uint64_t *out)
+/* The longer varints of get_varint(). */
+static bool get_varint_long(struct reader *r, uint64_t *out)
 {
     uint64_t v = 0;
     for (unsigned shift = 0; shift < 35; shift += 7) {
@@ -91,6 +91,18 @@ static bool get_varint(struct reader *r, uint64_t *out)
         }
     }
     return false;
+}
+
+/* A varint of at most 5 bytes (a u32: every count and length). Most are one
+ * byte (counts, lengths, offsets into short texts), read here inline: CAN
+ * reads a dozen of them per query. */
+static inline bool get_varint(struct reader *r, uint64_t *out)
+{
+    if (r->cursor < r->end && *r->cursor < 0x80) {
+        *out = *r->cursor++;
+        return true;
+    }
+    return get_varint_long(r, out);
 }
 
 /* ---- compact JSON ----
@@ -509,8 +521,8 @@ void value_clear(struct value_prepared *value)
 
 /* Reads a string written by put_text_string(); false if it does not fit the
  * blob or the text. */
-static bool get_text_string(struct reader *r, const char *json, size_t json_len,
-                            const char **str, size_t *len)
+static inline bool get_text_string(struct reader *r, const char *json, size_t json_len,
+                                   const char **str, size_t *len)
 {
     uint64_t v, n;
     if (!get_varint(r, &v))
