@@ -78,6 +78,16 @@ int value_role_permissions(const char *json, size_t json_len, const void *derive
 int value_user(const char *json, size_t json_len, const void *derived, size_t derived_len,
                const char **status, size_t *status_len, struct value_strings *roles);
 
+/* The same two for a walk that may stop at its first match (CAN): the
+ * strings are not walked here but checked one by one as
+ * value_strings_next() reaches them, and the first that does not fit the
+ * text ends the walk (`remaining` is then only an upper bound). A blob cut
+ * short inside the strings is not refused here: the walk ends there. */
+int value_role_permissions_lazy(const char *json, size_t json_len, const void *derived,
+                                size_t derived_len, struct value_strings *out);
+int value_user_lazy(const char *json, size_t json_len, const void *derived, size_t derived_len,
+                    const char **status, size_t *status_len, struct value_strings *roles);
+
 /* hierarchy: the parent id (*has_parent false for a root). Cannot fail. */
 void value_hierarchy_parent(const void *derived, size_t derived_len, bool *has_parent,
                             const char **parent, size_t *parent_len);

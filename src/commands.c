@@ -361,12 +361,13 @@ static void command_status(struct command_call *call)
 }
 
 /* True if any pattern of the role grants permission, which
- * permission_argument() accepted: each pattern is walked alone. */
+ * permission_argument() accepted. The patterns are read only up to the
+ * first that grants, and each is walked alone. */
 static bool role_grants(const struct blocked_item *role, const char *permission, size_t len)
 {
     struct value_strings patterns;
-    if (value_role_permissions(role->json, role->json_len, role->derived, role->derived_len,
-                               &patterns) != 0)
+    if (value_role_permissions_lazy(role->json, role->json_len, role->derived, role->derived_len,
+                                    &patterns) != 0)
         return false;
     const char *pattern;
     size_t pattern_len;
@@ -402,8 +403,9 @@ static void command_can(struct command_call *call)
     const char *status;
     size_t status_len;
     struct value_strings roles;
-    if (!found || value_user(item.json, item.json_len, item.derived, item.derived_len, &status,
-                              &status_len, &roles) != 0) {
+    /* The roles are read only up to the first that grants. */
+    if (!found || value_user_lazy(item.json, item.json_len, item.derived, item.derived_len,
+                                  &status, &status_len, &roles) != 0) {
         cache_read_end(&reader);
         reply_nil(call->out);
         return;

@@ -544,17 +544,25 @@ static inline bool get_text_string(struct reader *r, const char *json, size_t js
 }
 
 /* Opens a sequence of strings (a count, then the strings) at r's cursor.
- * The strings are walked once here so that value_strings_next() can trust them. */
+ * walk: the strings are walked once here so that the count can be trusted
+ * and what follows them read; otherwise the sequence runs to the end of
+ * the blob and value_strings_next() checks each string as it reaches it. */
 static bool get_text_strings(struct reader *r, const char *json, size_t json_len,
-                             struct value_strings *out)
+                             struct value_strings *out, bool walk)
 {
     uint64_t count;
-    if (!get_varint(r, &count) || count > UINT32_MAX)
+    /* Each string takes one byte at least. */
+    if (!get_varint(r, &count) || count > UINT32_MAX || count > (uint64_t)(r->end - r->cursor))
         return false;
     out->json = json;
     out->json_len = json_len;
     out->cursor = r->cursor;
     out->remaining = (uint32_t)count;
+    if (!walk) {
+        out->end = r->end;
+        r->cursor = r->end;
+        return true;
+    }
     for (uint64_t i = 0; i < count; i++) {
         const char *s;
         size_t len;
@@ -592,11 +600,33 @@ int value_credit(const char *json, size_t json_len, const void *derived, size_t 
     return *text != NULL && *text_len > 0 ? 0 : -1;
 }
 
+static int role_permissions(const char *json, size_t json_len, const void *derived,
+                            size_t derived_len, struct value_strings *out, bool walk)
+{
+    struct reader r = {derived, (const unsigned char *)derived + derived_len};
+    if (derived == NULL || !get_text_strings(&r, json, json_len, out, walk) || r.cursor != r.end)
+        return -1;
+    return 0;
+}
+
 int value_role_permissions(const char *json, size_t json_len, const void *derived,
                            size_t derived_len, struct value_strings *out)
 {
+    return role_permissions(json, json_len, derived, derived_len, out, true);
+}
+
+int value_role_permissions_lazy(const char *json, size_t json_len, const void *derived,
+                                size_t derived_len, struct value_strings *out)
+{
+    return role_permissions(json, json_len, derived, derived_len, out, false);
+}
+
+static int user(const char *json, size_t json_len, const void *derived, size_t derived_len,
+                const char **status, size_t *status_len, struct value_strings *roles, bool walk)
+{
     struct reader r = {derived, (const unsigned char *)derived + derived_len};
-    if (derived == NULL || !get_text_strings(&r, json, json_len, out) || r.cursor != r.end)
+    if (derived == NULL || !get_text_string(&r, json, json_len, status, status_len) ||
+        !get_text_strings(&r, json, json_len, roles, walk) || r.cursor != r.end)
         return -1;
     return 0;
 }
@@ -604,11 +634,13 @@ int value_role_permissions(const char *json, size_t json_len, const void *derive
 int value_user(const char *json, size_t json_len, const void *derived, size_t derived_len,
                const char **status, size_t *status_len, struct value_strings *roles)
 {
-    struct reader r = {derived, (const unsigned char *)derived + derived_len};
-    if (derived == NULL || !get_text_string(&r, json, json_len, status, status_len) ||
-        !get_text_strings(&r, json, json_len, roles) || r.cursor != r.end)
-        return -1;
-    return 0;
+    return user(json, json_len, derived, derived_len, status, status_len, roles, true);
+}
+
+int value_user_lazy(const char *json, size_t json_len, const void *derived, size_t derived_len,
+                    const char **status, size_t *status_len, struct value_strings *roles)
+{
+    return user(json, json_len, derived, derived_len, status, status_len, roles, false);
 }
 
 void value_hierarchy_parent(const void *derived, size_t derived_len, bool *has_parent,

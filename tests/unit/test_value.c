@@ -120,6 +120,11 @@ static void assert_role(const char *json, const char *want)
                      0);
     join_strings(&perms, joined, sizeof(joined));
     ck_assert_str_eq(joined, want);
+    /* the walk that may stop early reads the same patterns */
+    ck_assert_int_eq(
+        value_role_permissions_lazy(v.json, v.json_len, v.derived, v.derived_len, &perms), 0);
+    join_strings(&perms, joined, sizeof(joined));
+    ck_assert_str_eq(joined, want);
     value_clear(&v);
 }
 
@@ -165,6 +170,12 @@ static void assert_user(const char *json, const char *status, const char *roles)
     char joined[256];
     prepare_ok(CONFIG_SHAPE_USER, json, &v);
     ck_assert_int_eq(value_user(v.json, v.json_len, v.derived, v.derived_len, &s, &s_len, &r), 0);
+    ck_assert_msg(s_len == strlen(status) && memcmp(s, status, s_len) == 0, "%s: status", json);
+    join_strings(&r, joined, sizeof(joined));
+    ck_assert_str_eq(joined, roles);
+    s = NULL;
+    ck_assert_int_eq(
+        value_user_lazy(v.json, v.json_len, v.derived, v.derived_len, &s, &s_len, &r), 0);
     ck_assert_msg(s_len == strlen(status) && memcmp(s, status, s_len) == 0, "%s: status", json);
     join_strings(&r, joined, sizeof(joined));
     ck_assert_str_eq(joined, roles);
@@ -491,6 +502,65 @@ START_TEST(test_accessors_check_bounds)
 }
 END_TEST
 
+/* The lazy accessors check each string as the walk reaches it: a blob or a
+ * text cut short ends the walk at the string that no longer fits, and
+ * nothing is read past either; a blob too short for its count, or for the
+ * user's status, is refused at once. */
+START_TEST(test_lazy_accessors_check_bounds)
+{
+    struct value_prepared role, user;
+    prepare_ok(CONFIG_SHAPE_ROLE, "[\"a.b\", \"c\"]", &role);
+    prepare_ok(CONFIG_SHAPE_USER, "{\"status\": \"active\", \"roles\": [\"r1\", \"r2\"]}", &user);
+
+    const char *s;
+    size_t len;
+    struct value_strings strings;
+    char joined[64];
+
+    ck_assert_int_eq(value_role_permissions_lazy(role.json, role.json_len, NULL, 0, &strings), -1);
+    ck_assert_int_eq(value_user_lazy(user.json, user.json_len, NULL, 0, &s, &len, &strings), -1);
+    /* the count alone, or a count larger than the bytes that follow */
+    ck_assert_int_eq(value_role_permissions_lazy(role.json, role.json_len, role.derived, 1,
+                                                 &strings),
+                     -1);
+    unsigned char *blob = malloc(role.derived_len);
+    memcpy(blob, role.derived, role.derived_len);
+    blob[0] = (unsigned char)role.derived_len;
+    ck_assert_int_eq(value_role_permissions_lazy(role.json, role.json_len, blob,
+                                                 role.derived_len, &strings),
+                     -1);
+    free(blob);
+    /* a status that does not fit: refused */
+    ck_assert_int_eq(value_user_lazy(user.json, 12, user.derived, user.derived_len, &s, &len,
+                                     &strings),
+                     -1);
+
+    /* the last pattern cut off the blob: the walk ends before it */
+    ck_assert_int_eq(value_role_permissions_lazy(role.json, role.json_len, role.derived,
+                                                 role.derived_len - 1, &strings),
+                     0);
+    join_strings(&strings, joined, sizeof(joined));
+    ck_assert_str_eq(joined, "a.b");
+    /* the last pattern ends past a text cut short */
+    ck_assert_int_eq(value_role_permissions_lazy(role.json, role.json_len - 3, role.derived,
+                                                 role.derived_len, &strings),
+                     0);
+    join_strings(&strings, joined, sizeof(joined));
+    ck_assert_str_eq(joined, "a.b");
+    ck_assert(!value_strings_next(&strings, &s, &len));
+    /* the same for the roles of a user */
+    ck_assert_int_eq(value_user_lazy(user.json, user.json_len, user.derived,
+                                     user.derived_len - 1, &s, &len, &strings),
+                     0);
+    ck_assert_uint_eq(len, 6);
+    join_strings(&strings, joined, sizeof(joined));
+    ck_assert_str_eq(joined, "r1");
+
+    value_clear(&role);
+    value_clear(&user);
+}
+END_TEST
+
 /* Blobs are read byte by byte: a copy at an odd address reads the same. */
 START_TEST(test_accessors_unaligned)
 {
@@ -533,6 +603,7 @@ static Suite *value_suite(void)
     tcase_add_test(tc, test_credit_rejected);
     tcase_add_test(tc, test_role);
     tcase_add_test(tc, test_role_rejected);
+    tcase_add_test(tc, test_lazy_accessors_check_bounds);
     tcase_add_test(tc, test_user);
     tcase_add_test(tc, test_user_rejected);
     tcase_add_test(tc, test_derived_compact);
