@@ -232,6 +232,31 @@ START_TEST(test_can_with_a_missing_role)
 }
 END_TEST
 
+/* Every role of a user and every pattern of a role is read until one
+ * grants, written plainly or with escapes (then kept decoded in the blob). */
+START_TEST(test_can_reads_every_role_and_pattern)
+{
+    start(default_yaml);
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u4\","
+            "\"value\":{\"status\":\"active\",\"roles\":[\"viewer\",\"o\\\"ps\"]}}");
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"viewer\","
+            "\"value\":[\"*.read\",\"docs.*\"]}");
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"o\\\"ps\","
+            "\"value\":{\"permissions\":[\"hr.*.read\",\"ops.tickets.close\","
+            "\"fin.\\\"x\\\".*\"]}}");
+    EXPECT(":1\r\n", "CAN", "acme", "u4", "users.read");
+    EXPECT(":1\r\n", "CAN", "acme", "u4", "docs.a.b");
+    EXPECT(":1\r\n", "CAN", "acme", "u4", "ops.tickets.close");
+    EXPECT(":1\r\n", "CAN", "acme", "u4", "fin.\"x\".export");
+    EXPECT(":0\r\n", "CAN", "acme", "u4", "fin.x.export");
+    EXPECT(":0\r\n", "CAN", "acme", "u4", "ops.tickets");
+    EXPECT(":1\r\n", "CAN", "acme", "u4", "hr.staff.read");
+    EXPECT(":0\r\n", "CAN", "acme", "u4", "hr.staff.write");
+    EXPECT(":1\r\n", "ROLECAN", "acme", "o\"ps", "fin.\"x\".a.b");
+    EXPECT(":0\r\n", "ROLECAN", "acme", "o\"ps", "docs.a");
+}
+END_TEST
+
 START_TEST(test_hierarchy)
 {
     start(default_yaml);
@@ -392,6 +417,7 @@ static Suite *commands_suite(void)
     tcase_add_test(tc, test_credit_and_status);
     tcase_add_test(tc, test_can_and_rolecan);
     tcase_add_test(tc, test_can_with_a_missing_role);
+    tcase_add_test(tc, test_can_reads_every_role_and_pattern);
     tcase_add_test(tc, test_hierarchy);
     tcase_add_test(tc, test_a_deleted_entry_is_nil);
     tcase_add_test(tc, test_ping_quit);
