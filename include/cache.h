@@ -158,6 +158,11 @@ struct cache_reader {
     struct cache_tenant *tenant; /* NULL: the tenant has nothing cached */
     uint64_t now_ms;
     uint32_t stamp;              /* recency stamp for what this session reads */
+    /* Counted by cache_read_find() and added to the shared figures once, at
+     * cache_read_end(): a command that reads several entries (CAN) pays
+     * for the contended counters once. */
+    uint32_t hits;
+    uint32_t misses;
 };
 
 void cache_read_begin(struct cache *cache, const char *tenant, size_t tenant_len, uint64_t now_ms,
@@ -165,7 +170,8 @@ void cache_read_begin(struct cache *cache, const char *tenant, size_t tenant_len
 void cache_read_end(struct cache_reader *reader);
 
 /* The live (unexpired) entry for (kind, key), or NULL. Counts a hit or a miss
- * for the tenant and marks the entry recently used. */
+ * for the tenant (in the figures from cache_read_end() on) and marks the
+ * entry recently used. */
 const struct cache_entry *cache_read_find(struct cache_reader *reader, unsigned kind,
                                           const char *key, size_t key_len);
 

@@ -2124,6 +2124,7 @@ void cache_read_begin(struct cache *cache, const char *tenant, size_t tenant_len
     pthread_rwlock_rdlock(&reader->shard->lock);
     reader->tenant = shard_find_tenant(reader->shard, hash, tenant, tenant_len);
     reader->stamp = 0;
+    reader->hits = reader->misses = 0;
     if (reader->tenant != NULL) {
         /* One tick per session: the entries it reads share the stamp. */
         reader->stamp = tick(cache);
@@ -2135,6 +2136,17 @@ void cache_read_begin(struct cache *cache, const char *tenant, size_t tenant_len
 
 void cache_read_end(struct cache_reader *reader)
 {
+    /* Under the lock still: the tenant cannot go away before. */
+    struct cache_tenant *tenant = reader->tenant;
+    if (reader->hits != 0) {
+        stats_add(&stats.hits, reader->hits);
+        atomic_fetch_add_explicit(&tenant->hits, reader->hits, memory_order_relaxed);
+    }
+    if (reader->misses != 0) {
+        stats_add(&stats.misses, reader->misses);
+        if (tenant != NULL)
+            atomic_fetch_add_explicit(&tenant->misses, reader->misses, memory_order_relaxed);
+    }
     pthread_rwlock_unlock(&reader->shard->lock);
     reader->shard = NULL;
     reader->tenant = NULL;
@@ -2153,13 +2165,10 @@ const struct cache_entry *cache_read_find(struct cache_reader *reader, unsigned 
             entry = NULL;
     }
     if (entry == NULL) {
-        stats_add(&stats.misses, 1);
-        if (tenant != NULL)
-            atomic_fetch_add_explicit(&tenant->misses, 1, memory_order_relaxed);
+        reader->misses++;
         return NULL;
     }
-    stats_add(&stats.hits, 1);
-    atomic_fetch_add_explicit(&tenant->hits, 1, memory_order_relaxed);
+    reader->hits++;
     uint32_t last = atomic_load_explicit(&entry->access, memory_order_relaxed);
     if (last != reader->stamp) {
         atomic_store_explicit(&entry->gap, gap_encode(reader->stamp - last), memory_order_relaxed);
