@@ -257,6 +257,32 @@ START_TEST(test_can_reads_every_role_and_pattern)
 }
 END_TEST
 
+/* A status is active when it equals one of active_statuses: not a prefix of
+ * one, nor one followed by more. */
+START_TEST(test_can_active_statuses)
+{
+    start("log_level: error\nactive_statuses: [active, trial]\n");
+    publish("{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"role\",\"key\":\"all\","
+            "\"value\":[\"*\"]}");
+    const char *const statuses[] = {"active", "trial", "act",   "activex",
+                                    "tria",   "trials", "Active"};
+    const bool active[] = {true, true, false, false, false, false, false};
+    for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+        char message[256];
+        snprintf(message, sizeof(message),
+                 "{\"op\":\"set\",\"tenant\":\"acme\",\"kind\":\"user\",\"key\":\"u%zu\","
+                 "\"value\":{\"status\":\"%s\",\"roles\":[\"all\"]}}",
+                 i, statuses[i]);
+        publish(message);
+        char user[16];
+        snprintf(user, sizeof(user), "u%zu", i);
+        const char *want = active[i] ? ":1\r\n" : ":0\r\n";
+        ck_assert_msg(strcmp(RUN("CAN", "acme", user, "crm.leads"), want) == 0, "status %s",
+                      statuses[i]);
+    }
+}
+END_TEST
+
 START_TEST(test_hierarchy)
 {
     start(default_yaml);
@@ -418,6 +444,7 @@ static Suite *commands_suite(void)
     tcase_add_test(tc, test_can_and_rolecan);
     tcase_add_test(tc, test_can_with_a_missing_role);
     tcase_add_test(tc, test_can_reads_every_role_and_pattern);
+    tcase_add_test(tc, test_can_active_statuses);
     tcase_add_test(tc, test_hierarchy);
     tcase_add_test(tc, test_a_deleted_entry_is_nil);
     tcase_add_test(tc, test_ping_quit);
