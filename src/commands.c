@@ -378,11 +378,16 @@ static bool role_grants(const struct blocked_item *role, const char *permission,
     return false;
 }
 
+/* True if status[0..len) is one of the configured active statuses. Compared
+ * byte by byte up to the configured string's NUL (no strlen() per CAN). */
 static bool status_active(const struct config *config, const char *status, size_t len)
 {
     for (size_t i = 0; i < config->active_statuses.count; i++) {
         const char *active = config->active_statuses.items[i];
-        if (strlen(active) == len && memcmp(active, status, len) == 0)
+        size_t n = 0;
+        while (n < len && active[n] != '\0' && active[n] == status[n])
+            n++;
+        if (n == len && active[n] == '\0')
             return true;
     }
     return false;
