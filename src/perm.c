@@ -5,28 +5,51 @@
  * then matches it with perm_match_valid(), which walks each pattern alone. */
 #include "perm.h"
 
+#include <stdint.h>
 #include <string.h>
+
+/* Eight bytes at a time (SWAR): CAN checks its argument on every query. */
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+#define LOWS UINT64_C(0x7f7f7f7f7f7f7f7f)
+
+/* 0x80 in each byte of v that is zero, exactly (no borrow between bytes). */
+static uint64_t zero_bytes(uint64_t v)
+{
+    return ~(((v & LOWS) + LOWS) | v | LOWS);
+}
+
+/* True if every byte of w is a segment byte or a dot (0x21 to 0x7e), and no
+ * two dots are next to each other within w. */
+static bool word_valid(uint64_t w)
+{
+    /* a byte below 0x21, or from 0x7f up */
+    if ((((w - ONES * 0x21) & ~w) | ((w + ONES) | w)) & HIGHS)
+        return false;
+    uint64_t dots = zero_bytes(w ^ (ONES * '.'));
+    return (dots & (dots << 8)) == 0;
+}
 
 bool perm_valid(const char *text, size_t len)
 {
-    if (text == NULL || len == 0)
+    if (text == NULL || len == 0 || text[0] == '.' || text[len - 1] == '.')
         return false;
-    /* Segments of printable ASCII without space, separated by single dots:
-     * a dot may neither start, end nor follow a dot. */
-    bool segment_empty = true;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)text[i];
-        if (c == '.') {
-            if (segment_empty)
-                return false;
-            segment_empty = true;
-        } else if (c >= 0x21 && c <= 0x7e) {
-            segment_empty = false;
-        } else {
+    /* Segments separated by single dots: with no dot first or last, it is
+     * enough that every byte be printable ASCII without space and that no
+     * dot follow a dot. */
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, text + i, sizeof(w));
+        if (!word_valid(w) || (i > 0 && text[i - 1] == '.' && text[i] == '.'))
             return false;
-        }
     }
-    return !segment_empty;
+    for (; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x21 || c > 0x7e || (c == '.' && i > 0 && text[i - 1] == '.'))
+            return false;
+    }
+    return true;
 }
 
 /* The permission is well formed, so every pattern byte compared equal to it

@@ -1,5 +1,6 @@
 /* test_perm.c - permission pattern matching and validation (docs/reference.md §2), as tables. */
 #include <check.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,6 +120,69 @@ START_TEST(test_valid_table)
 }
 END_TEST
 
+/* The definition, byte by byte: what perm_valid() must answer. */
+static bool valid_reference(const char *text, size_t len)
+{
+    if (len == 0)
+        return false;
+    bool segment_empty = true;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '.') {
+            if (segment_empty)
+                return false;
+            segment_empty = true;
+        } else if (c >= 0x21 && c <= 0x7e) {
+            segment_empty = false;
+        } else {
+            return false;
+        }
+    }
+    return !segment_empty;
+}
+
+/* perm_valid() reads eight bytes at a time: every byte class at every
+ * place of texts up to 40 bytes long (word edges, tails), dots next to each
+ * other across words, and pseudo-random texts, each from an exact-size copy
+ * so that an overread shows under ASan. */
+START_TEST(test_valid_every_place)
+{
+    static const unsigned char bytes[] = {0x00, 0x01, 0x20, 0x21, '*', '-', '.', '/', 'a',
+                                          'Z',  0x7e, 0x7f, 0x80, 0xae, 0xff};
+    char text[41];
+    for (size_t len = 1; len <= 40; len++) {
+        for (size_t at = 0; at < len; at++) {
+            for (size_t b = 0; b < sizeof(bytes); b++) {
+                for (size_t dot_at = 0; dot_at <= len; dot_at++) {
+                    memset(text, 'x', len);
+                    if (dot_at < len)
+                        text[dot_at] = '.';
+                    text[at] = (char)bytes[b];
+                    char *copy = malloc(len);
+                    memcpy(copy, text, len);
+                    ck_assert_msg(perm_valid(copy, len) == valid_reference(copy, len),
+                                  "len %zu, byte 0x%02x at %zu, dot at %zu", len, bytes[b], at,
+                                  dot_at);
+                    free(copy);
+                }
+            }
+        }
+    }
+    uint64_t state = 42;
+    for (int n = 0; n < 100000; n++) {
+        state = state * 6364136223846793005u + 1442695040888963407u;
+        size_t len = 1 + (size_t)(state >> 59);
+        for (size_t i = 0; i < len; i++) {
+            state = state * 6364136223846793005u + 1442695040888963407u;
+            unsigned pick = (unsigned)(state >> 60);
+            text[i] = pick < 9 ? 'a' : pick < 14 ? '.' : (char)bytes[(state >> 40) % sizeof(bytes)];
+        }
+        ck_assert_msg(perm_valid(text, len) == valid_reference(text, len), "text %.*s",
+                      (int)len, text);
+    }
+}
+END_TEST
+
 /* Lengths are honoured: no NUL terminator is needed and none is read past. */
 START_TEST(test_lengths)
 {
@@ -160,6 +224,7 @@ static Suite *perm_suite(void)
                         (int)(sizeof(match_cases) / sizeof(match_cases[0])));
     tcase_add_loop_test(tc, test_valid_table, 0,
                         (int)(sizeof(valid_cases) / sizeof(valid_cases[0])));
+    tcase_add_test(tc, test_valid_every_place);
     tcase_add_test(tc, test_lengths);
     suite_add_tcase(s, tc);
     return s;
