@@ -34,6 +34,8 @@
 #include "common.h"
 #include "seed.h"
 
+/* No message seen for this long: the run has failed. */
+#define STALL_NS (30ull * 1000000000ull)
 #define POLL_PAUSE_NS 20000u
 
 struct run {
@@ -117,7 +119,9 @@ static void *poller(void *arg)
     if (run->daemon_path == NULL)
         freeReplyObject(bench_command(c, "SUBSCRIBE %s", run->channel));
     unsigned long long next = 0;
+    uint64_t progress_at = bench_now_ns();
     while (next < run->count) {
+        unsigned long long before = next;
         redisReply *reply;
         if (run->daemon_path != NULL) {
             if (next > 0)
@@ -133,6 +137,13 @@ static void *poller(void *arg)
         if (text->type == REDIS_REPLY_STRING)
             record(run, &next, index_of(text->str, text->len), now);
         freeReplyObject(reply);
+        /* A message that never shows (lost with a dropped subscription,
+         * say) must end the run, not hang it. */
+        if (next != before)
+            progress_at = now;
+        else if (now - progress_at > STALL_NS)
+            bench_die("message %llu of %llu not visible after %d s", next, run->count,
+                      (int)(STALL_NS / 1000000000ull));
     }
     redisFree(c);
     return NULL;
