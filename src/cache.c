@@ -1168,13 +1168,18 @@ static uint32_t index_grown(const struct cache_tenant *tenant)
     return tenant->index_capacity ? tenant->index_capacity * 2 : INDEX_MEMBERS_MIN;
 }
 
-static void index_add(struct cache *cache, struct cache_tenant *tenant, uint32_t ref,
-                      const struct cache_entry *entry)
+/* The index hash of an entry with an index key. */
+static uint32_t entry_index_hash(const struct cache *cache, const struct cache_entry *entry)
 {
     struct entry_fields fields;
     entry_unpack(entry, &fields);
-    uint32_t hash = index_hash(cache, entry->kind, entry_index_ptr(entry, &fields),
-                               fields.index_len);
+    return index_hash(cache, entry->kind, entry_index_ptr(entry, &fields), fields.index_len);
+}
+
+static void index_add(struct cache *cache, struct cache_tenant *tenant, uint32_t ref,
+                      const struct cache_entry *entry)
+{
+    uint32_t hash = entry_index_hash(cache, entry);
     if (tenant->index_count == tenant->index_capacity) {
         size_t before = util_alloc_size(tenant->index);
         tenant->index_capacity = index_grown(tenant);
@@ -1191,10 +1196,7 @@ static void index_add(struct cache *cache, struct cache_tenant *tenant, uint32_t
 static void index_remove(struct cache *cache, struct cache_tenant *tenant, uint32_t ref,
                          const struct cache_entry *entry)
 {
-    struct entry_fields fields;
-    entry_unpack(entry, &fields);
-    uint32_t hash = index_hash(cache, entry->kind, entry_index_ptr(entry, &fields),
-                               fields.index_len);
+    uint32_t hash = entry_index_hash(cache, entry);
     uint32_t i = index_search(tenant, hash, false);
     while (i < tenant->index_count && tenant->index[i].hash == hash && tenant->index[i].ref != ref)
         i++;
