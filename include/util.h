@@ -53,6 +53,9 @@ void util_format_human_bytes(uint64_t bytes, char *out, size_t size);
 /* FNV-1a style 64-bit hash, seeded, for the cache's hash tables. */
 uint64_t util_hash(const void *data, size_t len, uint64_t seed);
 
+/* The value of a hexadecimal digit (either case), or -1. */
+int util_hex_value(char c);
+
 /* Resident set size of this process in bytes, from /proc/self/statm; 0 if unknown. */
 uint64_t util_rss_bytes(void);
 

@@ -95,23 +95,12 @@ static inline void skip_space(struct state *st)
         st->p++;
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The 4 hex digits at s (there must be 4 bytes), or -1. */
 static int32_t hex4(const unsigned char *s)
 {
     int32_t v = 0;
     for (int i = 0; i < 4; i++) {
-        int d = hex_value(s[i]);
+        int d = util_hex_value((char)s[i]);
         if (d < 0)
             return -1;
         v = v * 16 + d;

@@ -258,17 +258,6 @@ static bool is_blank(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Splits buf[0..end) into arguments the way sdssplitargs() does (double
  * quotes with \n \r \t \b \a \xHH \<any> escapes, single quotes with \'),
  * unescaping in place: an argument never grows when unescaped, so writing
@@ -298,9 +287,9 @@ static const char *split_inline(struct protocol_parser *parser, char *buf, size_
                 if (i == end)
                     return "unbalanced quotes in request";
                 char c = buf[i];
-                if (c == '\\' && i + 3 < end && buf[i + 1] == 'x' && hex_digit(buf[i + 2]) >= 0 &&
-                    hex_digit(buf[i + 3]) >= 0) {
-                    buf[out++] = (char)(hex_digit(buf[i + 2]) * 16 + hex_digit(buf[i + 3]));
+                if (c == '\\' && i + 3 < end && buf[i + 1] == 'x' && util_hex_value(buf[i + 2]) >= 0 &&
+                    util_hex_value(buf[i + 3]) >= 0) {
+                    buf[out++] = (char)(util_hex_value(buf[i + 2]) * 16 + util_hex_value(buf[i + 3]));
                     i += 4;
                 } else if (c == '\\' && i + 1 < end) {
                     switch (buf[i + 1]) {

@@ -208,3 +208,14 @@ uint64_t util_rss_bytes(void)
     long page = sysconf(_SC_PAGESIZE);
     return pages_resident * (uint64_t)(page > 0 ? page : 4096);
 }
+
+int util_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
