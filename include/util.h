@@ -53,6 +53,14 @@ void util_format_human_bytes(uint64_t bytes, char *out, size_t size);
 /* FNV-1a style 64-bit hash, seeded, for the cache's hash tables. */
 uint64_t util_hash(const void *data, size_t len, uint64_t seed);
 
+/* LEB128 varints (7 bits a byte, low first): util_put_varint() writes
+ * value at out (at most UTIL_VARINT_MAX bytes) and returns the end;
+ * util_varint_size() is how many bytes that takes. Readers are the
+ * callers' own: the cache trusts what it wrote, value.c checks bounds. */
+#define UTIL_VARINT_MAX 10
+unsigned char *util_put_varint(unsigned char *out, uint64_t value);
+size_t util_varint_size(uint64_t value);
+
 /* The value of a hexadecimal digit (either case), or -1. */
 int util_hex_value(char c);
 

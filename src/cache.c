@@ -264,26 +264,6 @@ static struct cache_shard *shard_of(const struct cache *cache, uint64_t tenant_h
 
 /* ---- an entry's packed fields ---- */
 
-static unsigned char *put_varint(unsigned char *out, uint64_t value)
-{
-    while (value >= 0x80) {
-        *out++ = (unsigned char)(value | 0x80);
-        value >>= 7;
-    }
-    *out++ = (unsigned char)value;
-    return out;
-}
-
-static size_t varint_size(uint64_t value)
-{
-    size_t size = 1;
-    while (value >= 0x80) {
-        value >>= 7;
-        size++;
-    }
-    return size;
-}
-
 /* Reads a varint that entry_pack() wrote (never malformed). */
 static uint64_t get_varint(const unsigned char **cursor)
 {
@@ -321,11 +301,11 @@ struct entry_fields {
 static size_t packed_size(const struct entry_fields *fields)
 {
     return ((fields->flags & ENTRY_EXPIRES) ? sizeof(uint32_t) : 0) +
-           varint_size(fields->key_len) + varint_size(fields->value_len) +
-           (fields->derived_len ? varint_size(fields->derived_len) : 0) +
-           (fields->index_len ? varint_size(fields->index_len) : 0) +
-           ((fields->flags & ENTRY_VERSIONED) ? varint_size(fields->version) : 0) +
-           varint_size(fields->updated);
+           util_varint_size(fields->key_len) + util_varint_size(fields->value_len) +
+           (fields->derived_len ? util_varint_size(fields->derived_len) : 0) +
+           (fields->index_len ? util_varint_size(fields->index_len) : 0) +
+           ((fields->flags & ENTRY_VERSIONED) ? util_varint_size(fields->version) : 0) +
+           util_varint_size(fields->updated);
 }
 
 static void entry_pack(struct cache_entry *entry, const struct entry_fields *fields)
@@ -335,20 +315,20 @@ static void entry_pack(struct cache_entry *entry, const struct entry_fields *fie
         memcpy(out, &fields->expires, sizeof(fields->expires));
         out += sizeof(fields->expires);
     }
-    out = put_varint(out, fields->key_len);
-    out = put_varint(out, fields->value_len);
+    out = util_put_varint(out, fields->key_len);
+    out = util_put_varint(out, fields->value_len);
     uint8_t layout = 0;
     if (fields->derived_len) {
-        out = put_varint(out, fields->derived_len);
+        out = util_put_varint(out, fields->derived_len);
         layout |= LAYOUT_DERIVED;
     }
     if (fields->index_len) {
-        out = put_varint(out, fields->index_len);
+        out = util_put_varint(out, fields->index_len);
         layout |= LAYOUT_INDEX;
     }
     if (fields->flags & ENTRY_VERSIONED)
-        out = put_varint(out, fields->version);
-    out = put_varint(out, fields->updated);
+        out = util_put_varint(out, fields->version);
+    out = util_put_varint(out, fields->updated);
     entry->layout = (uint8_t)(layout | (out - entry->packed));
 }
 

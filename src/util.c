@@ -219,3 +219,23 @@ int util_hex_value(char c)
         return c - 'A' + 10;
     return -1;
 }
+
+unsigned char *util_put_varint(unsigned char *out, uint64_t value)
+{
+    while (value >= 0x80) {
+        *out++ = (unsigned char)(value | 0x80);
+        value >>= 7;
+    }
+    *out++ = (unsigned char)value;
+    return out;
+}
+
+size_t util_varint_size(uint64_t value)
+{
+    size_t size = 1;
+    while (value >= 0x80) {
+        value >>= 7;
+        size++;
+    }
+    return size;
+}

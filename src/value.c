@@ -59,14 +59,8 @@ static void put_bytes(struct blob *b, const void *data, size_t len)
 
 static void put_varint(struct blob *b, uint64_t v)
 {
-    unsigned char bytes[10];
-    size_t n = 0;
-    while (v >= 0x80) {
-        bytes[n++] = (unsigned char)(v | 0x80);
-        v >>= 7;
-    }
-    bytes[n++] = (unsigned char)v;
-    put_bytes(b, bytes, n);
+    unsigned char bytes[UTIL_VARINT_MAX];
+    put_bytes(b, bytes, (size_t)(util_put_varint(bytes, v) - bytes));
 }
 
 /* Reading: every read checks the bounds, so a truncated or foreign blob makes

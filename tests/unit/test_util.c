@@ -77,6 +77,30 @@ START_TEST(test_timeval_from_ms)
 }
 END_TEST
 
+/* LEB128: the bytes at each length's boundaries, and the size they take. */
+START_TEST(test_varint)
+{
+    static const struct {
+        uint64_t value;
+        size_t size;
+        unsigned char first, last;
+    } cases[] = {
+        {0, 1, 0x00, 0x00},          {127, 1, 0x7f, 0x7f},
+        {128, 2, 0x80, 0x01},        {300, 2, 0xac, 0x02},
+        {16383, 2, 0xff, 0x7f},      {16384, 3, 0x80, 0x01},
+        {UINT32_MAX, 5, 0xff, 0x0f}, {UINT64_MAX, UTIL_VARINT_MAX, 0xff, 0x01},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        unsigned char out[UTIL_VARINT_MAX + 1];
+        size_t size = (size_t)(util_put_varint(out, cases[i].value) - out);
+        ck_assert_uint_eq(size, cases[i].size);
+        ck_assert_uint_eq(util_varint_size(cases[i].value), cases[i].size);
+        ck_assert_uint_eq(out[0], cases[i].first);
+        ck_assert_uint_eq(out[size - 1], cases[i].last);
+    }
+}
+END_TEST
+
 START_TEST(test_random)
 {
     /* The same seed gives the same sequence; the state moves; 1000 draws
@@ -441,6 +465,7 @@ static Suite *util_suite(void)
     TCase *format = tcase_create("format");
     tcase_add_test(format, test_timeval_from_ms);
     tcase_add_test(format, test_random);
+    tcase_add_test(format, test_varint);
     tcase_add_test(format, test_format_double_table);
     tcase_add_test(format, test_format_double_roundtrip_random);
     tcase_add_test(format, test_format_double_small_buffer);
