@@ -2204,10 +2204,13 @@ const char *cache_entry_value(const struct cache_entry *entry, size_t *len)
 
 const void *cache_entry_derived(const struct cache_entry *entry, size_t *len)
 {
-    struct entry_fields fields;
-    entry_unpack(entry, &fields);
-    *len = fields.derived_len;
-    return derived_ptr(entry, &fields);
+    /* On every CAN and ROLECAN: the three lengths it needs, not the whole
+     * header (entry_unpack()). */
+    const unsigned char *in = entry_lengths(entry);
+    size_t key_len = (size_t)get_varint(&in);
+    size_t value_len = (size_t)get_varint(&in);
+    *len = (entry->layout & LAYOUT_DERIVED) ? (size_t)get_varint(&in) : 0;
+    return (const unsigned char *)entry_key_ptr(entry) + key_len + value_len + 1;
 }
 
 uint64_t cache_entry_version(const struct cache_entry *entry)
