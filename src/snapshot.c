@@ -264,7 +264,7 @@ static void sync_directory(const char *path)
     close(fd);
 }
 
-/* Writes all of data to fd. Returns 0 or -1 (errno set; 0 for a short write). */
+/* Writes all of data to fd. Returns 0 or -1 (errno set: EIO when a write wrote nothing). */
 static int write_all(int fd, const unsigned char *data, size_t len)
 {
     size_t done = 0;
