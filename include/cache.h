@@ -124,7 +124,8 @@ struct cache_tenant_stats {
     uint64_t hits;
     uint64_t misses;
     uint64_t last_access_ms; /* wall clock; 0: never read */
-    unsigned kind_count;     /* number of valid slots below */
+    unsigned kind_count;     /* number of valid slots below (0 from
+                              * cache_foreach_tenant()) */
     uint64_t kind_entries[64];
     uint64_t kind_bytes[64];
 };
@@ -236,10 +237,13 @@ uint64_t cache_remap_kinds(struct cache *cache, const int *map, unsigned map_cou
 /* ---- Figures (any thread) ---- */
 
 void cache_get_stats(struct cache *cache, struct cache_stats *out);
-/* Fills out for the tenant; returns false if the tenant is not resident. */
+/* Fills out for the tenant, its per-kind figures too (counted from its
+ * entries, under its shard's read lock: O(its entries)); returns false if
+ * the tenant is not resident. */
 bool cache_tenant_get_stats(struct cache *cache, const char *tenant, size_t tenant_len,
                             struct cache_tenant_stats *out);
-/* Calls fn for every resident tenant, one shard locked at a time. */
+/* Calls fn for every resident tenant, one shard locked at a time, without
+ * per-kind figures (kind_count 0). */
 void cache_foreach_tenant(struct cache *cache,
                           void (*fn)(void *arg, const struct cache_tenant_stats *tenant),
                           void *arg);

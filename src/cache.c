@@ -114,11 +114,6 @@ struct index_member {
     uint32_t ref;               /* the entry's reference (slab.h) */
 };
 
-struct kind_usage {
-    uint64_t entries;
-    uint64_t bytes;
-};
-
 
 struct cache_tenant {
     struct cache_tenant *next;  /* chain in the shard's table */
@@ -134,8 +129,6 @@ struct cache_tenant {
     uint32_t tenant_slot;       /* index in cache->tenants */
     uint64_t bytes;
     uint64_t critical_bytes;
-    struct kind_usage *kinds;
-    uint32_t kind_capacity;
     /* The secondary index: every entry with an index key, sorted by
      * index_member.hash (8 bytes each; the entry holds the key). */
     struct index_member *index;
@@ -1100,27 +1093,6 @@ static struct cache_tenant *tenant_create(struct cache *cache, struct cache_shar
     return tenant;
 }
 
-/* The size of the per-kind array once it holds `kind`. */
-static uint32_t kinds_capacity(unsigned kind)
-{
-    return kind < 8 ? 8 : KIND_LIMIT;
-}
-
-static struct kind_usage *tenant_kind(struct cache *cache, struct cache_tenant *tenant,
-                                      unsigned kind)
-{
-    if (kind >= tenant->kind_capacity) {
-        uint32_t capacity = kinds_capacity(kind);
-        size_t before = util_alloc_size(tenant->kinds);
-        tenant->kinds = xrealloc(tenant->kinds, capacity * sizeof(*tenant->kinds));
-        memset(tenant->kinds + tenant->kind_capacity, 0,
-               (capacity - tenant->kind_capacity) * sizeof(*tenant->kinds));
-        tenant->kind_capacity = capacity;
-        account_tenant(cache, tenant, (int64_t)util_alloc_size(tenant->kinds) - (int64_t)before);
-    }
-    return &tenant->kinds[kind];
-}
-
 /* ---- the secondary index ---- */
 
 static uint32_t index_hash(const struct cache *cache, unsigned kind, const char *key, size_t len)
@@ -1250,9 +1222,6 @@ static void tenant_gain(struct cache *cache, struct cache_tenant *tenant, uint32
 {
     tenant->entry_count++;
     int64_t bytes = entry_bytes(entry);
-    struct kind_usage *usage = tenant_kind(cache, tenant, entry->kind);
-    usage->entries++;
-    usage->bytes += (uint64_t)bytes;
     account_tenant(cache, tenant, bytes);
     adjust(&cache->entries, 1);
     if (entry_critical(entry)) {
@@ -1275,9 +1244,6 @@ static void tenant_lose(struct cache *cache, struct cache_tenant *tenant, uint32
     notify_change(cache, tenant, entry);
     tenant->entry_count--;
     int64_t bytes = entry_bytes(entry);
-    struct kind_usage *usage = tenant_kind(cache, tenant, entry->kind);
-    usage->entries--;
-    usage->bytes -= (uint64_t)bytes;
     account_tenant(cache, tenant, -bytes);
     adjust(&cache->entries, -1);
     if (entry_critical(entry)) {
@@ -1363,7 +1329,6 @@ static void tenant_destroy(struct cache *cache, struct cache_shard *shard, struc
     int64_t remaining = (int64_t)tenant->bytes;
     adjust(&cache->bytes, -remaining);
     free(tenant->index);
-    free(tenant->kinds);
     free(tenant->slots);
     free(tenant);
 }
@@ -1621,8 +1586,6 @@ static uint64_t insert_cost(const struct cache *cache, const struct cache_tenant
                 alloc_bound(cache, table_bytes(INITIAL_SLOTS));
     else if (table_full(tenant))
         cost += alloc_bound(cache, table_bytes(table_capacity_for(tenant->entry_count + 1)));
-    if (tenant == NULL || key->kind >= tenant->kind_capacity)
-        cost += alloc_bound(cache, kinds_capacity(key->kind) * sizeof(struct kind_usage));
     if (fields->index_len > 0) {
         if (tenant == NULL)
             cost += alloc_bound(cache, INDEX_MEMBERS_MIN * sizeof(struct index_member));
@@ -2311,7 +2274,11 @@ void cache_get_stats(struct cache *cache, struct cache_stats *out)
     out->slab_spare_bytes = load(&cache->slab_spare);
 }
 
-static void tenant_fill_stats(const struct cache_tenant *tenant, struct cache_tenant_stats *out)
+/* The tenant's figures; its per-kind ones only when `kinds` (they are
+ * counted from its entries: a tenant keeps no per-kind figures, which would
+ * cost it more than the 8 bytes a kind that TENANT's walk costs once). */
+static void tenant_fill_stats(const struct cache *cache, const struct cache_tenant *tenant,
+                              bool kinds, struct cache_tenant_stats *out)
 {
     memcpy(out->name, tenant->name, tenant->name_len);
     out->name[tenant->name_len] = '\0';
@@ -2321,10 +2288,18 @@ static void tenant_fill_stats(const struct cache_tenant *tenant, struct cache_te
     out->hits = atomic_load_explicit(&tenant->hits, memory_order_relaxed);
     out->misses = atomic_load_explicit(&tenant->misses, memory_order_relaxed);
     out->last_access_ms = atomic_load_explicit(&tenant->last_access_ms, memory_order_relaxed);
-    out->kind_count = tenant->kind_capacity;
-    for (uint32_t k = 0; k < tenant->kind_capacity && k < KIND_LIMIT; k++) {
-        out->kind_entries[k] = tenant->kinds[k].entries;
-        out->kind_bytes[k] = tenant->kinds[k].bytes;
+    out->kind_count = 0;
+    if (!kinds)
+        return;
+    out->kind_count = KIND_LIMIT;
+    memset(out->kind_entries, 0, sizeof(out->kind_entries));
+    memset(out->kind_bytes, 0, sizeof(out->kind_bytes));
+    for (uint32_t i = 0; i < tenant->capacity; i++) {
+        const struct cache_entry *entry = slot_entry(cache, tenant, i);
+        if (entry == NULL)
+            continue;
+        out->kind_entries[entry->kind]++;
+        out->kind_bytes[entry->kind] += (uint64_t)entry_bytes(entry);
     }
 }
 
@@ -2338,7 +2313,7 @@ bool cache_tenant_get_stats(struct cache *cache, const char *tenant_name, size_t
     pthread_rwlock_rdlock(&shard->lock);
     struct cache_tenant *tenant = shard_find_tenant(shard, hash, tenant_name, tenant_len);
     if (tenant != NULL)
-        tenant_fill_stats(tenant, out);
+        tenant_fill_stats(cache, tenant, true, out);
     pthread_rwlock_unlock(&shard->lock);
     return tenant != NULL;
 }
@@ -2352,7 +2327,7 @@ void cache_foreach_tenant(struct cache *cache,
         pthread_rwlock_rdlock(&shard->lock);
         for (uint32_t b = 0; b < shard->bucket_count; b++) {
             for (struct cache_tenant *tenant = shard->buckets[b]; tenant; tenant = tenant->next) {
-                tenant_fill_stats(tenant, figures);
+                tenant_fill_stats(cache, tenant, false, figures);
                 fn(arg, figures);
             }
         }

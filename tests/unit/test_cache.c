@@ -253,6 +253,17 @@ static void walk_fn(void *arg, const struct cache_tenant_stats *t)
     walk->critical_bytes += t->critical_bytes;
     if (t->bytes > walk->max_tenant_bytes)
         walk->max_tenant_bytes = t->bytes;
+    ck_assert_uint_eq(t->kind_count, 0); /* counted only for one tenant */
+    ck_assert_uint_gt(t->entries, 0); /* a tenant with nothing left is freed */
+}
+
+/* A tenant's per-kind figures (cache_tenant_get_stats() counts them from
+ * its entries) add up to its own. */
+static void check_tenant_kinds(struct cache *cache, const char *name)
+{
+    struct cache_tenant_stats *t = malloc(sizeof(*t));
+    ck_assert_ptr_nonnull(t);
+    ck_assert(cache_tenant_get_stats(cache, name, strlen(name), t));
     uint64_t kind_entries = 0, kind_bytes = 0;
     ck_assert_uint_le(t->kind_count, 64);
     for (unsigned k = 0; k < t->kind_count; k++) {
@@ -262,14 +273,21 @@ static void walk_fn(void *arg, const struct cache_tenant_stats *t)
     ck_assert_uint_eq(kind_entries, t->entries);
     ck_assert_uint_le(kind_bytes, t->bytes);
     ck_assert_uint_le(t->critical_bytes, kind_bytes);
-    ck_assert_uint_gt(t->entries, 0); /* a tenant with nothing left is freed */
+    free(t);
 }
 
 static struct tenant_walk walk_tenants(struct cache *cache)
 {
-    struct tenant_walk walk = {0};
-    cache_foreach_tenant(cache, walk_fn, &walk);
     struct cache_stats s = stats_of(cache);
+    struct tenant_walk walk = {0};
+    walk.names_capacity = s.tenants;
+    walk.names = calloc(s.tenants + 1, sizeof(*walk.names));
+    ck_assert_ptr_nonnull(walk.names);
+    cache_foreach_tenant(cache, walk_fn, &walk);
+    for (uint64_t i = 0; i < walk.tenants && i < walk.names_capacity; i++)
+        check_tenant_kinds(cache, walk.names[i]);
+    free(walk.names);
+    walk.names = NULL;
     ck_assert_uint_eq(walk.tenants, s.tenants);
     ck_assert_uint_eq(walk.entries, s.entries);
     ck_assert_uint_eq(walk.critical_bytes, s.critical_bytes);
