@@ -186,7 +186,8 @@ enum cache_entry_state cache_entry_state(const struct cache_entry *entry);
 bool cache_entry_critical(const struct cache_entry *entry);
 /* The key: `len` bytes, not NUL-terminated. */
 const char *cache_entry_key(const struct cache_entry *entry, size_t *len);
-/* The compact JSON; NUL-terminated; empty for tombstones and negatives. */
+/* The compact JSON, `len` bytes, not NUL-terminated; empty for tombstones
+ * and negatives. */
 const char *cache_entry_value(const struct cache_entry *entry, size_t *len);
 const void *cache_entry_derived(const struct cache_entry *entry, size_t *len);
 uint64_t cache_entry_version(const struct cache_entry *entry);

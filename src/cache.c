@@ -2,10 +2,10 @@
  *
  * Layout: cache -> shards (rwlock + hash table of tenants) -> tenant (an
  * open-addressing table of entries' 32-bit references with one-byte hash
- * tags, per-kind usage, a sorted array for the secondary index) -> entries
+ * tags, a sorted array for the secondary index) -> entries
  * (one object each, from the cache's slab pool (slab.h), which turns a
- * reference into an address: an 8-byte header and packed varint fields, no
- * pointers, then key, JSON value, derived blob, index key, and for some a
+ * reference into an address: a 7-byte header and packed varint fields, no
+ * pointers, key, JSON value, derived blob, index key, and for some a
  * tail: a negative entry's tenant, a read counter for hot refresh).
  *
  * Writers are serialised by one mutex (cache->writer: the apply thread, and
@@ -46,29 +46,38 @@
  * when there are no more). */
 #define NEGATIVE_TENANT_SAMPLES 256
 
-/* The entry header: eight fixed bytes (one recency word plus a one-byte
- * distance to the read before it for LRU-2, the kind, flags, and how many
- * packed bytes follow), then the packed fields, then the data. The packed
- * fields are, in order: the expiry as a 32-bit tick (only with
- * ENTRY_EXPIRES; see fields_set_expiry()), then as varints the lengths of
- * key and value, of the derived blob and of the index key (each only when
- * not 0), the version (only with ENTRY_VERSIONED) and the update time
- * (zigzag, relative to the cache's epoch). A seed-typical entry's header
- * is 15-17 bytes in all. Only with
- * hot refresh on does an entry carry a read counter (count_read()). Nothing
- * in it changes after entry_create() but the recency word, the gap and
- * (while the writers' lock and the shard's are held) the kind. */
+/* An entry: seven fixed bytes (one recency word plus a one-byte distance
+ * to the read before it for LRU-2, the kind, flags), then, packed:
+ *   the expiry as a 32-bit tick (only with ENTRY_EXPIRES; see
+ *     fields_set_expiry()),
+ *   the lengths of key and value (varints),
+ *   the key and the value (the compact JSON, not NUL-terminated),
+ *   the lengths of the derived blob (only with KIND_DERIVED) and of the
+ *     index key (only with KIND_INDEX), the version (only with
+ *     ENTRY_VERSIONED) and the update time (zigzag, relative to the
+ *     cache's epoch), as varints,
+ *   the derived blob and the index key (unless ENTRY_INDEX_SHARED).
+ * So a lookup finds the key, and GET the value, past two varints (one byte
+ * each for short ones); only writes and the queries that read derived data
+ * decode the rest. A seed-typical entry's fixed and packed bytes are 13-18
+ * in all. Only with hot refresh on does an entry carry a read counter
+ * (count_read()). Nothing in it changes after entry_create() but the
+ * recency word, the gap and (while the writers' lock and the shard's are
+ * held) the kind. */
 struct cache_entry {
     _Atomic uint32_t access;    /* logical clock of the last read */
     _Atomic uint8_t gap;        /* log-coded reads between the last read and the one
                                  * before it (gap_encode()); 0: read once at most */
-    uint8_t kind;               /* < KIND_LIMIT */
+    uint8_t kind;               /* ENTRY_KIND: the kind (< KIND_LIMIT); KIND_DERIVED,
+                                 * KIND_INDEX: whether those lengths are packed (else 0) */
     uint8_t flags;              /* state (ENTRY_STATE) and the ENTRY_* bits below */
-    uint8_t layout;             /* LAYOUT_LENGTH: bytes of packed fields before the key;
-                                 * LAYOUT_DERIVED, LAYOUT_INDEX: whether those lengths
-                                 * are among them (else 0) */
-    unsigned char packed[];     /* packed fields, key, value NUL, derived [index] */
+    unsigned char packed[];     /* see above */
 };
+
+#define ENTRY_KIND 0x3f
+#define KIND_DERIVED 0x40
+#define KIND_INDEX 0x80
+_Static_assert(KIND_LIMIT - 1 <= ENTRY_KIND, "a kind fits its bits");
 
 #define ENTRY_STATE 0x03          /* enum cache_entry_state */
 #define ENTRY_CRITICAL 0x04
@@ -89,13 +98,6 @@ struct cache_entry {
 
 /* Bytes of an entry before its packed fields. */
 #define ENTRY_HEADER offsetof(struct cache_entry, packed)
-/* The most packed bytes: an expiry tick, four lengths of at most 5 varint
- * bytes, a version and an update time of at most 10. */
-#define PACKED_MAX (4 + 4 * 5 + 2 * 10)
-#define LAYOUT_LENGTH 0x3f
-#define LAYOUT_DERIVED 0x40
-#define LAYOUT_INDEX 0x80
-_Static_assert(PACKED_MAX <= LAYOUT_LENGTH, "the packed fields' length fits its bits");
 /* A tenant's table (open addressing, linear probing) grows when more than
  * LOAD_MAX_16THS/16 of its slots are taken, to hold 4/3 of its entries:
  * between 3/4 and 7/8 full, 5.7-6.7 bytes an entry with its tags. The
@@ -293,17 +295,33 @@ struct entry_fields {
                               * ENTRY_INDEX_SHARED as the entry has them */
 };
 
-static size_t packed_size(const struct entry_fields *fields)
+/* Bytes of the varints that follow the value. */
+static size_t trailer_size(const struct entry_fields *fields)
 {
-    return ((fields->flags & ENTRY_EXPIRES) ? sizeof(uint32_t) : 0) +
-           util_varint_size(fields->key_len) + util_varint_size(fields->value_len) +
-           (fields->derived_len ? util_varint_size(fields->derived_len) : 0) +
+    return (fields->derived_len ? util_varint_size(fields->derived_len) : 0) +
            (fields->index_len ? util_varint_size(fields->index_len) : 0) +
            ((fields->flags & ENTRY_VERSIONED) ? util_varint_size(fields->version) : 0) +
            util_varint_size(fields->updated);
 }
 
-static void entry_pack(struct cache_entry *entry, const struct entry_fields *fields)
+/* Bytes of the packed fields (all but the key, value and blobs). */
+static size_t packed_size(const struct entry_fields *fields)
+{
+    return ((fields->flags & ENTRY_EXPIRES) ? sizeof(uint32_t) : 0) +
+           util_varint_size(fields->key_len) + util_varint_size(fields->value_len) +
+           trailer_size(fields);
+}
+
+static unsigned entry_kind(const struct cache_entry *entry)
+{
+    return entry->kind & ENTRY_KIND;
+}
+
+/* Writes everything after the fixed bytes but the tail; entry->flags must
+ * be set already. The value may be NULL for no value (the fields' lengths
+ * are then 0). */
+static void entry_pack(struct cache_entry *entry, unsigned kind, const struct entry_fields *fields,
+                       const char *key, const struct cache_value *value)
 {
     unsigned char *out = entry->packed;
     if (fields->flags & ENTRY_EXPIRES) {
@@ -312,22 +330,31 @@ static void entry_pack(struct cache_entry *entry, const struct entry_fields *fie
     }
     out = util_put_varint(out, fields->key_len);
     out = util_put_varint(out, fields->value_len);
-    uint8_t layout = 0;
+    memcpy(out, key, fields->key_len);
+    out += fields->key_len;
+    if (fields->value_len > 0)
+        memcpy(out, value->json, fields->value_len);
+    out += fields->value_len;
     if (fields->derived_len) {
         out = util_put_varint(out, fields->derived_len);
-        layout |= LAYOUT_DERIVED;
+        kind |= KIND_DERIVED;
     }
     if (fields->index_len) {
         out = util_put_varint(out, fields->index_len);
-        layout |= LAYOUT_INDEX;
+        kind |= KIND_INDEX;
     }
     if (fields->flags & ENTRY_VERSIONED)
         out = util_put_varint(out, fields->version);
     out = util_put_varint(out, fields->updated);
-    entry->layout = (uint8_t)(layout | (out - entry->packed));
+    if (fields->derived_len > 0)
+        memcpy(out, value->derived, fields->derived_len);
+    out += fields->derived_len;
+    if (fields->index_len > 0 && !(fields->flags & ENTRY_INDEX_SHARED))
+        memcpy(out, value->index_key, fields->index_len);
+    entry->kind = (uint8_t)kind;
 }
 
-/* The packed lengths: where they start, and the key's (the first). */
+/* Where the packed lengths start: the key's, then the value's. */
 static const unsigned char *entry_lengths(const struct cache_entry *entry)
 {
     return entry->packed + ((entry->flags & ENTRY_EXPIRES) ? sizeof(uint32_t) : 0);
@@ -342,10 +369,21 @@ static void entry_unpack(const struct cache_entry *entry, struct entry_fields *f
         memcpy(&fields->expires, entry->packed, sizeof(fields->expires));
     fields->key_len = (size_t)get_varint(&in);
     fields->value_len = (size_t)get_varint(&in);
-    fields->derived_len = (entry->layout & LAYOUT_DERIVED) ? (size_t)get_varint(&in) : 0;
-    fields->index_len = (entry->layout & LAYOUT_INDEX) ? (size_t)get_varint(&in) : 0;
+    in += fields->key_len + fields->value_len;
+    fields->derived_len = (entry->kind & KIND_DERIVED) ? (size_t)get_varint(&in) : 0;
+    fields->index_len = (entry->kind & KIND_INDEX) ? (size_t)get_varint(&in) : 0;
     fields->version = (entry->flags & ENTRY_VERSIONED) ? get_varint(&in) : 0;
     fields->updated = get_varint(&in);
+}
+
+/* The key, `*len` bytes. */
+static const char *entry_key(const struct cache_entry *entry, size_t *len)
+{
+    const unsigned char *in = entry_lengths(entry);
+    *len = (size_t)get_varint(&in);
+    while (*in++ & 0x80) /* the value's length */
+        ;
+    return (const char *)in;
 }
 
 static size_t entry_key_len(const struct cache_entry *entry)
@@ -356,7 +394,8 @@ static size_t entry_key_len(const struct cache_entry *entry)
 
 static const char *entry_key_ptr(const struct cache_entry *entry)
 {
-    return (const char *)entry->packed + (entry->layout & LAYOUT_LENGTH);
+    size_t len;
+    return entry_key(entry, &len);
 }
 
 /* The value's text and length. */
@@ -365,14 +404,15 @@ static const char *entry_value_ptr(const struct cache_entry *entry, size_t *len)
     const unsigned char *in = entry_lengths(entry);
     size_t key_len = (size_t)get_varint(&in);
     *len = (size_t)get_varint(&in);
-    return entry_key_ptr(entry) + key_len;
+    return (const char *)in + key_len;
 }
 
 static const unsigned char *derived_ptr(const struct cache_entry *entry,
                                         const struct entry_fields *fields)
 {
-    return (const unsigned char *)entry_key_ptr(entry) + fields->key_len +
-           fields->value_len + 1;
+    return entry_lengths(entry) + util_varint_size(fields->key_len) +
+           util_varint_size(fields->value_len) + fields->key_len + fields->value_len +
+           trailer_size(fields);
 }
 
 /* The index key (fields->index_len bytes). */
@@ -385,7 +425,7 @@ static const char *entry_index_ptr(const struct cache_entry *entry,
 
 static bool entry_indexed(const struct cache_entry *entry)
 {
-    return (entry->layout & LAYOUT_INDEX) != 0;
+    return (entry->kind & KIND_INDEX) != 0;
 }
 
 /* True if the index key is the derived blob's last bytes (a hierarchy
@@ -510,8 +550,11 @@ static uint32_t gap_decode(uint8_t code)
 static bool entry_matches(const struct cache_entry *entry, unsigned kind, const char *key,
                           size_t key_len)
 {
-    return entry->kind == kind && entry_key_len(entry) == key_len &&
-           memcmp(entry_key_ptr(entry), key, key_len) == 0;
+    if (entry_kind(entry) != kind)
+        return false;
+    size_t len;
+    const char *entry_key_bytes = entry_key(entry, &len);
+    return len == key_len && memcmp(entry_key_bytes, key, key_len) == 0;
 }
 
 /* ---- an entry's tail ----
@@ -533,7 +576,7 @@ struct negative_tail {
  * (ENTRY_INDEX_SHARED in `flags`: the index key is not stored again). */
 static size_t data_size(const struct entry_fields *fields)
 {
-    return packed_size(fields) + fields->key_len + fields->value_len + 1 +
+    return packed_size(fields) + fields->key_len + fields->value_len +
            fields->derived_len + ((fields->flags & ENTRY_INDEX_SHARED) ? 0 : fields->index_len);
 }
 
@@ -957,7 +1000,9 @@ static bool table_full(const struct cache_tenant *tenant)
 
 static uint32_t entry_rehash(const struct cache *cache, const struct cache_entry *entry)
 {
-    return entry_hash(cache, entry->kind, entry_key_ptr(entry), entry_key_len(entry));
+    size_t len;
+    const char *key = entry_key(entry, &len);
+    return entry_hash(cache, entry_kind(entry), key, len);
 }
 
 /* The slot holding (kind, key), or else the free slot where it would go.
@@ -1025,7 +1070,7 @@ static void table_grow(struct cache *cache, struct cache_tenant *tenant)
         struct cache_entry *entry = entry_at(cache, tenant->slots[i]);
         uint32_t hash = entry_rehash(cache, entry);
         table_put(&grown,
-                  table_find(cache, &grown, hash, entry->kind, entry_key_ptr(entry),
+                  table_find(cache, &grown, hash, entry_kind(entry), entry_key_ptr(entry),
                              entry_key_len(entry)),
                   tenant->slots[i], hash);
     }
@@ -1130,7 +1175,7 @@ static uint32_t entry_index_hash(const struct cache *cache, const struct cache_e
 {
     struct entry_fields fields;
     entry_unpack(entry, &fields);
-    return index_hash(cache, entry->kind, entry_index_ptr(entry, &fields), fields.index_len);
+    return index_hash(cache, entry_kind(entry), entry_index_ptr(entry, &fields), fields.index_len);
 }
 
 static void index_add(struct cache *cache, struct cache_tenant *tenant, uint32_t ref,
@@ -1183,21 +1228,8 @@ static struct cache_entry *entry_create(struct cache *cache, const struct cache_
         entry_alloc(cache, entry_size(fields, state == CACHE_ENTRY_NEGATIVE, counted), ref);
     atomic_init(&entry->access, 0);
     atomic_init(&entry->gap, 0);
-    entry->kind = (uint8_t)key->kind;
     entry->flags = (uint8_t)((unsigned)state | fields->flags | (counted ? ENTRY_COUNTED : 0));
-    entry_pack(entry, fields);
-    char *cursor = (char *)entry->packed + (entry->layout & LAYOUT_LENGTH);
-    memcpy(cursor, key->key, key->key_len);
-    cursor += key->key_len;
-    if (fields->value_len > 0)
-        memcpy(cursor, value->json, fields->value_len);
-    cursor += fields->value_len;
-    *cursor++ = '\0';
-    if (fields->derived_len > 0)
-        memcpy(cursor, value->derived, fields->derived_len);
-    cursor += fields->derived_len;
-    if (fields->index_len > 0 && !(fields->flags & ENTRY_INDEX_SHARED))
-        memcpy(cursor, value->index_key, fields->index_len);
+    entry_pack(entry, key->kind, fields, key->key, value);
     if (state == CACHE_ENTRY_NEGATIVE)
         *negative_tail(entry) = (struct negative_tail){.tenant = NULL, .slot = 0};
     if (counted)
@@ -1211,7 +1243,7 @@ static void notify_change(const struct cache *cache, const struct cache_tenant *
 {
     if (cache->change_fn == NULL || cache->flushing_all)
         return;
-    cache->change_fn(cache->change_arg, tenant->name, tenant->name_len, entry->kind,
+    cache->change_fn(cache->change_arg, tenant->name, tenant->name_len, entry_kind(entry),
                      entry_key_ptr(entry), entry_key_len(entry));
 }
 
@@ -1353,7 +1385,7 @@ static void evict_entry(struct cache *cache, struct cache_tenant *tenant, struct
 {
     struct cache_shard *shard = tenant_shard(cache, tenant);
     pthread_rwlock_wrlock(&shard->lock);
-    uint32_t i = table_find(cache, tenant, entry_rehash(cache, victim), victim->kind,
+    uint32_t i = table_find(cache, tenant, entry_rehash(cache, victim), entry_kind(victim),
                             entry_key_ptr(victim), entry_key_len(victim));
     if (slot_entry(cache, tenant, i) == victim)
         entry_unlink(cache, tenant, i);
@@ -1821,7 +1853,7 @@ static uint64_t flush_tenant(struct cache *cache, struct cache_shard *shard,
      * into slots already seen, which is harmless): look at it again. */
     for (uint32_t i = 0; i < tenant->capacity && tenant->entry_count > 0;) {
         struct cache_entry *entry = slot_entry(cache, tenant, i);
-        if (entry != NULL && (kind < 0 || entry->kind == (unsigned)kind)) {
+        if (entry != NULL && (kind < 0 || entry_kind(entry) == (unsigned)kind)) {
             entry_unlink(cache, tenant, i);
             dropped++;
         } else {
@@ -2011,7 +2043,7 @@ static uint64_t remap_tenant(struct cache *cache, struct cache_tenant *tenant, c
     uint64_t dropped = 0;
     for (uint32_t i = 0; i < tenant->capacity;) {
         struct cache_entry *entry = slot_entry(cache, tenant, i);
-        unsigned kind = entry ? entry->kind : 0;
+        unsigned kind = entry ? entry_kind(entry) : 0;
         int to = kind < map_count ? map[kind] : -1;
         if (entry == NULL || (to >= 0 && (unsigned)to == kind)) {
             i++;
@@ -2024,7 +2056,7 @@ static uint64_t remap_tenant(struct cache *cache, struct cache_tenant *tenant, c
             dropped++;
             continue;
         }
-        entry->kind = (uint8_t)to;
+        entry->kind = (uint8_t)((entry->kind & ~ENTRY_KIND) | (unsigned)to);
         if (moved == NULL)
             moved = xmalloc(((size_t)tenant->entry_count + 1) * sizeof(*moved));
         moved[moved_count++] = ref;
@@ -2035,7 +2067,7 @@ static uint64_t remap_tenant(struct cache *cache, struct cache_tenant *tenant, c
         if (table_full(tenant))
             table_grow(cache, tenant);
         entry_link(cache, tenant,
-                   table_find(cache, tenant, hash, entry->kind, entry_key_ptr(entry),
+                   table_find(cache, tenant, hash, entry_kind(entry), entry_key_ptr(entry),
                               entry_key_len(entry)),
                    moved[m], entry, hash);
     }
@@ -2142,7 +2174,7 @@ void cache_read_index(struct cache_reader *reader, unsigned kind, const char *in
         const struct cache_entry *entry = entry_at(reader->cache, tenant->index[i].ref);
         struct entry_fields fields;
         entry_unpack(entry, &fields);
-        if (entry->kind == kind && fields.index_len == index_key_len &&
+        if (entry_kind(entry) == kind && fields.index_len == index_key_len &&
             memcmp(entry_index_ptr(entry, &fields), index_key, index_key_len) == 0 &&
             !entry_expired(entry, reader->now_ms))
             fn(arg, entry);
@@ -2172,13 +2204,18 @@ const char *cache_entry_value(const struct cache_entry *entry, size_t *len)
 
 const void *cache_entry_derived(const struct cache_entry *entry, size_t *len)
 {
-    /* On every CAN and ROLECAN: the three lengths it needs, not the whole
-     * header (entry_unpack()). */
+    /* On every CAN and ROLECAN: past the key and value, and the varints
+     * after its length, without decoding them (entry_unpack()). */
     const unsigned char *in = entry_lengths(entry);
     size_t key_len = (size_t)get_varint(&in);
     size_t value_len = (size_t)get_varint(&in);
-    *len = (entry->layout & LAYOUT_DERIVED) ? (size_t)get_varint(&in) : 0;
-    return (const unsigned char *)entry_key_ptr(entry) + key_len + value_len + 1;
+    in += key_len + value_len;
+    *len = (entry->kind & KIND_DERIVED) ? (size_t)get_varint(&in) : 0;
+    unsigned skipped = 1u + ((entry->kind & KIND_INDEX) != 0) +
+                       ((entry->flags & ENTRY_VERSIONED) != 0); /* index, version, update time */
+    while (skipped > 0)
+        skipped -= (*in++ & 0x80) == 0;
+    return in;
 }
 
 uint64_t cache_entry_version(const struct cache_entry *entry)
@@ -2193,7 +2230,9 @@ uint64_t cache_entry_updated_ms(const struct cache *cache, const struct cache_en
 
 size_t cache_entry_header_bytes(const struct cache_entry *entry)
 {
-    return ENTRY_HEADER + (entry->layout & LAYOUT_LENGTH);
+    struct entry_fields fields;
+    entry_unpack(entry, &fields);
+    return ENTRY_HEADER + packed_size(&fields);
 }
 
 size_t cache_entry_allocated_bytes(const struct cache_entry *entry)
@@ -2232,7 +2271,7 @@ uint64_t cache_foreach_entry(struct cache *cache, unsigned shard_index,
                 struct cache_entry_view view = {
                     .tenant = tenant->name,
                     .tenant_len = tenant->name_len,
-                    .kind = entry->kind,
+                    .kind = entry_kind(entry),
                     .key = key,
                     .key_len = fields.key_len,
                     .json = tombstone ? "" : key + fields.key_len,
@@ -2298,8 +2337,8 @@ static void tenant_fill_stats(const struct cache *cache, const struct cache_tena
         const struct cache_entry *entry = slot_entry(cache, tenant, i);
         if (entry == NULL)
             continue;
-        out->kind_entries[entry->kind]++;
-        out->kind_bytes[entry->kind] += (uint64_t)entry_bytes(entry);
+        out->kind_entries[entry_kind(entry)]++;
+        out->kind_bytes[entry_kind(entry)] += (uint64_t)entry_bytes(entry);
     }
 }
 

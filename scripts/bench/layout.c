@@ -114,7 +114,7 @@ int main(void)
         return 1;
     }
     double tables = ((double)tenant->bytes - allocated) / n;
-    printf("entries=%u own=%.1f header=%.1f nul=1 derived=%.1f alloc=%.1f tables=%.1f\n", n,
+    printf("entries=%u own=%.1f header=%.1f derived=%.1f alloc=%.1f tables=%.1f\n", n,
            own / n, header / n, derived / n, slack / n, tables);
     free(tenant);
     cache_destroy(cache);
