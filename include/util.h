@@ -17,8 +17,6 @@
 void *xmalloc(size_t size);
 void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *ptr, size_t size);
-/* aligned_alloc(): `alignment` a power of two, `size` a multiple of it. */
-void *xaligned_alloc(size_t alignment, size_t size);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t len);
 void *xmemdup(const void *data, size_t len);

@@ -42,14 +42,6 @@ void *xrealloc(void *ptr, size_t size)
     return grown;
 }
 
-void *xaligned_alloc(size_t alignment, size_t size)
-{
-    void *ptr = aligned_alloc(alignment, size);
-    if (ptr == NULL)
-        out_of_memory(size);
-    return ptr;
-}
-
 char *xstrdup(const char *s)
 {
     return xstrndup(s, strlen(s));

@@ -10,7 +10,7 @@
  * in 4 bytes, one that has just started in 1-3),
  * and prints, per entry on average: the entry's own key + compact value,
  * the header (cache_entry_header_bytes(): fixed part and packed lengths,
- * times and version), the value's NUL terminator, the derived query
+ * times and version), the derived query
  * data, what the allocator adds to an entry of that size (the rounding up
  * to its slab class, a multiple of 8: slab_object_bytes(); for an entry
  * above SLAB_OBJECT_MAX, glibc's size word and rounding to 16 from
