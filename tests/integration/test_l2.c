@@ -445,6 +445,42 @@ START_TEST(test_redis_down_at_start)
 }
 END_TEST
 
+/* A GET sent while the first connection is still being made waits for it
+ * rather than failing at once: a daemon just started does not skip L2 for
+ * its first misses. */
+START_TEST(test_get_during_first_connect)
+{
+    ck_assert_int_eq(harness_redis_start(&t.h), 0);
+    redisContext *c = redis();
+    redis_run(c, "SET %s %s", "k", "v");
+    start();
+    ck_assert(!l2_ready(t.l2));
+    get(0, "k", 1, 5000);
+    get(1, "nope", 4, 5000);
+    ck_assert_int_eq(t.answers[0].calls, 0);
+    ck_assert(harness_pump_until(t.base, 5000, answered_at_least, 2));
+    expect_found(&t.answers[0], "v", 1);
+    ck_assert_int_eq(t.answers[1].status, L2_MISSING);
+    ck_assert(l2_ready(t.l2));
+
+    /* Redis not answering at start: the GET waits only as long as that
+     * first attempt (connect_timeout, 300 ms here), not its own 10 s. */
+    l2_destroy(t.l2);
+    t.l2 = NULL;
+    ck_assert_int_eq(harness_redis_pause(&t.h), 0);
+    start();
+    long long before = harness_now_ms();
+    get(2, "k", 1, 10000);
+    ck_assert(harness_pump_until(t.base, 5000, answered_at_least, 3));
+    ck_assert_int_eq(t.answers[2].status, L2_FAILED);
+    ck_assert_int_lt(t.answers[2].at_ms - before, FAST_MS);
+    ck_assert_int_eq(harness_redis_resume(&t.h), 0);
+    ck_assert(harness_pump_until(t.base, 5000, is_ready, 0));
+    expect_found(get_wait(3, "k", 1, 2000), "v", 1);
+    redisFree(c);
+}
+END_TEST
+
 START_TEST(test_paused_redis)
 {
     ck_assert_int_eq(harness_redis_start(&t.h), 0);
@@ -697,6 +733,7 @@ static Suite *l2_suite(void)
     tcase_add_test(tc, test_db);
     tcase_add_test(tc, test_auth);
     tcase_add_test(tc, test_redis_down_at_start);
+    tcase_add_test(tc, test_get_during_first_connect);
     tcase_add_test(tc, test_paused_redis);
     tcase_add_test(tc, test_late_reply_after_timeout);
     tcase_add_test(tc, test_kill_mid_flight);
