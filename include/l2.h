@@ -39,10 +39,17 @@ int l2_create(struct event_base *base, const struct config *config, struct l2 **
  * changed (redis.l2 itself is the caller's business). NULL is a no-op. */
 void l2_reconfigure(struct l2 *l2, const struct config *config);
 bool l2_ready(const struct l2 *l2);
+/* Ready, or its first connection attempt is still under way (a GET waits
+ * for it): worth a GET. False once the link has been up or failed, until it
+ * is up again. */
+bool l2_available(const struct l2 *l2);
 
 /* GET key, answered through done exactly once, within timeout_ms in every
- * case. done never runs inside l2_get(): when not ready (or the command
- * cannot be sent) it is answered L2_FAILED from the loop's next iteration.
+ * case. done never runs inside l2_get(): while the first connection
+ * attempt is under way it waits for it (sent when the link comes up,
+ * L2_FAILED when the attempt fails); otherwise when not ready (or the
+ * command cannot be sent) it is answered L2_FAILED from the loop's next
+ * iteration.
  * Reply STRING: L2_FOUND; nil: L2_MISSING; anything else, the timeout or a
  * lost connection: L2_FAILED. */
 void l2_get(struct l2 *l2, const char *key, size_t key_len, uint64_t timeout_ms, l2_done_fn *done,

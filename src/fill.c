@@ -399,7 +399,7 @@ static void l2_answered(void *arg, enum l2_status status, const char *value, siz
 static void job_start(struct fill_job *job)
 {
     struct fill *fill = job->fill;
-    if (fill->l2 != NULL && l2_ready(fill->l2)) {
+    if (fill->l2 != NULL && l2_available(fill->l2)) {
         char *key;
         size_t key_len;
         l2_key(fill, job, &key, &key_len);

@@ -21,7 +21,14 @@
  * gone silent) drops the connection, which answers the GETs behind it: while
  * it is made again (the handshake bounded by connect_timeout), l2_ready() is
  * false and fills skip L2 instead of each waiting out its timeout. A reply
- * that arrives after its GET timed out is dropped. */
+ * that arrives after its GET timed out is dropped.
+ *
+ * Only the first connection is waited for: until its first attempt ends
+ * (up, or failed within connect_timeout), a GET waits on the pending list
+ * unsent, and is sent when the link comes up or answered L2_FAILED when the
+ * attempt fails. Nothing is known to be wrong yet, and a daemon just
+ * started should not send its first misses to the origin (or answer them
+ * -UNAVAILABLE) for want of a few milliseconds. */
 #include "l2.h"
 
 #include <stdio.h>
@@ -59,6 +66,8 @@ struct l2_request {
     void *arg;
     uint64_t replies_at_send; /* l2->replies when the GET was sent */
     uint64_t timeout_ms;
+    char *waiting_key;        /* unsent, waiting for the first connection (its key) */
+    size_t waiting_key_len;
     bool answered;            /* done was called */
     bool in_hiredis;          /* hiredis still holds it: its reply callback is to come */
 };
@@ -72,6 +81,7 @@ struct l2 {
     struct l2_list answered;  /* answered (timed out), still held by hiredis */
 
     uint64_t replies;         /* replies received on the live connection: proof of life */
+    bool first_attempt_done;  /* the link came up or failed once: GETs stop waiting */
     bool destroying;
 
     struct log_ratelimit set_limit;
@@ -113,6 +123,7 @@ static void l2_request_free(struct l2_request *req)
 {
     l2_list_remove(req);
     event_free(req->timer);
+    free(req->waiting_key);
     free(req);
 }
 
@@ -207,6 +218,30 @@ static void l2_on_set(redisAsyncContext *ac, void *r, void *privdata)
                     "redis L2: SET refused: %s", reply->str);
 }
 
+static void l2_send(struct l2 *l2, struct l2_request *req, const char *key, size_t key_len);
+
+/* Sends the GETs that waited for the first connection (up), or answers them
+ * L2_FAILED from the loop (its first attempt failed). */
+static void l2_release_waiting(struct l2 *l2, bool up)
+{
+    l2->first_attempt_done = true;
+    struct l2_request *next;
+    for (struct l2_request *req = l2->pending.head; req != NULL; req = next) {
+        next = req->next;
+        if (req->waiting_key == NULL)
+            continue;
+        char *key = req->waiting_key;
+        req->waiting_key = NULL;
+        evtimer_del(req->timer);
+        if (up) {
+            l2_send(l2, req, key, req->waiting_key_len);
+        } else {
+            l2_timer_add(req->timer, 0);
+        }
+        free(key);
+    }
+}
+
 static void l2_on_up(void *arg, bool first)
 {
     struct l2 *l2 = arg;
@@ -214,6 +249,16 @@ static void l2_on_up(void *arg, bool first)
     log_info("redis %s: L2 connection ready (db %u)%s",
              redis_link_address(l2->link, address, sizeof(address)), l2->db,
              first ? "" : " again");
+    if (!l2->first_attempt_done)
+        l2_release_waiting(l2, true);
+}
+
+static void l2_on_down(void *arg, const char *reason)
+{
+    (void)reason; /* logged by the link */
+    struct l2 *l2 = arg;
+    if (!l2->first_attempt_done)
+        l2_release_waiting(l2, false);
 }
 
 int l2_create(struct event_base *base, const struct config *config, struct l2 **out,
@@ -234,7 +279,7 @@ int l2_create(struct event_base *base, const struct config *config, struct l2 **
     const struct redis_link_callbacks callbacks = {
         .on_setup = NULL,
         .on_up = l2_on_up,
-        .on_down = NULL, /* pending GETs are answered by their NULL replies */
+        .on_down = l2_on_down, /* sent GETs are answered by their NULL replies */
         .arg = l2,
     };
     l2->link = redis_link_create(base, config, &options, &callbacks, error);
@@ -259,6 +304,26 @@ bool l2_ready(const struct l2 *l2)
     return l2 != NULL && !l2->destroying && redis_link_context(l2->link) != NULL;
 }
 
+bool l2_available(const struct l2 *l2)
+{
+    return l2_ready(l2) || (l2 != NULL && !l2->destroying && !l2->first_attempt_done);
+}
+
+/* Sends req's GET (its timer, already made, is armed here), or answers it
+ * L2_FAILED from the loop when it cannot be sent. */
+static void l2_send(struct l2 *l2, struct l2_request *req, const char *key, size_t key_len)
+{
+    redisAsyncContext *ac = l2_ready(l2) ? redis_link_context(l2->link) : NULL;
+    if (ac != NULL &&
+        redisAsyncCommand(ac, l2_on_get, req, "GET %b", key, key_len) == REDIS_OK) {
+        req->in_hiredis = true;
+        req->replies_at_send = l2->replies;
+        l2_timer_add(req->timer, req->timeout_ms);
+    } else {
+        l2_timer_add(req->timer, 0); /* L2_FAILED from the loop */
+    }
+}
+
 void l2_get(struct l2 *l2, const char *key, size_t key_len, uint64_t timeout_ms, l2_done_fn *done,
             void *arg)
 {
@@ -274,15 +339,14 @@ void l2_get(struct l2 *l2, const char *key, size_t key_len, uint64_t timeout_ms,
     if (l2->destroying)
         return; /* answered by l2_destroy(), which is running */
 
-    redisAsyncContext *ac = l2_ready(l2) ? redis_link_context(l2->link) : NULL;
-    if (ac != NULL &&
-        redisAsyncCommand(ac, l2_on_get, req, "GET %b", key, key_len) == REDIS_OK) {
-        req->in_hiredis = true;
-        req->replies_at_send = l2->replies;
+    if (!l2_ready(l2) && !l2->first_attempt_done) {
+        /* Sent by l2_release_waiting(); the timer bounds the wait. */
+        req->waiting_key = xmemdup(key, key_len);
+        req->waiting_key_len = key_len;
         l2_timer_add(req->timer, timeout_ms);
-    } else {
-        l2_timer_add(req->timer, 0); /* L2_FAILED from the loop */
+        return;
     }
+    l2_send(l2, req, key, key_len);
 }
 
 void l2_set(struct l2 *l2, const char *key, size_t key_len, const char *value, size_t value_len,
