@@ -530,7 +530,8 @@ static bool wait_log_line(const char *text, int timeout_ms)
 }
 
 /* Waits until the daemon's L2 connection (a normal, non-subscribed client
- * other than ours) shows in redis's CLIENT LIST: before that, fills skip L2. */
+ * other than ours) shows in redis's CLIENT LIST, so that what a test does to
+ * Redis next happens to a connection that is up. */
 static void wait_l2_connected(void)
 {
     redisReply *id = redisCommand(store, "CLIENT ID");
