@@ -37,6 +37,10 @@
 /* Room for util_format_double(): "-2.2250738585072014e-308" and a NUL. */
 #define CREDIT_TEXT_MAX 32
 
+/* A credit blob of one byte below this is the offset of the cost in the
+ * text: no shortest form of a number starts with a byte below '-'. */
+#define CREDIT_PLACE_END '-'
+
 /* A growing blob. Texts are bounded by the message and fill size limits, far
  * below the 2^34 that a varint's 35 bits hold for an offset << 1. */
 struct blob {
@@ -271,7 +275,8 @@ static int prepare_credit(const struct jscan *scan, uint32_t value, const char *
                           size_t json_len, struct blob *b, char *error)
 {
     uint32_t cost = value;
-    if (type_of(scan, value) == JSCAN_OBJECT) {
+    bool object = type_of(scan, value) == JSCAN_OBJECT;
+    if (object) {
         cost = jscan_member(scan, value, "cost");
         if (cost == 0) {
             snprintf(error, ERROR_MAX, "credit object must have a number 'cost'");
@@ -292,9 +297,25 @@ static int prepare_credit(const struct jscan *scan, uint32_t value, const char *
         number = 0.0; /* -0 would print as "-0" */
     char text[CREDIT_TEXT_MAX];
     size_t text_len = util_format_double(number, text, sizeof(text));
-    /* CREDIT answers the text itself when it is already that form. */
-    if (text_len != json_len || memcmp(text, json, text_len) != 0)
+    /* CREDIT answers the text itself when it is already that form, or the
+     * cost member's text when that is and starts near enough to the front
+     * for its offset to fit the one byte. */
+    if (!object) {
+        if (text_len != json_len || memcmp(text, json, text_len) != 0)
+            put_bytes(b, text, text_len);
+        return 0;
+    }
+    const char *end = json + json_len;
+    const char *at = text_member(scan, value, "cost", json, end);
+    if (at == NULL) /* the text is not the scan's: a caller's mistake */
+        log_fatal("credit value text does not match its scanned value");
+    if (at - json < CREDIT_PLACE_END && (size_t)(text_skip_value(at, end) - at) == text_len &&
+        memcmp(at, text, text_len) == 0) {
+        unsigned char place = (unsigned char)(at - json);
+        put_bytes(b, &place, 1);
+    } else {
         put_bytes(b, text, text_len);
+    }
     return 0;
 }
 
@@ -660,7 +681,21 @@ bool value_strings_next(struct value_strings *strings, const char **str, size_t 
 int value_credit(const char *json, size_t json_len, const void *derived, size_t derived_len,
                  const char **text, size_t *text_len)
 {
-    if (derived_len > 0) {
+    const unsigned char *blob = derived;
+    if (blob != NULL && derived_len == 1 && blob[0] < CREDIT_PLACE_END) {
+        /* The cost member's text: a number, ended by the object's next ','
+         * or its '}', which the text must have. */
+        size_t at = blob[0], n = 0;
+        if (json == NULL || at >= json_len ||
+            (json[at] != '-' && (json[at] < '0' || json[at] > '9')))
+            return -1;
+        while (at + n < json_len && json[at + n] != ',' && json[at + n] != '}')
+            n++;
+        if (at + n == json_len)
+            return -1;
+        *text = json + at;
+        *text_len = n;
+    } else if (derived_len > 0) {
         *text = derived;
         *text_len = derived_len;
     } else {

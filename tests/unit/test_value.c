@@ -35,7 +35,9 @@ static void prepare_bad(enum config_shape shape, const char *text, const char *w
     ck_assert_uint_eq(out.derived_len, 0);
 }
 
-static void assert_credit(const char *json, double cost, const char *text)
+/* blob: the size of the derived blob: 0 when the text is the answer, 1 for
+ * the place of a cost member written as the answer, else the answer's. */
+static void assert_credit(const char *json, double cost, const char *text, size_t blob)
 {
     struct value_prepared v;
     const char *t;
@@ -46,29 +48,36 @@ static void assert_credit(const char *json, double cost, const char *text)
                   json, (int)t_len, t);
     ck_assert_msg(strtod(text, NULL) == cost, "%s: cost", json);
     /* a text that is already the answer is not copied into the blob */
-    if (strcmp(v.json, text) == 0)
-        ck_assert_uint_eq(v.derived_len, 0);
-    else
-        ck_assert_uint_eq(v.derived_len, strlen(text));
+    ck_assert_msg(v.derived_len == blob, "%s: blob of %zu bytes", json, v.derived_len);
     ck_assert_ptr_null(v.index_key);
     value_clear(&v);
 }
 
 START_TEST(test_credit)
 {
-    assert_credit("3.5", 3.5, "3.5");
-    assert_credit("12", 12.0, "12");
-    assert_credit("0", 0.0, "0");
-    assert_credit("-0.0", 0.0, "0");
-    assert_credit("-2.25", -2.25, "-2.25");
-    assert_credit("0.1", 0.1, "0.1");
-    assert_credit("{\"cost\": 3.5}", 3.5, "3.5");
-    assert_credit("{\"cost\": 7, \"currency\": \"EUR\", \"tags\": [1]}", 7.0, "7");
-    assert_credit("{\"cost\": 0.30000000000000004}", 0.30000000000000004, "0.30000000000000004");
+    assert_credit("3.5", 3.5, "3.5", 0);
+    assert_credit("12", 12.0, "12", 0);
+    assert_credit("0", 0.0, "0", 0);
+    assert_credit("-0.0", 0.0, "0", 1);
+    assert_credit("-2.25", -2.25, "-2.25", 0);
+    assert_credit("0.1", 0.1, "0.1", 0);
+    /* the cost member written in its shortest form: its place, a byte */
+    assert_credit("{\"cost\": 3.5}", 3.5, "3.5", 1);
+    assert_credit("{\"cost\": 7, \"currency\": \"EUR\", \"tags\": [1]}", 7.0, "7", 1);
+    assert_credit("{\"cost\": 0.30000000000000004}", 0.30000000000000004, "0.30000000000000004",
+                  1);
+    assert_credit("{\"cost\": -2.25, \"currency\": \"credits\"}", -2.25, "-2.25", 1);
+    assert_credit("{\"currency\": \"EUR\", \"cost\": 12}", 12.0, "12", 1);
+    assert_credit("{\"x\": {\"cost\": 1}, \"l\": [2, 3], \"cost\": 2.5}", 2.5, "2.5", 1);
     /* a number written in another form is answered in the shortest one */
-    assert_credit("3.50", 3.5, "3.5");
-    assert_credit("1e1", 10.0, "10");
-    assert_credit("-0", 0.0, "0");
+    assert_credit("3.50", 3.5, "3.5", 3);
+    assert_credit("1e1", 10.0, "10", 2);
+    assert_credit("-0", 0.0, "0", 1);
+    assert_credit("{\"cost\": 3.50}", 3.5, "3.5", 3);
+    assert_credit("{\"cost\": 1E1}", 10.0, "10", 2);
+    /* a place fits the byte up to offset 44 ('-' - 1); further on, a copy */
+    assert_credit("{\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\": 1, \"cost\": 12.5}", 12.5, "12.5", 1);
+    assert_credit("{\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\": 1, \"cost\": 12.5}", 12.5, "12.5", 4);
 
     /* A huge real: the text reads back exactly. */
     struct value_prepared v;
@@ -595,6 +604,19 @@ START_TEST(test_accessors_check_bounds)
     struct value_strings strings;
 
     ck_assert_int_eq(value_credit(NULL, 0, NULL, 0, &s, &len), -1);
+    /* a credit blob that is a place: past the text, at no number, or at a
+     * number the text does not close */
+    struct value_prepared credit;
+    prepare_ok(CONFIG_SHAPE_CREDIT, "{\"cost\": 3.5, \"c\": \"EUR\"}", &credit);
+    ck_assert_uint_eq(credit.derived_len, 1);
+    ck_assert_int_eq(value_credit(credit.json, credit.json_len, credit.derived, 1, &s, &len), 0);
+    ck_assert_uint_eq(len, 3);
+    ck_assert_mem_eq(s, "3.5", 3);
+    ck_assert_int_eq(value_credit(credit.json, 8, credit.derived, 1, &s, &len), -1);
+    ck_assert_int_eq(value_credit(credit.json, 10, credit.derived, 1, &s, &len), -1);
+    ck_assert_int_eq(value_credit(NULL, 0, credit.derived, 1, &s, &len), -1);
+    ck_assert_int_eq(value_credit(role.json, role.json_len, credit.derived, 1, &s, &len), -1);
+    value_clear(&credit);
     ck_assert_int_eq(value_role_permissions(role.json, role.json_len, NULL, 0, &strings), -1);
     ck_assert_int_eq(value_user(user.json, user.json_len, NULL, 0, &s, &len, &strings), -1);
 
