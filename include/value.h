@@ -49,13 +49,16 @@ int value_prepare_text(enum config_shape shape, const char *text, size_t len,
 void value_clear(struct value_prepared *value);
 
 /* A sequence of strings of a value (in its compact text or its derived
- * blob). Iterate with value_strings_next(). */
+ * blob). Iterate with value_strings_next(). in_text: the strings are read
+ * from the text's own list, cursor and end pointing into json; otherwise
+ * from the blob's places and copies. */
 struct value_strings {
     const char *json;
     size_t json_len;
     const unsigned char *cursor;
     const unsigned char *end;
     uint32_t remaining;
+    bool in_text;
 };
 
 /* Returns true and sets *str and *len to the next string, or false at the end. */
@@ -81,8 +84,9 @@ int value_user(const char *json, size_t json_len, const void *derived, size_t de
 /* The same two for a walk that may stop at its first match (CAN): the
  * strings are not walked here but checked one by one as
  * value_strings_next() reaches them, and the first that does not fit the
- * text ends the walk (`remaining` is then only an upper bound). A blob cut
- * short inside the strings is not refused here: the walk ends there. */
+ * text ends the walk (`remaining` is then only an upper bound, UINT32_MAX
+ * when the strings are read from the text's own list). A blob cut short
+ * inside the strings is not refused here: the walk ends there. */
 int value_role_permissions_lazy(const char *json, size_t json_len, const void *derived,
                                 size_t derived_len, struct value_strings *out);
 int value_user_lazy(const char *json, size_t json_len, const void *derived, size_t derived_len,

@@ -3,18 +3,25 @@
  *
  * The derived blob holds only what a query cannot take from the compact text
  * as it is. Its layout is private to this file (read byte by byte, so a blob
- * at any address is safe to read; counts and lengths are varints, 7 bits a
- * byte, low first, the high bit set on all but the last):
+ * at any address is safe to read; places, counts and lengths are varints,
+ * 7 bits a byte, low first, the high bit set on all but the last):
  *   credit:    nothing when the text is the cost written in its shortest
- *              form ("3.5"); otherwise that shortest form
- *   role:      count, count x string
- *   user:      status string, count, count x string
+ *              form ("3.5"); one byte below '-' when the cost member's
+ *              text is that form: its offset (it ends at the next ',' or
+ *              '}'); otherwise that shortest form, which starts with '-'
+ *              or a digit
+ *   role:      the patterns, a list
+ *   user:      the status, a string; the roles, a list
  *   hierarchy: the parent id (nothing for a root); it is also the index key
- * A string is a varint v and then: v even, a place in the compact text
- * (offset v / 2, then a varint length), where the string is written without
- * escapes; v odd, its v / 2 decoded bytes inline (it has escapes in the
- * text). So a role's patterns and a user's status and roles are not copied
- * next to the text they are in. Other shapes have no blob. */
+ * A string is a varint v and then: v even, nothing: the string is written
+ * without escapes in the text at offset v / 2 (its opening quote) and ends
+ * at the next '"'; v odd, its v / 2 decoded bytes (it has escapes).
+ * A list is a varint v: v even, no string of the list has escapes, and v / 2
+ * is the offset of the list's '[' in the text: readers walk its "..." items
+ * up to the ']'; v odd, v / 2 strings follow (count 0: the user has no
+ * roles). So a seed user's blob is 2 bytes and a role's 1, and nothing read
+ * on the query path depends on the text having no escapes. Other shapes
+ * have no blob. */
 #include "value.h"
 
 #include <math.h>
@@ -29,6 +36,10 @@
 
 /* Room for util_format_double(): "-2.2250738585072014e-308" and a NUL. */
 #define CREDIT_TEXT_MAX 32
+
+/* A credit blob of one byte below this is the offset of the cost in the
+ * text: no shortest form of a number starts with a byte below '-'. */
+#define CREDIT_PLACE_END '-'
 
 /* A growing blob. Texts are bounded by the message and fill size limits, far
  * below the 2^34 that a varint's 35 bits hold for an offset << 1. */
@@ -202,8 +213,7 @@ static void put_text_string(struct blob *b, const char *json, const char *p, con
     const char *start = p + 1;
     size_t raw_len = (size_t)(text_skip_string(p, end) - 1 - start);
     if (memchr(start, '\\', raw_len) == NULL) {
-        put_varint(b, (uint64_t)(start - json) << 1);
-        put_varint(b, raw_len);
+        put_varint(b, (uint64_t)(p - json) << 1);
     } else {
         const char *s;
         size_t len;
@@ -215,13 +225,19 @@ static void put_text_string(struct blob *b, const char *json, const char *p, con
     }
 }
 
-/* Appends the count and then each string of array node array, written at p
- * (its '['). */
+/* Appends array node array of strings, written at p (its '['): the place
+ * of its '[' when none of its strings has escapes (the array holds nothing
+ * else that could have a backslash), else the count and each string. */
 static void put_text_strings(struct blob *b, const char *json, const char *p, const char *end,
                              const struct jscan *scan, uint32_t array)
 {
+    size_t array_len = (size_t)(text_skip_value(p, end) - p);
+    if (memchr(p, '\\', array_len) == NULL) {
+        put_varint(b, (uint64_t)(p - json) << 1);
+        return;
+    }
     const struct jscan_node *n = &scan->nodes[array];
-    put_varint(b, n->u.count);
+    put_varint(b, ((uint64_t)n->u.count << 1) | 1);
     p++;
     for (uint32_t item = array + 1; item < n->next; item = scan->nodes[item].next) {
         put_text_string(b, json, p, end, scan, item);
@@ -259,7 +275,8 @@ static int prepare_credit(const struct jscan *scan, uint32_t value, const char *
                           size_t json_len, struct blob *b, char *error)
 {
     uint32_t cost = value;
-    if (type_of(scan, value) == JSCAN_OBJECT) {
+    bool object = type_of(scan, value) == JSCAN_OBJECT;
+    if (object) {
         cost = jscan_member(scan, value, "cost");
         if (cost == 0) {
             snprintf(error, ERROR_MAX, "credit object must have a number 'cost'");
@@ -280,9 +297,25 @@ static int prepare_credit(const struct jscan *scan, uint32_t value, const char *
         number = 0.0; /* -0 would print as "-0" */
     char text[CREDIT_TEXT_MAX];
     size_t text_len = util_format_double(number, text, sizeof(text));
-    /* CREDIT answers the text itself when it is already that form. */
-    if (text_len != json_len || memcmp(text, json, text_len) != 0)
+    /* CREDIT answers the text itself when it is already that form, or the
+     * cost member's text when that is and starts near enough to the front
+     * for its offset to fit the one byte. */
+    if (!object) {
+        if (text_len != json_len || memcmp(text, json, text_len) != 0)
+            put_bytes(b, text, text_len);
+        return 0;
+    }
+    const char *end = json + json_len;
+    const char *at = text_member(scan, value, "cost", json, end);
+    if (at == NULL) /* the text is not the scan's: a caller's mistake */
+        log_fatal("credit value text does not match its scanned value");
+    if (at - json < CREDIT_PLACE_END && (size_t)(text_skip_value(at, end) - at) == text_len &&
+        memcmp(at, text, text_len) == 0) {
+        unsigned char place = (unsigned char)(at - json);
+        put_bytes(b, &place, 1);
+    } else {
         put_bytes(b, text, text_len);
+    }
     return 0;
 }
 
@@ -381,7 +414,7 @@ static int prepare_user(const struct jscan *scan, uint32_t value, const char *js
     if (roles != 0)
         put_text_strings(b, json, roles_at, end, scan, roles);
     else
-        put_varint(b, 0);
+        put_varint(b, 1); /* a list of 0 strings */
     return 0;
 }
 
@@ -513,43 +546,97 @@ void value_clear(struct value_prepared *value)
     memset(value, 0, sizeof(*value));
 }
 
+/* The string whose opening quote is at p in text that ends at end, written
+ * without escapes: it runs to the next '"'. False if the text ends first. */
+static inline bool text_plain_string(const char *p, const char *end, const char **str,
+                                     size_t *len)
+{
+    const char *close = memchr(p + 1, '"', (size_t)(end - p - 1));
+    if (close == NULL)
+        return false;
+    *str = p + 1;
+    *len = (size_t)(close - p - 1);
+    return true;
+}
+
 /* Reads a string written by put_text_string(); false if it does not fit the
  * blob or the text. */
 static inline bool get_text_string(struct reader *r, const char *json, size_t json_len,
                                    const char **str, size_t *len)
 {
-    uint64_t v, n;
+    uint64_t v;
     if (!get_varint(r, &v))
         return false;
     if (v & 1) {
-        n = v >> 1;
+        uint64_t n = v >> 1;
         if ((uint64_t)(r->end - r->cursor) < n)
             return false;
         *str = (const char *)r->cursor;
+        *len = (size_t)n;
         r->cursor += n;
-    } else {
-        uint64_t offset = v >> 1;
-        if (!get_varint(r, &n) || json == NULL || offset > json_len || n > json_len - offset)
-            return false;
-        *str = json + offset;
+        return true;
     }
-    *len = (size_t)n;
+    uint64_t quote = v >> 1;
+    if (json == NULL || quote >= json_len || json[quote] != '"')
+        return false;
+    return text_plain_string(json + quote, json + json_len, str, len);
+}
+
+/* The next item of a list of strings without escapes in the text: *at is
+ * just after its '[' or a ','. False at the ']', or where the text does not
+ * go on as such a list (it was cut short, or is not the blob's). */
+static inline bool text_list_next(const char **at, const char *end, const char **str,
+                                  size_t *len)
+{
+    const char *p = *at;
+    if (p >= end || *p != '"' || !text_plain_string(p, end, str, len))
+        return false;
+    p += *len + 2;
+    if (p < end && *p == ',')
+        p++;
+    *at = p;
     return true;
 }
 
-/* Opens a sequence of strings (a count, then the strings) at r's cursor.
+/* Opens a list of strings (put_text_strings()) at r's cursor.
  * walk: the strings are walked once here so that the count can be trusted
  * and what follows them read; otherwise the sequence runs to the end of
- * the blob and value_strings_next() checks each string as it reaches it. */
+ * the blob, or of the text's list, and value_strings_next() checks each
+ * string as it reaches it. */
 static bool get_text_strings(struct reader *r, const char *json, size_t json_len,
                              struct value_strings *out, bool walk)
 {
-    uint64_t count;
-    /* Each string takes one byte at least. */
-    if (!get_varint(r, &count) || count > UINT32_MAX || count > (uint64_t)(r->end - r->cursor))
+    uint64_t v;
+    if (!get_varint(r, &v))
         return false;
     out->json = json;
     out->json_len = json_len;
+    if ((v & 1) == 0) {
+        uint64_t open = v >> 1;
+        if (json == NULL || open >= json_len || json[open] != '[')
+            return false;
+        const char *at = json + open + 1, *end = json + json_len;
+        out->in_text = true;
+        out->cursor = (const unsigned char *)at;
+        out->end = (const unsigned char *)end;
+        out->remaining = UINT32_MAX;
+        if (!walk)
+            return true;
+        const char *s;
+        size_t len;
+        uint32_t count = 0;
+        while (count < UINT32_MAX && text_list_next(&at, end, &s, &len))
+            count++;
+        if (at >= end || *at != ']')
+            return false;
+        out->remaining = count;
+        return true;
+    }
+    uint64_t count = v >> 1;
+    /* Each string takes one byte at least. */
+    if (count > UINT32_MAX || count > (uint64_t)(r->end - r->cursor))
+        return false;
+    out->in_text = false;
     out->cursor = r->cursor;
     out->remaining = (uint32_t)count;
     if (!walk) {
@@ -571,6 +658,16 @@ bool value_strings_next(struct value_strings *strings, const char **str, size_t 
 {
     if (strings->remaining == 0)
         return false;
+    if (strings->in_text) {
+        const char *at = (const char *)strings->cursor;
+        if (!text_list_next(&at, (const char *)strings->end, str, len)) {
+            strings->remaining = 0;
+            return false;
+        }
+        strings->cursor = (const unsigned char *)at;
+        strings->remaining--;
+        return true;
+    }
     struct reader r = {strings->cursor, strings->end};
     if (!get_text_string(&r, strings->json, strings->json_len, str, len)) {
         strings->remaining = 0;
@@ -584,7 +681,21 @@ bool value_strings_next(struct value_strings *strings, const char **str, size_t 
 int value_credit(const char *json, size_t json_len, const void *derived, size_t derived_len,
                  const char **text, size_t *text_len)
 {
-    if (derived_len > 0) {
+    const unsigned char *blob = derived;
+    if (blob != NULL && derived_len == 1 && blob[0] < CREDIT_PLACE_END) {
+        /* The cost member's text: a number, ended by the object's next ','
+         * or its '}', which the text must have. */
+        size_t at = blob[0], n = 0;
+        if (json == NULL || at >= json_len ||
+            (json[at] != '-' && (json[at] < '0' || json[at] > '9')))
+            return -1;
+        while (at + n < json_len && json[at + n] != ',' && json[at + n] != '}')
+            n++;
+        if (at + n == json_len)
+            return -1;
+        *text = json + at;
+        *text_len = n;
+    } else if (derived_len > 0) {
         *text = derived;
         *text_len = derived_len;
     } else {

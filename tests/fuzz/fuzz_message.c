@@ -5,7 +5,7 @@
  * as fills are read). For an accepted payload it also checks each stored
  * value against jansson's own reading of the payload: the text kept is the
  * same JSON value, and what the query accessors read from text and blob is
- * what the value says.
+ * what the value says, through the walks that may stop early (CAN) too.
  *
  *   clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -D_GNU_SOURCE \
  *       $(pkg-config --cflags jansson yaml-0.1) tests/fuzz/fuzz_message.c src/message.c \
@@ -72,12 +72,19 @@ static void check_value(const struct message_operation *op, json_t *want)
         check(value_role_permissions(v->json, v->json_len, v->derived, v->derived_len,
                                      &strings) == 0);
         check_strings(&strings, object != NULL ? json_object_get(object, "permissions") : want);
+        check(value_role_permissions_lazy(v->json, v->json_len, v->derived, v->derived_len,
+                                          &strings) == 0);
+        check_strings(&strings, object != NULL ? json_object_get(object, "permissions") : want);
         break;
     case CONFIG_KIND_USER: {
         check(value_user(v->json, v->json_len, v->derived, v->derived_len, &s, &len, &strings) ==
               0);
         check(same_string(object != NULL ? json_object_get(object, "status") : want, s, len));
         json_t *roles = object != NULL ? json_object_get(object, "roles") : NULL;
+        check_strings(&strings, json_is_array(roles) ? roles : NULL);
+        check(value_user_lazy(v->json, v->json_len, v->derived, v->derived_len, &s, &len,
+                              &strings) == 0);
+        check(same_string(object != NULL ? json_object_get(object, "status") : want, s, len));
         check_strings(&strings, json_is_array(roles) ? roles : NULL);
         break;
     }

@@ -35,7 +35,9 @@ static void prepare_bad(enum config_shape shape, const char *text, const char *w
     ck_assert_uint_eq(out.derived_len, 0);
 }
 
-static void assert_credit(const char *json, double cost, const char *text)
+/* blob: the size of the derived blob: 0 when the text is the answer, 1 for
+ * the place of a cost member written as the answer, else the answer's. */
+static void assert_credit(const char *json, double cost, const char *text, size_t blob)
 {
     struct value_prepared v;
     const char *t;
@@ -46,29 +48,36 @@ static void assert_credit(const char *json, double cost, const char *text)
                   json, (int)t_len, t);
     ck_assert_msg(strtod(text, NULL) == cost, "%s: cost", json);
     /* a text that is already the answer is not copied into the blob */
-    if (strcmp(v.json, text) == 0)
-        ck_assert_uint_eq(v.derived_len, 0);
-    else
-        ck_assert_uint_eq(v.derived_len, strlen(text));
+    ck_assert_msg(v.derived_len == blob, "%s: blob of %zu bytes", json, v.derived_len);
     ck_assert_ptr_null(v.index_key);
     value_clear(&v);
 }
 
 START_TEST(test_credit)
 {
-    assert_credit("3.5", 3.5, "3.5");
-    assert_credit("12", 12.0, "12");
-    assert_credit("0", 0.0, "0");
-    assert_credit("-0.0", 0.0, "0");
-    assert_credit("-2.25", -2.25, "-2.25");
-    assert_credit("0.1", 0.1, "0.1");
-    assert_credit("{\"cost\": 3.5}", 3.5, "3.5");
-    assert_credit("{\"cost\": 7, \"currency\": \"EUR\", \"tags\": [1]}", 7.0, "7");
-    assert_credit("{\"cost\": 0.30000000000000004}", 0.30000000000000004, "0.30000000000000004");
+    assert_credit("3.5", 3.5, "3.5", 0);
+    assert_credit("12", 12.0, "12", 0);
+    assert_credit("0", 0.0, "0", 0);
+    assert_credit("-0.0", 0.0, "0", 1);
+    assert_credit("-2.25", -2.25, "-2.25", 0);
+    assert_credit("0.1", 0.1, "0.1", 0);
+    /* the cost member written in its shortest form: its place, a byte */
+    assert_credit("{\"cost\": 3.5}", 3.5, "3.5", 1);
+    assert_credit("{\"cost\": 7, \"currency\": \"EUR\", \"tags\": [1]}", 7.0, "7", 1);
+    assert_credit("{\"cost\": 0.30000000000000004}", 0.30000000000000004, "0.30000000000000004",
+                  1);
+    assert_credit("{\"cost\": -2.25, \"currency\": \"credits\"}", -2.25, "-2.25", 1);
+    assert_credit("{\"currency\": \"EUR\", \"cost\": 12}", 12.0, "12", 1);
+    assert_credit("{\"x\": {\"cost\": 1}, \"l\": [2, 3], \"cost\": 2.5}", 2.5, "2.5", 1);
     /* a number written in another form is answered in the shortest one */
-    assert_credit("3.50", 3.5, "3.5");
-    assert_credit("1e1", 10.0, "10");
-    assert_credit("-0", 0.0, "0");
+    assert_credit("3.50", 3.5, "3.5", 3);
+    assert_credit("1e1", 10.0, "10", 2);
+    assert_credit("-0", 0.0, "0", 1);
+    assert_credit("{\"cost\": 3.50}", 3.5, "3.5", 3);
+    assert_credit("{\"cost\": 1E1}", 10.0, "10", 2);
+    /* a place fits the byte up to offset 44 ('-' - 1); further on, a copy */
+    assert_credit("{\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\": 1, \"cost\": 12.5}", 12.5, "12.5", 1);
+    assert_credit("{\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\": 1, \"cost\": 12.5}", 12.5, "12.5", 4);
 
     /* A huge real: the text reads back exactly. */
     struct value_prepared v;
@@ -198,34 +207,84 @@ START_TEST(test_user)
 }
 END_TEST
 
-/* Strings written without escapes are noted by their place in the text, a
- * byte each for place and length while they are short: a user with two
- * roles is 7 bytes; long strings and long lists read back. */
-START_TEST(test_derived_compact)
+/* Prepares text as shape and asserts the size of its blob. */
+static void assert_derived_len(enum config_shape shape, const char *text, size_t want)
 {
     struct value_prepared v;
-    prepare_ok(CONFIG_SHAPE_USER, "{\"status\":\"active\",\"roles\":[\"admin\",\"sales\"]}", &v);
-    ck_assert_uint_eq(v.derived_len, (1 + 1) + 1 + (1 + 1) + (1 + 1));
+    prepare_ok(shape, text, &v);
+    ck_assert_msg(v.derived_len == want, "%s: blob of %zu bytes, not %zu", text, v.derived_len,
+                  want);
     value_clear(&v);
+}
 
-    /* 300 patterns, the last of 200 bytes (two-byte varints for both). */
+/* The blob's sizes for the known shapes (the layout at the top of value.c):
+ * a string without escapes is its place, a byte while the text is short; a
+ * list of such strings is the place of its '[', a byte; a string with
+ * escapes is its decoded bytes, and a list holding one lists every string. */
+START_TEST(test_derived_compact)
+{
+    /* a seed user and a seed role: 2 bytes and 1 */
+    assert_derived_len(CONFIG_SHAPE_USER,
+                       "{\"status\":\"active\",\"roles\":[\"role-01-sales\",\"role-05-ops\"],"
+                       "\"updated_at\":\"2026-01-01T00:00:00Z\"}",
+                       2);
+    assert_derived_len(CONFIG_SHAPE_USER,
+                       "{ \"status\" : \"inactive\", \"roles\" : [ \"a\", \"b\", \"c\" ] }", 2);
+    assert_derived_len(CONFIG_SHAPE_ROLE,
+                       "{\"permissions\":[\"crm.*\",\"users.read\",\"billing.invoices.*\"],"
+                       "\"updated_at\":\"2026-01-01T00:00:00Z\"}",
+                       1);
+    assert_derived_len(CONFIG_SHAPE_ROLE, "[\"crm.*\", \"*\"]", 1);
+    /* empty lists, and no roles at all (an explicit list of 0) */
+    assert_derived_len(CONFIG_SHAPE_ROLE, "[]", 1);
+    assert_derived_len(CONFIG_SHAPE_ROLE, "{\"permissions\": []}", 1);
+    assert_derived_len(CONFIG_SHAPE_USER, "{\"status\": \"active\", \"roles\": []}", 2);
+    assert_derived_len(CONFIG_SHAPE_USER, "{\"status\": \"active\"}", 2);
+    assert_derived_len(CONFIG_SHAPE_USER, "\"active\"", 2);
+    assert_derived_len(CONFIG_SHAPE_USER, "{\"status\": \"active\", \"roles\": null}", 2);
+    /* a role with escapes makes the list explicit: count, "r1" decoded (a
+     * byte of length and 2), the place of "r2" */
+    assert_derived_len(CONFIG_SHAPE_USER,
+                       "{\"status\": \"active\", \"roles\": [\"r\\u0031\", \"r2\"]}",
+                       1 + 1 + (1 + 2) + 1);
+    /* the same when the escape is in the last string */
+    assert_derived_len(CONFIG_SHAPE_ROLE, "[\"a.b\", \"c\", \"d\\u002ee\"]", 1 + 1 + 1 + (1 + 3));
+    /* a status with escapes is decoded; the roles keep the short form */
+    assert_derived_len(CONFIG_SHAPE_USER,
+                       "{\"status\": \"act\\u0069ve\", \"roles\": [\"r1\", \"r2\"]}",
+                       (1 + 6) + 1);
+    /* escapes elsewhere in the value do not matter */
+    assert_derived_len(CONFIG_SHAPE_USER,
+                       "{\"note\": \"a\\\"b\", \"status\": \"active\", \"roles\": [\"r1\"]}", 2);
+}
+END_TEST
+
+/* Builds a role of 300 patterns, the last of 200 bytes, the first written
+ * with an escape when escaped. Returns the text, owned by the caller. */
+static char *long_role(bool escaped)
+{
     size_t cap = 16 * 1024, len = 0;
     char *text = xmalloc(cap);
-    len += (size_t)snprintf(text + len, cap - len, "[");
-    for (int i = 0; i < 299; i++)
+    len += (size_t)snprintf(text + len, cap - len, "{\"permissions\": [");
+    if (escaped)
+        len += (size_t)snprintf(text + len, cap - len, "\"m\\u0030.*\",");
+    for (int i = escaped ? 1 : 0; i < 299; i++)
         len += (size_t)snprintf(text + len, cap - len, "\"m%d.*\",", i);
     len += (size_t)snprintf(text + len, cap - len, "\"");
     for (int i = 0; i < 200; i++)
         text[len++] = 'x';
-    len += (size_t)snprintf(text + len, cap - len, "\"]");
-    prepare_ok(CONFIG_SHAPE_ROLE, text, &v);
-    struct value_strings r;
-    ck_assert_int_eq(value_role_permissions(v.json, v.json_len, v.derived, v.derived_len, &r), 0);
+    snprintf(text + len, cap - len, "\"]}");
+    return text;
+}
+
+static void assert_long_role(const struct value_prepared *v, struct value_strings *r)
+{
     const char *str;
     size_t str_len;
     unsigned count = 0;
     char want[32];
-    while (value_strings_next(&r, &str, &str_len)) {
+    ck_assert_uint_eq(r->remaining, 300);
+    while (value_strings_next(r, &str, &str_len)) {
         if (count < 299) {
             snprintf(want, sizeof(want), "m%u.*", count);
             ck_assert_uint_eq(str_len, strlen(want));
@@ -234,14 +293,84 @@ START_TEST(test_derived_compact)
             ck_assert_uint_eq(str_len, 200);
             ck_assert_int_eq(str[0], 'x');
             ck_assert_int_eq(str[199], 'x');
+            /* the last string ends just before the text's "]}" */
+            ck_assert_ptr_eq(str + str_len + 3, v->json + v->json_len);
         }
         count++;
     }
     ck_assert_uint_eq(count, 300);
-    /* A truncated blob is refused, never read past its end. */
-    ck_assert_int_eq(value_role_permissions(v.json, v.json_len, v.derived, 2, &r), -1);
+}
+
+/* Long lists and long strings read back in both forms (the explicit one
+ * with two-byte varints for the count and the 200-byte string). */
+START_TEST(test_derived_long)
+{
+    struct value_prepared v;
+    struct value_strings r;
+    char *text = long_role(false);
+    prepare_ok(CONFIG_SHAPE_ROLE, text, &v);
+    ck_assert_uint_eq(v.derived_len, 1);
+    ck_assert_int_eq(value_role_permissions(v.json, v.json_len, v.derived, v.derived_len, &r), 0);
+    assert_long_role(&v, &r);
     value_clear(&v);
     free(text);
+
+    text = long_role(true);
+    prepare_ok(CONFIG_SHAPE_ROLE, text, &v);
+    ck_assert_uint_gt(v.derived_len, 300);
+    ck_assert_int_eq(value_role_permissions(v.json, v.json_len, v.derived, v.derived_len, &r), 0);
+    assert_long_role(&v, &r);
+    /* A truncated blob is refused, never read past its end. */
+    ck_assert_int_eq(value_role_permissions(v.json, v.json_len, v.derived, 2, &r), -1);
+    ck_assert_int_eq(value_role_permissions(v.json, v.json_len, v.derived, v.derived_len - 1, &r),
+                     -1);
+    value_clear(&v);
+    free(text);
+}
+END_TEST
+
+/* A list read from the text is walked up to its ']', also when that is
+ * the text's last byte, and counted exactly for PERMS; a blob whose place
+ * is not the text's '[' (or opening quote) is refused. */
+START_TEST(test_derived_text_walk)
+{
+    struct value_prepared role, user;
+    struct value_strings r;
+    const char *s;
+    size_t len;
+    char joined[64];
+    prepare_ok(CONFIG_SHAPE_ROLE, "[\"a.b\",\"c\",\"d,e]\"]", &role);
+    ck_assert_uint_eq(role.derived_len, 1);
+    ck_assert_int_eq(
+        value_role_permissions(role.json, role.json_len, role.derived, role.derived_len, &r), 0);
+    ck_assert_uint_eq(r.remaining, 3);
+    join_strings(&r, joined, sizeof(joined));
+    ck_assert_str_eq(joined, "a.b,c,d,e]");
+    ck_assert(!value_strings_next(&r, &s, &len));
+    ck_assert_int_eq(
+        value_role_permissions_lazy(role.json, role.json_len, role.derived, role.derived_len, &r),
+        0);
+    join_strings(&r, joined, sizeof(joined));
+    ck_assert_str_eq(joined, "a.b,c,d,e]");
+
+    prepare_ok(CONFIG_SHAPE_USER, "{\"status\":\"active\",\"roles\":[]}", &user);
+    ck_assert_int_eq(
+        value_user(user.json, user.json_len, user.derived, user.derived_len, &s, &len, &r), 0);
+    ck_assert_uint_eq(r.remaining, 0);
+    ck_assert(!value_strings_next(&r, &s, &len));
+
+    /* each blob read with the other's text: the places do not fit */
+    ck_assert_int_eq(value_role_permissions(user.json, user.json_len, role.derived,
+                                            role.derived_len, &r),
+                     -1);
+    ck_assert_int_eq(value_role_permissions_lazy(user.json, user.json_len, role.derived,
+                                                 role.derived_len, &r),
+                     -1);
+    ck_assert_int_eq(value_user(role.json, role.json_len, user.derived, user.derived_len, &s, &len,
+                                &r),
+                     -1);
+    value_clear(&role);
+    value_clear(&user);
 }
 END_TEST
 
@@ -475,6 +604,19 @@ START_TEST(test_accessors_check_bounds)
     struct value_strings strings;
 
     ck_assert_int_eq(value_credit(NULL, 0, NULL, 0, &s, &len), -1);
+    /* a credit blob that is a place: past the text, at no number, or at a
+     * number the text does not close */
+    struct value_prepared credit;
+    prepare_ok(CONFIG_SHAPE_CREDIT, "{\"cost\": 3.5, \"c\": \"EUR\"}", &credit);
+    ck_assert_uint_eq(credit.derived_len, 1);
+    ck_assert_int_eq(value_credit(credit.json, credit.json_len, credit.derived, 1, &s, &len), 0);
+    ck_assert_uint_eq(len, 3);
+    ck_assert_mem_eq(s, "3.5", 3);
+    ck_assert_int_eq(value_credit(credit.json, 8, credit.derived, 1, &s, &len), -1);
+    ck_assert_int_eq(value_credit(credit.json, 10, credit.derived, 1, &s, &len), -1);
+    ck_assert_int_eq(value_credit(NULL, 0, credit.derived, 1, &s, &len), -1);
+    ck_assert_int_eq(value_credit(role.json, role.json_len, credit.derived, 1, &s, &len), -1);
+    value_clear(&credit);
     ck_assert_int_eq(value_role_permissions(role.json, role.json_len, NULL, 0, &strings), -1);
     ck_assert_int_eq(value_user(user.json, user.json_len, NULL, 0, &s, &len, &strings), -1);
 
@@ -508,9 +650,13 @@ END_TEST
  * user's status, is refused at once. */
 START_TEST(test_lazy_accessors_check_bounds)
 {
-    struct value_prepared role, user;
-    prepare_ok(CONFIG_SHAPE_ROLE, "[\"a.b\", \"c\"]", &role);
-    prepare_ok(CONFIG_SHAPE_USER, "{\"status\": \"active\", \"roles\": [\"r1\", \"r2\"]}", &user);
+    /* the explicit lists (a string with escapes in each), whose blobs
+     * hold a count and strings to cut short */
+    struct value_prepared role, user, text_role;
+    prepare_ok(CONFIG_SHAPE_ROLE, "[\"a\\u002eb\", \"c\"]", &role);
+    prepare_ok(CONFIG_SHAPE_USER,
+               "{\"status\": \"active\", \"roles\": [\"r\\u0031\", \"r2\"]}", &user);
+    prepare_ok(CONFIG_SHAPE_ROLE, "[\"a.b\", \"c\"]", &text_role);
 
     const char *s;
     size_t len;
@@ -525,7 +671,8 @@ START_TEST(test_lazy_accessors_check_bounds)
                      -1);
     unsigned char *blob = malloc(role.derived_len);
     memcpy(blob, role.derived, role.derived_len);
-    blob[0] = (unsigned char)role.derived_len;
+    ck_assert_uint_eq(blob[0], (2 << 1) | 1); /* 2 strings follow */
+    blob[0] = (unsigned char)((role.derived_len << 1) | 1);
     ck_assert_int_eq(value_role_permissions_lazy(role.json, role.json_len, blob,
                                                  role.derived_len, &strings),
                      -1);
@@ -541,13 +688,33 @@ START_TEST(test_lazy_accessors_check_bounds)
                      0);
     join_strings(&strings, joined, sizeof(joined));
     ck_assert_str_eq(joined, "a.b");
-    /* the last pattern ends past a text cut short */
+    /* the last pattern ends past a text cut short, in both forms */
     ck_assert_int_eq(value_role_permissions_lazy(role.json, role.json_len - 3, role.derived,
                                                  role.derived_len, &strings),
                      0);
     join_strings(&strings, joined, sizeof(joined));
     ck_assert_str_eq(joined, "a.b");
     ck_assert(!value_strings_next(&strings, &s, &len));
+    ck_assert_int_eq(value_role_permissions_lazy(text_role.json, text_role.json_len - 3,
+                                                 text_role.derived, text_role.derived_len,
+                                                 &strings),
+                     0);
+    join_strings(&strings, joined, sizeof(joined));
+    ck_assert_str_eq(joined, "a.b");
+    ck_assert(!value_strings_next(&strings, &s, &len));
+    /* the text cut inside the first pattern, or just after its '[' */
+    ck_assert_int_eq(value_role_permissions_lazy(text_role.json, 3, text_role.derived,
+                                                 text_role.derived_len, &strings),
+                     0);
+    ck_assert(!value_strings_next(&strings, &s, &len));
+    ck_assert_int_eq(value_role_permissions_lazy(text_role.json, 1, text_role.derived,
+                                                 text_role.derived_len, &strings),
+                     0);
+    ck_assert(!value_strings_next(&strings, &s, &len));
+    /* the text ends before its '[' */
+    ck_assert_int_eq(value_role_permissions_lazy(text_role.json, 0, text_role.derived,
+                                                 text_role.derived_len, &strings),
+                     -1);
     /* the same for the roles of a user */
     ck_assert_int_eq(value_user_lazy(user.json, user.json_len, user.derived,
                                      user.derived_len - 1, &s, &len, &strings),
@@ -558,6 +725,7 @@ START_TEST(test_lazy_accessors_check_bounds)
 
     value_clear(&role);
     value_clear(&user);
+    value_clear(&text_role);
 }
 END_TEST
 
@@ -607,6 +775,8 @@ static Suite *value_suite(void)
     tcase_add_test(tc, test_user);
     tcase_add_test(tc, test_user_rejected);
     tcase_add_test(tc, test_derived_compact);
+    tcase_add_test(tc, test_derived_long);
+    tcase_add_test(tc, test_derived_text_walk);
     tcase_add_test(tc, test_object);
     tcase_add_test(tc, test_hierarchy);
     tcase_add_test(tc, test_hierarchy_rejected);
