@@ -537,7 +537,7 @@ if [ -n "${mem[1000.d_own_over]:-}" ]; then
     l_known=$(calc "$l_header + $l_derived + $l_alloc + $l_tables")
     echo "Layout of the daemon's bytes per entry beyond the entry's own key + compact value (1,000 tenants: $(fmt "${mem[1000.d_own_over]}" 1) B accounted, $(fmt "${mem[1000.d_rss_own_over]}" 1) B of RSS):"
     echo "entry header $l_header B, derived query data $l_derived B, the allocator's rounding up to a slab class (8-byte steps) $l_alloc B,"
-    echo "the tenant's own tables $l_tables B (its open-addressing table and tags, hierarchy index, per-kind figures and record)"
+    echo "the tenant's own tables $l_tables B (its open-addressing table and tags, hierarchy index and record)"
     echo "(\`$tools/layout\`: the seed entries prepared and cached as the daemon does), and the rest, $(fmt "$(calc "${mem[1000.d_own_over]} - $l_known")" 1) B accounted /"
     echo "$(fmt "$(calc "${mem[1000.d_rss_own_over]} - $l_known")" 1) B of RSS: the tables all tenants share (shards, the tenant list and its Fenwick tree) and, for RSS, the allocators' free space (glibc's, and the entry slabs' free objects)."
     echo

@@ -16,8 +16,8 @@
  * above SLAB_OBJECT_MAX, glibc's size word and rounding to 16 from
  * malloc_usable_size()), and the tenant's
  * tables: what the cache accounts to the tenant beyond its entries' own
- * allocations (its open-addressing table and tags, the hierarchy index, the
- * per-kind figures and the tenant record). Built against the daemon's own
+ * allocations (its open-addressing table and tags, the hierarchy index and
+ * the tenant record). Built against the daemon's own
  * objects; bench.sh subtracts these from the measured bytes per entry to
  * show what is left (the tables every tenant shares, and for RSS the
  * allocator's free space, the slabs' free objects among it). */
