@@ -386,18 +386,6 @@ static const char *entry_key(const struct cache_entry *entry, size_t *len)
     return (const char *)in;
 }
 
-static size_t entry_key_len(const struct cache_entry *entry)
-{
-    const unsigned char *in = entry_lengths(entry);
-    return (size_t)get_varint(&in);
-}
-
-static const char *entry_key_ptr(const struct cache_entry *entry)
-{
-    size_t len;
-    return entry_key(entry, &len);
-}
-
 /* The value's text and length. */
 static const char *entry_value_ptr(const struct cache_entry *entry, size_t *len)
 {
@@ -1023,6 +1011,20 @@ static uint32_t table_find(const struct cache *cache, const struct cache_tenant 
     }
 }
 
+/* The free slot where an entry with this hash goes, for one known not to be
+ * in the table (a growth's copies, a remapped entry, a new key): no key is
+ * compared. */
+static uint32_t table_free_slot(const struct cache_tenant *tenant, uint32_t hash)
+{
+    const uint8_t *tags = table_tags(tenant);
+    uint32_t i = home_slot(hash, tenant->capacity);
+    while (tags[i] != 0) {
+        if (++i == tenant->capacity)
+            i = 0;
+    }
+    return i;
+}
+
 /* Puts the entry with reference `ref` into free slot i. */
 static void table_put(struct cache_tenant *tenant, uint32_t i, uint32_t ref, uint32_t hash)
 {
@@ -1067,12 +1069,8 @@ static void table_grow(struct cache *cache, struct cache_tenant *tenant)
     for (uint32_t i = 0; i < tenant->capacity; i++) {
         if (tenant->slots[i] == 0)
             continue;
-        struct cache_entry *entry = entry_at(cache, tenant->slots[i]);
-        uint32_t hash = entry_rehash(cache, entry);
-        table_put(&grown,
-                  table_find(cache, &grown, hash, entry_kind(entry), entry_key_ptr(entry),
-                             entry_key_len(entry)),
-                  tenant->slots[i], hash);
+        uint32_t hash = entry_rehash(cache, entry_at(cache, tenant->slots[i]));
+        table_put(&grown, table_free_slot(&grown, hash), tenant->slots[i], hash);
     }
     account_tenant(cache, tenant,
                    (int64_t)util_alloc_size(grown.slots) - (int64_t)util_alloc_size(tenant->slots));
@@ -1243,8 +1241,10 @@ static void notify_change(const struct cache *cache, const struct cache_tenant *
 {
     if (cache->change_fn == NULL || cache->flushing_all)
         return;
-    cache->change_fn(cache->change_arg, tenant->name, tenant->name_len, entry_kind(entry),
-                     entry_key_ptr(entry), entry_key_len(entry));
+    size_t key_len;
+    const char *key = entry_key(entry, &key_len);
+    cache->change_fn(cache->change_arg, tenant->name, tenant->name_len, entry_kind(entry), key,
+                     key_len);
 }
 
 /* Counts an entry in its tenant, whose table now holds it (reference
@@ -1385,8 +1385,11 @@ static void evict_entry(struct cache *cache, struct cache_tenant *tenant, struct
 {
     struct cache_shard *shard = tenant_shard(cache, tenant);
     pthread_rwlock_wrlock(&shard->lock);
-    uint32_t i = table_find(cache, tenant, entry_rehash(cache, victim), entry_kind(victim),
-                            entry_key_ptr(victim), entry_key_len(victim));
+    size_t key_len;
+    const char *key = entry_key(victim, &key_len);
+    unsigned kind = entry_kind(victim);
+    uint32_t i = table_find(cache, tenant, entry_hash(cache, kind, key, key_len), kind, key,
+                            key_len);
     if (slot_entry(cache, tenant, i) == victim)
         entry_unlink(cache, tenant, i);
     if (tenant->entry_count == 0)
@@ -1748,7 +1751,7 @@ static enum cache_status write_entry(struct cache *cache, const struct cache_key
     } else {
         if (table_full(tenant)) {
             table_grow(cache, tenant);
-            slot = table_find(cache, tenant, hash, key->kind, key->key, key->key_len);
+            slot = table_free_slot(tenant, hash);
         }
         entry_link(cache, tenant, slot, ref, entry, hash);
     }
@@ -2061,15 +2064,14 @@ static uint64_t remap_tenant(struct cache *cache, struct cache_tenant *tenant, c
             moved = xmalloc(((size_t)tenant->entry_count + 1) * sizeof(*moved));
         moved[moved_count++] = ref;
     }
+    /* The map is one-to-one (kinds keep their names), so a moved entry
+     * never meets one of its new kind and key: a free slot is its place. */
     for (uint32_t m = 0; m < moved_count; m++) {
         struct cache_entry *entry = entry_at(cache, moved[m]);
         uint32_t hash = entry_rehash(cache, entry);
         if (table_full(tenant))
             table_grow(cache, tenant);
-        entry_link(cache, tenant,
-                   table_find(cache, tenant, hash, entry_kind(entry), entry_key_ptr(entry),
-                              entry_key_len(entry)),
-                   moved[m], entry, hash);
+        entry_link(cache, tenant, table_free_slot(tenant, hash), moved[m], entry, hash);
     }
     free(moved);
     return dropped;
@@ -2193,8 +2195,7 @@ bool cache_entry_critical(const struct cache_entry *entry)
 
 const char *cache_entry_key(const struct cache_entry *entry, size_t *len)
 {
-    *len = entry_key_len(entry);
-    return entry_key_ptr(entry);
+    return entry_key(entry, len);
 }
 
 const char *cache_entry_value(const struct cache_entry *entry, size_t *len)
@@ -2267,7 +2268,7 @@ uint64_t cache_foreach_entry(struct cache *cache, unsigned shard_index,
                 bool tombstone = entry_state(entry) == CACHE_ENTRY_TOMBSTONE;
                 struct entry_fields fields;
                 entry_unpack(entry, &fields);
-                const char *key = entry_key_ptr(entry);
+                const char *key = entry_key(entry, &fields.key_len);
                 struct cache_entry_view view = {
                     .tenant = tenant->name,
                     .tenant_len = tenant->name_len,
