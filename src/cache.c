@@ -360,16 +360,24 @@ static const unsigned char *entry_lengths(const struct cache_entry *entry)
     return entry->packed + ((entry->flags & ENTRY_EXPIRES) ? sizeof(uint32_t) : 0);
 }
 
-static void entry_unpack(const struct cache_entry *entry, struct entry_fields *fields)
+/* Where the varints after the value start; the key's and value's lengths
+ * in *key_len and *value_len. */
+static const unsigned char *entry_trailer(const struct cache_entry *entry, size_t *key_len,
+                                          size_t *value_len)
 {
     const unsigned char *in = entry_lengths(entry);
+    *key_len = (size_t)get_varint(&in);
+    *value_len = (size_t)get_varint(&in);
+    return in + *key_len + *value_len;
+}
+
+static void entry_unpack(const struct cache_entry *entry, struct entry_fields *fields)
+{
     fields->flags = entry->flags;
     fields->expires = 0;
     if (entry->flags & ENTRY_EXPIRES)
         memcpy(&fields->expires, entry->packed, sizeof(fields->expires));
-    fields->key_len = (size_t)get_varint(&in);
-    fields->value_len = (size_t)get_varint(&in);
-    in += fields->key_len + fields->value_len;
+    const unsigned char *in = entry_trailer(entry, &fields->key_len, &fields->value_len);
     fields->derived_len = (entry->kind & KIND_DERIVED) ? (size_t)get_varint(&in) : 0;
     fields->index_len = (entry->kind & KIND_INDEX) ? (size_t)get_varint(&in) : 0;
     fields->version = (entry->flags & ENTRY_VERSIONED) ? get_varint(&in) : 0;
@@ -2207,10 +2215,8 @@ const void *cache_entry_derived(const struct cache_entry *entry, size_t *len)
 {
     /* On every CAN and ROLECAN: past the key and value, and the varints
      * after its length, without decoding them (entry_unpack()). */
-    const unsigned char *in = entry_lengths(entry);
-    size_t key_len = (size_t)get_varint(&in);
-    size_t value_len = (size_t)get_varint(&in);
-    in += key_len + value_len;
+    size_t key_len, value_len;
+    const unsigned char *in = entry_trailer(entry, &key_len, &value_len);
     *len = (entry->kind & KIND_DERIVED) ? (size_t)get_varint(&in) : 0;
     unsigned skipped = 1u + ((entry->kind & KIND_INDEX) != 0) +
                        ((entry->flags & ENTRY_VERSIONED) != 0); /* index, version, update time */
